@@ -1,0 +1,51 @@
+// File helpers returning Status instead of throwing.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace banger {
+
+Result<std::string> ReadFile(const std::filesystem::path& path);
+
+/// Writes via a temporary file in the same directory, fsync, then rename:
+/// readers see the old or the new content, never a partial file.
+Status WriteFileAtomic(const std::filesystem::path& path, std::string_view content,
+                       unsigned mode = 0644);
+
+/// Creates `path` and its parents; the final directory gets `mode` (0700 for
+/// private state). An existing directory has its mode tightened to `mode`.
+Status MakeDirs(const std::filesystem::path& path, unsigned mode = 0755);
+
+/// Removes a file or a whole tree; missing is not an error.
+Status RemoveAll(const std::filesystem::path& path);
+
+/// Recursively lists regular files below `dir` whose names end in one of
+/// `extensions`, sorted lexicographically by path.
+Result<std::vector<std::filesystem::path>> ListFilesRecursive(
+    const std::filesystem::path& dir, const std::vector<std::string>& extensions);
+
+/// Creates a fresh private temporary directory under `parent` (or $TMPDIR).
+Result<std::filesystem::path> MakeTempDir(std::string_view prefix,
+                                          const std::filesystem::path& parent = {});
+
+/// Removes a directory tree when it goes out of scope unless Release()d.
+class ScopedRemove {
+ public:
+  explicit ScopedRemove(std::filesystem::path path) : path_(std::move(path)) {}
+  ~ScopedRemove();
+  ScopedRemove(const ScopedRemove&) = delete;
+  ScopedRemove& operator=(const ScopedRemove&) = delete;
+  void Release() { path_.clear(); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace banger

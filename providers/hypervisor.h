@@ -1,0 +1,71 @@
+// Hypervisor: the narrow interface between the reconciler and whatever runs
+// microVMs (QEMU, Firecracker). Every VM side effect goes through it, so the
+// engine can be tested against a fake.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/command_runner.h"
+#include "base/status.h"
+
+namespace banger {
+
+/// Everything needed to boot one sandbox's VM. Paths are absolute.
+struct VmLaunchConfig {
+  std::string sandbox_id;            // directory-safe id
+  std::string name;                  // sandbox name (DNS label), used as hostname
+  uint32_t cpus = 1;
+  uint64_t memory_bytes = 0;
+  std::filesystem::path runtime_dir;   // private dir for sockets, logs, overlay
+  std::filesystem::path kernel_path;   // vmlinux or bzImage
+  std::filesystem::path initrd_path;   // banger's initramfs for this kernel
+  std::filesystem::path base_disk;     // the image's rootfs.ext4 (read-only base)
+  uint64_t disk_bytes = 0;             // size of the writable disk (0: base size)
+  std::string kernel_cmdline_extra;    // appended to the provider's own args
+  std::string tap_device;              // empty: no network
+  std::string mac_address;
+};
+
+/// What a provider can tell about a VM it started.
+struct VmObservation {
+  bool process_alive = false;   // the VMM process with the recorded identity exists
+  bool vmm_responsive = false;  // its control socket answered
+  std::string detail;           // human-readable when something is off
+};
+
+/// What the provider recorded at boot; persisted in the state database.
+struct VmHandle {
+  ProcessIdentity process;
+  std::filesystem::path runtime_dir;
+  std::filesystem::path disk_path;      // writable disk the VM uses
+  std::filesystem::path agent_socket;   // host end of the guest agent channel
+};
+
+class Hypervisor {
+ public:
+  virtual ~Hypervisor() = default;
+  virtual std::string_view Kind() const = 0;  // "qemu", "firecracker", "fake"
+
+  /// Prepares the writable disk and starts the VM. Idempotent per runtime_dir:
+  /// leftovers of an interrupted boot in runtime_dir are cleaned first.
+  virtual Result<VmHandle> Boot(const VmLaunchConfig& config) = 0;
+
+  /// Looks at a VM started earlier (possibly by another banger process).
+  virtual VmObservation Inspect(const VmHandle& handle) = 0;
+
+  /// Asks the guest to power off, waits up to `grace`, then forces. The disk
+  /// and runtime dir stay. OK if already stopped.
+  virtual Status Shutdown(const VmHandle& handle, std::chrono::milliseconds grace) = 0;
+
+  /// Stops the VM if running and removes everything under runtime_dir. OK if
+  /// already gone.
+  virtual Status Destroy(const VmHandle& handle) = 0;
+};
+
+}  // namespace banger

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything banger needs to build, run and test on Debian 12.
+# Idempotent: running it again installs nothing new.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git
+  # libraries
+  libyaml-cpp-dev libsqlite3-dev libcurl4-openssl-dev libzstd-dev libarchive-dev
+  libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libssl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # runtime: VMs, disks, kernels, images
+  qemu-system-x86 qemu-utils e2fsprogs busybox-static linux-image-amd64 debootstrap
+  iproute2 nftables xz-utils zstd lz4 cpio
+  # tests and benchmarks: a real OCI registry, reference tools
+  docker-registry skopeo umoci hyperfine sqlite3
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=sudo
+else
+  SUDO=
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "banger setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Debian registry package starts a service on :5000 on install; banger's
+# tests start their own registries on loopback and do not need it.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
+  $SUDO systemctl stop docker-registry || true
+fi
+echo "banger setup: dependencies present"

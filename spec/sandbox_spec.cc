@@ -1,0 +1,40 @@
+#include "spec/sandbox_spec.h"
+
+namespace banger {
+
+std::string_view ToString(NetworkMode m) {
+  switch (m) {
+    case NetworkMode::kNat: return "nat";
+    case NetworkMode::kIsolated: return "isolated";
+    case NetworkMode::kNone: return "none";
+  }
+  return "?";
+}
+
+std::string_view ToString(Protocol p) {
+  switch (p) {
+    case Protocol::kTcp: return "tcp";
+    case Protocol::kUdp: return "udp";
+  }
+  return "?";
+}
+
+std::string_view ToString(RestartPolicy p) {
+  switch (p) {
+    case RestartPolicy::kAlways: return "Always";
+    case RestartPolicy::kOnFailure: return "OnFailure";
+    case RestartPolicy::kNever: return "Never";
+  }
+  return "?";
+}
+
+std::string_view ToString(HypervisorKind k) {
+  switch (k) {
+    case HypervisorKind::kAuto: return "auto";
+    case HypervisorKind::kQemu: return "qemu";
+    case HypervisorKind::kFirecracker: return "firecracker";
+  }
+  return "?";
+}
+
+}  // namespace banger

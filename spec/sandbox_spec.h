@@ -1,0 +1,91 @@
+// The Sandbox spec: the user's declaration of one microVM sandbox, as parsed
+// from YAML. Values here are already validated and normalised (sizes in
+// bytes, durations in milliseconds); see docs/spec-reference.md.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace banger {
+
+inline constexpr char kApiVersion[] = "banger.dev/v1";
+inline constexpr char kKindSandbox[] = "Sandbox";
+
+/// Where a value came from in the user's files (1-based line and column).
+struct SourceLocation {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  bool operator==(const SourceLocation&) const = default;
+};
+
+enum class NetworkMode { kNat, kIsolated, kNone };
+enum class Protocol { kTcp, kUdp };
+enum class RestartPolicy { kAlways, kOnFailure, kNever };
+enum class HypervisorKind { kAuto, kQemu, kFirecracker };
+
+struct PortMapping {
+  uint16_t host = 0;
+  uint16_t guest = 0;
+  Protocol protocol = Protocol::kTcp;
+  bool operator==(const PortMapping&) const = default;
+};
+
+struct NetworkSpec {
+  NetworkMode mode = NetworkMode::kNat;
+  std::vector<PortMapping> ports;
+  bool operator==(const NetworkSpec&) const = default;
+};
+
+struct FileSpec {
+  std::string path;                  // absolute path in the guest
+  std::optional<std::string> content;  // inline content, or
+  std::optional<std::string> source;   // host path (resolved relative to the spec file)
+  uint32_t mode = 0644;
+  bool operator==(const FileSpec&) const = default;
+};
+
+struct ReadinessSpec {
+  std::vector<std::string> command;  // argv run in the guest; empty: agent hello only
+  std::chrono::milliseconds timeout{std::chrono::seconds(120)};
+  bool operator==(const ReadinessSpec&) const = default;
+};
+
+struct SandboxSpec {
+  // metadata
+  std::string name;
+  std::map<std::string, std::string> labels;
+  // spec
+  std::string image;                  // catalog name or OCI reference
+  std::string kernel;                 // empty: configured default
+  uint32_t cpus = 1;
+  uint64_t memory_bytes = 512ull << 20;
+  uint64_t disk_bytes = 0;            // 0: derived from the image
+  NetworkSpec network;
+  std::vector<std::string> ssh_authorized_keys;
+  std::map<std::string, std::string> env;
+  std::vector<FileSpec> files;
+  std::vector<std::string> provision;  // shell command lines, run once after first boot
+  ReadinessSpec readiness;
+  RestartPolicy restart_policy = RestartPolicy::kAlways;
+  HypervisorKind hypervisor = HypervisorKind::kAuto;
+
+  bool operator==(const SandboxSpec&) const = default;
+};
+
+/// A parsed spec plus where it came from.
+struct SpecDocument {
+  SandboxSpec spec;
+  SourceLocation location;  // of the document's start (the `apiVersion` line)
+};
+
+std::string_view ToString(NetworkMode m);
+std::string_view ToString(Protocol p);
+std::string_view ToString(RestartPolicy p);
+std::string_view ToString(HypervisorKind k);
+
+}  // namespace banger

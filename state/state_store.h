@@ -1,0 +1,161 @@
+// StateStore: banger's record of what it applied and what it observed, in
+// SQLite (WAL, foreign keys, busy timeout, numbered migrations). There is one
+// implementation and tests use it against real SQLite files.
+//
+// Thread safety: a StateStore may be used from several threads at once; each
+// call is one transaction.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace banger {
+
+/// Lifecycle phase shown to users. "Running" is never stored as a guess:
+/// observers set Ready only after checking the process, the VMM and the agent.
+enum class SandboxPhase { kPending, kBooting, kReady, kStopped, kFailed, kDeleting, kUnknown };
+std::string_view ToString(SandboxPhase p);
+Result<SandboxPhase> SandboxPhaseFromString(std::string_view s);
+
+/// The desired state as last applied, plus what banger observed of it.
+struct SandboxRecord {
+  // desired (written by apply)
+  std::string name;          // unique, DNS label
+  std::string id;            // stable id, used for directories (e.g. "sb-3f9a1c2e")
+  std::string owner;         // apply set: "path:/abs/specs" or "set:NAME"
+  std::string spec_json;     // CanonicalJson of the spec as last applied
+  std::string spec_hash;     // SpecHash of it
+  int64_t generation = 0;    // bumped on every change of spec_hash
+  int64_t created_at = 0;    // unix seconds
+  int64_t updated_at = 0;
+
+  // observed (written by the executor and observers)
+  SandboxPhase phase = SandboxPhase::kPending;
+  std::string hypervisor;      // "qemu", "firecracker", "fake"
+  int pid = 0;                 // VMM process id, 0 when none
+  uint64_t pid_start_time = 0; // /proc start time of pid, for identity
+  std::string address;         // guest IP, if any
+  std::string runtime_dir;     // per-sandbox directory (sockets, logs, overlay)
+  std::string disk_path;       // writable root disk of this sandbox
+  std::string image_ref;       // image actually booted (resolved name/digest)
+  std::string kernel_ref;      // kernel actually booted
+  std::string last_error;      // empty unless Failed/Unknown
+  bool stopped_by_user = false;   // `banger stop`: reconcile leaves it stopped
+  bool provisioned = false;       // provision commands have run once
+  int restart_count = 0;
+  int64_t next_retry_at = 0;      // unix seconds; backoff for restarts
+  int64_t ready_at = 0;
+};
+
+/// Journal entry: intent written before a step acts, outcome after.
+struct OperationRecord {
+  int64_t id = 0;
+  std::string sandbox;
+  std::string step;          // stable step name, e.g. "boot_vm"
+  std::string detail;
+  std::string state;         // "started" | "done" | "failed"
+  std::string error;
+  int64_t started_at = 0;
+  int64_t finished_at = 0;
+};
+
+struct EventRecord {
+  int64_t id = 0;
+  int64_t time = 0;          // unix seconds
+  std::string sandbox;       // may be empty for host-wide events
+  std::string type;          // "Normal" | "Warning"
+  std::string reason;        // CamelCase: "Created", "BootFailed", "Provisioned"
+  std::string message;
+};
+
+struct ImageRecord {
+  std::string name;          // user-facing name ("debian-bookworm", "alpine-3.19")
+  std::string id;            // directory name under images/
+  std::string source;        // catalog name or OCI reference it came from
+  std::string digest;        // manifest digest ("sha256:...") or bundle sha256
+  std::string rootfs_path;   // published rootfs.ext4
+  std::string config_json;   // OCI image config (entrypoint, cmd, env, workdir), if any
+  uint64_t size_bytes = 0;
+  int64_t created_at = 0;
+};
+
+struct KernelRecord {
+  std::string name;
+  std::string id;
+  std::string source;
+  std::string kernel_path;    // bzImage (or vmlinux if that is all there is)
+  std::string vmlinux_path;   // uncompressed ELF, may be empty
+  std::string initrd_path;    // may be empty
+  std::string modules_dir;    // lib/modules/<version>, may be empty
+  std::string version;        // uname -r of the kernel
+  int64_t created_at = 0;
+};
+
+class StateStore {
+ public:
+  /// Opens (creating if needed) `dir/state.db`, runs pending migrations.
+  /// `dir` is created with mode 0700.
+  static Result<std::unique_ptr<StateStore>> Open(const std::filesystem::path& dir);
+  /// Opens an explicit database file (":memory:" allowed, for tests of pure logic).
+  static Result<std::unique_ptr<StateStore>> OpenFile(const std::string& db_path);
+
+  virtual ~StateStore() = default;
+
+  /// Current schema version (PRAGMA user_version).
+  virtual Result<int> SchemaVersion() = 0;
+
+  // --- sandboxes ---
+  virtual Result<std::vector<SandboxRecord>> ListSandboxes() = 0;
+  /// NotFound if absent.
+  virtual Result<SandboxRecord> GetSandbox(const std::string& name) = 0;
+  /// Inserts or replaces the whole record (desired and observed). Bumps
+  /// generation when spec_hash changed.
+  virtual Status PutSandbox(const SandboxRecord& record) = 0;
+  /// Updates only the observed fields of an existing record (NotFound otherwise).
+  virtual Status UpdateObserved(const SandboxRecord& record) = 0;
+  /// Removes the record (and cascades nothing else: events and operations stay
+  /// as history). Missing is OK.
+  virtual Status DeleteSandbox(const std::string& name) = 0;
+
+  // --- journal ---
+  /// Records intent; returns the operation id.
+  virtual Result<int64_t> BeginOperation(const std::string& sandbox, const std::string& step,
+                                         const std::string& detail) = 0;
+  /// Records the outcome: `error` empty means done, else failed.
+  virtual Status FinishOperation(int64_t op_id, const std::string& error) = 0;
+  /// Operations still in state "started" (interrupted runs).
+  virtual Result<std::vector<OperationRecord>> UnfinishedOperations() = 0;
+  virtual Result<std::vector<OperationRecord>> ListOperations(const std::string& sandbox,
+                                                              int limit) = 0;
+  /// Marks every "started" operation as failed with `reason` (on startup).
+  virtual Status AbandonUnfinishedOperations(const std::string& reason) = 0;
+
+  // --- events ---
+  virtual Status AddEvent(const EventRecord& event) = 0;
+  /// Newest last. Empty `sandbox` means all. `after_id` for following.
+  virtual Result<std::vector<EventRecord>> ListEvents(const std::string& sandbox, int limit,
+                                                      int64_t after_id = 0) = 0;
+
+  // --- images and kernels ---
+  virtual Result<std::vector<ImageRecord>> ListImages() = 0;
+  virtual Result<ImageRecord> GetImage(const std::string& name) = 0;
+  /// AlreadyExists if the name is taken (the publish-time re-check).
+  virtual Status InsertImage(const ImageRecord& image) = 0;
+  virtual Status DeleteImage(const std::string& name) = 0;
+  virtual Result<std::vector<KernelRecord>> ListKernels() = 0;
+  virtual Result<KernelRecord> GetKernel(const std::string& name) = 0;
+  virtual Status InsertKernel(const KernelRecord& kernel) = 0;
+  virtual Status DeleteKernel(const std::string& name) = 0;
+
+  // --- misc key/value (cached probe verdicts, serials) ---
+  virtual Result<std::optional<std::string>> GetSetting(const std::string& key) = 0;
+  virtual Status SetSetting(const std::string& key, const std::string& value) = 0;
+};
+
+}  // namespace banger
