@@ -1,0 +1,48 @@
+// Pulling an OCI image from a registry into a flattened root tree.
+// Contract shared by oci/ (which implements it) and images/ (which builds
+// root disks from the tree and publishes them).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "base/status.h"
+
+namespace banger::oci {
+
+/// Progress of a long transfer; called from the pulling thread.
+struct PullProgress {
+  std::string phase;          // "manifest", "blob", "flatten"
+  std::string item;           // digest or layer being worked on
+  uint64_t done_bytes = 0;
+  uint64_t total_bytes = 0;   // 0 when unknown
+};
+using ProgressFn = std::function<void(const PullProgress&)>;
+
+struct PullOptions {
+  std::filesystem::path blob_dir;         // content-addressed cache: blob_dir/sha256/<hex>
+  std::filesystem::path docker_config;    // ~/.docker/config.json for basic auth; may be empty
+  std::string platform = "linux/amd64";
+  bool plain_http = false;                // allow http:// (loopback registries in tests)
+  ProgressFn progress;                    // may be empty
+};
+
+struct PulledImage {
+  std::string reference;        // normalised: registry/repository:tag or @digest
+  std::string manifest_digest;  // "sha256:..."
+  std::string config_json;      // the image config blob (entrypoint, cmd, env, ...)
+  uint64_t tree_bytes = 0;      // apparent size of the flattened tree
+};
+
+/// Resolves `reference`, fetches (or reuses from the cache) every blob,
+/// verifies each sha256, and flattens the layers in order into `dest_dir`
+/// (which must exist and be empty), applying whiteouts. Entries that would
+/// escape dest_dir are refused with an error naming the layer and entry.
+/// Thread-safe: concurrent pulls share the blob cache safely.
+Result<PulledImage> PullAndFlatten(const std::string& reference,
+                                   const std::filesystem::path& dest_dir,
+                                   const PullOptions& options);
+
+}  // namespace banger::oci
