@@ -111,10 +111,12 @@ class [[nodiscard]] Result {
 #define BANGER_CONCAT_(a, b) BANGER_CONCAT_INNER_(a, b)
 
 /// Returns the Status from the enclosing function if `expr` is not OK.
-#define BANGER_RETURN_IF_ERROR(expr)                  \
-  do {                                                \
-    ::banger::Status banger_status_ = (expr);         \
-    if (!banger_status_.ok()) return banger_status_;  \
+#define BANGER_RETURN_IF_ERROR(expr) \
+  BANGER_RETURN_IF_ERROR_IMPL_(BANGER_CONCAT_(banger_status_, __COUNTER__), expr)
+#define BANGER_RETURN_IF_ERROR_IMPL_(tmp, expr) \
+  do {                                          \
+    ::banger::Status tmp = (expr);              \
+    if (!tmp.ok()) return tmp;                  \
   } while (0)
 
 #define BANGER_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
@@ -124,4 +126,4 @@ class [[nodiscard]] Result {
 
 /// `BANGER_ASSIGN_OR_RETURN(auto x, F());` declares x from a Result or returns its error.
 #define BANGER_ASSIGN_OR_RETURN(lhs, expr) \
-  BANGER_ASSIGN_OR_RETURN_IMPL_(BANGER_CONCAT_(banger_result_, __LINE__), lhs, expr)
+  BANGER_ASSIGN_OR_RETURN_IMPL_(BANGER_CONCAT_(banger_result_, __COUNTER__), lhs, expr)
