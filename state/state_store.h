@@ -17,6 +17,8 @@
 
 namespace banger {
 
+class Clock;
+
 /// Lifecycle phase shown to users. "Running" is never stored as a guess:
 /// observers set Ready only after checking the process, the VMM and the agent.
 enum class SandboxPhase { kPending, kBooting, kReady, kStopped, kFailed, kDeleting, kUnknown };
@@ -104,6 +106,15 @@ class StateStore {
   static Result<std::unique_ptr<StateStore>> Open(const std::filesystem::path& dir);
   /// Opens an explicit database file (":memory:" allowed, for tests of pure logic).
   static Result<std::unique_ptr<StateStore>> OpenFile(const std::string& db_path);
+  /// As above with an injected clock for the timestamps the store writes
+  /// (created_at/updated_at/started_at/finished_at, event time when 0).
+  static Result<std::unique_ptr<StateStore>> Open(const std::filesystem::path& dir,
+                                                  std::shared_ptr<const Clock> clock);
+  static Result<std::unique_ptr<StateStore>> OpenFile(const std::string& db_path,
+                                                      std::shared_ptr<const Clock> clock);
+
+  /// Schema version this binary knows (the newest embedded migration).
+  static int LatestSchemaVersion();
 
   virtual ~StateStore() = default;
 
@@ -115,7 +126,10 @@ class StateStore {
   /// NotFound if absent.
   virtual Result<SandboxRecord> GetSandbox(const std::string& name) = 0;
   /// Inserts or replaces the whole record (desired and observed). Bumps
-  /// generation when spec_hash changed.
+  /// generation when spec_hash changed (first insert = 1); the record's own
+  /// `generation` is ignored. created_at is kept from the first insert (or
+  /// taken from the record when non-zero on first insert); updated_at moves
+  /// when a desired column (id, owner, spec_json, spec_hash) changes.
   virtual Status PutSandbox(const SandboxRecord& record) = 0;
   /// Updates only the observed fields of an existing record (NotFound otherwise).
   virtual Status UpdateObserved(const SandboxRecord& record) = 0;
@@ -128,17 +142,25 @@ class StateStore {
   virtual Result<int64_t> BeginOperation(const std::string& sandbox, const std::string& step,
                                          const std::string& detail) = 0;
   /// Records the outcome: `error` empty means done, else failed.
+  /// NotFound for an unknown id, FailedPrecondition if already finished.
   virtual Status FinishOperation(int64_t op_id, const std::string& error) = 0;
-  /// Operations still in state "started" (interrupted runs).
+  /// Operations still in state "started" (interrupted runs), oldest first.
   virtual Result<std::vector<OperationRecord>> UnfinishedOperations() = 0;
+  /// Newest last; empty `sandbox` means all; `limit` <= 0 means no limit,
+  /// otherwise the newest `limit` entries.
   virtual Result<std::vector<OperationRecord>> ListOperations(const std::string& sandbox,
                                                               int limit) = 0;
   /// Marks every "started" operation as failed with `reason` (on startup).
   virtual Status AbandonUnfinishedOperations(const std::string& reason) = 0;
 
   // --- events ---
+  /// `event.id` is ignored (ids are assigned, increasing, never reused);
+  /// `event.time` 0 means now. `type` must be "Normal" or "Warning".
   virtual Status AddEvent(const EventRecord& event) = 0;
-  /// Newest last. Empty `sandbox` means all. `after_id` for following.
+  /// Newest last. Empty `sandbox` means all. `limit` <= 0 means no limit.
+  /// With after_id == 0, `limit` keeps the newest `limit` events. With
+  /// after_id > 0 (following), only events with id > after_id are returned and
+  /// `limit` keeps the oldest `limit` of those, so a follower never skips one.
   virtual Result<std::vector<EventRecord>> ListEvents(const std::string& sandbox, int limit,
                                                       int64_t after_id = 0) = 0;
 
