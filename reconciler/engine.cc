@@ -1,0 +1,397 @@
+#include "reconciler/engine.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <random>
+#include <thread>
+
+#include "base/sha256.h"
+#include "base/strings.h"
+#include "spec/loader.h"
+
+namespace banger {
+
+bool ApplyReport::ok() const {
+  for (const auto& r : results) {
+    if (!r.status.ok()) return false;
+  }
+  return true;
+}
+
+Result<SandboxSpec> RecordSpec(const SandboxRecord& record) {
+  auto spec = SpecFromCanonicalJson(record.spec_json);
+  if (!spec) return spec.error().WithContext("stored spec of sandbox " + record.name);
+  return spec;
+}
+
+Engine::Engine(StateStore& store, SandboxRuntime* runtime, ArtifactStore& artifacts, Clock& clock,
+               EventSink& sink, EngineOptions options)
+    : store_(store),
+      runtime_(runtime),
+      artifacts_(artifacts),
+      clock_(clock),
+      sink_(sink),
+      options_(options) {}
+
+Status Engine::RequireRuntime() const {
+  if (runtime_ == nullptr) {
+    return FailedPrecondition(
+        "no hypervisor available on this host: banger needs qemu-system-x86_64 (or firecracker "
+        "with a working /dev/kvm) to boot sandboxes; run scripts/setup.sh or `banger doctor`");
+  }
+  return runtime_->CheckAvailable();
+}
+
+void Engine::Event(const std::string& sandbox, const std::string& type, const std::string& reason,
+                   const std::string& message) {
+  EventRecord e;
+  e.time = clock_.NowUnix();
+  e.sandbox = sandbox;
+  e.type = type;
+  e.reason = reason;
+  e.message = message;
+  Status s = store_.AddEvent(e);
+  if (!s.ok()) spdlog::warn("recording event for {}: {}", sandbox, s.ToString());
+  sink_.Message(sandbox, message);
+}
+
+std::string Engine::NewSandboxId(const std::string& name) {
+  std::random_device rd;
+  std::string seed = name + ":" + std::to_string(clock_.NowUnix()) + ":" + std::to_string(rd());
+  return "sb-" + Sha256Hex(seed).substr(0, 12);
+}
+
+Status Engine::RunStep(const std::string& sandbox, const std::string& step,
+                       const std::string& detail, const std::function<Status()>& body) {
+  BANGER_ASSIGN_OR_RETURN(int64_t op, store_.BeginOperation(sandbox, step, detail));
+  sink_.StepStarted(sandbox, step);
+  auto start = clock_.SteadyNow();
+  Status s = body();
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.SteadyNow() - start);
+  Status fin = store_.FinishOperation(op, s.ok() ? "" : s.ToString());
+  if (!fin.ok()) spdlog::warn("journal: {}", fin.ToString());
+  sink_.StepFinished(sandbox, step, s, took);
+  if (!s.ok()) return s.WithContext(step);
+  return s;
+}
+
+Status Engine::MarkFailed(SandboxRecord record, const Status& error) {
+  auto fresh = store_.GetSandbox(record.name);
+  if (fresh) record = *fresh;
+  record.phase = SandboxPhase::kFailed;
+  record.last_error = error.message();
+  Status s = store_.UpdateObserved(record);
+  Event(record.name, "Warning", "Failed", error.message());
+  return s;
+}
+
+ApplyReport Engine::Apply(const Plan& plan) {
+  std::vector<const Change*> work;
+  for (const auto& c : plan.changes) {
+    if (c.action != Action::kNoOp) work.push_back(&c);
+  }
+  ApplyReport report;
+  report.results.resize(work.size());
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    while (true) {
+      size_t i = next.fetch_add(1);
+      if (i >= work.size()) return;
+      const Change& c = *work[i];
+      ChangeResult& r = report.results[i];
+      r.name = c.name;
+      r.action = c.action;
+      auto start = clock_.SteadyNow();
+      r.status = ExecuteChange(c, r);
+      r.took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.SteadyNow() - start);
+      if (!r.status.ok()) r.status = r.status.WithContext("sandbox " + c.name);
+    }
+  };
+  size_t n = std::min<size_t>(work.size(), static_cast<size_t>(std::max(1, options_.parallel)));
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < n; ++t) threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
+  return report;
+}
+
+Status Engine::ExecuteChange(const Change& change, ChangeResult& result) {
+  switch (change.action) {
+    case Action::kNoOp:
+      return OkStatus();
+    case Action::kCreate:
+      return CreateOrReplace(change, nullptr, result);
+    case Action::kReplace:
+      return CreateOrReplace(change, change.current ? &*change.current : nullptr, result);
+    case Action::kRestart:
+      return Restart(change, *change.current, result);
+    case Action::kUpdate: {
+      SandboxRecord rec = *change.current;
+      rec.spec_json = change.desired_json;
+      rec.spec_hash = change.desired_hash;
+      rec.updated_at = clock_.NowUnix();
+      return RunStep(change.name, "update_record", "in place", [&] {
+        BANGER_RETURN_IF_ERROR(store_.PutSandbox(rec));
+        Event(change.name, "Normal", "Updated", "updated in place (" + change.reason + ")");
+        return OkStatus();
+      });
+    }
+    case Action::kDelete:
+      return DeleteSandbox(change.name);
+  }
+  return Internal("unknown action");
+}
+
+Status Engine::CreateOrReplace(const Change& change, const SandboxRecord* current,
+                               ChangeResult& result) {
+  BANGER_RETURN_IF_ERROR(RequireRuntime());
+  const SandboxSpec& spec = change.desired->spec;
+  if (current != nullptr) {
+    BANGER_RETURN_IF_ERROR(RunStep(change.name, "destroy_vm", "replace", [&] {
+      SandboxRecord deleting = *current;
+      deleting.phase = SandboxPhase::kDeleting;
+      BANGER_RETURN_IF_ERROR(store_.UpdateObserved(deleting));
+      return runtime_->Destroy(*current);
+    }));
+  }
+  SandboxRecord rec;
+  if (current != nullptr) {
+    rec = *current;
+  } else {
+    rec.name = spec.name;
+    rec.id = NewSandboxId(spec.name);
+    rec.created_at = clock_.NowUnix();
+  }
+  rec.owner = change.owner;
+  rec.spec_json = change.desired_json;
+  rec.spec_hash = change.desired_hash;
+  rec.updated_at = clock_.NowUnix();
+  rec.phase = SandboxPhase::kPending;
+  rec.pid = 0;
+  rec.pid_start_time = 0;
+  rec.last_error.clear();
+  rec.provisioned = false;
+  rec.stopped_by_user = false;
+  rec.restart_count = 0;
+  rec.disk_path.clear();
+  return BootAndWait(rec, spec, /*fresh_disk=*/true, result);
+}
+
+Status Engine::Restart(const Change& change, const SandboxRecord& current, ChangeResult& result) {
+  BANGER_RETURN_IF_ERROR(RequireRuntime());
+  BANGER_RETURN_IF_ERROR(RunStep(change.name, "stop_vm", change.reason, [&] {
+    return runtime_->Stop(current, options_.stop_grace);
+  }));
+  SandboxRecord rec = current;
+  rec.spec_json = change.desired_json;
+  rec.spec_hash = change.desired_hash;
+  rec.updated_at = clock_.NowUnix();
+  rec.phase = SandboxPhase::kPending;
+  rec.pid = 0;
+  rec.pid_start_time = 0;
+  rec.last_error.clear();
+  rec.stopped_by_user = false;
+  return BootAndWait(rec, change.desired->spec, /*fresh_disk=*/false, result);
+}
+
+Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fresh_disk,
+                           ChangeResult& result) {
+  const std::string& name = rec.name;
+  auto fail = [&](Status s) {
+    Status m = MarkFailed(rec, s);
+    if (!m.ok()) spdlog::warn("recording failure of {}: {}", name, m.ToString());
+    return s;
+  };
+  // The desired spec is recorded before acting, so an interrupted or failed
+  // boot is visible (Pending/Failed) and the next plan picks it up.
+  BANGER_RETURN_IF_ERROR(store_.PutSandbox(rec));
+
+  ImageRecord image;
+  KernelRecord kernel;
+  std::string kernel_name = spec.kernel.empty() ? artifacts_.DefaultKernel() : spec.kernel;
+  Status s = RunStep(name, "ensure_image", spec.image, [&]() -> Status {
+    auto r = artifacts_.EnsureImage(spec.image, [&](uint64_t done, uint64_t total) {
+      sink_.OnProgress({name, "pull image " + spec.image, done, total});
+    });
+    if (!r) return r.error();
+    image = *r;
+    return OkStatus();
+  });
+  if (!s.ok()) return fail(s);
+  s = RunStep(name, "ensure_kernel", kernel_name, [&]() -> Status {
+    auto r = artifacts_.EnsureKernel(kernel_name, [&](uint64_t done, uint64_t total) {
+      sink_.OnProgress({name, "pull kernel " + kernel_name, done, total});
+    });
+    if (!r) return r.error();
+    kernel = *r;
+    return OkStatus();
+  });
+  if (!s.ok()) return fail(s);
+
+  rec.image_ref = image.name;
+  rec.kernel_ref = kernel.name;
+  rec.phase = SandboxPhase::kBooting;
+  s = store_.UpdateObserved(rec);
+  if (!s.ok()) return fail(s);
+  s = RunStep(name, "boot_vm", image.name, [&]() -> Status {
+    BootRequest req{rec, spec, image, kernel, fresh_disk};
+    auto booted = runtime_->Boot(req);
+    if (!booted) return booted.error();
+    rec.hypervisor = booted->hypervisor;
+    rec.pid = booted->process.pid;
+    rec.pid_start_time = booted->process.start_time;
+    rec.runtime_dir = booted->runtime_dir;
+    rec.disk_path = booted->disk_path;
+    rec.address = booted->address;
+    return store_.UpdateObserved(rec);
+  });
+  if (!s.ok()) return fail(s);
+  Event(name, "Normal", "Booted", "VM started (" + rec.hypervisor + ", pid " + std::to_string(rec.pid) + ")");
+
+  s = RunStep(name, "wait_agent", "", [&] { return runtime_->WaitAgent(rec, options_.agent_timeout); });
+  if (!s.ok()) return fail(s);
+
+  if (!rec.provisioned && !spec.provision.empty()) {
+    s = RunStep(name, "provision", std::to_string(spec.provision.size()) + " commands", [&]() -> Status {
+      for (const auto& cmd : spec.provision) {
+        auto out = runtime_->Exec(rec, {"/bin/sh", "-c", cmd}, std::chrono::minutes(30));
+        if (!out) return out.error().WithContext("provision `" + cmd + "`");
+        std::string text = std::string(Trim(out->stdout_data + out->stderr_data));
+        if (text.size() > 2000) text = "..." + text.substr(text.size() - 2000);
+        Event(name, out->exit_code == 0 ? "Normal" : "Warning", "Provision",
+              "`" + cmd + "` exited " + std::to_string(out->exit_code) + (text.empty() ? "" : ": " + text));
+        if (out->exit_code != 0) {
+          return Internal("provision command `" + cmd + "` exited with status " +
+                          std::to_string(out->exit_code));
+        }
+      }
+      rec.provisioned = true;
+      return store_.UpdateObserved(rec);
+    });
+    if (!s.ok()) return fail(s);
+  }
+
+  if (!spec.readiness.command.empty()) {
+    s = RunStep(name, "wait_ready", Join(spec.readiness.command, " "), [&]() -> Status {
+      auto deadline = clock_.SteadyNow() + spec.readiness.timeout;
+      std::string last;
+      while (true) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_.SteadyNow());
+        if (left.count() <= 0) break;
+        auto out = runtime_->Exec(rec, spec.readiness.command, left);
+        if (out && out->exit_code == 0) return OkStatus();
+        last = out ? "exit status " + std::to_string(out->exit_code) + ": " +
+                         std::string(Trim(out->stderr_data + out->stdout_data))
+                   : out.error().message();
+        RuntimeObservation obs = runtime_->Inspect(rec);
+        if (!obs.alive) return Unavailable("VM exited while waiting for readiness: " + obs.detail);
+        clock_.SleepFor(options_.readiness_interval);
+      }
+      return DeadlineExceeded("readiness command did not succeed within " +
+                              FormatDuration(spec.readiness.timeout) + " (last: " + last + ")");
+    });
+    if (!s.ok()) return fail(s);
+  }
+
+  rec.phase = SandboxPhase::kReady;
+  rec.ready_at = clock_.NowUnix();
+  rec.last_error.clear();
+  s = store_.UpdateObserved(rec);
+  if (!s.ok()) return s;
+  result.address = rec.address;
+  Event(name, "Normal", "Ready", "sandbox is ready" + (rec.address.empty() ? "" : " at " + rec.address));
+  return OkStatus();
+}
+
+Status Engine::DeleteSandbox(const std::string& name) {
+  auto rec = store_.GetSandbox(name);
+  if (!rec) {
+    if (rec.error().code() == StatusCode::kNotFound) return OkStatus();
+    return rec.error();
+  }
+  return RunStep(name, "delete", "", [&]() -> Status {
+    SandboxRecord r = *rec;
+    bool has_vm = r.pid != 0 || !r.runtime_dir.empty() || !r.disk_path.empty();
+    if (has_vm) {
+      BANGER_RETURN_IF_ERROR(RequireRuntime());
+      r.phase = SandboxPhase::kDeleting;
+      BANGER_RETURN_IF_ERROR(store_.UpdateObserved(r));
+      BANGER_RETURN_IF_ERROR(runtime_->Destroy(r));
+    }
+    BANGER_RETURN_IF_ERROR(store_.DeleteSandbox(name));
+    Event(name, "Normal", "Deleted", "sandbox deleted");
+    return OkStatus();
+  });
+}
+
+Status Engine::StopSandbox(const std::string& name) {
+  BANGER_ASSIGN_OR_RETURN(SandboxRecord rec, store_.GetSandbox(name));
+  return RunStep(name, "stop_vm", "user request", [&]() -> Status {
+    if (rec.pid != 0) {
+      BANGER_RETURN_IF_ERROR(RequireRuntime());
+      BANGER_RETURN_IF_ERROR(runtime_->Stop(rec, options_.stop_grace));
+    }
+    rec.phase = SandboxPhase::kStopped;
+    rec.stopped_by_user = true;
+    rec.pid = 0;
+    rec.pid_start_time = 0;
+    BANGER_RETURN_IF_ERROR(store_.UpdateObserved(rec));
+    Event(name, "Normal", "Stopped", "stopped by user");
+    return OkStatus();
+  });
+}
+
+Status Engine::StartSandbox(const std::string& name) {
+  BANGER_ASSIGN_OR_RETURN(SandboxRecord rec, store_.GetSandbox(name));
+  BANGER_ASSIGN_OR_RETURN(SandboxSpec spec, RecordSpec(rec));
+  Change c;
+  c.name = name;
+  c.action = Action::kRestart;
+  c.reason = "start requested";
+  c.desired = SpecDocument{spec, {}};
+  c.desired_json = rec.spec_json;
+  c.desired_hash = rec.spec_hash;
+  c.current = rec;
+  ChangeResult r;
+  return Restart(c, rec, r);
+}
+
+Status Engine::Refresh() {
+  BANGER_RETURN_IF_ERROR(store_.AbandonUnfinishedOperations("interrupted (banger exited before the step finished)"));
+  BANGER_ASSIGN_OR_RETURN(auto records, store_.ListSandboxes());
+  for (auto& rec : records) {
+    if (rec.pid == 0) continue;
+    if (rec.phase != SandboxPhase::kReady && rec.phase != SandboxPhase::kBooting &&
+        rec.phase != SandboxPhase::kUnknown) {
+      continue;
+    }
+    if (runtime_ == nullptr) {
+      rec.phase = SandboxPhase::kUnknown;
+      rec.last_error = "no hypervisor available to inspect the VM";
+      BANGER_RETURN_IF_ERROR(store_.UpdateObserved(rec));
+      continue;
+    }
+    RuntimeObservation obs = runtime_->Inspect(rec);
+    if (!obs.alive) {
+      rec.phase = SandboxPhase::kFailed;
+      rec.last_error = "VM process " + std::to_string(rec.pid) + " is gone" +
+                       (obs.detail.empty() ? "" : " (" + obs.detail + ")");
+      rec.pid = 0;
+      rec.pid_start_time = 0;
+      BANGER_RETURN_IF_ERROR(store_.UpdateObserved(rec));
+      Event(rec.name, "Warning", "Crashed", rec.last_error);
+    } else if (!obs.responsive && rec.phase == SandboxPhase::kReady) {
+      rec.phase = SandboxPhase::kUnknown;
+      rec.last_error = "VM process alive but not answering: " + obs.detail;
+      BANGER_RETURN_IF_ERROR(store_.UpdateObserved(rec));
+    } else if (obs.responsive && rec.phase == SandboxPhase::kUnknown) {
+      rec.phase = SandboxPhase::kReady;
+      rec.last_error.clear();
+      BANGER_RETURN_IF_ERROR(store_.UpdateObserved(rec));
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace banger

@@ -1,0 +1,302 @@
+#include "reconciler/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "spec/loader.h"
+#include "tests/support/fakes.h"
+#include "tests/support/test_util.h"
+
+namespace banger {
+namespace {
+
+using testing::FakeArtifacts;
+using testing::FakeClock;
+using testing::FakeRuntime;
+using testing::MakeDoc;
+using testing::MakeSpec;
+using testing::TempDir;
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = StateStore::Open(dir_.path() / "state");
+    ASSERT_TRUE(s.ok()) << s.error().ToString();
+    store_ = std::move(*s);
+    artifacts_.AddImage("busybox");
+    artifacts_.AddKernel("default-kernel");
+  }
+
+  Engine MakeEngine(SandboxRuntime* runtime, int parallel = 4) {
+    EngineOptions o;
+    o.parallel = parallel;
+    return Engine(*store_, runtime, artifacts_, clock_, sink_, o);
+  }
+
+  Plan PlanFor(const std::vector<SandboxSpec>& specs, bool prune = false) {
+    std::vector<SpecDocument> docs;
+    for (const auto& s : specs) docs.push_back(MakeDoc(s));
+    auto observed = store_->ListSandboxes();
+    EXPECT_TRUE(observed.ok());
+    PlanOptions o;
+    o.owner = "set:test";
+    o.prune = prune;
+    o.default_kernel = artifacts_.DefaultKernel();
+    o.artifact_present = [this](std::string_view kind, const std::string& n) {
+      return kind == "image" ? artifacts_.ImagePresent(n) : artifacts_.KernelPresent(n);
+    };
+    return ComputePlan(docs, *observed, o);
+  }
+
+  SandboxRecord Get(const std::string& name) {
+    auto r = store_->GetSandbox(name);
+    EXPECT_TRUE(r.ok()) << name << ": " << r.error().ToString();
+    return r.ok() ? *r : SandboxRecord{};
+  }
+
+  int Count(const std::vector<std::string>& calls, const std::string& call) {
+    return static_cast<int>(std::count(calls.begin(), calls.end(), call));
+  }
+
+  TempDir dir_;
+  std::unique_ptr<StateStore> store_;
+  FakeArtifacts artifacts_;
+  FakeClock clock_;
+  NullEventSink sink_;
+};
+
+TEST_F(EngineTest, ApplyCreatesSandboxAndRecordsItReady) {
+  // Given an empty host, when a new spec is applied, then its VM boots and it is recorded Ready.
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  ApplyReport rep = e.Apply(PlanFor({MakeSpec("web")}));
+  ASSERT_TRUE(rep.ok()) << rep.results[0].status.ToString();
+  SandboxRecord r = Get("web");
+  EXPECT_EQ(r.phase, SandboxPhase::kReady);
+  EXPECT_EQ(r.owner, "set:test");
+  EXPECT_EQ(r.hypervisor, "fake");
+  EXPECT_NE(r.pid, 0);
+  EXPECT_EQ(r.image_ref, "busybox");
+  EXPECT_EQ(r.kernel_ref, "default-kernel");
+  EXPECT_EQ(rt.running(), std::set<std::string>{"web"});
+  // The journal has no step left open, and events tell the story.
+  EXPECT_TRUE(store_->UnfinishedOperations()->empty());
+  auto events = store_->ListEvents("web", 100);
+  ASSERT_TRUE(events.ok());
+  ASSERT_FALSE(events->empty());
+  EXPECT_EQ(events->back().reason, "Ready");
+  // A second plan has nothing to do.
+  EXPECT_FALSE(PlanFor({MakeSpec("web")}).HasChanges());
+}
+
+TEST_F(EngineTest, WithoutHypervisorApplyFailsClearlyAndRecordsNothing) {
+  Engine e = MakeEngine(nullptr);
+  ApplyReport rep = e.Apply(PlanFor({MakeSpec("web")}));
+  ASSERT_FALSE(rep.ok());
+  EXPECT_EQ(rep.results[0].status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(rep.results[0].status.message().find("no hypervisor available"), std::string::npos);
+  EXPECT_TRUE(store_->ListSandboxes()->empty());
+}
+
+TEST_F(EngineTest, FailureMidApplyIsRecordedAndReapplyConverges) {
+  // Given three sandboxes where one boot fails, the others still become Ready,
+  // the failed one is recorded Failed with the error, and a re-apply fixes it.
+  FakeRuntime rt;
+  rt.FailBoots("b", 1, Internal("qemu exited with status 1"));
+  Engine e = MakeEngine(&rt);
+  std::vector<SandboxSpec> specs = {MakeSpec("a"), MakeSpec("b"), MakeSpec("c")};
+  ApplyReport rep = e.Apply(PlanFor(specs));
+  EXPECT_FALSE(rep.ok());
+  EXPECT_EQ(Get("a").phase, SandboxPhase::kReady);
+  EXPECT_EQ(Get("c").phase, SandboxPhase::kReady);
+  SandboxRecord b = Get("b");
+  EXPECT_EQ(b.phase, SandboxPhase::kFailed);
+  EXPECT_NE(b.last_error.find("qemu exited with status 1"), std::string::npos) << b.last_error;
+
+  Plan again = PlanFor(specs);
+  ASSERT_EQ(again.Summary().restart, 1);
+  ASSERT_EQ(again.Summary().unchanged, 2);
+  rep = e.Apply(again);
+  ASSERT_TRUE(rep.ok()) << rep.results[0].status.ToString();
+  EXPECT_EQ(Get("b").phase, SandboxPhase::kReady);
+  EXPECT_EQ(rt.running(), (std::set<std::string>{"a", "b", "c"}));
+  EXPECT_FALSE(PlanFor(specs).HasChanges());
+}
+
+TEST_F(EngineTest, IntentIsJournaledBeforeTheVmIsBooted) {
+  struct Probe : FakeRuntime {
+    StateStore* store = nullptr;
+    std::vector<std::string> open_steps;
+    Result<BootResult> Boot(const BootRequest& req) override {
+      auto ops = store->UnfinishedOperations();
+      for (const auto& o : *ops) open_steps.push_back(o.step);
+      return FakeRuntime::Boot(req);
+    }
+  } rt;
+  rt.store = store_.get();
+  Engine e = MakeEngine(&rt);
+  ASSERT_TRUE(e.Apply(PlanFor({MakeSpec("web")})).ok());
+  EXPECT_EQ(rt.open_steps, std::vector<std::string>{"boot_vm"});
+}
+
+TEST_F(EngineTest, InterruptedApplyConvergesWithoutLeakingVms) {
+  // Simulate a banger killed right after boot_vm started: the record says
+  // Booting, a VM is running, the journal has an open step.
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  ASSERT_TRUE(e.Apply(PlanFor({MakeSpec("web")})).ok());
+  SandboxRecord r = Get("web");
+  r.phase = SandboxPhase::kBooting;
+  ASSERT_TRUE(store_->UpdateObserved(r).ok());
+  ASSERT_TRUE(store_->BeginOperation("web", "boot_vm", "").ok());
+
+  Engine restarted = MakeEngine(&rt);
+  ASSERT_TRUE(restarted.Refresh().ok());
+  EXPECT_TRUE(store_->UnfinishedOperations()->empty());
+  Plan p = PlanFor({MakeSpec("web")});
+  ASSERT_EQ(p.Summary().restart, 1);
+  ASSERT_TRUE(restarted.Apply(p).ok());
+  EXPECT_EQ(rt.running(), std::set<std::string>{"web"});
+  // The old VM was stopped before the new one booted.
+  auto calls = rt.calls();
+  auto stop = std::find(calls.begin(), calls.end(), "stop web");
+  auto boot = std::find(calls.rbegin(), calls.rend(), "boot web keep-disk");
+  ASSERT_NE(stop, calls.end());
+  ASSERT_NE(boot, calls.rend());
+  EXPECT_LT(stop - calls.begin(), calls.rend() - boot - 1);
+}
+
+TEST_F(EngineTest, ProvisionRunsOnceAcrossRestarts) {
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  SandboxSpec s = MakeSpec("web");
+  s.provision = {"echo hi > /tmp/x"};
+  ASSERT_TRUE(e.Apply(PlanFor({s})).ok());
+  EXPECT_TRUE(Get("web").provisioned);
+  SandboxSpec s2 = s;
+  s2.cpus = 2;
+  Plan p = PlanFor({s2});
+  ASSERT_EQ(p.changes[0].action, Action::kRestart);
+  ASSERT_TRUE(e.Apply(p).ok());
+  EXPECT_EQ(Count(rt.calls(), "exec web /bin/sh -c echo hi > /tmp/x"), 1);
+  EXPECT_EQ(Count(rt.calls(), "boot web keep-disk"), 1);
+}
+
+TEST_F(EngineTest, FailingProvisionMarksSandboxFailed) {
+  FakeRuntime rt;
+  rt.SetExecExit("web", "/bin/sh", 3);
+  Engine e = MakeEngine(&rt);
+  SandboxSpec s = MakeSpec("web");
+  s.provision = {"false"};
+  ApplyReport rep = e.Apply(PlanFor({s}));
+  ASSERT_FALSE(rep.ok());
+  EXPECT_NE(rep.results[0].status.message().find("exited with status 3"), std::string::npos);
+  EXPECT_EQ(Get("web").phase, SandboxPhase::kFailed);
+}
+
+TEST_F(EngineTest, ReadinessTimeoutFailsWithLastOutput) {
+  FakeRuntime rt;
+  rt.SetExecExit("web", "probe", 1);
+  Engine e = MakeEngine(&rt);
+  SandboxSpec s = MakeSpec("web");
+  s.readiness.command = {"probe"};
+  s.readiness.timeout = std::chrono::seconds(5);
+  ApplyReport rep = e.Apply(PlanFor({s}));
+  ASSERT_FALSE(rep.ok());
+  EXPECT_EQ(rep.results[0].status.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_NE(rep.results[0].status.message().find("within 5s"), std::string::npos);
+  EXPECT_GE(Count(rt.calls(), "exec web probe"), 5);
+}
+
+TEST_F(EngineTest, ReplaceDestroysThenBootsFreshDisk) {
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  ASSERT_TRUE(e.Apply(PlanFor({MakeSpec("web")})).ok());
+  artifacts_.AddImage("other");
+  ASSERT_TRUE(e.Apply(PlanFor({MakeSpec("web", "other")})).ok());
+  auto calls = rt.calls();
+  EXPECT_EQ(Count(calls, "destroy web"), 1);
+  EXPECT_EQ(Count(calls, "boot web fresh"), 2);
+  EXPECT_EQ(Get("web").image_ref, "other");
+}
+
+TEST_F(EngineTest, MissingImageIsPulledDuringApply) {
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  Plan p = PlanFor({MakeSpec("web", "debian-bookworm")});
+  ASSERT_EQ(p.changes[0].pulls, std::vector<std::string>{"image debian-bookworm"});
+  ASSERT_TRUE(e.Apply(p).ok());
+  EXPECT_EQ(artifacts_.pulls(), std::vector<std::string>{"image debian-bookworm"});
+}
+
+TEST_F(EngineTest, UnpullableImageFailsTheSandboxOnly) {
+  FakeRuntime rt;
+  artifacts_.SetUnpullable("nope");
+  Engine e = MakeEngine(&rt);
+  ApplyReport rep = e.Apply(PlanFor({MakeSpec("a", "nope"), MakeSpec("b")}));
+  EXPECT_FALSE(rep.results[0].status.ok());
+  EXPECT_NE(rep.results[0].status.message().find("not in the catalog"), std::string::npos);
+  EXPECT_TRUE(rep.results[1].status.ok());
+  EXPECT_EQ(Get("a").phase, SandboxPhase::kFailed);
+}
+
+TEST_F(EngineTest, PruneDeletesVmAndRecord) {
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  ASSERT_TRUE(e.Apply(PlanFor({MakeSpec("a"), MakeSpec("b")})).ok());
+  Plan p = PlanFor({MakeSpec("a")}, /*prune=*/true);
+  ASSERT_EQ(p.Summary().remove, 1);
+  ASSERT_TRUE(e.Apply(p).ok());
+  EXPECT_EQ(rt.running(), std::set<std::string>{"a"});
+  EXPECT_EQ(store_->GetSandbox("b").error().code(), StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, RefreshRecordsCrashedVmAsFailed) {
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  ASSERT_TRUE(e.Apply(PlanFor({MakeSpec("web")})).ok());
+  rt.Crash("web");
+  ASSERT_TRUE(e.Refresh().ok());
+  SandboxRecord r = Get("web");
+  EXPECT_EQ(r.phase, SandboxPhase::kFailed);
+  EXPECT_NE(r.last_error.find("is gone"), std::string::npos);
+  Plan p = PlanFor({MakeSpec("web")});
+  EXPECT_EQ(p.changes[0].action, Action::kRestart);
+}
+
+TEST_F(EngineTest, StopIsRememberedAndStartBootsAgain) {
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  ASSERT_TRUE(e.Apply(PlanFor({MakeSpec("web")})).ok());
+  ASSERT_TRUE(e.StopSandbox("web").ok());
+  EXPECT_EQ(Get("web").phase, SandboxPhase::kStopped);
+  EXPECT_FALSE(PlanFor({MakeSpec("web")}).HasChanges());
+  ASSERT_TRUE(e.StartSandbox("web").ok());
+  EXPECT_EQ(Get("web").phase, SandboxPhase::kReady);
+  EXPECT_FALSE(Get("web").stopped_by_user);
+}
+
+TEST_F(EngineTest, SandboxesBootConcurrentlyUpToTheLimit) {
+  FakeRuntime rt;
+  rt.boot_delay = std::chrono::milliseconds(150);
+  Engine e = MakeEngine(&rt, /*parallel=*/3);
+  std::vector<SandboxSpec> specs;
+  for (int i = 0; i < 6; ++i) specs.push_back(MakeSpec("s" + std::to_string(i)));
+  ASSERT_TRUE(e.Apply(PlanFor(specs)).ok());
+  EXPECT_EQ(rt.max_concurrent_boots(), 3);
+  EXPECT_EQ(rt.boots(), 6);
+}
+
+TEST_F(EngineTest, DeleteRemovesEverything) {
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  ASSERT_TRUE(e.Apply(PlanFor({MakeSpec("web")})).ok());
+  ASSERT_TRUE(e.DeleteSandbox("web").ok());
+  EXPECT_TRUE(rt.running().empty());
+  EXPECT_TRUE(store_->ListSandboxes()->empty());
+  EXPECT_TRUE(e.DeleteSandbox("web").ok()) << "deleting twice is fine";
+}
+
+}  // namespace
+}  // namespace banger

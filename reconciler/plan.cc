@@ -1,0 +1,443 @@
+#include "reconciler/plan.h"
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "base/strings.h"
+#include "spec/loader.h"
+
+namespace banger {
+
+using nlohmann::json;
+
+std::string_view ToString(Action a) {
+  switch (a) {
+    case Action::kNoOp: return "no-op";
+    case Action::kCreate: return "create";
+    case Action::kUpdate: return "update";
+    case Action::kRestart: return "restart";
+    case Action::kReplace: return "replace";
+    case Action::kDelete: return "delete";
+  }
+  return "?";
+}
+
+std::string_view ActionSymbol(Action a) {
+  switch (a) {
+    case Action::kNoOp: return " ";
+    case Action::kCreate: return "+";
+    case Action::kUpdate: return "~";
+    case Action::kRestart: return "~";
+    case Action::kReplace: return "-/+";
+    case Action::kDelete: return "-";
+  }
+  return "?";
+}
+
+std::string_view ToString(FieldClass c) {
+  switch (c) {
+    case FieldClass::kInPlace: return "in-place";
+    case FieldClass::kRestart: return "restart";
+    case FieldClass::kReplace: return "replace";
+  }
+  return "?";
+}
+
+namespace {
+
+// Field classes, most specific prefix first. Documented in docs/field-classes.md;
+// keep the two in sync (a test checks every documented path classifies as stated).
+struct ClassRule {
+  std::string_view prefix;
+  FieldClass cls;
+};
+constexpr ClassRule kClassRules[] = {
+    {"metadata.labels", FieldClass::kInPlace},
+    {"spec.readiness", FieldClass::kInPlace},
+    {"spec.restartPolicy", FieldClass::kInPlace},
+    {"spec.cpus", FieldClass::kRestart},
+    {"spec.memory", FieldClass::kRestart},
+    {"spec.network", FieldClass::kRestart},
+    {"spec.env", FieldClass::kRestart},
+    {"spec.files", FieldClass::kRestart},
+    {"spec.ssh", FieldClass::kRestart},
+    {"spec.image", FieldClass::kReplace},
+    {"spec.kernel", FieldClass::kReplace},
+    {"spec.disk", FieldClass::kReplace},
+    {"spec.hypervisor", FieldClass::kReplace},
+    {"spec.provision", FieldClass::kReplace},
+};
+
+bool PathHasPrefix(std::string_view path, std::string_view prefix) {
+  if (!StartsWith(path, prefix)) return false;
+  return path.size() == prefix.size() || path[prefix.size()] == '.' || path[prefix.size()] == '[';
+}
+
+void Flatten(const json& j, const std::string& prefix, std::map<std::string, const json*>& out) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      std::string p = prefix.empty() ? it.key() : prefix + "." + it.key();
+      // Empty objects still need a presence marker so additions show.
+      if (it->is_object() && !it->empty()) {
+        Flatten(*it, p, out);
+      } else {
+        out[p] = &*it;
+      }
+    }
+  } else {
+    out[prefix] = &j;
+  }
+}
+
+Action ActionFor(FieldClass c) {
+  switch (c) {
+    case FieldClass::kInPlace: return Action::kUpdate;
+    case FieldClass::kRestart: return Action::kRestart;
+    case FieldClass::kReplace: return Action::kReplace;
+  }
+  return Action::kReplace;
+}
+
+std::string DisplayPath(std::string_view path) {
+  if (StartsWith(path, "spec.")) return std::string(path.substr(5));
+  if (StartsWith(path, "metadata.")) return std::string(path.substr(9));
+  return std::string(path);
+}
+
+}  // namespace
+
+FieldClass ClassifyField(std::string_view path) {
+  for (const auto& r : kClassRules) {
+    if (PathHasPrefix(path, r.prefix)) return r.cls;
+  }
+  return FieldClass::kReplace;
+}
+
+std::vector<FieldDiff> DiffCanonicalSpecs(std::string_view old_json, std::string_view new_json) {
+  json a = json::parse(old_json, nullptr, /*allow_exceptions=*/false);
+  json b = json::parse(new_json, nullptr, false);
+  std::vector<FieldDiff> out;
+  if (a.is_discarded() || b.is_discarded()) {
+    out.push_back({"spec", "", "", FieldClass::kReplace});
+    return out;
+  }
+  std::map<std::string, const json*> fa, fb;
+  Flatten(a, "", fa);
+  Flatten(b, "", fb);
+  auto ia = fa.begin();
+  auto ib = fb.begin();
+  auto emit = [&](const std::string& path, const json* ov, const json* nv) {
+    out.push_back({path, ov ? ov->dump() : "", nv ? nv->dump() : "", ClassifyField(path)});
+  };
+  while (ia != fa.end() || ib != fb.end()) {
+    if (ib == fb.end() || (ia != fa.end() && ia->first < ib->first)) {
+      emit(ia->first, ia->second, nullptr);
+      ++ia;
+    } else if (ia == fa.end() || ib->first < ia->first) {
+      emit(ib->first, nullptr, ib->second);
+      ++ib;
+    } else {
+      if (*ia->second != *ib->second) emit(ia->first, ia->second, ib->second);
+      ++ia;
+      ++ib;
+    }
+  }
+  return out;
+}
+
+PlanSummary Plan::Summary() const {
+  PlanSummary s;
+  for (const auto& c : changes) {
+    switch (c.action) {
+      case Action::kNoOp: ++s.unchanged; break;
+      case Action::kCreate: ++s.create; break;
+      case Action::kUpdate: ++s.update; break;
+      case Action::kRestart: ++s.restart; break;
+      case Action::kReplace: ++s.replace; break;
+      case Action::kDelete: ++s.remove; break;
+    }
+  }
+  return s;
+}
+
+bool Plan::HasChanges() const {
+  return std::any_of(changes.begin(), changes.end(),
+                     [](const Change& c) { return c.action != Action::kNoOp; });
+}
+
+std::string OwnerFor(const std::vector<std::string>& spec_paths, const std::string& set_name) {
+  if (!set_name.empty()) return "set:" + set_name;
+  std::vector<std::string> sorted = spec_paths;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  return "path:" + Join(sorted, ",");
+}
+
+namespace {
+
+std::string DescribeOwner(const std::string& owner) {
+  if (StartsWith(owner, "set:")) return "apply set \"" + owner.substr(4) + "\"";
+  if (StartsWith(owner, "path:")) return "specs at " + owner.substr(5);
+  return "\"" + owner + "\"";
+}
+
+// Why an unchanged spec still needs its VM brought back, or "" if it is fine.
+std::string RecoveryReason(const SandboxRecord& rec) {
+  if (rec.stopped_by_user) return "";
+  switch (rec.phase) {
+    case SandboxPhase::kReady: return "";
+    case SandboxPhase::kFailed:
+      return rec.last_error.empty() ? "failed" : "failed: " + rec.last_error;
+    case SandboxPhase::kStopped: return "stopped unexpectedly";
+    case SandboxPhase::kPending:
+    case SandboxPhase::kBooting: return "interrupted before it became ready";
+    case SandboxPhase::kUnknown:
+      return rec.last_error.empty() ? "state unknown" : "state unknown: " + rec.last_error;
+    case SandboxPhase::kDeleting: return "interrupted while deleting";
+  }
+  return "";
+}
+
+}  // namespace
+
+Plan ComputePlan(const std::vector<SpecDocument>& desired,
+                 const std::vector<SandboxRecord>& observed, const PlanOptions& options) {
+  Plan plan;
+  plan.owner = options.owner;
+  std::unordered_map<std::string, const SandboxRecord*> by_name;
+  by_name.reserve(observed.size());
+  for (const auto& rec : observed) by_name.emplace(rec.name, &rec);
+
+  auto pulls_for = [&](const SandboxSpec& spec) {
+    std::vector<std::string> pulls;
+    if (!options.artifact_present) return pulls;
+    if (!options.artifact_present("image", spec.image)) pulls.push_back("image " + spec.image);
+    const std::string& kernel = spec.kernel.empty() ? options.default_kernel : spec.kernel;
+    if (!kernel.empty() && !options.artifact_present("kernel", kernel)) {
+      pulls.push_back("kernel " + kernel);
+    }
+    return pulls;
+  };
+
+  plan.changes.reserve(desired.size());
+  std::unordered_map<std::string, bool> desired_names;
+  desired_names.reserve(desired.size());
+  for (const auto& doc : desired) {
+    desired_names.emplace(doc.spec.name, true);
+    Change c;
+    c.name = doc.spec.name;
+    c.owner = options.owner;
+    c.desired_json = CanonicalJson(doc.spec);
+    c.desired_hash = SpecHash(doc.spec);
+    c.desired = doc;
+    auto it = by_name.find(doc.spec.name);
+    if (it == by_name.end()) {
+      c.action = Action::kCreate;
+      c.reason = "new sandbox";
+      c.pulls = pulls_for(doc.spec);
+      plan.changes.push_back(std::move(c));
+      continue;
+    }
+    const SandboxRecord& rec = *it->second;
+    c.current = rec;
+    if (!rec.owner.empty() && !options.owner.empty() && rec.owner != options.owner) {
+      plan.errors.push_back(doc.location.file + ":" + std::to_string(doc.location.line) +
+                            ": sandbox \"" + c.name + "\" is managed by " + DescribeOwner(rec.owner) +
+                            ", not by " + DescribeOwner(options.owner) +
+                            "; apply it from there (or with the same --set), or delete it first");
+      continue;
+    }
+    std::string recovery = RecoveryReason(rec);
+    if (rec.spec_hash != c.desired_hash) {
+      c.diffs = DiffCanonicalSpecs(rec.spec_json, c.desired_json);
+      FieldClass worst = FieldClass::kInPlace;
+      const FieldDiff* cause = nullptr;
+      for (const auto& d : c.diffs) {
+        if (cause == nullptr || d.field_class > worst) {
+          worst = d.field_class;
+          cause = &d;
+        }
+      }
+      c.action = c.diffs.empty() ? Action::kUpdate : ActionFor(worst);
+      if (cause == nullptr) {
+        c.reason = "spec changed";
+      } else if (worst == FieldClass::kReplace) {
+        c.reason = DisplayPath(cause->path) + " forces replacement";
+      } else if (worst == FieldClass::kRestart) {
+        c.reason = DisplayPath(cause->path) + " requires restart";
+      } else {
+        c.reason = "update in place";
+      }
+      if (c.action == Action::kUpdate && !recovery.empty()) {
+        c.action = Action::kRestart;
+        c.reason = recovery;
+      }
+    } else if (!recovery.empty()) {
+      c.action = rec.phase == SandboxPhase::kDeleting ? Action::kReplace : Action::kRestart;
+      c.reason = recovery;
+    } else {
+      c.action = Action::kNoOp;
+      c.reason = "up to date";
+    }
+    if (c.action == Action::kRestart || c.action == Action::kReplace) c.pulls = pulls_for(doc.spec);
+    plan.changes.push_back(std::move(c));
+  }
+
+  if (options.prune) {
+    for (const auto& rec : observed) {
+      if (desired_names.count(rec.name)) continue;
+      if (rec.owner != options.owner) continue;  // never prune another set's sandboxes
+      Change c;
+      c.name = rec.name;
+      c.action = Action::kDelete;
+      c.reason = "not in specs (--prune)";
+      c.current = rec;
+      plan.changes.push_back(std::move(c));
+    }
+  }
+  std::sort(plan.changes.begin(), plan.changes.end(),
+            [](const Change& a, const Change& b) { return a.name < b.name; });
+  return plan;
+}
+
+namespace {
+
+constexpr const char* kReset = "\033[0m";
+constexpr const char* kGreen = "\033[32m";
+constexpr const char* kYellow = "\033[33m";
+constexpr const char* kRed = "\033[31m";
+constexpr const char* kBold = "\033[1m";
+
+const char* ColorFor(Action a) {
+  switch (a) {
+    case Action::kCreate: return kGreen;
+    case Action::kUpdate:
+    case Action::kRestart: return kYellow;
+    case Action::kReplace:
+    case Action::kDelete: return kRed;
+    case Action::kNoOp: return "";
+  }
+  return "";
+}
+
+std::string Pad(std::string s, size_t width) {
+  if (s.size() < width) s.append(width - s.size(), ' ');
+  return s;
+}
+
+std::string CreateDetail(const Change& c) {
+  std::vector<std::string> parts;
+  if (!c.desired) return "";
+  const SandboxSpec& s = c.desired->spec;
+  std::string image = "image " + s.image;
+  for (const auto& p : c.pulls) {
+    if (p == "image " + s.image) image += ": pull";
+  }
+  parts.push_back(image);
+  for (const auto& p : c.pulls) {
+    if (StartsWith(p, "kernel ")) parts.push_back(p + ": pull");
+  }
+  parts.push_back(std::to_string(s.cpus) + " vCPU");
+  parts.push_back(FormatByteSize(s.memory_bytes));
+  return "(" + Join(parts, ", ") + ")";
+}
+
+}  // namespace
+
+std::string RenderPlanText(const Plan& plan, bool color) {
+  std::string out;
+  auto paint = [&](const char* code, const std::string& text) {
+    return color && *code ? std::string(code) + text + kReset : text;
+  };
+  for (const auto& e : plan.errors) out += paint(kRed, "error: ") + e + "\n";
+  if (!plan.errors.empty()) out += "\n";
+  PlanSummary s = plan.Summary();
+  if (!plan.HasChanges()) {
+    out += "No changes. " + std::to_string(s.unchanged) +
+           (s.unchanged == 1 ? " sandbox is" : " sandboxes are") + " up to date.\n";
+    return out;
+  }
+  out += "banger will perform these actions:\n\n";
+  for (const auto& c : plan.changes) {
+    if (c.action == Action::kNoOp) continue;
+    std::string sym = Pad(std::string(ActionSymbol(c.action)), 3);
+    std::string head = "  " + paint(ColorFor(c.action), sym) + " " + Pad("sandbox/" + c.name, 28) + " ";
+    switch (c.action) {
+      case Action::kCreate:
+        out += head + "create   " + CreateDetail(c) + "\n";
+        break;
+      case Action::kUpdate:
+        out += head + "update in place\n";
+        break;
+      case Action::kRestart:
+        out += head + "restart" + (c.diffs.empty() ? "  (" + c.reason + ")" : "") + "\n";
+        break;
+      case Action::kReplace:
+        out += head + "replace" + (c.diffs.empty() ? "  (" + c.reason + ")" : "") + "\n";
+        break;
+      case Action::kDelete:
+        out += head + "delete   (" + c.reason + ")\n";
+        break;
+      case Action::kNoOp:
+        break;
+    }
+    for (const auto& d : c.diffs) {
+      std::string line = "      ";
+      std::string path = DisplayPath(d.path);
+      if (d.old_value.empty()) {
+        line += paint(kGreen, "+") + " " + path + ": " + d.new_value;
+      } else if (d.new_value.empty()) {
+        line += paint(kRed, "-") + " " + path + ": " + d.old_value;
+      } else {
+        line += paint(kYellow, "~") + " " + path + ": " + d.old_value + " -> " + d.new_value;
+      }
+      if (d.field_class == FieldClass::kReplace) {
+        line += "   " + paint(kBold, "# forces replacement");
+      } else if (d.field_class == FieldClass::kRestart) {
+        line += "   # requires restart";
+      }
+      out += line + "\n";
+    }
+    if (c.action != Action::kCreate) {
+      for (const auto& p : c.pulls) out += "      " + p + ": pull\n";
+    }
+  }
+  out += "\nPlan: " + std::to_string(s.create) + " to create, " + std::to_string(s.update) +
+         " to update, " + std::to_string(s.restart) + " to restart, " + std::to_string(s.replace) +
+         " to replace, " + std::to_string(s.remove) + " to delete.\n";
+  return out;
+}
+
+std::string RenderPlanJson(const Plan& plan) {
+  json j;
+  j["formatVersion"] = "1";
+  j["owner"] = plan.owner;
+  j["changes"] = json::array();
+  for (const auto& c : plan.changes) {
+    json jc;
+    jc["name"] = c.name;
+    jc["action"] = std::string(ToString(c.action));
+    jc["reason"] = c.reason;
+    jc["diffs"] = json::array();
+    for (const auto& d : c.diffs) {
+      json jd;
+      jd["path"] = DisplayPath(d.path);
+      jd["before"] = d.old_value.empty() ? json(nullptr) : json::parse(d.old_value, nullptr, false);
+      jd["after"] = d.new_value.empty() ? json(nullptr) : json::parse(d.new_value, nullptr, false);
+      jd["class"] = std::string(ToString(d.field_class));
+      jc["diffs"].push_back(std::move(jd));
+    }
+    jc["pulls"] = c.pulls;
+    if (!c.desired_hash.empty()) jc["specHash"] = c.desired_hash;
+    j["changes"].push_back(std::move(jc));
+  }
+  PlanSummary s = plan.Summary();
+  j["summary"] = {{"create", s.create},   {"update", s.update}, {"restart", s.restart},
+                  {"replace", s.replace}, {"delete", s.remove}, {"unchanged", s.unchanged}};
+  j["errors"] = plan.errors;
+  return j.dump(2) + "\n";
+}
+
+}  // namespace banger

@@ -1,0 +1,88 @@
+// The plan: what apply will do to each sandbox, and why. ComputePlan is a pure
+// function of the desired specs and the recorded/observed state, so it can be
+// golden-tested and shown to users before anything happens.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "spec/sandbox_spec.h"
+#include "state/state_store.h"
+
+namespace banger {
+
+enum class Action { kNoOp, kCreate, kUpdate, kRestart, kReplace, kDelete };
+std::string_view ToString(Action a);       // "create", "update", ...
+std::string_view ActionSymbol(Action a);   // "+", "~", "~", "-/+", "-", " "
+
+/// How a change to one spec field can be carried out (docs/field-classes.md).
+enum class FieldClass { kInPlace, kRestart, kReplace };
+std::string_view ToString(FieldClass c);
+
+/// Classifies a canonical field path such as "spec.memory" or
+/// "metadata.labels.tier". Unknown paths are treated as kReplace (safest).
+FieldClass ClassifyField(std::string_view path);
+
+struct FieldDiff {
+  std::string path;        // canonical path: "spec.memory", "metadata.labels.tier"
+  std::string old_value;   // JSON text; empty when added
+  std::string new_value;   // JSON text; empty when removed
+  FieldClass field_class = FieldClass::kReplace;
+};
+
+/// Compares two canonical spec JSON documents field by field. Objects are
+/// descended into; arrays and scalars compare as whole values.
+std::vector<FieldDiff> DiffCanonicalSpecs(std::string_view old_json, std::string_view new_json);
+
+struct Change {
+  std::string name;
+  Action action = Action::kNoOp;
+  std::string owner;                  // apply set that will own the sandbox
+  std::string reason;                 // display only: "new sandbox", "crashed (pid 123 gone)"
+  std::vector<FieldDiff> diffs;
+  std::optional<SpecDocument> desired;  // absent for delete
+  std::string desired_json;           // canonical JSON of desired
+  std::string desired_hash;
+  std::vector<std::string> pulls;     // artifacts to fetch first: "image busybox", "kernel debian-6.1"
+  std::optional<SandboxRecord> current;  // absent for create
+};
+
+struct PlanSummary {
+  int create = 0, update = 0, restart = 0, replace = 0, remove = 0, unchanged = 0;
+};
+
+struct Plan {
+  std::vector<Change> changes;        // sorted by name
+  std::vector<std::string> errors;    // conflicts that stop apply (e.g. owned by another set)
+  std::string owner;                  // the apply set the plan is for
+  PlanSummary Summary() const;
+  bool HasChanges() const;
+};
+
+struct PlanOptions {
+  std::string owner;                  // "path:/abs/dir" or "set:NAME"
+  bool prune = false;                 // delete sandboxes of `owner` missing from desired
+  std::string default_kernel;         // resolves an empty spec.kernel
+  /// Whether an artifact is already present locally ("image"/"kernel", name).
+  /// Missing ones are listed in Change::pulls. Must be pure and fast.
+  std::function<bool(std::string_view kind, const std::string& name)> artifact_present;
+};
+
+/// Pure: no I/O beyond calling options.artifact_present.
+/// REQUIRES: desired names unique (the loader guarantees it).
+Plan ComputePlan(const std::vector<SpecDocument>& desired,
+                 const std::vector<SandboxRecord>& observed, const PlanOptions& options);
+
+/// Terraform-style text rendering. `color` adds ANSI colours.
+std::string RenderPlanText(const Plan& plan, bool color);
+/// Machine-readable rendering (stable field names, documented in docs/cli.md).
+std::string RenderPlanJson(const Plan& plan);
+
+/// The owner string for an apply set: "set:NAME" if set_name is given, else
+/// "path:" + the sorted absolute spec paths joined by ",".
+std::string OwnerFor(const std::vector<std::string>& spec_paths, const std::string& set_name);
+
+}  // namespace banger

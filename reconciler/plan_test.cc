@@ -1,0 +1,263 @@
+#include "reconciler/plan.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "spec/loader.h"
+#include "tests/support/test_util.h"
+
+namespace banger {
+namespace {
+
+using testing::MakeDoc;
+using testing::MakeSpec;
+
+const char kOwner[] = "path:/specs";
+
+SandboxRecord Applied(const SandboxSpec& spec, SandboxPhase phase = SandboxPhase::kReady,
+                      const std::string& owner = kOwner) {
+  SandboxRecord r;
+  r.name = spec.name;
+  r.id = "sb-" + spec.name;
+  r.owner = owner;
+  r.spec_json = CanonicalJson(spec);
+  r.spec_hash = SpecHash(spec);
+  r.phase = phase;
+  r.pid = phase == SandboxPhase::kReady ? 100 : 0;
+  return r;
+}
+
+PlanOptions Opts(bool prune = false) {
+  PlanOptions o;
+  o.owner = kOwner;
+  o.prune = prune;
+  o.default_kernel = "debian-6.1";
+  o.artifact_present = [](std::string_view, const std::string&) { return true; };
+  return o;
+}
+
+const Change& Only(const Plan& p) {
+  EXPECT_EQ(p.changes.size(), 1u);
+  return p.changes.front();
+}
+
+TEST(PlanTest, NewSpecIsCreated) {
+  // Given no state, when a spec is planned, then it is created.
+  Plan p = ComputePlan({MakeDoc(MakeSpec("web"))}, {}, Opts());
+  EXPECT_EQ(Only(p).action, Action::kCreate);
+  EXPECT_EQ(Only(p).reason, "new sandbox");
+  EXPECT_TRUE(p.HasChanges());
+}
+
+TEST(PlanTest, UnchangedReadySandboxIsNoOp) {
+  SandboxSpec s = MakeSpec("web");
+  Plan p = ComputePlan({MakeDoc(s)}, {Applied(s)}, Opts());
+  EXPECT_EQ(Only(p).action, Action::kNoOp);
+  EXPECT_FALSE(p.HasChanges());
+}
+
+TEST(PlanTest, LabelChangeIsUpdatedInPlace) {
+  SandboxSpec before = MakeSpec("web");
+  before.labels["tier"] = "batch";
+  SandboxSpec after = before;
+  after.labels["tier"] = "bulk";
+  Plan p = ComputePlan({MakeDoc(after)}, {Applied(before)}, Opts());
+  const Change& c = Only(p);
+  EXPECT_EQ(c.action, Action::kUpdate);
+  ASSERT_EQ(c.diffs.size(), 1u);
+  EXPECT_EQ(c.diffs[0].path, "metadata.labels.tier");
+  EXPECT_EQ(c.diffs[0].old_value, "\"batch\"");
+  EXPECT_EQ(c.diffs[0].new_value, "\"bulk\"");
+  EXPECT_EQ(c.diffs[0].field_class, FieldClass::kInPlace);
+}
+
+TEST(PlanTest, MemoryChangeRequiresRestart) {
+  SandboxSpec before = MakeSpec("cache");
+  SandboxSpec after = before;
+  after.memory_bytes = 1ull << 30;
+  Plan p = ComputePlan({MakeDoc(after)}, {Applied(before)}, Opts());
+  EXPECT_EQ(Only(p).action, Action::kRestart);
+  EXPECT_EQ(Only(p).reason, "memory requires restart");
+}
+
+TEST(PlanTest, CpusChangeRequiresRestart) {
+  SandboxSpec before = MakeSpec("cache");
+  SandboxSpec after = before;
+  after.cpus = 2;
+  Plan p = ComputePlan({MakeDoc(after)}, {Applied(before)}, Opts());
+  EXPECT_EQ(Only(p).action, Action::kRestart);
+}
+
+TEST(PlanTest, ImageChangeForcesReplaceEvenWithSmallerChanges) {
+  SandboxSpec before = MakeSpec("search");
+  SandboxSpec after = before;
+  after.image = "registry.local:5000/search:2";
+  after.cpus = 4;
+  after.labels["a"] = "b";
+  Plan p = ComputePlan({MakeDoc(after)}, {Applied(before)}, Opts());
+  EXPECT_EQ(Only(p).action, Action::kReplace);
+  EXPECT_EQ(Only(p).reason, "image forces replacement");
+  EXPECT_EQ(Only(p).diffs.size(), 3u);
+}
+
+TEST(PlanTest, KernelChangeForcesReplace) {
+  SandboxSpec before = MakeSpec("k");
+  SandboxSpec after = before;
+  after.kernel = "other-kernel";
+  Plan p = ComputePlan({MakeDoc(after)}, {Applied(before)}, Opts());
+  EXPECT_EQ(Only(p).action, Action::kReplace);
+}
+
+TEST(PlanTest, MissingFromSpecsIsIgnoredWithoutPrune) {
+  SandboxSpec s = MakeSpec("old-demo");
+  Plan p = ComputePlan({}, {Applied(s)}, Opts(/*prune=*/false));
+  EXPECT_TRUE(p.changes.empty());
+}
+
+TEST(PlanTest, PruneDeletesOnlySandboxesOfTheSameSet) {
+  SandboxSpec mine = MakeSpec("old-demo");
+  SandboxSpec theirs = MakeSpec("other-team");
+  Plan p = ComputePlan({}, {Applied(mine), Applied(theirs, SandboxPhase::kReady, "set:other")},
+                       Opts(/*prune=*/true));
+  ASSERT_EQ(p.changes.size(), 1u);
+  EXPECT_EQ(p.changes[0].name, "old-demo");
+  EXPECT_EQ(p.changes[0].action, Action::kDelete);
+}
+
+TEST(PlanTest, SpecOwnedByAnotherSetIsAConflict) {
+  SandboxSpec s = MakeSpec("shared");
+  Plan p = ComputePlan({MakeDoc(s)}, {Applied(s, SandboxPhase::kReady, "set:ops")}, Opts());
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_NE(p.errors[0].find("apply set \"ops\""), std::string::npos) << p.errors[0];
+  EXPECT_NE(p.errors[0].find("specs/test.yaml:1"), std::string::npos) << p.errors[0];
+}
+
+TEST(PlanTest, FailedSandboxWithSameSpecIsRestarted) {
+  SandboxSpec s = MakeSpec("web");
+  SandboxRecord r = Applied(s, SandboxPhase::kFailed);
+  r.last_error = "boot_vm: qemu exited";
+  Plan p = ComputePlan({MakeDoc(s)}, {r}, Opts());
+  EXPECT_EQ(Only(p).action, Action::kRestart);
+  EXPECT_EQ(Only(p).reason, "failed: boot_vm: qemu exited");
+}
+
+TEST(PlanTest, InterruptedBootIsRestarted) {
+  SandboxSpec s = MakeSpec("web");
+  Plan p = ComputePlan({MakeDoc(s)}, {Applied(s, SandboxPhase::kBooting)}, Opts());
+  EXPECT_EQ(Only(p).action, Action::kRestart);
+}
+
+TEST(PlanTest, UserStoppedSandboxStaysStopped) {
+  SandboxSpec s = MakeSpec("web");
+  SandboxRecord r = Applied(s, SandboxPhase::kStopped);
+  r.stopped_by_user = true;
+  Plan p = ComputePlan({MakeDoc(s)}, {r}, Opts());
+  EXPECT_EQ(Only(p).action, Action::kNoOp);
+}
+
+TEST(PlanTest, LabelChangeOnFailedSandboxAlsoRestartsIt) {
+  SandboxSpec before = MakeSpec("web");
+  SandboxSpec after = before;
+  after.labels["x"] = "y";
+  Plan p = ComputePlan({MakeDoc(after)}, {Applied(before, SandboxPhase::kFailed)}, Opts());
+  EXPECT_EQ(Only(p).action, Action::kRestart);
+}
+
+TEST(PlanTest, MissingArtifactsAreListedAsPulls) {
+  PlanOptions o = Opts();
+  o.artifact_present = [](std::string_view kind, const std::string&) { return kind != "image"; };
+  Plan p = ComputePlan({MakeDoc(MakeSpec("web", "debian-bookworm"))}, {}, o);
+  EXPECT_EQ(Only(p).pulls, std::vector<std::string>{"image debian-bookworm"});
+  o.artifact_present = [](std::string_view, const std::string&) { return false; };
+  p = ComputePlan({MakeDoc(MakeSpec("web", "debian-bookworm"))}, {}, o);
+  EXPECT_EQ(Only(p).pulls, (std::vector<std::string>{"image debian-bookworm", "kernel debian-6.1"}));
+}
+
+struct ClassCase {
+  const char* path;
+  FieldClass cls;
+};
+class FieldClassTest : public ::testing::TestWithParam<ClassCase> {};
+TEST_P(FieldClassTest, ClassifiesDocumentedFields) {
+  EXPECT_EQ(ClassifyField(GetParam().path), GetParam().cls) << GetParam().path;
+}
+INSTANTIATE_TEST_SUITE_P(
+    Fields, FieldClassTest,
+    ::testing::Values(ClassCase{"metadata.labels.team", FieldClass::kInPlace},
+                      ClassCase{"spec.readiness.timeout", FieldClass::kInPlace},
+                      ClassCase{"spec.readiness.command", FieldClass::kInPlace},
+                      ClassCase{"spec.restartPolicy", FieldClass::kInPlace},
+                      ClassCase{"spec.cpus", FieldClass::kRestart},
+                      ClassCase{"spec.memory", FieldClass::kRestart},
+                      ClassCase{"spec.network.mode", FieldClass::kRestart},
+                      ClassCase{"spec.network.ports", FieldClass::kRestart},
+                      ClassCase{"spec.env.APP_ENV", FieldClass::kRestart},
+                      ClassCase{"spec.files", FieldClass::kRestart},
+                      ClassCase{"spec.ssh.authorizedKeys", FieldClass::kRestart},
+                      ClassCase{"spec.image", FieldClass::kReplace},
+                      ClassCase{"spec.kernel", FieldClass::kReplace},
+                      ClassCase{"spec.disk", FieldClass::kReplace},
+                      ClassCase{"spec.hypervisor", FieldClass::kReplace},
+                      ClassCase{"spec.provision", FieldClass::kReplace},
+                      ClassCase{"spec.cpusx", FieldClass::kReplace},
+                      ClassCase{"spec.somethingNew", FieldClass::kReplace}));
+
+// The five-action example from the product sketch, rendered as text and JSON.
+Plan SketchPlan() {
+  SandboxSpec api = MakeSpec("api-dev", "debian-bookworm");
+  api.cpus = 2;
+  api.memory_bytes = 2ull << 30;
+  SandboxSpec worker = MakeSpec("worker");
+  worker.labels["tier"] = "batch";
+  SandboxSpec worker2 = worker;
+  worker2.labels["tier"] = "bulk";
+  SandboxSpec cache = MakeSpec("cache");
+  cache.memory_bytes = 512ull << 20;
+  SandboxSpec cache2 = cache;
+  cache2.memory_bytes = 1ull << 30;
+  SandboxSpec search = MakeSpec("search", "debian-bookworm");
+  SandboxSpec search2 = search;
+  search2.image = "registry.local:5000/org/search:2";
+  SandboxSpec old = MakeSpec("old-demo");
+  SandboxSpec same = MakeSpec("steady");
+  PlanOptions o = Opts(/*prune=*/true);
+  o.artifact_present = [](std::string_view kind, const std::string& n) {
+    return !(kind == "image" && n == "debian-bookworm");
+  };
+  return ComputePlan({MakeDoc(api), MakeDoc(worker2), MakeDoc(cache2), MakeDoc(search2), MakeDoc(same)},
+                     {Applied(worker), Applied(cache), Applied(search), Applied(old), Applied(same)}, o);
+}
+
+TEST(PlanRenderTest, TextMatchesGolden) {
+  testing::ExpectGolden("plan_sketch.txt", RenderPlanText(SketchPlan(), /*color=*/false));
+}
+
+TEST(PlanRenderTest, JsonMatchesGoldenAndParses) {
+  std::string j = RenderPlanJson(SketchPlan());
+  testing::ExpectGolden("plan_sketch.json", j);
+  auto parsed = nlohmann::json::parse(j);
+  EXPECT_EQ(parsed["summary"]["create"], 1);
+  EXPECT_EQ(parsed["summary"]["delete"], 1);
+  EXPECT_EQ(parsed["summary"]["unchanged"], 1);
+}
+
+TEST(PlanRenderTest, NoChangesSaysSo) {
+  SandboxSpec s = MakeSpec("web");
+  Plan p = ComputePlan({MakeDoc(s)}, {Applied(s)}, Opts());
+  EXPECT_EQ(RenderPlanText(p, false), "No changes. 1 sandbox is up to date.\n");
+}
+
+TEST(PlanRenderTest, ColorOnlyWhenAsked) {
+  Plan p = SketchPlan();
+  EXPECT_EQ(RenderPlanText(p, false).find('\033'), std::string::npos);
+  EXPECT_NE(RenderPlanText(p, true).find('\033'), std::string::npos);
+}
+
+TEST(OwnerTest, SetNameWinsOverPaths) {
+  EXPECT_EQ(OwnerFor({"/b", "/a"}, ""), "path:/a,/b");
+  EXPECT_EQ(OwnerFor({"/b"}, "team"), "set:team");
+}
+
+}  // namespace
+}  // namespace banger

@@ -1,0 +1,82 @@
+// Test doubles for the engine's ports: a scripted, recording FakeRuntime and
+// an in-memory FakeArtifacts. Used by reconciler and CLI tests only.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "reconciler/ports.h"
+
+namespace banger::testing {
+
+class FakeRuntime : public SandboxRuntime {
+ public:
+  std::string_view Kind() const override { return "fake"; }
+  Status CheckAvailable() override { return available_; }
+  Result<BootResult> Boot(const BootRequest& request) override;
+  Status WaitAgent(const SandboxRecord& record, std::chrono::milliseconds timeout) override;
+  Result<CommandOutput> Exec(const SandboxRecord& record, const std::vector<std::string>& argv,
+                             std::chrono::milliseconds timeout) override;
+  RuntimeObservation Inspect(const SandboxRecord& record) override;
+  Status Stop(const SandboxRecord& record, std::chrono::milliseconds grace) override;
+  Status Destroy(const SandboxRecord& record) override;
+
+  // --- scripting ---
+  void SetAvailable(Status s) { available_ = std::move(s); }
+  /// The next `n` boots of `name` fail with `error`.
+  void FailBoots(const std::string& name, int n, Status error);
+  /// Exec of argv[0]==`program` in `name` exits with `code`.
+  void SetExecExit(const std::string& name, const std::string& program, int code);
+  /// Simulates the VM process dying.
+  void Crash(const std::string& name);
+
+  // --- recording ---
+  std::vector<std::string> calls() const;   // "boot web", "stop web", "destroy web", "exec web ls"
+  int boots() const { return boots_.load(); }
+  int max_concurrent_boots() const { return max_concurrent_.load(); }
+  std::set<std::string> running() const;
+  /// If set, Boot sleeps this long (real time) to let tests observe overlap.
+  std::chrono::milliseconds boot_delay{0};
+
+ private:
+  void Record(std::string call);
+  mutable std::mutex mu_;
+  Status available_;
+  std::vector<std::string> calls_;
+  std::map<std::string, std::pair<int, Status>> boot_failures_;
+  std::map<std::pair<std::string, std::string>, int> exec_exits_;
+  std::map<std::string, int> running_pid_;   // name -> fake pid
+  std::set<std::string> disks_;              // names with a disk
+  int next_pid_ = 1000;
+  std::atomic<int> boots_{0};
+  std::atomic<int> in_boot_{0};
+  std::atomic<int> max_concurrent_{0};
+};
+
+class FakeArtifacts : public ArtifactStore {
+ public:
+  bool ImagePresent(const std::string& name) override;
+  bool KernelPresent(const std::string& name) override;
+  Result<ImageRecord> EnsureImage(const std::string& name,
+                                  const std::function<void(uint64_t, uint64_t)>& progress) override;
+  Result<KernelRecord> EnsureKernel(const std::string& name,
+                                    const std::function<void(uint64_t, uint64_t)>& progress) override;
+  std::string DefaultKernel() const override { return "default-kernel"; }
+
+  void AddImage(const std::string& name);
+  void AddKernel(const std::string& name);
+  /// Names that fail to pull (not in any catalog).
+  void SetUnpullable(const std::string& name) { unpullable_.insert(name); }
+  std::vector<std::string> pulls() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::set<std::string> images_, kernels_, unpullable_;
+  std::vector<std::string> pulls_;
+};
+
+}  // namespace banger::testing
