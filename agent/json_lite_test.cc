@@ -1,0 +1,86 @@
+#include "agent/json_lite.h"
+
+#include <gtest/gtest.h>
+
+#include "agent/config.h"
+
+namespace banger::agent {
+namespace {
+
+TEST(JsonLiteTest, ParsesNestedDocument) {
+  std::string err;
+  auto v = ParseJson(R"({"a": [1, 2, {"b": "x\u00e9\n"}], "t": true, "n": null, "f": -2.5e1})", &err);
+  ASSERT_TRUE(v) << err;
+  EXPECT_EQ((*v)["a"].AsArray().size(), 3u);
+  EXPECT_EQ((*v)["a"].AsArray()[1].AsInt(), 2);
+  EXPECT_EQ((*v)["a"].AsArray()[2]["b"].AsString(), "x\xc3\xa9\n");
+  EXPECT_TRUE((*v)["t"].AsBool());
+  EXPECT_TRUE((*v)["n"].IsNull());
+  EXPECT_EQ((*v)["f"].AsInt(), -25);
+  EXPECT_TRUE((*v)["missing"].IsNull());
+}
+
+TEST(JsonLiteTest, RejectsMalformedInputWithOffset) {
+  std::string err;
+  EXPECT_FALSE(ParseJson(R"({"a": [1, 2})", &err));
+  EXPECT_NE(err.find("offset"), std::string::npos) << err;
+  EXPECT_FALSE(ParseJson(R"({"a": "unterminated)", &err));
+  EXPECT_FALSE(ParseJson(R"({"a": 1} x)", &err));
+  EXPECT_FALSE(ParseJson(std::string(100, '['), &err));  // too deep
+}
+
+TEST(JsonLiteTest, DecodesSurrogatePairs) {
+  std::string err;
+  auto v = ParseJson(R"("\ud83d\ude00")", &err);
+  ASSERT_TRUE(v) << err;
+  EXPECT_EQ(v->AsString(), "\xf0\x9f\x98\x80");
+}
+
+TEST(Base64Test, DecodesWithAndWithoutPadding) {
+  EXPECT_EQ(*Base64Decode("aGVsbG8gd29ybGQ="), "hello world");
+  EXPECT_EQ(*Base64Decode("aGVsbG8gd29ybGQ"), "hello world");
+  EXPECT_EQ(*Base64Decode(""), "");
+  EXPECT_EQ(*Base64Decode("AAEC/w=="), std::string("\x00\x01\x02\xff", 4));
+  EXPECT_FALSE(Base64Decode("a$b="));
+  EXPECT_FALSE(Base64Decode("a"));
+}
+
+TEST(AgentConfigTest, ParsesFullConfig) {
+  std::string err;
+  auto c = ParseAgentConfig(R"({
+    "hostname": "web-1",
+    "network": {"address": "10.0.0.2", "prefix": 24, "gateway": "10.0.0.1", "dns": ["1.1.1.1"]},
+    "files": [{"path": "/etc/motd", "content_base64": "aGk=", "mode": 384}],
+    "authorized_keys": ["ssh-ed25519 AAAA test"],
+    "env": {"A": "1"},
+    "entrypoint": {"argv": ["sleep", "1000"], "env": {"B": "2"}, "workdir": "/tmp"},
+    "init": "agent"
+  })", &err);
+  ASSERT_TRUE(c) << err;
+  EXPECT_EQ(c->hostname, "web-1");
+  ASSERT_TRUE(c->network);
+  EXPECT_EQ(c->network->gateway, "10.0.0.1");
+  EXPECT_EQ(c->network->dns, std::vector<std::string>{"1.1.1.1"});
+  ASSERT_EQ(c->files.size(), 1u);
+  EXPECT_EQ(c->files[0].content, "hi");
+  EXPECT_EQ(c->files[0].mode, 0600u);
+  EXPECT_EQ(c->env, std::vector<std::string>{"A=1"});
+  EXPECT_EQ(c->entrypoint, (std::vector<std::string>{"sleep", "1000"}));
+  EXPECT_EQ(c->entrypoint_env, std::vector<std::string>{"B=2"});
+  EXPECT_EQ(c->workdir, "/tmp");
+  EXPECT_EQ(c->init, "agent");
+  EXPECT_EQ(c->root_device, "/dev/vda");
+}
+
+TEST(AgentConfigTest, RejectsBadFieldsNamingThem) {
+  std::string err;
+  EXPECT_FALSE(ParseAgentConfig(R"({"network": {"address": "10.0.0.300"}})", &err));
+  EXPECT_NE(err.find("network.address"), std::string::npos) << err;
+  EXPECT_FALSE(ParseAgentConfig(R"({"files": [{"path": "etc/x", "content_base64": ""}]})", &err));
+  EXPECT_NE(err.find("etc/x"), std::string::npos) << err;
+  EXPECT_FALSE(ParseAgentConfig(R"({"init": "systemd"})", &err));
+  EXPECT_NE(err.find("init"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace banger::agent

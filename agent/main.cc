@@ -1,0 +1,451 @@
+// banger-agent: PID 1 of banger's initramfs and the guest side of the host
+// channel. See docs/guest-agent.md for the boot sequence.
+//
+//   banger-agent                      as PID 1: boot the sandbox (normal use)
+//   banger-agent --serve-unix PATH    serve the protocol on a unix socket (host tests)
+//   banger-agent --version
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "agent/config.h"
+#include "agent/server.h"
+
+#ifndef BANGER_AGENT_VERSION
+#define BANGER_AGENT_VERSION "0.1.0"
+#endif
+
+namespace banger::agent {
+namespace {
+
+constexpr const char* kModulesOrder = "/lib/banger/modules.order";
+constexpr const char* kConfigPath = "/banger/config.json";
+constexpr const char* kNewRoot = "/newroot";
+
+void Log(const std::string& msg) {
+  std::string line = "banger-agent: " + msg + "\n";
+  ssize_t ignored = ::write(2, line.data(), line.size());
+  (void)ignored;
+}
+
+std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+int64_t MonoMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void SleepMs(int ms) {
+  timespec ts{ms / 1000, static_cast<long>(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+[[noreturn]] void PowerOff() {
+  ::sync();
+  ::reboot(RB_POWER_OFF);
+  // Only PID 1 gets here if power-off is unsupported: exiting panics the
+  // kernel, and panic=-1 with QEMU's -no-reboot ends the VM.
+  ::_exit(1);
+}
+
+[[noreturn]] void Fatal(const std::string& msg) {
+  Log("FATAL: " + msg);
+  SleepMs(200);
+  PowerOff();
+}
+
+bool ReadFile(const std::string& path, std::string* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  out->clear();
+  char buf[8192];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0) out->append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return n == 0;
+}
+
+bool WriteFile(const std::string& path, const std::string& content, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) return false;
+  size_t off = 0;
+  while (off < content.size()) {
+    ssize_t n = ::write(fd, content.data() + off, content.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      return false;
+    }
+    off += static_cast<size_t>(n);
+  }
+  ::fchmod(fd, mode);
+  return ::close(fd) == 0;
+}
+
+bool MakeDirs(const std::string& path, mode_t mode) {
+  std::string cur;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = path.find('/', pos + 1);
+    cur = path.substr(0, pos);
+    if (cur.empty()) continue;
+    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) return false;
+  }
+  return true;
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+// ---- early boot -------------------------------------------------------------
+
+void MountEarly() {
+  struct M {
+    const char* src;
+    const char* dir;
+    const char* type;
+    unsigned long flags;
+    const char* data;
+  };
+  const M mounts[] = {
+      {"proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr},
+      {"sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr},
+      {"devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755"},
+      {"devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=620,ptmxmode=666"},
+      {"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"},
+  };
+  for (const M& m : mounts) {
+    ::mkdir(m.dir, 0755);
+    if (::mount(m.src, m.dir, m.type, m.flags, m.data) != 0 && errno != EBUSY) {
+      Log(Errno(std::string("mount ") + m.dir));
+    }
+  }
+  ::symlink("/proc/self/fd", "/dev/fd");
+}
+
+void LoadModules() {
+  std::string list;
+  if (!ReadFile(kModulesOrder, &list)) {
+    Log(std::string("no ") + kModulesOrder + "; assuming a kernel with built-in drivers");
+    return;
+  }
+  size_t start = 0;
+  while (start < list.size()) {
+    size_t end = list.find('\n', start);
+    if (end == std::string::npos) end = list.size();
+    std::string path = Trim(list.substr(start, end - start));
+    start = end + 1;
+    if (path.empty() || path[0] == '#') continue;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      Log(Errno("open module " + path));
+      continue;
+    }
+    if (::syscall(SYS_finit_module, fd, "", 0) != 0 && errno != EEXIST) {
+      // Optional alternatives (e.g. a CPU-specific crc32c) may refuse to load.
+      Log(Errno("load module " + path));
+    }
+    ::close(fd);
+  }
+}
+
+bool WaitForPath(const std::string& path, int timeout_ms) {
+  int64_t deadline = MonoMs() + timeout_ms;
+  while (::access(path.c_str(), F_OK) != 0) {
+    if (MonoMs() > deadline) return false;
+    SleepMs(20);
+  }
+  return true;
+}
+
+// Finds the virtio-serial port named `name`; returns /dev/<vportNpM> (created
+// from sysfs' dev numbers if devtmpfs lacks the node) or "".
+std::string FindPort(const std::string& name, int timeout_ms) {
+  int64_t deadline = MonoMs() + timeout_ms;
+  while (true) {
+    if (DIR* d = ::opendir("/sys/class/virtio-ports")) {
+      while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        std::string base = std::string("/sys/class/virtio-ports/") + e->d_name;
+        std::string port_name;
+        if (!ReadFile(base + "/name", &port_name) || Trim(port_name) != name) continue;
+        std::string dev = std::string("/dev/") + e->d_name;
+        ::closedir(d);
+        if (::access(dev.c_str(), F_OK) != 0) {
+          std::string numbers;
+          unsigned maj = 0, min = 0;
+          if (ReadFile(base + "/dev", &numbers) && std::sscanf(numbers.c_str(), "%u:%u", &maj, &min) == 2) {
+            ::mknod(dev.c_str(), S_IFCHR | 0600, makedev(maj, min));
+          }
+        }
+        return dev;
+      }
+      ::closedir(d);
+    }
+    if (MonoMs() > deadline) return "";
+    SleepMs(20);
+  }
+}
+
+// ---- network ----------------------------------------------------------------
+
+bool SetInterface(int sock, const std::string& ifname, uint32_t addr, uint32_t mask) {
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  if (addr != 0) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ifr.ifr_addr);
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = addr;
+    if (::ioctl(sock, SIOCSIFADDR, &ifr) != 0) {
+      Log(Errno("set address of " + ifname));
+      return false;
+    }
+    sin->sin_addr.s_addr = mask;
+    if (::ioctl(sock, SIOCSIFNETMASK, &ifr) != 0) {
+      Log(Errno("set netmask of " + ifname));
+      return false;
+    }
+  }
+  if (::ioctl(sock, SIOCGIFFLAGS, &ifr) != 0) {
+    Log(Errno("get flags of " + ifname));
+    return false;
+  }
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
+  if (::ioctl(sock, SIOCSIFFLAGS, &ifr) != 0) {
+    Log(Errno("bring up " + ifname));
+    return false;
+  }
+  return true;
+}
+
+void ConfigureNetwork(const AgentConfig& c) {
+  int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) {
+    Log(Errno("socket"));
+    return;
+  }
+  SetInterface(sock, "lo", 0, 0);
+  if (c.network) {
+    const AgentNetwork& n = *c.network;
+    if (!WaitForPath("/sys/class/net/" + n.interface, 10000)) {
+      Log("network interface " + n.interface + " did not appear");
+    } else {
+      uint32_t addr = *ParseIpv4(n.address);
+      uint32_t mask = n.prefix == 0 ? 0 : htonl(~uint32_t{0} << (32 - n.prefix));
+      if (SetInterface(sock, n.interface, addr, mask) && !n.gateway.empty()) {
+        rtentry rt{};
+        auto* dst = reinterpret_cast<sockaddr_in*>(&rt.rt_dst);
+        auto* gw = reinterpret_cast<sockaddr_in*>(&rt.rt_gateway);
+        auto* msk = reinterpret_cast<sockaddr_in*>(&rt.rt_genmask);
+        dst->sin_family = gw->sin_family = msk->sin_family = AF_INET;
+        gw->sin_addr.s_addr = *ParseIpv4(n.gateway);
+        rt.rt_flags = RTF_UP | RTF_GATEWAY;
+        std::string dev = n.interface;
+        rt.rt_dev = dev.data();
+        if (::ioctl(sock, SIOCADDRT, &rt) != 0 && errno != EEXIST) Log(Errno("add default route"));
+      }
+    }
+  }
+  ::close(sock);
+}
+
+// ---- inside the new root ----------------------------------------------------
+
+void WriteGuestFiles(const AgentConfig& c) {
+  if (!c.hostname.empty()) {
+    if (::sethostname(c.hostname.data(), c.hostname.size()) != 0) Log(Errno("sethostname"));
+    ::mkdir("/etc", 0755);
+    if (!WriteFile("/etc/hostname", c.hostname + "\n", 0644)) Log(Errno("write /etc/hostname"));
+    std::string hosts;
+    if (!ReadFile("/etc/hosts", &hosts) || hosts.find(" " + c.hostname) == std::string::npos) {
+      if (hosts.empty()) hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+      if (hosts.back() != '\n') hosts += "\n";
+      hosts += "127.0.1.1\t" + c.hostname + "\n";
+      if (!WriteFile("/etc/hosts", hosts, 0644)) Log(Errno("write /etc/hosts"));
+    }
+  }
+  if (c.network && !c.network->dns.empty()) {
+    std::string resolv;
+    for (const auto& ns : c.network->dns) resolv += "nameserver " + ns + "\n";
+    // A dangling symlink (systemd-resolved) would make O_NOFOLLOW fail: replace it.
+    struct stat st{};
+    if (::lstat("/etc/resolv.conf", &st) == 0 && S_ISLNK(st.st_mode)) ::unlink("/etc/resolv.conf");
+    if (!WriteFile("/etc/resolv.conf", resolv, 0644)) Log(Errno("write /etc/resolv.conf"));
+  }
+  for (const auto& f : c.files) {
+    std::string dir = f.path.substr(0, f.path.rfind('/'));
+    if (!dir.empty() && !MakeDirs(dir, 0755)) Log(Errno("mkdir " + dir));
+    if (!WriteFile(f.path, f.content, f.mode)) Log(Errno("write " + f.path));
+  }
+  if (!c.authorized_keys.empty()) {
+    if (!MakeDirs("/root/.ssh", 0700)) Log(Errno("mkdir /root/.ssh"));
+    ::chmod("/root/.ssh", 0700);
+    std::string keys;
+    for (const auto& k : c.authorized_keys) keys += k + "\n";
+    if (!WriteFile("/root/.ssh/authorized_keys", keys, 0600)) Log(Errno("write authorized_keys"));
+  }
+}
+
+bool CopySelf(const std::string& dst) {
+  std::string self;
+  if (!ReadFile("/proc/self/exe", &self)) return false;
+  return WriteFile(dst, self, 0755);
+}
+
+void SwitchRoot() {
+  for (const char* d : {"dev", "proc", "sys", "run"}) {
+    std::string target = std::string(kNewRoot) + "/" + d;
+    ::mkdir(target.c_str(), 0755);
+    if (::mount((std::string("/") + d).c_str(), target.c_str(), nullptr, MS_MOVE, nullptr) != 0) {
+      Log(Errno(std::string("move /") + d));
+    }
+  }
+  if (::chdir(kNewRoot) != 0) Fatal(Errno("chdir /newroot"));
+  if (::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0) Fatal(Errno("move /newroot to /"));
+  if (::chroot(".") != 0) Fatal(Errno("chroot"));
+  if (::chdir("/") != 0) Fatal(Errno("chdir /"));
+}
+
+pid_t StartEntrypoint(const AgentConfig& c) {
+  if (c.entrypoint.empty()) return 0;
+  std::vector<std::string> env = MergeEnv(MergeEnv(DefaultEnv(), c.env), c.entrypoint_env);
+  std::vector<std::string> argv = c.entrypoint;
+  std::string cwd = c.workdir.empty() ? "/" : c.workdir;
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    Log(Errno("fork entrypoint"));
+    return 0;
+  }
+  if (pid == 0) {
+    ::setsid();
+    int null_fd = ::open("/dev/null", O_RDONLY);
+    if (null_fd >= 0) ::dup2(null_fd, 0);
+    int con = ::open("/dev/console", O_WRONLY | O_NOCTTY);
+    if (con >= 0) {
+      ::dup2(con, 1);
+      ::dup2(con, 2);
+    }
+    if (::chdir(cwd.c_str()) != 0) Log(Errno("entrypoint chdir " + cwd));
+    std::vector<char*> cargv, cenv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    for (auto& e : env) cenv.push_back(e.data());
+    cenv.push_back(nullptr);
+    environ = cenv.data();
+    ::execvp(cargv[0], cargv.data());
+    Log(Errno("exec entrypoint " + argv[0]));
+    ::_exit(127);
+  }
+  Log("started entrypoint " + argv[0] + " as pid " + std::to_string(pid));
+  return pid;
+}
+
+int RunAsInit() {
+  MountEarly();
+  // Our stdio is /dev/console from the initramfs; keep it even before devtmpfs.
+  Log("starting (" BANGER_AGENT_VERSION ")");
+  LoadModules();
+
+  std::string json;
+  if (!ReadFile(kConfigPath, &json)) Fatal(Errno(std::string("read ") + kConfigPath));
+  std::string err;
+  auto config = ParseAgentConfig(json, &err);
+  if (!config) Fatal(err);
+  ::unlink(kConfigPath);  // it may hold keys; the new root never sees it anyway
+
+  if (!WaitForPath(config->root_device, 30000)) Fatal("root device " + config->root_device + " did not appear");
+  ::mkdir(kNewRoot, 0755);
+  if (::mount(config->root_device.c_str(), kNewRoot, config->root_fstype.c_str(), 0, nullptr) != 0) {
+    Fatal(Errno("mount " + config->root_device + " (" + config->root_fstype + ")"));
+  }
+  ConfigureNetwork(*config);
+
+  std::string port = FindPort(config->agent_port, 10000);
+  int port_fd = -1;
+  if (port.empty()) {
+    Log("virtio port " + config->agent_port + " not found; no host channel");
+  } else {
+    port_fd = ::open(port.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
+    if (port_fd < 0) Log(Errno("open " + port));
+  }
+  ::mkdir("/run/banger", 0700);
+  if (!CopySelf("/run/banger/agent")) Log(Errno("copy agent to /run/banger/agent"));
+
+  SwitchRoot();
+  WriteGuestFiles(*config);
+
+  bool has_init = ::access("/sbin/init", X_OK) == 0;
+  bool use_image_init = config->init == "image" || (config->init == "auto" && has_init);
+  if (config->init == "image" && !has_init) Fatal("init: image requested but /sbin/init is missing");
+
+  ServerOptions opts;
+  opts.agent_version = BANGER_AGENT_VERSION;
+  opts.base_env = MergeEnv(DefaultEnv(), config->env);
+  opts.power_off = [] { PowerOff(); };
+
+  if (use_image_init) {
+    pid_t pid = ::fork();
+    if (pid < 0) Fatal(Errno("fork agent server"));
+    if (pid == 0) {
+      ::setsid();
+      opts.mode = "server";
+      ::_exit(ServeVirtioPort(port_fd, opts));
+    }
+    if (port_fd >= 0) ::close(port_fd);
+    Log("handing PID 1 to /sbin/init; agent server is pid " + std::to_string(pid));
+    char* init_argv[] = {const_cast<char*>("/sbin/init"), nullptr};
+    ::execv("/sbin/init", init_argv);
+    Fatal(Errno("exec /sbin/init"));
+  }
+  opts.mode = "init";
+  opts.entrypoint_pid = StartEntrypoint(*config);
+  // Serves the channel (or, without one, just reaps orphans) until power-off.
+  ServeVirtioPort(port_fd, opts);
+  PowerOff();
+}
+
+}  // namespace
+}  // namespace banger::agent
+
+int main(int argc, char** argv) {
+  using namespace banger::agent;
+  if (argc >= 2 && std::string(argv[1]) == "--version") {
+    std::printf("banger-agent %s\n", BANGER_AGENT_VERSION);
+    return 0;
+  }
+  if (argc >= 3 && std::string(argv[1]) == "--serve-unix") {
+    ServerOptions opts;
+    opts.agent_version = BANGER_AGENT_VERSION;
+    opts.mode = "test";
+    opts.base_env = DefaultEnv();
+    for (int i = 3; i + 1 < argc; i += 2) {
+      if (std::string(argv[i]) == "--env") opts.base_env = MergeEnv(opts.base_env, {argv[i + 1]});
+    }
+    return ServeUnixSocket(argv[2], opts);
+  }
+  if (::getpid() == 1) return RunAsInit();
+  std::fprintf(stderr, "usage: banger-agent (as PID 1) | --serve-unix PATH [--env K=V]... | --version\n");
+  return 2;
+}

@@ -1,0 +1,39 @@
+// The agent's channel server: serves exec/ping/poweroff requests from the host
+// over one byte stream (the virtio-serial port in a VM, or a unix socket when
+// run on a host for tests). Single-threaded, poll-based.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace banger::agent {
+
+struct ServerOptions {
+  std::string agent_version;
+  std::string mode;                    // "init" or "server" (reported in HELLO)
+  std::vector<std::string> base_env;   // "K=V" given to every exec (request env overrides)
+  pid_t entrypoint_pid = 0;            // logged when reaped (PID-1 mode)
+  /// Called after POWEROFF was acknowledged. In a VM it powers off and does not
+  /// return; in host test mode it returns and the server loop ends.
+  std::function<void()> power_off;
+};
+
+/// Serves a virtio-serial port fd: the host is "connected" while the port does
+/// not report POLLHUP. Runs until power-off; returns an exit code.
+int ServeVirtioPort(int port_fd, const ServerOptions& options);
+
+/// Test mode: listens on a unix socket path and serves one connection at a
+/// time, like QEMU's chardev does for the host. Runs until POWEROFF.
+int ServeUnixSocket(const std::string& path, const ServerOptions& options);
+
+/// Default PATH and HOME for processes the agent starts.
+std::vector<std::string> DefaultEnv();
+
+/// Merges "K=V" lists; later entries override earlier ones with the same key.
+std::vector<std::string> MergeEnv(const std::vector<std::string>& base,
+                                  const std::vector<std::string>& overrides);
+
+}  // namespace banger::agent
