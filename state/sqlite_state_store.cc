@@ -728,17 +728,20 @@ Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& db_p
   rc = sqlite3_busy_timeout(raw, 10000);
   if (rc != SQLITE_OK) return SqliteError(raw, rc, "set busy_timeout on " + db_path);
 
-  {
-    Stmt s(raw, "PRAGMA journal_mode=WAL");
-    BANGER_ASSIGN_OR_RETURN(bool row, s.Step());
-    std::string mode = row ? s.Text(0) : "";
-    if (mode != "wal" && !(in_memory && mode == "memory")) {
-      return FailedPrecondition("state database " + db_path +
-                                " could not switch to WAL journal mode (got \"" + mode + "\")");
+  Status configured = [&]() -> Status {
+    {
+      Stmt s(raw, "PRAGMA journal_mode=WAL");
+      BANGER_ASSIGN_OR_RETURN(bool row, s.Step());
+      std::string mode = row ? s.Text(0) : "";
+      if (mode != "wal" && !(in_memory && mode == "memory")) {
+        return FailedPrecondition("could not switch to WAL journal mode (got \"" + mode + "\")");
+      }
     }
-  }
-  BANGER_RETURN_IF_ERROR(Exec(raw, "PRAGMA synchronous=NORMAL", "set synchronous on " + db_path));
-  BANGER_RETURN_IF_ERROR(Exec(raw, "PRAGMA foreign_keys=ON", "enable foreign keys on " + db_path));
+    BANGER_RETURN_IF_ERROR(Exec(raw, "PRAGMA synchronous=NORMAL", "set synchronous"));
+    BANGER_RETURN_IF_ERROR(Exec(raw, "PRAGMA foreign_keys=ON", "enable foreign keys"));
+    return OkStatus();
+  }();
+  if (!configured.ok()) return configured.WithContext("state database " + db_path);
   BANGER_RETURN_IF_ERROR(store->Migrate(migrations));
   return std::unique_ptr<StateStore>(std::move(store));
 }
