@@ -3,12 +3,16 @@
 // root disks from the tree and publishes them).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
+#include "base/clock.h"
 #include "base/status.h"
+#include "oci/blob_store.h"  // PruneBlobs, ReferencedDigests for `banger image prune`
 
 namespace banger::oci {
 
@@ -27,13 +31,21 @@ struct PullOptions {
   std::string platform = "linux/amd64";
   bool plain_http = false;                // allow http:// (loopback registries in tests)
   ProgressFn progress;                    // may be empty
+  // Retries of transient failures (connection reset, timeouts, 429, 5xx):
+  // up to max_attempts tries, sleeping initial_backoff, 2x, 4x, ... between.
+  int max_attempts = 5;
+  std::chrono::milliseconds initial_backoff{500};
+  Clock* clock = nullptr;                 // for the backoff sleeps; nullptr: system clock
 };
 
 struct PulledImage {
   std::string reference;        // normalised: registry/repository:tag or @digest
-  std::string manifest_digest;  // "sha256:..."
+  std::string manifest_digest;  // "sha256:..." of the platform's image manifest
   std::string config_json;      // the image config blob (entrypoint, cmd, env, ...)
   uint64_t tree_bytes = 0;      // apparent size of the flattened tree
+  uint64_t bytes_downloaded = 0;  // manifest + blob bytes received; 0 on a warm re-pull
+  std::string index_digest;     // the image index / manifest list digest, if any
+  std::vector<std::string> layer_digests;  // base layer first
 };
 
 /// Resolves `reference`, fetches (or reuses from the cache) every blob,

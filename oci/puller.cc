@@ -1,0 +1,125 @@
+#include "oci/puller.h"
+
+#include <dirent.h>
+
+#include <spdlog/spdlog.h>
+
+#include "base/strings.h"
+#include "oci/blob_store.h"
+#include "oci/flatten.h"
+#include "oci/http.h"
+#include "oci/manifest.h"
+#include "oci/reference.h"
+#include "oci/registry_client.h"
+
+namespace banger::oci {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+Status CheckEmptyDir(const fs::path& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return ErrnoStatus(errno, "open destination " + dir.string());
+  bool empty = true;
+  while (dirent* de = ::readdir(d)) {
+    std::string n = de->d_name;
+    if (n != "." && n != "..") {
+      empty = false;
+      break;
+    }
+  }
+  ::closedir(d);
+  if (!empty) return FailedPrecondition("destination " + dir.string() + " is not empty");
+  return OkStatus();
+}
+
+void Report(const PullOptions& o, std::string phase, std::string item, uint64_t done,
+            uint64_t total) {
+  if (!o.progress) return;
+  PullProgress p;
+  p.phase = std::move(phase);
+  p.item = std::move(item);
+  p.done_bytes = done;
+  p.total_bytes = total;
+  o.progress(p);
+}
+
+}  // namespace
+
+Result<PulledImage> PullAndFlatten(const std::string& reference, const fs::path& dest_dir,
+                                   const PullOptions& options) {
+  BANGER_ASSIGN_OR_RETURN(Reference ref, ParseReference(reference));
+  if (options.blob_dir.empty()) return InvalidArgument("PullOptions.blob_dir is empty");
+  BANGER_RETURN_IF_ERROR(CheckEmptyDir(dest_dir));
+  BlobStore cache(options.blob_dir);
+  BANGER_RETURN_IF_ERROR(cache.Init());
+
+  std::unique_ptr<HttpClient> http = MakeCurlHttpClient();
+  RegistryClientOptions ro;
+  ro.plain_http = options.plain_http;
+  ro.docker_config = options.docker_config;
+  ro.retry.max_attempts = options.max_attempts;
+  ro.retry.initial_backoff = options.initial_backoff;
+  ro.clock = options.clock;
+  RegistryClient client(*http, ref, ro);
+
+  PulledImage out;
+  out.reference = ref.ToString();
+  const std::string what = ref.ToString();
+
+  Report(options, "manifest", what, 0, 0);
+  BANGER_ASSIGN_OR_RETURN(FetchedManifest top, client.GetManifest(ref.ManifestSelector(), cache));
+  out.bytes_downloaded += top.bytes_transferred;
+  BANGER_ASSIGN_OR_RETURN(Manifest manifest, ParseManifest(top.body, top.media_type, what));
+  out.manifest_digest = top.digest;
+  if (manifest.is_index) {
+    out.index_digest = top.digest;
+    BANGER_ASSIGN_OR_RETURN(Descriptor pick, SelectPlatform(manifest, options.platform, what));
+    BANGER_ASSIGN_OR_RETURN(FetchedManifest child, client.GetManifest(pick.digest, cache));
+    out.bytes_downloaded += child.bytes_transferred;
+    BANGER_ASSIGN_OR_RETURN(manifest, ParseManifest(child.body, pick.media_type, what + " (" +
+                                                        pick.PlatformString() + ")"));
+    if (manifest.is_index) {
+      return InvalidArgument(what + ": nested image indexes are not supported");
+    }
+    out.manifest_digest = child.digest;
+  }
+
+  for (const Descriptor& l : manifest.layers) {
+    if (!IsSupportedLayerType(l.media_type)) {
+      return InvalidArgument(what + ": layer " + l.digest + " has unsupported media type \"" +
+                             l.media_type + "\"");
+    }
+  }
+
+  BANGER_ASSIGN_OR_RETURN(uint64_t config_bytes, client.FetchBlob(manifest.config, cache));
+  out.bytes_downloaded += config_bytes;
+  BANGER_ASSIGN_OR_RETURN(out.config_json, cache.Read(manifest.config.digest));
+
+  std::vector<LayerFile> layers;
+  for (const Descriptor& l : manifest.layers) {
+    uint64_t total = l.size > 0 ? static_cast<uint64_t>(l.size) : 0;
+    BANGER_ASSIGN_OR_RETURN(
+        uint64_t n, client.FetchBlob(l, cache, [&](uint64_t done, uint64_t t) {
+          Report(options, "blob", l.digest, done, t);
+        }));
+    if (n > 0) spdlog::debug("{}: fetched layer {} ({} bytes)", what, l.digest, n);
+    Report(options, "blob", l.digest, total, total);
+    out.bytes_downloaded += n;
+    out.layer_digests.push_back(l.digest);
+    layers.push_back(LayerFile{cache.PathFor(l.digest), l.digest, l.media_type});
+  }
+
+  BANGER_ASSIGN_OR_RETURN(
+      FlattenStats stats,
+      FlattenLayers(layers, dest_dir, [&](const LayerFile& layer, uint64_t done, uint64_t total) {
+        Report(options, "flatten", layer.digest, done, total);
+      }));
+  BANGER_ASSIGN_OR_RETURN(out.tree_bytes, TreeApparentSize(dest_dir));
+  spdlog::info("pulled {} ({}): {} layers, {} entries, {} downloaded", what, out.manifest_digest,
+               layers.size(), stats.entries, HumanBytes(out.bytes_downloaded));
+  return out;
+}
+
+}  // namespace banger::oci
