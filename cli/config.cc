@@ -1,0 +1,110 @@
+#include "cli/config.h"
+
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "base/files.h"
+#include "base/strings.h"
+
+namespace banger {
+
+namespace {
+
+std::string DefaultConfigPath() {
+  if (::geteuid() == 0) return "/etc/banger/config.yaml";
+  const char* xdg = std::getenv("XDG_CONFIG_HOME");
+  if (xdg && *xdg == '/') return std::string(xdg) + "/banger/config.yaml";
+  const char* home = std::getenv("HOME");
+  if (home && *home) return std::string(home) + "/.config/banger/config.yaml";
+  return "";
+}
+
+std::string Where(const std::string& path, const YAML::Node& n) {
+  return path + ":" + std::to_string(n.Mark().line + 1) + ":" + std::to_string(n.Mark().column + 1);
+}
+
+}  // namespace
+
+Result<Config> LoadConfig(const std::string& explicit_path) {
+  Config c;
+  std::string path = explicit_path;
+  if (path.empty()) {
+    const char* env = std::getenv("BANGER_CONFIG");
+    if (env && *env) path = env;
+  }
+  if (path.empty()) {
+    path = DefaultConfigPath();
+    std::error_code ec;
+    if (path.empty() || !std::filesystem::exists(path, ec)) return c;
+  }
+  BANGER_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  c.path = path;
+  try {
+    YAML::Node root = YAML::Load(text);
+    if (root.IsNull()) return c;
+    if (!root.IsMap()) return InvalidArgument(Where(path, root) + ": config must be a mapping");
+    static const std::vector<std::string> kKeys = {"defaultKernel", "accel", "machine", "parallel",
+                                                   "imageCatalog", "kernelCatalog"};
+    for (auto it = root.begin(); it != root.end(); ++it) {
+      std::string key = it->first.as<std::string>();
+      const YAML::Node& v = it->second;
+      if (key == "defaultKernel") {
+        c.default_kernel = v.as<std::string>();
+      } else if (key == "accel") {
+        c.accel = v.as<std::string>();
+        if (c.accel != "auto" && c.accel != "kvm" && c.accel != "tcg") {
+          return InvalidArgument(Where(path, v) + ": accel: must be auto, kvm or tcg");
+        }
+      } else if (key == "machine") {
+        c.machine = v.as<std::string>();
+        if (c.machine != "auto" && c.machine != "microvm" && c.machine != "q35") {
+          return InvalidArgument(Where(path, v) + ": machine: must be auto, microvm or q35");
+        }
+      } else if (key == "parallel") {
+        c.parallel = v.as<int>();
+        if (c.parallel < 1 || c.parallel > 64) {
+          return InvalidArgument(Where(path, v) + ": parallel: must be between 1 and 64");
+        }
+      } else if (key == "imageCatalog") {
+        YAML::Emitter e;
+        e << v;
+        c.image_catalog_yaml = e.c_str();
+      } else if (key == "kernelCatalog") {
+        YAML::Emitter e;
+        e << v;
+        c.kernel_catalog_yaml = e.c_str();
+      } else {
+        std::string hint = ClosestMatch(key, kKeys);
+        return InvalidArgument(Where(path, it->first) + ": unknown key \"" + key + "\"" +
+                               (hint.empty() ? "" : " (did you mean \"" + hint + "\"?)"));
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ":" +
+                           std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  return c;
+}
+
+std::string RenderConfig(const Config& c) {
+  YAML::Emitter e;
+  e << YAML::BeginMap;
+  e << YAML::Key << "defaultKernel" << YAML::Value << c.default_kernel;
+  e << YAML::Key << "accel" << YAML::Value << c.accel;
+  e << YAML::Key << "machine" << YAML::Value << c.machine;
+  e << YAML::Key << "parallel" << YAML::Value << c.parallel;
+  if (!c.image_catalog_yaml.empty()) {
+    e << YAML::Key << "imageCatalog" << YAML::Value << YAML::Load(c.image_catalog_yaml);
+  }
+  if (!c.kernel_catalog_yaml.empty()) {
+    e << YAML::Key << "kernelCatalog" << YAML::Value << YAML::Load(c.kernel_catalog_yaml);
+  }
+  e << YAML::EndMap;
+  return std::string("# source: ") + (c.path.empty() ? "built-in defaults" : c.path) + "\n" +
+         e.c_str() + "\n";
+}
+
+}  // namespace banger

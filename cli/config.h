@@ -1,0 +1,29 @@
+// banger's host configuration: /etc/banger/config.yaml for root, else
+// $XDG_CONFIG_HOME/banger/config.yaml; --config overrides. Every key is
+// optional; see docs/config.md.
+#pragma once
+
+#include <string>
+
+#include "base/status.h"
+
+namespace banger {
+
+struct Config {
+  std::string path;                   // file it was read from ("" = defaults)
+  std::string default_kernel = "debian-6.1";
+  std::string accel = "auto";         // auto | kvm | tcg
+  std::string machine = "auto";       // auto | microvm | q35
+  int parallel = 4;
+  std::string image_catalog_yaml;     // extra/overriding catalog entries (YAML text)
+  std::string kernel_catalog_yaml;
+};
+
+/// Reads `explicit_path` if given (must exist), else the default location if
+/// it exists, else defaults. Errors name the file, line and key.
+Result<Config> LoadConfig(const std::string& explicit_path);
+
+/// The config rendered as YAML (for `banger config show`).
+std::string RenderConfig(const Config& config);
+
+}  // namespace banger
