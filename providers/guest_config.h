@@ -1,0 +1,56 @@
+// GuestConfig: what the guest agent needs to set a sandbox up at boot. The
+// host renders it as /banger/config.json inside the per-sandbox initrd; the
+// agent (agent/config.cc) parses it. Field reference: docs/guest-agent.md.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace banger {
+
+struct GuestNetwork {
+  std::string interface = "eth0";
+  std::string address;  // IPv4, e.g. "10.0.0.2"
+  int prefix = 24;
+  std::string gateway;  // empty: no default route
+  std::vector<std::string> dns;
+};
+
+struct GuestFile {
+  std::string path;     // absolute path in the guest
+  std::string content;  // raw bytes (base64-encoded on the wire)
+  uint32_t mode = 0644;
+};
+
+enum class GuestInitMode {
+  kAuto,   // the image's /sbin/init if it has one, else the agent stays PID 1
+  kImage,  // always exec /sbin/init (fail the boot if missing)
+  kAgent,  // the agent stays PID 1 and runs the entrypoint
+};
+
+struct GuestConfig {
+  std::string hostname;
+  std::optional<GuestNetwork> network;
+  std::vector<GuestFile> files;
+  std::vector<std::string> authorized_keys;
+  std::map<std::string, std::string> env;  // for every process the agent starts
+  // From the OCI image config (entrypoint + cmd); may be empty.
+  std::vector<std::string> entrypoint;
+  std::map<std::string, std::string> entrypoint_env;
+  std::string workdir;
+  GuestInitMode init = GuestInitMode::kAuto;
+  std::string root_device = "/dev/vda";
+  std::string root_fstype = "ext4";
+  std::string agent_port = "banger.agent";
+};
+
+/// Renders config.json (stable key order, so identical configs give identical bytes).
+std::string GuestConfigToJson(const GuestConfig& config);
+
+/// Standard base64 with padding.
+std::string Base64Encode(std::string_view data);
+
+}  // namespace banger
