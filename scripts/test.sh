@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds with warnings as errors, and runs every test:
+# unit tests, unit tests again under AddressSanitizer+UBSan, then integration
+# tests (real SQLite, real registry on loopback, real QEMU boots under TCG).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+JOBS="${JOBS:-$(nproc)}"
+
+echo "== build (warnings are errors)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_COMPILE_WARNING_AS_ERROR=ON >/dev/null
+cmake --build build -j "$JOBS"
+
+echo "== unit tests"
+ctest --test-dir build -L unit --output-on-failure -j "$JOBS" --timeout 300
+
+echo "== unit tests under AddressSanitizer + UBSan"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DBANGER_SANITIZE=address,undefined \
+  -DBANGER_BUILD_BENCH=OFF -DCMAKE_COMPILE_WARNING_AS_ERROR=ON >/dev/null
+cmake --build build-asan -j "$JOBS"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  ctest --test-dir build-asan -L unit --output-on-failure -j "$JOBS" --timeout 600
+
+echo "== integration tests"
+ctest --test-dir build -L integration --output-on-failure --timeout 1200
