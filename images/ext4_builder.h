@@ -1,0 +1,35 @@
+// Building ext4 root disks from directory trees, without mounting anything:
+// `mkfs.ext4 -d TREE` copies the tree (ownership, modes, symlinks, device
+// nodes, xattrs) into a fresh file system inside a sparse file.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+
+#include "base/command_runner.h"
+#include "base/status.h"
+
+namespace banger::images {
+
+inline constexpr uint64_t kMinDefaultDiskBytes = 1ull << 30;  // 1 GiB
+
+/// What a tree needs on disk: file contents rounded up to 4 KiB blocks, plus
+/// one block per directory and symlink. Does not follow symlinks.
+struct TreeUsage {
+  uint64_t bytes = 0;
+  uint64_t entries = 0;  // files, directories, links, nodes (inodes needed)
+};
+Result<TreeUsage> MeasureTree(const std::filesystem::path& tree);
+
+/// max(tree_bytes * 1.25, 1 GiB), rounded up to a whole MiB.
+uint64_t DefaultDiskSize(uint64_t tree_bytes);
+
+/// Creates `out` (which must not exist) as a sparse file of `size_bytes` and
+/// formats it as ext4 labelled "rootfs" holding a copy of `tree`.
+/// `size_bytes` 0 means DefaultDiskSize of the measured tree. The root
+/// directory is owned by 0:0; everything else keeps the tree's owners and
+/// modes (banger runs as root, so mkfs copies them). On failure `out` is removed.
+Status BuildExt4(CommandRunner& runner, const std::filesystem::path& tree,
+                 const std::filesystem::path& out, uint64_t size_bytes);
+
+}  // namespace banger::images
