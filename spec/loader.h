@@ -42,6 +42,11 @@ std::string SpecHash(const SandboxSpec& spec);
 /// Inverse of CanonicalJson, for specs stored in the state database.
 Result<SandboxSpec> SpecFromCanonicalJson(std::string_view json);
 
+/// Puts order-insensitive lists into their canonical order (ports by host
+/// port then protocol, files by guest path) so that specs meaning the same
+/// thing compare equal. The loader and SpecFromCanonicalJson both apply it.
+void NormalizeSpec(SandboxSpec& spec);
+
 /// JSON Schema (draft 2020-12) of a Sandbox document, for editors.
 std::string SpecJsonSchema();
 

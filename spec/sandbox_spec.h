@@ -45,6 +45,7 @@ struct FileSpec {
   std::string path;                  // absolute path in the guest
   std::optional<std::string> content;  // inline content, or
   std::optional<std::string> source;   // host path (resolved relative to the spec file)
+  std::string source_sha256;           // sha256 hex of `source`'s content when loaded; "" for content
   uint32_t mode = 0644;
   bool operator==(const FileSpec&) const = default;
 };

@@ -1,0 +1,861 @@
+// YAML -> SandboxSpec. yaml-cpp stays inside this file: every exception it
+// can throw is caught here and becomes a diagnostic.
+#include "spec/loader.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <set>
+#include <system_error>
+#include <tuple>
+#include <utility>
+
+#include "base/files.h"
+#include "base/sha256.h"
+#include "base/strings.h"
+#include "spec/names.h"
+
+namespace banger {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kMiB = 1ull << 20;
+constexpr uint64_t kGiB = 1ull << 30;
+constexpr uint64_t kTiB = 1ull << 40;
+constexpr uint64_t kMinMemory = 64 * kMiB;
+constexpr uint64_t kMaxMemory = kTiB;
+constexpr uint64_t kMinDisk = 256 * kMiB;
+constexpr uint64_t kMaxDisk = 64 * kTiB;
+constexpr uint32_t kMaxCpus = 64;
+constexpr std::chrono::milliseconds kMinTimeout = std::chrono::seconds(1);
+constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(1);
+
+const std::vector<std::string> kTopFields = {"apiVersion", "kind", "metadata", "spec"};
+const std::vector<std::string> kMetadataFields = {"name", "labels"};
+const std::vector<std::string> kSpecFields = {
+    "image", "kernel", "cpus",      "memory",    "disk",          "network",   "ssh",
+    "env",   "files",  "provision", "readiness", "restartPolicy", "hypervisor"};
+const std::vector<std::string> kNetworkFields = {"mode", "ports"};
+const std::vector<std::string> kPortFields = {"host", "guest", "protocol"};
+const std::vector<std::string> kSshFields = {"authorizedKeys"};
+const std::vector<std::string> kFileFields = {"path", "content", "source", "mode"};
+const std::vector<std::string> kReadinessFields = {"command", "timeout"};
+
+/// Quotes a user value for a message: JSON-style escapes, cut at 60 chars.
+std::string Quote(std::string_view s) {
+  std::string out = "\"";
+  size_t n = 0;
+  for (char c : s) {
+    if (++n > 60) {
+      out += "...";
+      break;
+    }
+    auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string Describe(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Sequence: return "a sequence";
+    case YAML::NodeType::Null: return "null";
+    case YAML::NodeType::Scalar: return Quote(n.Scalar());
+    case YAML::NodeType::Undefined: break;
+  }
+  return "nothing";
+}
+
+std::string Join(const std::string& path, const std::string& field) {
+  return path.empty() ? field : path + "." + field;
+}
+
+std::string Index(const std::string& path, size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+std::string KeyPath(const std::string& path, const std::string& key) {
+  return path + "[" + Quote(key) + "]";
+}
+
+std::string FormatLocation(const SourceLocation& loc) {
+  std::string out = loc.file;
+  if (loc.line > 0) out += ":" + std::to_string(loc.line) + ":" + std::to_string(loc.column);
+  return out;
+}
+
+std::string DidYouMean(std::string_view word, const std::vector<std::string>& candidates) {
+  std::string m = ClosestMatch(word, candidates);
+  return m.empty() ? std::string() : " (did you mean \"" + m + "\"?)";
+}
+
+/// The elements of a sequence (iterating avoids yaml-cpp's operator[],
+/// which creates nodes and trips GCC's dangling-pointer analysis).
+std::vector<YAML::Node> Items(const YAML::Node& seq) {
+  std::vector<YAML::Node> out;
+  for (auto it = seq.begin(); it != seq.end(); ++it) out.push_back(*it);
+  return out;
+}
+
+struct Field {
+  YAML::Node key;
+  YAML::Node value;
+};
+using FieldMap = std::map<std::string, Field>;
+
+template <typename E>
+using EnumTable = std::vector<std::pair<std::string, E>>;
+
+/// Parses and validates one YAML document. Reports every problem it finds;
+/// returns a spec only when there were none.
+class DocParser {
+ public:
+  DocParser(std::string file, fs::path base_dir, Diagnostics* diags)
+      : file_(std::move(file)), base_dir_(std::move(base_dir)), diags_(diags) {}
+
+  std::optional<SandboxSpec> Parse(const YAML::Node& root) {
+    SandboxSpec spec;
+    auto top = Fields(root, "", kTopFields);
+    if (!top) return std::nullopt;
+
+    if (const Field* f = Find(*top, "apiVersion")) {
+      if (auto v = String(*f, "apiVersion"); v && *v != kApiVersion) {
+        Error(f->value, "apiVersion",
+              std::string("must be \"") + kApiVersion + "\", got " + Quote(*v));
+      }
+    } else {
+      Error(root, "apiVersion", "required field is missing");
+    }
+    if (const Field* f = Find(*top, "kind")) {
+      if (auto v = String(*f, "kind"); v && *v != kKindSandbox) {
+        Error(f->value, "kind", std::string("must be \"") + kKindSandbox + "\", got " + Quote(*v) +
+                                    DidYouMean(*v, {kKindSandbox}));
+      }
+    } else {
+      Error(root, "kind", "required field is missing");
+    }
+    if (const Field* f = Find(*top, "metadata")) {
+      ParseMetadata(f->value, spec);
+    } else {
+      Error(root, "metadata", "required field is missing");
+    }
+    if (const Field* f = Find(*top, "spec")) {
+      ParseSpec(f->value, spec);
+    } else {
+      Error(root, "spec", "required field is missing");
+    }
+    if (errors_ > 0) return std::nullopt;
+    NormalizeSpec(spec);
+    return spec;
+  }
+
+  SourceLocation Loc(const YAML::Node& n) const {
+    YAML::Mark m = n.Mark();
+    if (m.is_null()) return {file_, 0, 0};
+    return {file_, m.line + 1, m.column + 1};
+  }
+
+ private:
+  void Error(const YAML::Node& at, const std::string& path, const std::string& message) {
+    diags_->AddError(Loc(at), (path.empty() ? std::string("document") : path) + ": " + message);
+    ++errors_;
+  }
+
+  static const Field* Find(const FieldMap& m, const std::string& name) {
+    auto it = m.find(name);
+    return it == m.end() ? nullptr : &it->second;
+  }
+
+  /// The fields of a mapping. Unknown and repeated fields are reported;
+  /// null values count as omitted.
+  std::optional<FieldMap> Fields(const YAML::Node& n, const std::string& path,
+                                 const std::vector<std::string>& known) {
+    if (!n.IsMap()) {
+      Error(n, path, "expected a mapping, got " + Describe(n));
+      return std::nullopt;
+    }
+    FieldMap out;
+    std::map<std::string, int> seen;  // name -> line of first occurrence
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      YAML::Node key = it->first;
+      YAML::Node value = it->second;
+      if (!key.IsScalar()) {
+        Error(key, path, "field names must be strings, got " + Describe(key));
+        continue;
+      }
+      const std::string& name = key.Scalar();
+      std::string child = Join(path, name);
+      if (std::find(known.begin(), known.end(), name) == known.end()) {
+        Error(key, child, "unknown field" + DidYouMean(name, known));
+        continue;
+      }
+      if (auto s = seen.find(name); s != seen.end()) {
+        Error(key, child, "field is set twice (first at line " + std::to_string(s->second) + ")");
+        continue;
+      }
+      seen[name] = Loc(key).line;
+      if (value.IsNull()) continue;
+      out[name] = Field{key, value};
+    }
+    return out;
+  }
+
+  std::optional<std::string> Text(const YAML::Node& n, const std::string& path) {
+    if (!n.IsScalar()) {
+      Error(n, path, "expected a string, got " + Describe(n));
+      return std::nullopt;
+    }
+    if (!IsValidUtf8(n.Scalar())) {
+      Error(n, path, "must be valid UTF-8 text without NUL bytes");
+      return std::nullopt;
+    }
+    return n.Scalar();
+  }
+
+  std::optional<std::string> String(const Field& f, const std::string& path) {
+    return Text(f.value, path);
+  }
+
+  /// A decimal integer within [lo, hi]; `what` describes the rule.
+  std::optional<uint64_t> Integer(const YAML::Node& n, const std::string& path, uint64_t lo,
+                                  uint64_t hi) {
+    std::string rule =
+        "must be an integer between " + std::to_string(lo) + " and " + std::to_string(hi);
+    if (!n.IsScalar()) {
+      Error(n, path, rule + ", got " + Describe(n));
+      return std::nullopt;
+    }
+    const std::string& s = n.Scalar();
+    uint64_t v = 0;
+    bool ok = !s.empty() && s.size() <= 19;
+    for (char c : s) {
+      if (c < '0' || c > '9') {
+        ok = false;
+        break;
+      }
+      v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    if (!ok || v < lo || v > hi) {
+      Error(n, path, rule + ", got " + Quote(s));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<uint64_t> Size(const YAML::Node& n, const std::string& path, uint64_t lo,
+                               uint64_t hi) {
+    auto text = Text(n, path);
+    if (!text) return std::nullopt;
+    Result<uint64_t> v = ParseByteSize(*text);
+    if (!v.ok()) {
+      Error(n, path, v.error().message());
+      return std::nullopt;
+    }
+    if (*v < lo || *v > hi) {
+      Error(n, path,
+            "must be between " + FormatByteSize(lo) + " and " + FormatByteSize(hi) + ", got " +
+                Quote(*text));
+      return std::nullopt;
+    }
+    return *v;
+  }
+
+  template <typename E>
+  std::optional<E> Enum(const Field& f, const std::string& path, const EnumTable<E>& table) {
+    auto text = String(f, path);
+    if (!text) return std::nullopt;
+    std::vector<std::string> names;
+    for (const auto& [name, value] : table) {
+      if (name == *text) return value;
+      names.push_back(name);
+    }
+    Error(f.value, path,
+          "must be one of " + banger::Join(names, ", ") + "; got " + Quote(*text) +
+              DidYouMean(*text, names));
+    return std::nullopt;
+  }
+
+  bool ExpectSequence(const YAML::Node& n, const std::string& path, std::string_view what) {
+    if (n.IsSequence()) return true;
+    Error(n, path, "expected " + std::string(what) + ", got " + Describe(n));
+    return false;
+  }
+
+  /// A mapping of user-chosen keys to strings (labels, env).
+  /// `key_error` / `value_error` return "" when fine, else the problem.
+  template <typename KeyCheck, typename ValueCheck>
+  std::map<std::string, std::string> StringMap(const YAML::Node& n, const std::string& path,
+                                               KeyCheck key_error, ValueCheck value_error) {
+    std::map<std::string, std::string> out;
+    if (!n.IsMap()) {
+      Error(n, path, "expected a mapping, got " + Describe(n));
+      return out;
+    }
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      YAML::Node key = it->first;
+      YAML::Node value = it->second;
+      if (!key.IsScalar()) {
+        Error(key, path, "keys must be strings, got " + Describe(key));
+        continue;
+      }
+      const std::string& k = key.Scalar();
+      std::string child = KeyPath(path, k);
+      if (std::string problem = key_error(k); !problem.empty()) {
+        Error(key, child, problem);
+        continue;
+      }
+      if (out.count(k)) {
+        Error(key, child, "key is set twice");
+        continue;
+      }
+      std::string text;
+      if (!value.IsNull()) {
+        auto v = Text(value, child);
+        if (!v) continue;
+        text = *v;
+      }
+      if (std::string problem = value_error(text); !problem.empty()) {
+        Error(value.IsNull() ? key : value, child, problem);
+        continue;
+      }
+      out[k] = text;
+    }
+    return out;
+  }
+
+  void ParseMetadata(const YAML::Node& n, SandboxSpec& spec) {
+    auto m = Fields(n, "metadata", kMetadataFields);
+    if (!m) return;
+    if (const Field* f = Find(*m, "name")) {
+      if (auto v = String(*f, "metadata.name")) {
+        if (!IsDnsLabel(*v)) {
+          Error(f->value, "metadata.name",
+                "must be a DNS label (1-63 characters of a-z, 0-9 and '-', starting and ending "
+                "with a letter or digit), got " + Quote(*v));
+        } else {
+          spec.name = *v;
+        }
+      }
+    } else {
+      Error(n, "metadata.name", "required field is missing");
+    }
+    if (const Field* f = Find(*m, "labels")) {
+      spec.labels = StringMap(
+          f->value, "metadata.labels",
+          [](const std::string& k) {
+            return IsLabelKey(k) ? std::string()
+                                 : "invalid label key: use [prefix/]name where name is 1-63 "
+                                   "characters of A-Z, a-z, 0-9, '-', '_' and '.', starting and "
+                                   "ending alphanumeric, and prefix is a DNS subdomain";
+          },
+          [](const std::string& v) {
+            return IsLabelValue(v) ? std::string()
+                                   : "invalid label value " + Quote(v) +
+                                         ": use at most 63 characters of A-Z, a-z, 0-9, '-', "
+                                         "'_' and '.', starting and ending alphanumeric";
+          });
+    }
+  }
+
+  void ParseSpec(const YAML::Node& n, SandboxSpec& spec) {
+    auto m = Fields(n, "spec", kSpecFields);
+    if (!m) return;
+    if (const Field* f = Find(*m, "image")) {
+      if (auto v = String(*f, "spec.image")) {
+        if (v->empty()) {
+          Error(f->value, "spec.image", "must not be empty");
+        } else if (!IsCatalogName(*v) && !IsImageReference(*v)) {
+          Error(f->value, "spec.image",
+                "invalid image " + Quote(*v) +
+                    ": expected a catalog name like \"debian-bookworm\" or an OCI reference like "
+                    "\"docker.io/library/alpine:3.19\"");
+        } else {
+          spec.image = *v;
+        }
+      }
+    } else {
+      Error(n, "spec.image", "required field is missing");
+    }
+    if (const Field* f = Find(*m, "kernel")) {
+      if (auto v = String(*f, "spec.kernel")) {
+        if (!v->empty() && !IsCatalogName(*v)) {
+          Error(f->value, "spec.kernel",
+                "invalid kernel name " + Quote(*v) +
+                    ": use lower-case letters, digits, '.', '_' and '-', starting with a letter "
+                    "or digit");
+        } else {
+          spec.kernel = *v;
+        }
+      }
+    }
+    if (const Field* f = Find(*m, "cpus")) {
+      if (auto v = Integer(f->value, "spec.cpus", 1, kMaxCpus)) {
+        spec.cpus = static_cast<uint32_t>(*v);
+      }
+    }
+    if (const Field* f = Find(*m, "memory")) {
+      if (auto v = Size(f->value, "spec.memory", kMinMemory, kMaxMemory)) spec.memory_bytes = *v;
+    }
+    if (const Field* f = Find(*m, "disk")) {
+      if (f->value.IsScalar() && f->value.Scalar() == "auto") {
+        spec.disk_bytes = 0;
+      } else if (auto v = Size(f->value, "spec.disk", kMinDisk, kMaxDisk)) {
+        spec.disk_bytes = *v;
+      }
+    }
+    if (const Field* f = Find(*m, "network")) ParseNetwork(f->value, spec.network);
+    if (const Field* f = Find(*m, "ssh")) ParseSsh(f->value, spec);
+    if (const Field* f = Find(*m, "env")) {
+      spec.env = StringMap(
+          f->value, "spec.env",
+          [](const std::string& k) {
+            return IsEnvName(k) ? std::string()
+                                : "invalid variable name: use letters, digits and '_', not "
+                                  "starting with a digit";
+          },
+          [](const std::string&) { return std::string(); });
+    }
+    if (const Field* f = Find(*m, "files")) ParseFiles(f->value, spec);
+    if (const Field* f = Find(*m, "provision")) {
+      if (ExpectSequence(f->value, "spec.provision", "a list of command lines")) {
+        std::vector<YAML::Node> items = Items(f->value);
+        for (size_t i = 0; i < items.size(); ++i) {
+          const YAML::Node& item = items[i];
+          std::string p = Index("spec.provision", i);
+          if (auto v = Text(item, p)) {
+            if (Trim(*v).empty()) {
+              Error(item, p, "must be a non-empty command line");
+            } else {
+              spec.provision.push_back(*v);
+            }
+          }
+        }
+      }
+    }
+    if (const Field* f = Find(*m, "readiness")) ParseReadiness(f->value, spec.readiness);
+    if (const Field* f = Find(*m, "restartPolicy")) {
+      static const EnumTable<RestartPolicy> kTable = {{"Always", RestartPolicy::kAlways},
+                                                      {"OnFailure", RestartPolicy::kOnFailure},
+                                                      {"Never", RestartPolicy::kNever}};
+      if (auto v = Enum(*f, "spec.restartPolicy", kTable)) spec.restart_policy = *v;
+    }
+    if (const Field* f = Find(*m, "hypervisor")) {
+      static const EnumTable<HypervisorKind> kTable = {{"auto", HypervisorKind::kAuto},
+                                                       {"qemu", HypervisorKind::kQemu},
+                                                       {"firecracker", HypervisorKind::kFirecracker}};
+      if (auto v = Enum(*f, "spec.hypervisor", kTable)) spec.hypervisor = *v;
+    }
+  }
+
+  void ParseNetwork(const YAML::Node& n, NetworkSpec& net) {
+    const std::string path = "spec.network";
+    auto m = Fields(n, path, kNetworkFields);
+    if (!m) return;
+    bool mode_ok = true;
+    if (const Field* f = Find(*m, "mode")) {
+      static const EnumTable<NetworkMode> kTable = {{"nat", NetworkMode::kNat},
+                                                    {"isolated", NetworkMode::kIsolated},
+                                                    {"none", NetworkMode::kNone}};
+      auto v = Enum(*f, path + ".mode", kTable);
+      if (v) net.mode = *v;
+      mode_ok = v.has_value();
+    }
+    const Field* ports = Find(*m, "ports");
+    if (!ports) return;
+    const std::string ports_path = path + ".ports";
+    if (!ExpectSequence(ports->value, ports_path, "a list of port mappings")) return;
+    std::vector<YAML::Node> items = Items(ports->value);
+    if (mode_ok && net.mode != NetworkMode::kNat && !items.empty()) {
+      Error(ports->value, ports_path,
+            "ports can only be published with network mode nat, not " +
+                Quote(ToString(net.mode)));
+    }
+    std::map<std::pair<uint16_t, Protocol>, size_t> used;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const YAML::Node& item = items[i];
+      std::string p = Index(ports_path, i);
+      auto pm = Fields(item, p, kPortFields);
+      if (!pm) continue;
+      PortMapping port;
+      bool ok = true;
+      for (const char* which : {"host", "guest"}) {
+        if (const Field* f = Find(*pm, which)) {
+          auto v = Integer(f->value, Join(p, which), 1, 65535);
+          if (!v) {
+            ok = false;
+          } else if (std::string_view(which) == "host") {
+            port.host = static_cast<uint16_t>(*v);
+          } else {
+            port.guest = static_cast<uint16_t>(*v);
+          }
+        } else {
+          Error(item, Join(p, which), "required field is missing");
+          ok = false;
+        }
+      }
+      if (const Field* f = Find(*pm, "protocol")) {
+        static const EnumTable<Protocol> kTable = {{"tcp", Protocol::kTcp},
+                                                   {"udp", Protocol::kUdp}};
+        if (auto v = Enum(*f, Join(p, "protocol"), kTable)) {
+          port.protocol = *v;
+        } else {
+          ok = false;
+        }
+      }
+      if (!ok) continue;
+      auto [it, inserted] = used.emplace(std::make_pair(port.host, port.protocol), i);
+      if (!inserted) {
+        Error(Find(*pm, "host")->value, Join(p, "host"),
+              "host port " + std::to_string(port.host) + "/" + std::string(ToString(port.protocol)) +
+                  " is already published by " + Index(ports_path, it->second));
+        continue;
+      }
+      net.ports.push_back(port);
+    }
+  }
+
+  void ParseSsh(const YAML::Node& n, SandboxSpec& spec) {
+    auto m = Fields(n, "spec.ssh", kSshFields);
+    if (!m) return;
+    const Field* keys = Find(*m, "authorizedKeys");
+    if (!keys) return;
+    const std::string path = "spec.ssh.authorizedKeys";
+    if (!ExpectSequence(keys->value, path, "a list of public keys")) return;
+    std::vector<YAML::Node> items = Items(keys->value);
+    for (size_t i = 0; i < items.size(); ++i) {
+      const YAML::Node& item = items[i];
+      std::string p = Index(path, i);
+      auto v = Text(item, p);
+      if (!v) continue;
+      std::string key(Trim(*v));
+      if (!IsSshPublicKey(key)) {
+        Error(item, p,
+              "not an OpenSSH public key: expected one line like \"ssh-ed25519 AAAA... "
+              "comment\" (ssh-ed25519, ssh-rsa, ecdsa-sha2-* or sk-* keys)");
+        continue;
+      }
+      spec.ssh_authorized_keys.push_back(std::move(key));
+    }
+  }
+
+  std::optional<uint32_t> Mode(const YAML::Node& n, const std::string& path) {
+    const std::string rule =
+        "must be an octal file mode between 0000 and 07777 like \"0644\" or 644";
+    if (!n.IsScalar()) {
+      Error(n, path, rule + ", got " + Describe(n));
+      return std::nullopt;
+    }
+    std::string_view s = n.Scalar();
+    if (StartsWith(s, "0o") || StartsWith(s, "0O")) s.remove_prefix(2);
+    uint32_t v = 0;
+    bool ok = !s.empty() && s.size() <= 5;
+    for (char c : s) {
+      if (c < '0' || c > '7') {
+        ok = false;
+        break;
+      }
+      v = v * 8 + static_cast<uint32_t>(c - '0');
+    }
+    if (!ok || v > 07777) {
+      Error(n, path, rule + ", got " + Quote(n.Scalar()));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  void ParseFiles(const YAML::Node& n, SandboxSpec& spec) {
+    const std::string path = "spec.files";
+    if (!ExpectSequence(n, path, "a list of files")) return;
+    std::map<std::string, size_t> seen_paths;
+    std::vector<YAML::Node> items = Items(n);
+    for (size_t i = 0; i < items.size(); ++i) {
+      const YAML::Node& item = items[i];
+      std::string p = Index(path, i);
+      auto m = Fields(item, p, kFileFields);
+      if (!m) continue;
+      FileSpec file;
+      bool ok = true;
+      if (const Field* f = Find(*m, "path")) {
+        auto v = String(*f, Join(p, "path"));
+        if (!v) {
+          ok = false;
+        } else if (std::string problem = GuestPathProblem(*v); !problem.empty()) {
+          Error(f->value, Join(p, "path"), problem + ", got " + Quote(*v));
+          ok = false;
+        } else if (auto s = seen_paths.find(*v); s != seen_paths.end()) {
+          Error(f->value, Join(p, "path"),
+                Quote(*v) + " is already written by " + Index(path, s->second));
+          ok = false;
+        } else {
+          seen_paths[*v] = i;
+          file.path = *v;
+        }
+      } else {
+        Error(item, Join(p, "path"), "required field is missing");
+        ok = false;
+      }
+      if (const Field* f = Find(*m, "mode")) {
+        auto v = Mode(f->value, Join(p, "mode"));
+        if (v) file.mode = *v;
+        ok = ok && v.has_value();
+      }
+      const Field* content = Find(*m, "content");
+      const Field* source = Find(*m, "source");
+      if (content && source) {
+        Error(source->key, Join(p, "source"),
+              "set exactly one of content and source, not both");
+        ok = false;
+      } else if (!content && !source) {
+        Error(item, p, "one of content or source is required");
+        ok = false;
+      } else if (content) {
+        auto v = String(*content, Join(p, "content"));
+        if (v) file.content = *v;
+        ok = ok && v.has_value();
+      } else {
+        ok = ParseSource(*source, Join(p, "source"), file) && ok;
+      }
+      if (ok) spec.files.push_back(std::move(file));
+    }
+  }
+
+  static std::string GuestPathProblem(const std::string& path) {
+    if (path.empty() || path.front() != '/') return "must be an absolute path";
+    if (path.back() == '/') return "must name a file, not end in '/'";
+    for (const auto& part : Split(path, '/')) {
+      if (part == "..") return "must not contain '..'";
+    }
+    return "";
+  }
+
+  bool ParseSource(const Field& f, const std::string& path, FileSpec& file) {
+    auto v = String(f, path);
+    if (!v) return false;
+    if (v->empty()) {
+      Error(f.value, path, "must not be empty");
+      return false;
+    }
+    fs::path resolved = fs::path(*v);
+    if (resolved.is_relative()) resolved = base_dir_ / resolved;
+    resolved = resolved.lexically_normal();
+    std::error_code ec;
+    fs::file_status st = fs::status(resolved, ec);
+    if (ec || !fs::exists(st)) {
+      Error(f.value, path, Quote(*v) + " does not exist (looked for " + resolved.string() + ")");
+      return false;
+    }
+    if (!fs::is_regular_file(st)) {
+      Error(f.value, path, Quote(*v) + " is not a regular file (" + resolved.string() + ")");
+      return false;
+    }
+    Result<std::string> digest = Sha256File(resolved);
+    if (!digest.ok()) {
+      Error(f.value, path, "cannot read " + Quote(*v) + ": " + digest.error().message());
+      return false;
+    }
+    file.source = resolved.string();
+    file.source_sha256 = *digest;
+    return true;
+  }
+
+  void ParseReadiness(const YAML::Node& n, ReadinessSpec& readiness) {
+    const std::string path = "spec.readiness";
+    auto m = Fields(n, path, kReadinessFields);
+    if (!m) return;
+    if (const Field* f = Find(*m, "command")) {
+      const std::string p = path + ".command";
+      if (f->value.IsScalar()) {
+        if (auto v = String(*f, p)) {
+          if (Trim(*v).empty()) {
+            Error(f->value, p, "must not be empty");
+          } else {
+            readiness.command = {"sh", "-c", *v};
+          }
+        }
+      } else if (f->value.IsSequence()) {
+        std::vector<std::string> argv;
+        bool ok = true;
+        std::vector<YAML::Node> items = Items(f->value);
+        for (size_t i = 0; i < items.size(); ++i) {
+          auto v = Text(items[i], Index(p, i));
+          if (!v) {
+            ok = false;
+            continue;
+          }
+          if (i == 0 && v->empty()) {
+            Error(items[i], Index(p, i), "the program name must not be empty");
+            ok = false;
+          }
+          argv.push_back(*v);
+        }
+        if (ok) readiness.command = std::move(argv);
+      } else {
+        Error(f->value, p, "expected a list of arguments or a shell command string, got " +
+                               Describe(f->value));
+      }
+    }
+    if (const Field* f = Find(*m, "timeout")) {
+      const std::string p = path + ".timeout";
+      if (auto v = String(*f, p)) {
+        Result<std::chrono::milliseconds> d = ParseDuration(*v);
+        if (!d.ok()) {
+          Error(f->value, p, d.error().message());
+        } else if (*d < kMinTimeout || *d > kMaxTimeout) {
+          Error(f->value, p, "must be between 1s and 1h, got " + Quote(*v));
+        } else {
+          readiness.timeout = *d;
+        }
+      }
+    }
+  }
+
+  std::string file_;
+  fs::path base_dir_;
+  Diagnostics* diags_;
+  int errors_ = 0;
+};
+
+SourceLocation ParserExceptionLocation(const std::string& file, const YAML::Mark& mark) {
+  if (mark.is_null()) return {file, 0, 0};
+  return {file, mark.line + 1, mark.column + 1};
+}
+
+/// Parses every document; duplicates are not yet checked.
+LoadResult ParseAllDocuments(std::string_view text, const std::string& filename) {
+  LoadResult result;
+  std::error_code ec;
+  fs::path base_dir = fs::path(filename).parent_path();
+  if (base_dir.empty()) base_dir = ".";
+  fs::path abs = fs::absolute(base_dir, ec);
+  if (!ec) base_dir = abs;
+
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(text));
+  } catch (const YAML::Exception& e) {
+    result.diagnostics.AddError(ParserExceptionLocation(filename, e.mark),
+                                "invalid YAML: " + e.msg);
+    return result;
+  } catch (const std::exception& e) {
+    result.diagnostics.AddError({filename, 0, 0}, std::string("invalid YAML: ") + e.what());
+    return result;
+  }
+  for (const YAML::Node& doc : docs) {
+    try {
+      if (!doc.IsDefined() || doc.IsNull()) continue;  // empty document
+      DocParser parser(filename, base_dir, &result.diagnostics);
+      std::optional<SandboxSpec> spec = parser.Parse(doc);
+      if (spec) result.specs.push_back({std::move(*spec), parser.Loc(doc)});
+    } catch (const YAML::Exception& e) {
+      result.diagnostics.AddError(ParserExceptionLocation(filename, e.mark),
+                                  "invalid document: " + e.msg);
+    } catch (const std::exception& e) {
+      result.diagnostics.AddError({filename, 0, 0}, std::string("invalid document: ") + e.what());
+    }
+  }
+  return result;
+}
+
+/// Reports sandbox names defined more than once and drops every copy: which
+/// one the user meant is unknowable.
+void RejectDuplicateNames(LoadResult& result) {
+  std::map<std::string, SourceLocation> first;
+  std::set<std::string> duplicated;
+  for (const SpecDocument& doc : result.specs) {
+    auto [it, inserted] = first.emplace(doc.spec.name, doc.location);
+    if (!inserted) {
+      result.diagnostics.AddError(doc.location, "sandbox " + Quote(doc.spec.name) +
+                                                    " is defined twice (also at " +
+                                                    FormatLocation(it->second) + ")");
+      duplicated.insert(doc.spec.name);
+    }
+  }
+  if (duplicated.empty()) return;
+  std::erase_if(result.specs,
+                [&](const SpecDocument& d) { return duplicated.count(d.spec.name) > 0; });
+}
+
+}  // namespace
+
+void NormalizeSpec(SandboxSpec& spec) {
+  std::stable_sort(spec.network.ports.begin(), spec.network.ports.end(),
+                   [](const PortMapping& a, const PortMapping& b) {
+                     return std::tie(a.host, a.protocol, a.guest) <
+                            std::tie(b.host, b.protocol, b.guest);
+                   });
+  std::stable_sort(spec.files.begin(), spec.files.end(),
+                   [](const FileSpec& a, const FileSpec& b) { return a.path < b.path; });
+}
+
+LoadResult ParseSpecText(std::string_view text, const std::string& filename) {
+  LoadResult result;
+  try {
+    result = ParseAllDocuments(text, filename);
+    RejectDuplicateNames(result);
+  } catch (const std::exception& e) {
+    result.specs.clear();
+    result.diagnostics.AddError({filename, 0, 0}, std::string("internal error: ") + e.what());
+  }
+  return result;
+}
+
+LoadResult LoadSpecPaths(const std::vector<std::filesystem::path>& paths) {
+  LoadResult result;
+  std::vector<fs::path> files;
+  for (const fs::path& p : paths) {
+    std::error_code ec;
+    fs::file_status st = fs::status(p, ec);
+    if (ec || !fs::exists(st)) {
+      result.diagnostics.AddError({p.string(), 0, 0}, "no such file or directory");
+      continue;
+    }
+    if (fs::is_directory(st)) {
+      Result<std::vector<fs::path>> listed = ListFilesRecursive(p, {".yaml", ".yml"});
+      if (!listed.ok()) {
+        result.diagnostics.AddError({p.string(), 0, 0}, listed.error().message());
+        continue;
+      }
+      files.insert(files.end(), listed->begin(), listed->end());
+    } else {
+      files.push_back(p);
+    }
+  }
+  for (const fs::path& file : files) {
+    Result<std::string> text = ReadFile(file);
+    if (!text.ok()) {
+      result.diagnostics.AddError({file.string(), 0, 0}, text.error().message());
+      continue;
+    }
+    LoadResult one;
+    try {
+      one = ParseAllDocuments(*text, file.string());
+    } catch (const std::exception& e) {
+      one = LoadResult{};
+      one.diagnostics.AddError({file.string(), 0, 0}, std::string("internal error: ") + e.what());
+    }
+    result.diagnostics.Append(one.diagnostics);
+    for (auto& doc : one.specs) result.specs.push_back(std::move(doc));
+  }
+  RejectDuplicateNames(result);
+  return result;
+}
+
+}  // namespace banger

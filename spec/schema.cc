@@ -1,0 +1,144 @@
+// JSON Schema (draft 2020-12) of a Sandbox YAML document, for editors
+// (yaml-language-server and friends). The loader is the authority; the schema
+// mirrors its rules as far as JSON Schema can express them.
+#include <nlohmann/json.hpp>
+
+#include "spec/loader.h"
+
+namespace banger {
+namespace {
+
+using J = nlohmann::ordered_json;
+
+J Str(const char* description) { return {{"type", "string"}, {"description", description}}; }
+
+J Pattern(const char* pattern, const char* description) {
+  return {{"type", "string"}, {"pattern", pattern}, {"description", description}};
+}
+
+J Obj(J properties, J required = J::array()) {
+  J o = {{"type", "object"}, {"additionalProperties", false}, {"properties", std::move(properties)}};
+  if (!required.empty()) o["required"] = std::move(required);
+  return o;
+}
+
+constexpr char kSizePattern[] =
+    "^[0-9]+(\\.[0-9]+)?\\s*(KiB|MiB|GiB|TiB|Ki|Mi|Gi|Ti|KB|MB|GB|TB|K|M|G|T|B)?$";
+
+J Size(const char* description, bool allow_auto) {
+  J any = J::array();
+  if (allow_auto) any.push_back({{"const", "auto"}});
+  any.push_back({{"type", "string"}, {"pattern", kSizePattern}});
+  any.push_back({{"type", "integer"}, {"minimum", 0}});
+  return {{"description", description}, {"anyOf", any}};
+}
+
+}  // namespace
+
+std::string SpecJsonSchema() {
+  J port = Obj(
+      {{"host", {{"type", "integer"}, {"minimum", 1}, {"maximum", 65535},
+                 {"description", "Port on the host. Unique per protocol."}}},
+       {"guest", {{"type", "integer"}, {"minimum", 1}, {"maximum", 65535},
+                  {"description", "Port in the guest."}}},
+       {"protocol", {{"enum", {"tcp", "udp"}}, {"default", "tcp"}}}},
+      J::array({"host", "guest"}));
+
+  J file = Obj(
+      {{"path", Pattern("^/", "Absolute path in the guest; no '..' components.")},
+       {"content", Str("Inline file content.")},
+       {"source", Str("Host file, relative to the spec file's directory. Its sha256 is part "
+                      "of the spec hash.")},
+       {"mode",
+        {{"description", "Octal permission bits, read as octal even when unquoted (644)."},
+         {"default", "0644"},
+         {"anyOf",
+          {{{"type", "string"}, {"pattern", "^(0[oO])?[0-7]{1,5}$"}},
+           {{"type", "integer"}, {"minimum", 0}, {"maximum", 7777}}}}}}},
+      J::array({"path"}));
+  file["oneOf"] = J::array({J{{"required", J::array({"content"})}}, J{{"required", J::array({"source"})}}});
+
+  J network = Obj({{"mode", {{"enum", {"nat", "isolated", "none"}}, {"default", "nat"}}},
+                   {"ports", {{"type", "array"},
+                              {"items", port},
+                              {"description", "Published ports; only with mode nat."}}}});
+
+  J ssh_key = Pattern("^(ssh-ed25519|ssh-rsa|ecdsa-sha2-[^ ]+|sk-[^ ]+) AAAA[A-Za-z0-9+/]+={0,2}( .*)?$",
+                      "OpenSSH public key line.");
+  J ssh_keys = {{"type", "array"}, {"items", ssh_key}};
+  J ssh = Obj({{"authorizedKeys", ssh_keys}});
+
+  J env_value_types = J::array({"string", "number", "boolean", "null"});
+  J env = {{"type", "object"},
+           {"propertyNames", {{"pattern", "^[A-Za-z_][A-Za-z0-9_]*$"}}},
+           {"additionalProperties", {{"type", env_value_types}}},
+           {"description", "Environment for provision and readiness commands."}};
+
+  J command_string = {{"type", "string"}, {"minLength", 1}};
+  J command_argv = {{"type", "array"}, {"items", {{"type", "string"}}}};
+  J command = {{"description", "argv, or a string run with sh -c."},
+               {"anyOf", J::array({command_string, command_argv})}};
+  J timeout = {{"type", "string"},
+               {"pattern", "^([0-9]+(ms|s|m|h))+$"},
+               {"default", "120s"},
+               {"description", "1s to 1h."}};
+  J readiness = Obj({{"command", command}, {"timeout", timeout}});
+
+  J provision = {{"type", "array"},
+                 {"items", {{"type", "string"}, {"minLength", 1}}},
+                 {"description", "Shell command lines run once after the first boot."}};
+
+  J image = {{"type", "string"},
+             {"minLength", 1},
+             {"description", "Catalog image name (debian-bookworm, busybox) or an OCI reference "
+                             "[registry[:port]/]repo[:tag][@sha256:<hex>]."}};
+  J cpus = {{"type", "integer"}, {"minimum", 1}, {"maximum", 64}, {"default", 1}};
+
+  J spec_props = J::object();
+  spec_props["image"] = image;
+  spec_props["kernel"] = Pattern("^([a-z0-9][a-z0-9._-]*)?$",
+                                 "Catalog kernel name; empty or omitted means the default kernel.");
+  spec_props["cpus"] = cpus;
+  spec_props["memory"] = Size("Guest memory, 64MiB to 1TiB. Default 512MiB.", false);
+  spec_props["disk"] =
+      Size("Root disk size, at least 256MiB; auto (default) sizes it from the image.", true);
+  spec_props["network"] = network;
+  spec_props["ssh"] = ssh;
+  spec_props["env"] = env;
+  spec_props["files"] = {{"type", "array"}, {"items", file}};
+  spec_props["provision"] = provision;
+  spec_props["readiness"] = readiness;
+  spec_props["restartPolicy"] = {{"enum", {"Always", "OnFailure", "Never"}}, {"default", "Always"}};
+  spec_props["hypervisor"] = {{"enum", {"auto", "qemu", "firecracker"}}, {"default", "auto"}};
+  J spec = Obj(spec_props, J::array({"image"}));
+
+  J metadata = Obj(
+      {{"name", Pattern("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", "DNS label, unique per host.")},
+       {"labels",
+        {{"type", "object"},
+         {"propertyNames",
+          {{"pattern",
+            "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+            "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"}}},
+         {"additionalProperties",
+          {{"type", "string"}, {"pattern", "^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"}}}}}},
+      J::array({"name"}));
+
+  J schema = {
+      {"$schema", "https://json-schema.org/draft/2020-12/schema"},
+      {"$id", "https://banger.dev/schemas/sandbox-v1.json"},
+      {"title", "banger Sandbox"},
+      {"description", "A declarative microVM sandbox (see docs/spec-reference.md)."},
+      {"type", "object"},
+      {"additionalProperties", false},
+      {"required", {"apiVersion", "kind", "metadata", "spec"}},
+      {"properties",
+       {{"apiVersion", {{"const", kApiVersion}}},
+        {"kind", {{"const", kKindSandbox}}},
+        {"metadata", metadata},
+        {"spec", spec}}},
+  };
+  return schema.dump(2);
+}
+
+}  // namespace banger
