@@ -13,6 +13,7 @@
 
 #include "base/command_runner.h"
 #include "base/status.h"
+#include "providers/guest_config.h"
 
 namespace banger {
 
@@ -24,12 +25,16 @@ struct VmLaunchConfig {
   uint64_t memory_bytes = 0;
   std::filesystem::path runtime_dir;   // private dir for sockets, logs, overlay
   std::filesystem::path kernel_path;   // vmlinux or bzImage
-  std::filesystem::path initrd_path;   // banger's initramfs for this kernel
+  std::filesystem::path initrd_path;   // banger's initramfs for this kernel (BuildInitramfs);
+                                       // the provider appends `guest` per sandbox
   std::filesystem::path base_disk;     // the image's rootfs.ext4 (read-only base)
   uint64_t disk_bytes = 0;             // size of the writable disk (0: base size)
   std::string kernel_cmdline_extra;    // appended to the provider's own args
   std::string tap_device;              // empty: no network
   std::string mac_address;
+  /// What the guest agent sets up at boot (hostname, network, files, keys,
+  /// entrypoint); passed in the per-sandbox initrd. hostname defaults to `name`.
+  GuestConfig guest;
 };
 
 /// What a provider can tell about a VM it started.

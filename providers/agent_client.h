@@ -1,0 +1,75 @@
+// Host side of the guest agent channel (protocol: providers/agent_protocol.h,
+// docs/guest-agent.md). One AgentConnection talks to one VM's agent socket.
+// Not thread-safe: use one connection per thread.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "providers/agent_protocol.h"
+
+namespace banger {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+struct ExecCommand {
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;
+  std::string cwd;  // empty: "/"
+};
+
+struct ExecResult {
+  int exit_code = 0;  // exit status, or 128+signal
+  bool signaled = false;
+  std::string stdout_data;
+  std::string stderr_data;
+};
+
+/// For Exec with a local terminal: the CLI puts `in_fd` in raw mode itself.
+struct InteractiveOptions {
+  int in_fd = 0;
+  int out_fd = 1;
+  int err_fd = 2;            // used only without a tty (with a tty, stderr is merged)
+  bool tty = true;
+  int winch_fd = -1;         // readable when the terminal was resized (e.g. a signalfd
+                             // or self-pipe for SIGWINCH); the size is read from in_fd
+};
+
+class AgentConnection {
+ public:
+  virtual ~AgentConnection() = default;
+
+  /// Waits until the agent has said HELLO on this connection (or answered a
+  /// PING, which covers reconnecting before the agent noticed the previous
+  /// client left; then only `protocol` is known).
+  virtual Result<agent_protocol::Hello> WaitHello(SteadyTime deadline) = 0;
+
+  /// Round trip; returns the measured latency.
+  virtual Result<std::chrono::microseconds> Ping(std::chrono::milliseconds timeout) = 0;
+
+  /// Runs a command to completion, feeding `stdin_data` then EOF. A command
+  /// that cannot be started (not found, bad cwd) is an error Status; a
+  /// non-zero exit is not. On timeout the command is killed (SIGKILL) and
+  /// DeadlineExceeded is returned.
+  virtual Result<ExecResult> Exec(const ExecCommand& command, std::string_view stdin_data,
+                                  std::chrono::milliseconds timeout) = 0;
+
+  /// Runs a command attached to local file descriptors until it exits;
+  /// returns its exit code (128+signal when killed).
+  virtual Result<int> ExecInteractive(const ExecCommand& command, const InteractiveOptions& io) = 0;
+
+  /// Asks the guest to power off; OK once acknowledged (or the channel closed).
+  virtual Status PowerOff(std::chrono::milliseconds timeout) = 0;
+};
+
+/// Connects to the agent's unix socket (QEMU's chardev, or an agent run with
+/// --serve-unix), retrying until `deadline` while the socket does not exist yet.
+Result<std::unique_ptr<AgentConnection>> ConnectAgent(const std::filesystem::path& socket_path,
+                                                      SteadyTime deadline);
+
+}  // namespace banger

@@ -1,0 +1,234 @@
+// The host client against the real guest agent binary, run on the host in
+// --serve-unix mode (same server code as in a VM; only the transport differs).
+#include "providers/agent_client.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "base/command_runner.h"
+#include "base/files.h"
+
+namespace banger {
+namespace {
+
+namespace fs = std::filesystem;
+namespace proto = agent_protocol;
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+class AgentProcess {
+ public:
+  AgentProcess() {
+    auto dir = MakeTempDir("agent-client-test");
+    EXPECT_TRUE(dir.ok());
+    dir_ = *dir;
+    socket_ = dir_ / "agent.sock";
+    runner_ = MakePosixCommandRunner();
+    auto id = runner_->StartDetached({.argv = {BANGER_AGENT_PATH, "--serve-unix", socket_.string(),
+                                               "--env", "BANGER_TEST=1"},
+                                      .log_file = dir_ / "agent.log"});
+    EXPECT_TRUE(id.ok()) << id.error().ToString();
+    if (id) id_ = *id;
+  }
+  ~AgentProcess() {
+    if (ProcessAlive(id_)) (void)SignalProcess(id_, SIGKILL);
+    for (int i = 0; i < 200 && ProcessAlive(id_); ++i) ::usleep(10000);
+    (void)RemoveAll(dir_);
+  }
+  const fs::path& socket() const { return socket_; }
+  const ProcessIdentity& id() const { return id_; }
+
+  std::unique_ptr<AgentConnection> Connect() {
+    auto c = ConnectAgent(socket_, steady_clock::now() + milliseconds(5000));
+    EXPECT_TRUE(c.ok()) << c.error().ToString();
+    if (!c) return nullptr;
+    auto hello = (*c)->WaitHello(steady_clock::now() + milliseconds(5000));
+    EXPECT_TRUE(hello.ok()) << hello.error().ToString();
+    return std::move(*c);
+  }
+
+ private:
+  fs::path dir_, socket_;
+  std::unique_ptr<CommandRunner> runner_;
+  ProcessIdentity id_;
+};
+
+TEST(AgentClientTest, HelloReportsVersionAndMode) {
+  AgentProcess agent;
+  auto c = ConnectAgent(agent.socket(), steady_clock::now() + milliseconds(5000));
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  auto hello = (*c)->WaitHello(steady_clock::now() + milliseconds(5000));
+  ASSERT_TRUE(hello.ok()) << hello.error().ToString();
+  EXPECT_EQ(hello->protocol, proto::kProtocolVersion);
+  EXPECT_FALSE(hello->agent_version.empty());
+  EXPECT_EQ(hello->mode, "test");
+  EXPECT_GT(hello->boot_ms, 0u);
+  auto rtt = (*c)->Ping(milliseconds(2000));
+  ASSERT_TRUE(rtt.ok()) << rtt.error().ToString();
+}
+
+TEST(AgentClientTest, ExecCapturesStdoutStderrAndExitCode) {
+  AgentProcess agent;
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  auto r = c->Exec({.argv = {"sh", "-c", "echo out; echo err >&2; exit 7"}}, "", milliseconds(10000));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->exit_code, 7);
+  EXPECT_EQ(r->stdout_data, "out\n");
+  EXPECT_EQ(r->stderr_data, "err\n");
+}
+
+TEST(AgentClientTest, StdinEnvAndCwdReachTheCommand) {
+  AgentProcess agent;
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  auto r = c->Exec({.argv = {"sh", "-c", "cat; echo \"$FOO $BANGER_TEST\"; pwd"}, .env = {{"FOO", "bar"}}, .cwd = "/tmp"},
+                   "from stdin\n", milliseconds(10000));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->stdout_data, "from stdin\nbar 1\n/tmp\n");
+  EXPECT_EQ(r->exit_code, 0);
+}
+
+TEST(AgentClientTest, LargeStdinRoundTripsThroughCat) {
+  AgentProcess agent;
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  std::string big;
+  for (int i = 0; big.size() < 3 * 1024 * 1024; ++i) big += "line " + std::to_string(i) + "\n";
+  auto r = c->Exec({.argv = {"cat"}}, big, milliseconds(30000));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->stdout_data.size(), big.size());
+  EXPECT_TRUE(r->stdout_data == big);
+}
+
+TEST(AgentClientTest, MissingProgramIsNotFoundAndConnectionStaysUsable) {
+  AgentProcess agent;
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  auto r = c->Exec({.argv = {"/no/such/program"}}, "", milliseconds(5000));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), StatusCode::kNotFound) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("/no/such/program"), std::string::npos);
+  auto ok = c->Exec({.argv = {"true"}}, "", milliseconds(5000));
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+}
+
+TEST(AgentClientTest, SignalDeathIsReportedShellStyle) {
+  AgentProcess agent;
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  auto r = c->Exec({.argv = {"sh", "-c", "kill -9 $$"}}, "", milliseconds(5000));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_TRUE(r->signaled);
+  EXPECT_EQ(r->exit_code, 137);
+}
+
+TEST(AgentClientTest, TimeoutKillsTheCommand) {
+  AgentProcess agent;
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  auto start = steady_clock::now();
+  auto r = c->Exec({.argv = {"sleep", "30"}}, "", milliseconds(300));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_LT(steady_clock::now() - start, milliseconds(5000));
+  auto after = c->Exec({.argv = {"echo", "still here"}}, "", milliseconds(5000));
+  ASSERT_TRUE(after.ok()) << after.error().ToString();
+  EXPECT_EQ(after->stdout_data, "still here\n");
+}
+
+TEST(AgentClientTest, InteractiveTtyExecSeesATerminal) {
+  AgentProcess agent;
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  int in[2], out[2];
+  ASSERT_EQ(::pipe(in), 0);
+  ASSERT_EQ(::pipe(out), 0);
+  ::close(in[1]);  // no input: EOF right away
+  auto code = c->ExecInteractive({.argv = {"sh", "-c", "test -t 0 && test -t 1 && stty size; exit 3"}},
+                                 {.in_fd = in[0], .out_fd = out[1], .tty = true});
+  ::close(in[0]);
+  ::close(out[1]);
+  std::string output;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(out[0], buf, sizeof(buf))) > 0) output.append(buf, static_cast<size_t>(n));
+  ::close(out[0]);
+  ASSERT_TRUE(code.ok()) << code.error().ToString();
+  EXPECT_EQ(*code, 3);
+  EXPECT_NE(output.find("24 80"), std::string::npos) << output;
+}
+
+// Raw protocol: two execs in flight on one connection are multiplexed by id.
+TEST(AgentClientTest, ConcurrentExecsAreMultiplexedById) {
+  AgentProcess agent;
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, agent.socket().c_str());
+  bool connected = false;
+  for (int i = 0; i < 100 && !connected; ++i) {
+    connected = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    if (!connected) ::usleep(50000);
+  }
+  ASSERT_TRUE(connected);
+  std::string out = proto::EncodeFrame(proto::MessageType::kExec, 1,
+                                       proto::EncodeExec({{"sh", "-c", "sleep 0.5; echo slow"}, {}, "", false, 24, 80})) +
+                    proto::EncodeFrame(proto::MessageType::kExec, 2,
+                                       proto::EncodeExec({{"sh", "-c", "echo fast"}, {}, "", false, 24, 80})) +
+                    proto::EncodeFrame(proto::MessageType::kStdinEof, 1, "") +
+                    proto::EncodeFrame(proto::MessageType::kStdinEof, 2, "");
+  ASSERT_EQ(::write(fd, out.data(), out.size()), static_cast<ssize_t>(out.size()));
+  proto::FrameDecoder d;
+  std::vector<uint32_t> exit_order;
+  std::map<uint32_t, std::string> stdout_by_id;
+  char buf[4096];
+  while (exit_order.size() < 2) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    ASSERT_GT(n, 0);
+    d.Feed(std::string_view(buf, static_cast<size_t>(n)));
+    while (auto f = d.Next()) {
+      if (f->type == proto::MessageType::kStdout) stdout_by_id[f->channel] += f->payload;
+      if (f->type == proto::MessageType::kExit) exit_order.push_back(f->channel);
+    }
+  }
+  ::close(fd);
+  EXPECT_EQ(exit_order, (std::vector<uint32_t>{2, 1}));
+  EXPECT_EQ(stdout_by_id[1], "slow\n");
+  EXPECT_EQ(stdout_by_id[2], "fast\n");
+}
+
+TEST(AgentClientTest, ReconnectGetsAFreshHello) {
+  AgentProcess agent;
+  { auto c = agent.Connect(); ASSERT_TRUE(c); }
+  auto c2 = agent.Connect();
+  ASSERT_TRUE(c2);
+  auto r = c2->Exec({.argv = {"echo", "again"}}, "", milliseconds(5000));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->stdout_data, "again\n");
+}
+
+TEST(AgentClientTest, PowerOffIsAcknowledgedAndStopsTheAgent) {
+  AgentProcess agent;
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->PowerOff(milliseconds(5000)).ok());
+  for (int i = 0; i < 200 && ProcessAlive(agent.id()); ++i) ::usleep(10000);
+  EXPECT_FALSE(ProcessAlive(agent.id()));
+}
+
+TEST(AgentClientTest, ConnectTimesOutWhenNoSocketAppears) {
+  auto c = ConnectAgent("/nonexistent-banger-dir/agent.sock", steady_clock::now() + milliseconds(200));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), StatusCode::kDeadlineExceeded);
+}
+
+}  // namespace
+}  // namespace banger

@@ -1,0 +1,311 @@
+#include "providers/qemu_hypervisor.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstring>
+#include <optional>
+#include <spdlog/spdlog.h>
+
+#include "base/files.h"
+#include "base/strings.h"
+#include "providers/agent_client.h"
+#include "providers/initramfs.h"
+#include "providers/qmp_client.h"
+
+namespace banger {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr std::string_view kAgentStartedMarker = "banger-agent: starting";
+constexpr size_t kMaxUnixPath = 107;
+
+std::string Tail(const fs::path& file, size_t max_bytes = 1500) {
+  auto text = ReadFile(file);
+  if (!text || text->empty()) return "";
+  std::string t = *text;
+  if (t.size() > max_bytes) t = "..." + t.substr(t.size() - max_bytes);
+  return t;
+}
+
+bool SafeForQemuOption(const std::string& s) { return s.find(',') == std::string::npos; }
+
+}  // namespace
+
+QemuRuntimeFiles RuntimeFilesFor(const fs::path& dir) {
+  return {dir / "disk.qcow2", dir / "initrd.img", dir / "console.log",
+          dir / "qemu.log",   dir / "qmp.sock",   dir / "agent.sock"};
+}
+
+std::vector<std::string> BuildQemuArgv(const VmLaunchConfig& c, const QemuOptions& o,
+                                       const QemuLaunchPlan& plan) {
+  QemuRuntimeFiles f = RuntimeFilesFor(c.runtime_dir);
+  auto device = [&](const std::string& kind) { return kind + (plan.microvm ? "-device" : "-pci"); };
+  uint64_t mib = c.memory_bytes ? c.memory_bytes / (1024 * 1024) : 256;
+  std::string append = "console=ttyS0 panic=-1";  // never `quiet` (HOST-NOTES: microvm TCG hangs)
+  if (!c.kernel_cmdline_extra.empty()) append += " " + c.kernel_cmdline_extra;
+  std::vector<std::string> a = {
+      o.qemu_binary,
+      "-name", "banger-" + c.sandbox_id,
+      "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+      "-M", plan.microvm ? "microvm" : "q35",
+      "-accel", plan.kvm ? "kvm" : "tcg",
+  };
+  if (plan.kvm) a.insert(a.end(), {"-cpu", "host"});
+  a.insert(a.end(), {
+      "-smp", std::to_string(c.cpus ? c.cpus : 1),
+      "-m", std::to_string(mib),
+      "-kernel", c.kernel_path.string(),
+      "-initrd", f.initrd.string(),
+      "-append", append,
+      "-serial", "file:" + f.console_log.string(),
+      "-qmp", "unix:" + f.qmp_socket.string() + ",server=on,wait=off",
+      "-device", device("virtio-serial"),
+      "-chardev", "socket,id=agent,path=" + f.agent_socket.string() + ",server=on,wait=off",
+      "-device", "virtserialport,chardev=agent,name=" + c.guest.agent_port,
+      "-drive", "file=" + f.disk.string() + ",format=qcow2,if=none,id=root,discard=unmap",
+      "-device", device("virtio-blk") + ",drive=root",
+  });
+  if (!c.tap_device.empty()) {
+    a.insert(a.end(), {"-netdev", "tap,id=net0,ifname=" + c.tap_device + ",script=no,downscript=no",
+                       "-device", device("virtio-net") + ",netdev=net0" +
+                                      (c.mac_address.empty() ? "" : ",mac=" + c.mac_address)});
+  }
+  return a;
+}
+
+namespace {
+
+class QemuHypervisor final : public Hypervisor {
+ public:
+  QemuHypervisor(CommandRunner& runner, Clock& clock, QemuOptions options)
+      : runner_(runner), clock_(clock), opts_(std::move(options)) {}
+
+  std::string_view Kind() const override { return "qemu"; }
+
+  Result<VmHandle> Boot(const VmLaunchConfig& config) override {
+    auto ctx = [&](const Status& s) { return s.WithContext("booting sandbox " + config.sandbox_id); };
+    if (Status s = Validate(config); !s.ok()) return ctx(s);
+    VmLaunchConfig c = config;
+    if (c.guest.hostname.empty()) c.guest.hostname = c.name;
+    QemuRuntimeFiles f = RuntimeFilesFor(c.runtime_dir);
+
+    auto kvm = ResolveAccel(c.kernel_path);
+    if (!kvm) return ctx(kvm.error());
+    QemuLaunchPlan plan{*kvm, opts_.machine != QemuMachine::kQ35};
+    Status last;
+    int attempts = std::max(1, opts_.boot_attempts);
+    for (int attempt = 1; attempt <= attempts; ++attempt) {
+      if (Status s = Prepare(c, f); !s.ok()) return ctx(s);
+      std::vector<std::string> argv = BuildQemuArgv(c, opts_, plan);
+      spdlog::info("sandbox {}: starting QEMU ({}, {}, attempt {}/{})", c.sandbox_id,
+                   plan.microvm ? "microvm" : "q35", plan.kvm ? "kvm" : "tcg", attempt, attempts);
+      CommandSpec spec{.argv = argv, .log_file = f.qemu_log};
+      auto id = runner_.StartDetached(spec);
+      if (!id) return ctx(id.error());
+      VmHandle handle{*id, c.runtime_dir, f.disk, f.agent_socket};
+      last = WaitEarlyBoot(handle, f);
+      if (last.ok()) return handle;
+      spdlog::warn("sandbox {}: {}", c.sandbox_id, last.message());
+      (void)Kill(handle);
+      if (last.code() != StatusCode::kDeadlineExceeded) break;  // QEMU refused to run: retrying won't help
+      // A silent early-boot hang (a lost timer tick on microvm under TCG): retry, on q35 if allowed.
+      if (opts_.machine == QemuMachine::kAuto) plan.microvm = false;
+    }
+    return ctx(last);
+  }
+
+  VmObservation Inspect(const VmHandle& handle) override {
+    VmObservation obs;
+    obs.process_alive = ProcessAlive(handle.process);
+    if (!obs.process_alive) {
+      obs.detail = "QEMU process " + std::to_string(handle.process.pid) + " is not running";
+      return obs;
+    }
+    auto status = QmpQueryStatus(RuntimeFilesFor(handle.runtime_dir).qmp_socket, opts_.qmp_timeout);
+    if (!status) {
+      obs.detail = status.error().message();
+      return obs;
+    }
+    obs.vmm_responsive = true;
+    if (*status != "running") obs.detail = "VM status is " + *status;
+    return obs;
+  }
+
+  Status Shutdown(const VmHandle& handle, milliseconds grace) override {
+    if (!ProcessAlive(handle.process)) return OkStatus();
+    auto deadline = clock_.SteadyNow() + grace;
+    if (grace.count() > 0) {
+      // 1. Ask the guest agent (works for every guest, with or without an init).
+      auto agent_deadline = clock_.SteadyNow() + std::min(grace, milliseconds(3000));
+      auto conn = ConnectAgent(handle.agent_socket, agent_deadline);
+      Status asked = conn ? (*conn)->PowerOff(std::min(grace, milliseconds(3000))) : conn.error();
+      if (!asked.ok()) {
+        spdlog::info("guest agent power-off failed ({}); trying ACPI power button", asked.message());
+        // 2. ACPI power button through QMP (needs an init that handles it).
+        auto r = QmpExecute(RuntimeFilesFor(handle.runtime_dir).qmp_socket, "system_powerdown",
+                            opts_.qmp_timeout);
+        if (!r) spdlog::info("QMP system_powerdown failed: {}", r.error().message());
+      }
+      if (WaitGone(handle.process, deadline)) return OkStatus();
+    }
+    // 3. Force.
+    return Kill(handle);
+  }
+
+  Status Destroy(const VmHandle& handle) override {
+    BANGER_RETURN_IF_ERROR(Shutdown(handle, milliseconds(0)));
+    if (handle.runtime_dir.empty() || !handle.runtime_dir.is_absolute()) {
+      return InvalidArgument("refusing to remove runtime dir '" + handle.runtime_dir.string() + "'");
+    }
+    return RemoveAll(handle.runtime_dir);
+  }
+
+ private:
+  Status Validate(const VmLaunchConfig& c) {
+    if (c.sandbox_id.empty() || c.sandbox_id.find_first_of("/, \t\n") != std::string::npos) {
+      return InvalidArgument("invalid sandbox id '" + c.sandbox_id + "'");
+    }
+    for (const auto& [what, p] : {std::pair{"runtime_dir", c.runtime_dir}, {"kernel", c.kernel_path},
+                                  {"initrd", c.initrd_path}, {"base disk", c.base_disk}}) {
+      if (p.empty() || !p.is_absolute()) return InvalidArgument(std::string(what) + " path must be absolute: '" + p.string() + "'");
+      if (!SafeForQemuOption(p.string())) return InvalidArgument(std::string(what) + " path contains ',': " + p.string());
+    }
+    for (const auto& p : {c.kernel_path, c.initrd_path, c.base_disk}) {
+      std::error_code ec;
+      if (!fs::exists(p, ec)) return NotFound("missing file " + p.string());
+    }
+    if ((c.runtime_dir / "agent.sock").string().size() > kMaxUnixPath) {
+      return InvalidArgument("runtime dir too long for unix sockets: " + c.runtime_dir.string());
+    }
+    for (const auto& [what, v] : {std::pair{"tap device", c.tap_device}, {"mac address", c.mac_address},
+                                  {"agent port", c.guest.agent_port}}) {
+      for (char ch : v) {
+        if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == ':')) {
+          return InvalidArgument(std::string(what) + " '" + v + "' has invalid characters");
+        }
+      }
+    }
+    return OkStatus();
+  }
+
+  Status Prepare(const VmLaunchConfig& c, const QemuRuntimeFiles& f) {
+    // Leftovers of an interrupted boot (sockets, a half-written overlay) go first.
+    BANGER_RETURN_IF_ERROR(RemoveAll(c.runtime_dir));
+    BANGER_RETURN_IF_ERROR(MakeDirs(c.runtime_dir, 0700));
+    std::vector<std::string> argv = {opts_.qemu_img_binary, "create", "-q", "-f", "qcow2",
+                                     "-b", c.base_disk.string(), "-F", "raw", f.disk.string()};
+    if (c.disk_bytes) argv.push_back(std::to_string(c.disk_bytes));
+    auto out = RunChecked(runner_, {.argv = argv, .timeout = milliseconds(60000)});
+    if (!out) return out.error().WithContext("creating overlay disk");
+    return WriteSandboxInitrd(c.initrd_path, c.guest, f.initrd);
+  }
+
+  Status WaitEarlyBoot(const VmHandle& h, const QemuRuntimeFiles& f) {
+    if (opts_.early_boot_timeout.count() <= 0) return OkStatus();
+    auto deadline = clock_.SteadyNow() + opts_.early_boot_timeout;
+    while (true) {
+      if (!ProcessAlive(h.process)) {
+        std::string detail = Tail(f.qemu_log);
+        std::string console = Tail(f.console_log, 800);
+        return Internal("QEMU exited during boot" + (detail.empty() ? "" : ": " + detail) +
+                        (console.empty() ? "" : "\nconsole:\n" + console));
+      }
+      if (auto log = ReadFile(f.console_log); log && log->find(kAgentStartedMarker) != std::string::npos) {
+        return OkStatus();
+      }
+      if (clock_.SteadyNow() >= deadline) {
+        return DeadlineExceeded("kernel did not start the agent within " +
+                                FormatDuration(opts_.early_boot_timeout) + "; console ends:\n" +
+                                Tail(f.console_log, 400));
+      }
+      clock_.SleepFor(milliseconds(100));
+    }
+  }
+
+  bool WaitGone(const ProcessIdentity& id, std::chrono::steady_clock::time_point deadline) {
+    while (ProcessAlive(id)) {
+      if (clock_.SteadyNow() >= deadline) return false;
+      clock_.SleepFor(milliseconds(50));
+    }
+    return true;
+  }
+
+  Status Kill(const VmHandle& h) {
+    if (!ProcessAlive(h.process)) return OkStatus();
+    Status s = SignalProcess(h.process, SIGKILL);
+    if (!s.ok() && ProcessAlive(h.process)) return s;
+    if (!WaitGone(h.process, clock_.SteadyNow() + milliseconds(10000))) {
+      return Internal("QEMU pid " + std::to_string(h.process.pid) + " survived SIGKILL");
+    }
+    return OkStatus();
+  }
+
+  // Returns true when KVM should be used.
+  Result<bool> ResolveAccel(const fs::path& kernel) {
+    if (opts_.accel == QemuAccel::kKvm) return true;
+    if (opts_.accel == QemuAccel::kTcg) return false;
+    if (cached_kvm_) return *cached_kvm_;
+    if (!opts_.accel_cache_file.empty()) {
+      if (auto text = ReadFile(opts_.accel_cache_file)) {
+        std::string v(Trim(*text).substr(0, 3));
+        if (v == "kvm" || v == "tcg") {
+          cached_kvm_ = v == "kvm";
+          return *cached_kvm_;
+        }
+      }
+    }
+    bool kvm = ProbeKvm(kernel);
+    cached_kvm_ = kvm;
+    if (!opts_.accel_cache_file.empty()) {
+      Status s = WriteFileAtomic(opts_.accel_cache_file, kvm ? "kvm\n" : "tcg\n", 0644);
+      if (!s.ok()) spdlog::warn("cannot cache accelerator verdict: {}", s.message());
+    }
+    return kvm;
+  }
+
+  // "/dev/kvm opens" is not "KVM works" (HOST-NOTES: nested PVM cannot run
+  // stock kernels): boot the kernel without a root and expect it to get as
+  // far as looking for one, within a deadline.
+  bool ProbeKvm(const fs::path& kernel) {
+    int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      spdlog::info("KVM unavailable (/dev/kvm: {}); using TCG", std::strerror(errno));
+      return false;
+    }
+    ::close(fd);
+    CommandSpec spec;
+    spec.argv = {opts_.qemu_binary, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+                 "-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m", "256",
+                 "-kernel", kernel.string(), "-append", "console=ttyS0 panic=-1", "-serial", "stdio"};
+    spec.timeout = opts_.kvm_probe_timeout;
+    auto out = runner_.Run(spec);
+    bool ok = out && (out->stdout_data.find("Run /init") != std::string::npos ||
+                      out->stdout_data.find("VFS: Unable to mount root") != std::string::npos ||
+                      out->stdout_data.find("Kernel panic") != std::string::npos);
+    spdlog::info("KVM probe: {}", ok ? "works; using KVM"
+                                     : "guest did not boot (" +
+                                           (out ? "exit " + std::to_string(out->exit_code)
+                                                : out.error().message()) +
+                                           "); using TCG");
+    return ok;
+  }
+
+  CommandRunner& runner_;
+  Clock& clock_;
+  QemuOptions opts_;
+  std::optional<bool> cached_kvm_;
+};
+
+}  // namespace
+
+std::unique_ptr<Hypervisor> MakeQemuHypervisor(CommandRunner& runner, Clock& clock, QemuOptions options) {
+  return std::make_unique<QemuHypervisor>(runner, clock, std::move(options));
+}
+
+}  // namespace banger

@@ -1,0 +1,118 @@
+#include "providers/qmp_client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+namespace banger {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+int MsLeft(Clock::time_point deadline) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return ms <= 0 ? 0 : static_cast<int>(ms);
+}
+
+// Reads one '\n'-terminated JSON line.
+Result<nlohmann::json> ReadMessage(int fd, std::string& buf, Clock::time_point deadline) {
+  while (true) {
+    size_t nl = buf.find('\n');
+    if (nl != std::string::npos) {
+      std::string line = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      try {
+        return nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception& e) {
+        return DataLoss(std::string("malformed QMP message: ") + e.what());
+      }
+    }
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, MsLeft(deadline));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return DeadlineExceeded("QMP: no reply in time");
+    char tmp[4096];
+    ssize_t n = ::read(fd, tmp, sizeof(tmp));
+    if (n <= 0) return Unavailable("QMP connection closed");
+    buf.append(tmp, static_cast<size_t>(n));
+  }
+}
+
+// Skips asynchronous events; returns the next reply.
+Result<nlohmann::json> ReadReply(int fd, std::string& buf, Clock::time_point deadline) {
+  while (true) {
+    BANGER_ASSIGN_OR_RETURN(nlohmann::json msg, ReadMessage(fd, buf, deadline));
+    if (msg.contains("return")) return msg["return"];
+    if (msg.contains("error")) {
+      return FailedPrecondition("QMP error: " + msg["error"].value("desc", msg["error"].dump()));
+    }
+  }
+}
+
+Status Send(int fd, const std::string& text) {
+  std::string line = text + "\n";
+  if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+    return ErrnoStatus(errno, "QMP send");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<std::string> QmpExecute(const std::filesystem::path& socket, const std::string& command,
+                               std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string path = socket.string();
+  if (path.size() >= sizeof(addr.sun_path)) return InvalidArgument("QMP socket path too long: " + path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0) return ErrnoStatus(errno, "socket");
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return Unavailable("QMP connect " + path + ": " + std::strerror(errno));
+  }
+  std::string buf;
+  auto ctx = [&](const Status& s) { return s.WithContext("QMP " + command + " on " + path); };
+  auto greeting = ReadMessage(fd.get(), buf, deadline);
+  if (!greeting.ok()) return ctx(greeting.error());
+  if (Status s = Send(fd.get(), R"({"execute":"qmp_capabilities"})"); !s.ok()) return ctx(s);
+  if (auto r = ReadReply(fd.get(), buf, deadline); !r.ok()) return ctx(r.error());
+  nlohmann::json cmd = {{"execute", command}};
+  if (Status s = Send(fd.get(), cmd.dump()); !s.ok()) return ctx(s);
+  auto reply = ReadReply(fd.get(), buf, deadline);
+  if (!reply.ok()) return ctx(reply.error());
+  return reply->dump();
+}
+
+Result<std::string> QmpQueryStatus(const std::filesystem::path& socket, std::chrono::milliseconds timeout) {
+  BANGER_ASSIGN_OR_RETURN(std::string text, QmpExecute(socket, "query-status", timeout));
+  try {
+    auto j = nlohmann::json::parse(text);
+    return j.value("status", std::string("unknown"));
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss(std::string("QMP query-status: ") + e.what());
+  }
+}
+
+}  // namespace banger
