@@ -1,0 +1,195 @@
+#include "providers/qemu_hypervisor.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "base/files.h"
+#include "base/strings.h"
+#include "providers/initramfs.h"
+
+namespace banger {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+// Records every command; Run succeeds, StartDetached returns a fake identity.
+class FakeCommandRunner final : public CommandRunner {
+ public:
+  Result<CommandOutput> Run(const CommandSpec& spec) override {
+    runs.push_back(spec.argv);
+    return CommandOutput{};
+  }
+  Result<ProcessIdentity> StartDetached(const CommandSpec& spec) override {
+    started.push_back(spec);
+    return ProcessIdentity{999999, 42};
+  }
+  std::vector<std::vector<std::string>> runs;
+  std::vector<CommandSpec> started;
+};
+
+class FakeClock final : public Clock {
+ public:
+  std::chrono::system_clock::time_point Now() const override { return {}; }
+  std::chrono::steady_clock::time_point SteadyNow() const override { return now; }
+  void SleepFor(milliseconds d) override { now += d; }
+  std::chrono::steady_clock::time_point now{};
+};
+
+VmLaunchConfig FixedConfig() {
+  VmLaunchConfig c;
+  c.sandbox_id = "sb-0001";
+  c.name = "web-1";
+  c.cpus = 2;
+  c.memory_bytes = 512ull << 20;
+  c.runtime_dir = "/run/banger/sb-0001";
+  c.kernel_path = "/var/lib/banger/kernels/6.1/vmlinux";
+  c.initrd_path = "/var/lib/banger/kernels/6.1/initrd.img";
+  c.base_disk = "/var/lib/banger/images/abc/rootfs.ext4";
+  c.kernel_cmdline_extra = "loglevel=4";
+  c.tap_device = "bgtap0";
+  c.mac_address = "52:54:00:12:34:56";
+  return c;
+}
+
+std::string Render(const std::vector<std::string>& argv) { return Join(argv, "\n") + "\n"; }
+
+void ExpectGolden(const std::string& name, const std::string& actual) {
+  fs::path golden = fs::path(BANGER_SOURCE_DIR) / "providers/testdata" / name;
+  if (std::getenv("BANGER_TEST_ACCEPT")) {
+    ASSERT_TRUE(WriteFileAtomic(golden, actual).ok());
+  }
+  auto expected = ReadFile(golden);
+  ASSERT_TRUE(expected.ok()) << "missing golden " << golden << "; run with BANGER_TEST_ACCEPT=1";
+  EXPECT_EQ(actual, *expected) << "argv changed; review and re-run with BANGER_TEST_ACCEPT=1";
+}
+
+TEST(QemuArgvTest, MicrovmTcgMatchesGolden) {
+  ExpectGolden("qemu_microvm_tcg.argv", Render(BuildQemuArgv(FixedConfig(), QemuOptions{}, {false, true})));
+}
+
+TEST(QemuArgvTest, Q35KvmMatchesGolden) {
+  VmLaunchConfig c = FixedConfig();
+  c.tap_device.clear();
+  ExpectGolden("qemu_q35_kvm.argv", Render(BuildQemuArgv(c, QemuOptions{}, {true, false})));
+}
+
+TEST(QemuArgvTest, NeverUsesQuietAndAlwaysSupervisesPanics) {
+  auto argv = BuildQemuArgv(FixedConfig(), QemuOptions{}, {false, true});
+  std::string joined = Join(argv, " ");
+  EXPECT_EQ(joined.find("quiet"), std::string::npos);
+  EXPECT_NE(joined.find("panic=-1"), std::string::npos);
+  EXPECT_NE(joined.find("-no-reboot"), std::string::npos);
+}
+
+class QemuBootTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto d = MakeTempDir("qemu-hv-test");
+    ASSERT_TRUE(d.ok());
+    dir_ = *d;
+    ASSERT_TRUE(WriteFileAtomic(dir_ / "vmlinux", "kernel").ok());
+    ASSERT_TRUE(WriteFileAtomic(dir_ / "initrd.img", "initramfs").ok());
+    ASSERT_TRUE(WriteFileAtomic(dir_ / "rootfs.ext4", "disk").ok());
+    config_.sandbox_id = "sb-1";
+    config_.name = "web-1";
+    config_.runtime_dir = dir_ / "run";
+    config_.kernel_path = dir_ / "vmlinux";
+    config_.initrd_path = dir_ / "initrd.img";
+    config_.base_disk = dir_ / "rootfs.ext4";
+    config_.disk_bytes = 1 << 30;
+    opts_.accel = QemuAccel::kTcg;
+    opts_.machine = QemuMachine::kMicrovm;
+    opts_.early_boot_timeout = milliseconds(0);
+  }
+  void TearDown() override { (void)RemoveAll(dir_); }
+
+  fs::path dir_;
+  VmLaunchConfig config_;
+  QemuOptions opts_;
+  FakeCommandRunner runner_;
+  FakeClock clock_;
+};
+
+TEST_F(QemuBootTest, BootCreatesOverlayWritesInitrdAndStartsQemuDetached) {
+  ASSERT_TRUE(MakeDirs(config_.runtime_dir).ok());
+  ASSERT_TRUE(WriteFileAtomic(config_.runtime_dir / "qmp.sock", "stale").ok());
+  auto hv = MakeQemuHypervisor(runner_, clock_, opts_);
+  auto h = hv->Boot(config_);
+  ASSERT_TRUE(h.ok()) << h.error().ToString();
+  ASSERT_EQ(runner_.runs.size(), 1u);
+  EXPECT_EQ(runner_.runs[0],
+            (std::vector<std::string>{"qemu-img", "create", "-q", "-f", "qcow2", "-b", config_.base_disk.string(),
+                                      "-F", "raw", (config_.runtime_dir / "disk.qcow2").string(), "1073741824"}));
+  EXPECT_FALSE(fs::exists(config_.runtime_dir / "qmp.sock")) << "leftovers are cleaned";
+  EXPECT_EQ(fs::status(config_.runtime_dir).permissions() & fs::perms::all, fs::perms::owner_all);
+  auto initrd = ReadFile(config_.runtime_dir / "initrd.img");
+  ASSERT_TRUE(initrd.ok());
+  EXPECT_TRUE(StartsWith(*initrd, "initramfs"));
+  EXPECT_NE(initrd->find("\"hostname\": \"web-1\""), std::string::npos) << "hostname defaults to the name";
+  ASSERT_EQ(runner_.started.size(), 1u);
+  EXPECT_EQ(runner_.started[0].argv, BuildQemuArgv([&] {
+              VmLaunchConfig c = config_;
+              c.guest.hostname = "web-1";
+              return c;
+            }(), opts_, {false, true}));
+  EXPECT_EQ(runner_.started[0].log_file, config_.runtime_dir / "qemu.log");
+  EXPECT_EQ(h->process.pid, 999999);
+  EXPECT_EQ(h->agent_socket, config_.runtime_dir / "agent.sock");
+  EXPECT_EQ(h->disk_path, config_.runtime_dir / "disk.qcow2");
+}
+
+TEST_F(QemuBootTest, RejectsUnsafeInputsBeforeRunningAnything) {
+  auto hv = MakeQemuHypervisor(runner_, clock_, opts_);
+  VmLaunchConfig bad = config_;
+  bad.base_disk = dir_ / "a,b.ext4";
+  EXPECT_EQ(hv->Boot(bad).error().code(), StatusCode::kInvalidArgument);
+  bad = config_;
+  bad.tap_device = "tap0,script=/evil";
+  EXPECT_EQ(hv->Boot(bad).error().code(), StatusCode::kInvalidArgument);
+  bad = config_;
+  bad.kernel_path = dir_ / "missing";
+  auto r = hv->Boot(bad);
+  EXPECT_EQ(r.error().code(), StatusCode::kNotFound);
+  EXPECT_NE(r.error().message().find("missing"), std::string::npos);
+  bad = config_;
+  bad.sandbox_id = "../x";
+  EXPECT_EQ(hv->Boot(bad).error().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(runner_.runs.empty());
+  EXPECT_TRUE(runner_.started.empty());
+}
+
+TEST_F(QemuBootTest, CachedTcgVerdictSkipsTheKvmProbe) {
+  opts_.accel = QemuAccel::kAuto;
+  opts_.accel_cache_file = dir_ / "accel";
+  ASSERT_TRUE(WriteFileAtomic(opts_.accel_cache_file, "tcg\n").ok());
+  auto hv = MakeQemuHypervisor(runner_, clock_, opts_);
+  ASSERT_TRUE(hv->Boot(config_).ok());
+  ASSERT_EQ(runner_.runs.size(), 1u) << "only qemu-img ran; no probe";
+  std::string joined = Join(runner_.started[0].argv, " ");
+  EXPECT_NE(joined.find("-accel tcg"), std::string::npos);
+}
+
+TEST_F(QemuBootTest, InspectOfDeadProcessSaysNotAlive) {
+  auto hv = MakeQemuHypervisor(runner_, clock_, opts_);
+  VmHandle h{{999999, 42}, config_.runtime_dir, {}, {}};
+  VmObservation o = hv->Inspect(h);
+  EXPECT_FALSE(o.process_alive);
+  EXPECT_FALSE(o.vmm_responsive);
+  EXPECT_NE(o.detail.find("999999"), std::string::npos);
+  EXPECT_TRUE(hv->Shutdown(h, milliseconds(1000)).ok()) << "already stopped is OK";
+}
+
+TEST_F(QemuBootTest, DestroyRemovesRuntimeDir) {
+  auto hv = MakeQemuHypervisor(runner_, clock_, opts_);
+  auto h = hv->Boot(config_);
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(fs::exists(config_.runtime_dir));
+  ASSERT_TRUE(hv->Destroy(*h).ok());
+  EXPECT_FALSE(fs::exists(config_.runtime_dir));
+  EXPECT_TRUE(hv->Destroy(*h).ok()) << "idempotent";
+}
+
+}  // namespace
+}  // namespace banger
