@@ -447,6 +447,7 @@ Status Flattener::Apply(const LayerFile& layer, const FlattenProgressFn& progres
   std::error_code ec;
   uint64_t total = fs::file_size(layer.path, ec);
   if (ec) return ErrnoStatus(ec.value(), "layer " + layer.digest + ": " + layer.path.string());
+  if (total == 0) return OkStatus();  // an empty blob is an empty layer
   if (archive_read_open_filename(a.get(), layer.path.c_str(), 1 << 16) != ARCHIVE_OK) {
     return DataLoss("layer " + layer.digest + ": " + archive_error_string(a.get()));
   }
@@ -457,8 +458,6 @@ Status Flattener::Apply(const LayerFile& layer, const FlattenProgressFn& progres
     if (r == ARCHIVE_WARN) {
       spdlog::warn("layer {}: {}", layer.digest, archive_error_string(a.get()));
     } else if (r != ARCHIVE_OK) {
-      // An empty layer (zero bytes) is a valid, empty tar for our purposes.
-      if (total == 0) break;
       return DataLoss("layer " + layer.digest + ": " + archive_error_string(a.get()));
     }
     BANGER_RETURN_IF_ERROR(ApplyEntry(a.get(), e));

@@ -42,6 +42,15 @@ bool IsValidTag(std::string_view t) {
 
 bool IsValidRegistry(std::string_view r) {
   if (r.empty()) return false;
+  size_t colon = r.rfind(':');
+  size_t bracket = r.rfind(']');
+  if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
+    std::string_view port = r.substr(colon + 1);
+    if (port.empty() || port.size() > 5) return false;
+    for (char c : port) {
+      if (c < '0' || c > '9') return false;
+    }
+  }
   for (char c : r) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' ||
           c == '[' || c == ']')) {
