@@ -1,0 +1,742 @@
+// Integration tests: pulls from a real docker-registry (Debian's distribution
+// 2.8) on 127.0.0.1, and from deliberately faulty in-test HTTP servers.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "base/command_runner.h"
+#include "base/files.h"
+#include "base/sha256.h"
+#include "base/strings.h"
+#include "oci/auth.h"
+#include "oci/blob_store.h"
+#include "oci/http.h"
+#include "oci/puller.h"
+#include "oci/test_http_server.h"
+#include "oci/test_layers.h"
+
+namespace banger::oci {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::Compression;
+using testing::TarBuilder;
+using testing::TarEntry;
+using testing::TestHttpServer;
+using testing::TestRequest;
+using testing::TestResponse;
+
+constexpr std::string_view kLayerGzip = "application/vnd.oci.image.layer.v1.tar+gzip";
+constexpr std::string_view kLayerZstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+constexpr std::string_view kLayerTar = "application/vnd.oci.image.layer.v1.tar";
+
+std::string Digest(std::string_view data) { return "sha256:" + Sha256Hex(data); }
+
+struct Blob {
+  std::string media_type;
+  std::string data;
+  std::string digest() const { return Digest(data); }
+};
+
+// An image manifest plus its blobs, built in memory.
+struct TestImage {
+  Blob config;
+  std::vector<Blob> layers;
+  std::string manifest;  // OCI image manifest JSON
+
+  static TestImage Make(const std::vector<Blob>& layers, const std::string& arch = "amd64") {
+    TestImage img;
+    img.layers = layers;
+    nlohmann::json cfg = {{"architecture", arch},
+                          {"os", "linux"},
+                          {"config", {{"Entrypoint", {"/bin/sh"}}, {"Env", {"PATH=/bin"}}}},
+                          {"rootfs", {{"type", "layers"}, {"diff_ids", nlohmann::json::array()}}}};
+    img.config = {"application/vnd.oci.image.config.v1+json", cfg.dump()};
+    nlohmann::json m = {{"schemaVersion", 2},
+                        {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                        {"config",
+                         {{"mediaType", img.config.media_type},
+                          {"digest", img.config.digest()},
+                          {"size", img.config.data.size()}}},
+                        {"layers", nlohmann::json::array()}};
+    for (const Blob& l : layers) {
+      m["layers"].push_back(
+          {{"mediaType", l.media_type}, {"digest", l.digest()}, {"size", l.data.size()}});
+    }
+    img.manifest = m.dump();
+    return img;
+  }
+  std::string digest() const { return Digest(manifest); }
+};
+
+std::string IndexJson(const std::vector<std::pair<const TestImage*, std::string>>& entries) {
+  nlohmann::json idx = {{"schemaVersion", 2},
+                        {"mediaType", "application/vnd.oci.image.index.v1+json"},
+                        {"manifests", nlohmann::json::array()}};
+  for (const auto& [img, platform] : entries) {
+    std::vector<std::string> p = Split(platform, '/');
+    nlohmann::json plat = {{"os", p[0]}, {"architecture", p[1]}};
+    if (p.size() > 2) plat["variant"] = p[2];
+    idx["manifests"].push_back({{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                                {"digest", img->digest()},
+                                {"size", img->manifest.size()},
+                                {"platform", plat}});
+  }
+  return idx.dump();
+}
+
+// ---------------------------------------------------------------------------
+// A real registry: Debian's docker-registry as a child process.
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+
+class RegistryProcess {
+ public:
+  Status Start(const fs::path& root) {
+    port_ = FreePort();
+    fs::path cfg = root / "config.yml";
+    std::string yaml = "version: 0.1\n"
+                       "log:\n  level: warn\n"
+                       "storage:\n  filesystem:\n    rootdirectory: " + (root / "storage").string() +
+                       "\n  delete:\n    enabled: true\n"
+                       "http:\n  addr: 127.0.0.1:" + std::to_string(port_) + "\n";
+    BANGER_RETURN_IF_ERROR(WriteFileAtomic(cfg, yaml, 0600));
+    auto runner = MakePosixCommandRunner();
+    CommandSpec spec;
+    spec.argv = {"/usr/bin/docker-registry", "serve", cfg.string()};
+    spec.log_file = root / "registry.log";
+    BANGER_ASSIGN_OR_RETURN(id_, runner->StartDetached(spec));
+    // Wait until it answers /v2/.
+    auto http = MakeCurlHttpClient();
+    for (int i = 0; i < 200; ++i) {
+      HttpRequest req;
+      req.url = "http://" + HostPort() + "/v2/";
+      req.connect_timeout = std::chrono::seconds(1);
+      auto r = http->Do(req);
+      if (r.ok() && r->status == 200) return OkStatus();
+      if (!ProcessAlive(id_)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    auto log = ReadFile(root / "registry.log");
+    return Unavailable("docker-registry did not come up: " + log.value_or(""));
+  }
+  void Stop() {
+    if (id_.pid == 0) return;
+    (void)SignalProcess(id_, SIGTERM);
+    for (int i = 0; i < 200 && ProcessAlive(id_); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (ProcessAlive(id_)) (void)SignalProcess(id_, SIGKILL);
+    id_ = {};
+  }
+  ~RegistryProcess() { Stop(); }
+  std::string HostPort() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int port_ = 0;
+  ProcessIdentity id_;
+};
+
+// Pushes blobs and manifests with the distribution API (monolithic uploads).
+class Pusher {
+ public:
+  explicit Pusher(std::string host) : host_(std::move(host)), http_(MakeCurlHttpClient()) {}
+
+  Status PushBlob(const std::string& repo, const Blob& b) {
+    HttpRequest post;
+    post.method = "POST";
+    post.url = "http://" + host_ + "/v2/" + repo + "/blobs/uploads/";
+    BANGER_ASSIGN_OR_RETURN(HttpResponse r, http_->Do(post));
+    if (r.status != 202) return Internal("upload start: HTTP " + std::to_string(r.status));
+    std::string loc = r.Header("location");
+    if (StartsWith(loc, "/")) loc = "http://" + host_ + loc;
+    HttpRequest put;
+    put.method = "PUT";
+    put.url = loc + (loc.find('?') == std::string::npos ? "?" : "&") + "digest=" +
+              UrlEncodeDigest(b.digest());
+    put.headers = {"Content-Type: application/octet-stream"};
+    put.body = b.data;
+    BANGER_ASSIGN_OR_RETURN(HttpResponse p, http_->Do(put));
+    if (p.status != 201) return Internal("upload: HTTP " + std::to_string(p.status) + " " + p.body);
+    return OkStatus();
+  }
+  Status PushManifest(const std::string& repo, const std::string& ref,
+                      const std::string& media_type, const std::string& body) {
+    HttpRequest put;
+    put.method = "PUT";
+    put.url = "http://" + host_ + "/v2/" + repo + "/manifests/" + ref;
+    put.headers = {"Content-Type: " + media_type};
+    put.body = body;
+    BANGER_ASSIGN_OR_RETURN(HttpResponse p, http_->Do(put));
+    if (p.status != 201) {
+      return Internal("manifest put: HTTP " + std::to_string(p.status) + " " + p.body);
+    }
+    return OkStatus();
+  }
+  Status PushImage(const std::string& repo, const std::string& tag, const TestImage& img) {
+    BANGER_RETURN_IF_ERROR(PushBlob(repo, img.config));
+    for (const Blob& l : img.layers) BANGER_RETURN_IF_ERROR(PushBlob(repo, l));
+    return PushManifest(repo, tag, "application/vnd.oci.image.manifest.v1+json", img.manifest);
+  }
+
+ private:
+  static std::string UrlEncodeDigest(const std::string& d) {
+    return "sha256%3A" + d.substr(7);
+  }
+  std::string host_;
+  std::unique_ptr<HttpClient> http_;
+};
+
+std::set<std::string> CacheFiles(const fs::path& blob_dir) {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(blob_dir / "sha256", ec)) {
+    out.insert(e.path().filename().string());
+  }
+  return out;
+}
+
+std::string ReadOr(const fs::path& p) {
+  auto r = ReadFile(p);
+  return r.ok() ? *r : "<missing>";
+}
+
+bool Exists(const fs::path& p) {
+  struct stat st {};
+  return ::lstat(p.c_str(), &st) == 0;
+}
+
+// Layers exercising most of the flattening rules.
+std::vector<Blob> RichLayers() {
+  TarEntry owned;
+  owned.path = "home/user/data";
+  owned.content = "owned by 1000";
+  owned.uid = 1000;
+  owned.gid = 1000;
+  owned.mode = 0640;
+  TarEntry suid;
+  suid.path = "bin/passwd";
+  suid.content = "suid";
+  suid.mode = 04755;
+  std::string l1 = TarBuilder()
+                       .Dir("bin")
+                       .File("bin/busybox", "BUSYBOX", 0755)
+                       .Hardlink("bin/sh", "bin/busybox")
+                       .Symlink("bin/ls", "busybox")
+                       .Symlink("usr-link", "/usr")
+                       .Add(suid)
+                       .Dir("etc")
+                       .File("etc/os-release", "ID=test\n")
+                       .File("etc/remove-me", "old")
+                       .Dir("var")
+                       .Dir("var/cache")
+                       .File("var/cache/a", "lower a")
+                       .File("var/cache/b", "lower b")
+                       .Dir("home")
+                       .Dir("home/user")
+                       .Add(owned)
+                       .Build(Compression::kGzip);
+  std::string l2 = TarBuilder()
+                       .Dir("etc")
+                       .Whiteout("etc", "remove-me")
+                       .Dir("var/cache")
+                       .Opaque("var/cache")
+                       .File("var/cache/c", "upper c")
+                       .Build(Compression::kZstd);
+  std::string l3 = TarBuilder().File("etc/motd", "hello from layer 3\n").Build(Compression::kNone);
+  return {{std::string(kLayerGzip), l1}, {std::string(kLayerZstd), l2}, {std::string(kLayerTar), l3}};
+}
+
+void ExpectRichTree(const fs::path& root) {
+  EXPECT_EQ(ReadOr(root / "bin/busybox"), "BUSYBOX");
+  struct stat a {}, b {};
+  ASSERT_EQ(::lstat((root / "bin/busybox").c_str(), &a), 0);
+  ASSERT_EQ(::lstat((root / "bin/sh").c_str(), &b), 0);
+  EXPECT_EQ(a.st_ino, b.st_ino) << "bin/sh should be a hard link to bin/busybox";
+  EXPECT_EQ(fs::read_symlink(root / "bin/ls"), fs::path("busybox"));
+  EXPECT_EQ(fs::read_symlink(root / "usr-link"), fs::path("/usr"));
+  struct stat s {};
+  ASSERT_EQ(::lstat((root / "bin/passwd").c_str(), &s), 0);
+  EXPECT_EQ(s.st_mode & 07777, 04755u);
+  EXPECT_EQ(ReadOr(root / "etc/os-release"), "ID=test\n");
+  EXPECT_FALSE(Exists(root / "etc/remove-me"));
+  EXPECT_FALSE(Exists(root / "etc/.wh.remove-me"));
+  EXPECT_FALSE(Exists(root / "var/cache/a"));
+  EXPECT_FALSE(Exists(root / "var/cache/b"));
+  EXPECT_FALSE(Exists(root / "var/cache/.wh..wh..opq"));
+  EXPECT_EQ(ReadOr(root / "var/cache/c"), "upper c");
+  EXPECT_EQ(ReadOr(root / "etc/motd"), "hello from layer 3\n");
+  struct stat o {};
+  ASSERT_EQ(::lstat((root / "home/user/data").c_str(), &o), 0);
+  EXPECT_EQ(o.st_mode & 0777, 0640u);
+  if (::geteuid() == 0) {
+    EXPECT_EQ(o.st_uid, 1000u);
+    EXPECT_EQ(o.st_gid, 1000u);
+  }
+}
+
+class RegistryPullTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!fs::exists("/usr/bin/docker-registry")) return;
+    auto t = MakeTempDir("banger-registry-");
+    ASSERT_TRUE(t.ok());
+    registry_root_ = new fs::path(*t);
+    registry_ = new RegistryProcess();
+    Status s = registry_->Start(*registry_root_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  static void TearDownTestSuite() {
+    delete registry_;
+    registry_ = nullptr;
+    if (registry_root_) (void)RemoveAll(*registry_root_);
+    delete registry_root_;
+    registry_root_ = nullptr;
+  }
+  void SetUp() override {
+    if (!registry_) GTEST_SKIP() << "/usr/bin/docker-registry is not installed";
+    auto t = MakeTempDir("banger-pull-");
+    ASSERT_TRUE(t.ok());
+    tmp_ = std::make_unique<ScopedRemove>(*t);
+    blobs_ = *t / "blobs";
+  }
+  fs::path NewDest(const std::string& name) {
+    fs::path d = tmp_->path() / name;
+    fs::create_directories(d);
+    return d;
+  }
+  PullOptions Options() {
+    PullOptions o;
+    o.blob_dir = blobs_;
+    o.initial_backoff = std::chrono::milliseconds(1);
+    return o;
+  }
+  std::string Host() const { return registry_->HostPort(); }
+
+  static RegistryProcess* registry_;
+  static fs::path* registry_root_;
+  std::unique_ptr<ScopedRemove> tmp_;
+  fs::path blobs_;
+};
+RegistryProcess* RegistryPullTest::registry_ = nullptr;
+fs::path* RegistryPullTest::registry_root_ = nullptr;
+
+TEST_F(RegistryPullTest, PullsMultiLayerImageAndWarmRepullDownloadsNothing) {
+  TestImage img = TestImage::Make(RichLayers());
+  Pusher push(Host());
+  ASSERT_TRUE(push.PushImage("banger/rich", "v1", img).ok());
+
+  std::vector<PullProgress> progress;
+  PullOptions opts = Options();
+  opts.progress = [&](const PullProgress& p) { progress.push_back(p); };
+  fs::path dest = NewDest("rootfs1");
+  auto r = PullAndFlatten(Host() + "/banger/rich:v1", dest, opts);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->reference, Host() + "/banger/rich:v1");
+  EXPECT_EQ(r->manifest_digest, img.digest());
+  EXPECT_EQ(r->config_json, img.config.data);
+  EXPECT_TRUE(r->index_digest.empty());
+  ASSERT_EQ(r->layer_digests.size(), 3u);
+  EXPECT_EQ(r->layer_digests[1], img.layers[1].digest());
+  uint64_t expected_bytes = img.manifest.size() + img.config.data.size();
+  for (const Blob& l : img.layers) expected_bytes += l.data.size();
+  EXPECT_EQ(r->bytes_downloaded, expected_bytes);
+  EXPECT_GT(r->tree_bytes, 0u);
+  ExpectRichTree(dest);
+  bool saw_blob = false, saw_flatten = false;
+  for (const PullProgress& p : progress) {
+    saw_blob |= p.phase == "blob" && p.item == img.layers[0].digest() &&
+                p.done_bytes == img.layers[0].data.size();
+    saw_flatten |= p.phase == "flatten";
+  }
+  EXPECT_TRUE(saw_blob);
+  EXPECT_TRUE(saw_flatten);
+
+  // Every blob is in the cache, private, and named by its digest.
+  std::set<std::string> files = CacheFiles(blobs_);
+  EXPECT_TRUE(files.count(img.digest().substr(7)));
+  EXPECT_TRUE(files.count(img.config.digest().substr(7)));
+  for (const Blob& l : img.layers) EXPECT_TRUE(files.count(l.digest().substr(7)));
+  struct stat st {};
+  ASSERT_EQ(::stat((blobs_ / "sha256").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+
+  fs::path dest2 = NewDest("rootfs2");
+  auto again = PullAndFlatten(Host() + "/banger/rich:v1", dest2, Options());
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  EXPECT_EQ(again->bytes_downloaded, 0u);
+  EXPECT_EQ(again->manifest_digest, img.digest());
+  EXPECT_EQ(again->tree_bytes, r->tree_bytes);
+  ExpectRichTree(dest2);
+
+  // By digest, too.
+  fs::path dest3 = NewDest("rootfs3");
+  auto by_digest = PullAndFlatten(Host() + "/banger/rich@" + img.digest(), dest3, Options());
+  ASSERT_TRUE(by_digest.ok()) << by_digest.error().ToString();
+  EXPECT_EQ(by_digest->bytes_downloaded, 0u);
+
+  auto refs = ReferencedDigests(blobs_, r->manifest_digest);
+  ASSERT_TRUE(refs.ok()) << refs.error().ToString();
+  EXPECT_EQ(refs->size(), 5u);
+}
+
+TEST_F(RegistryPullTest, ImageIndexSelectsPlatform) {
+  TestImage amd = TestImage::Make({{std::string(kLayerGzip),
+                                    TarBuilder().File("arch", "amd64").Build(Compression::kGzip)}});
+  TestImage arm = TestImage::Make({{std::string(kLayerGzip),
+                                    TarBuilder().File("arch", "arm64").Build(Compression::kGzip)}},
+                                  "arm64");
+  TestImage armv7 = TestImage::Make({{std::string(kLayerGzip),
+                                      TarBuilder().File("arch", "armv7").Build(Compression::kGzip)}},
+                                    "arm");
+  Pusher push(Host());
+  ASSERT_TRUE(push.PushImage("banger/multi", amd.digest(), amd).ok());
+  ASSERT_TRUE(push.PushImage("banger/multi", arm.digest(), arm).ok());
+  ASSERT_TRUE(push.PushImage("banger/multi", armv7.digest(), armv7).ok());
+  std::string index =
+      IndexJson({{&armv7, "linux/arm/v7"}, {&arm, "linux/arm64/v8"}, {&amd, "linux/amd64"}});
+  Status ps = push.PushManifest("banger/multi", "latest", "application/vnd.oci.image.index.v1+json", index);
+  ASSERT_TRUE(ps.ok()) << ps.ToString();
+
+  fs::path d1 = NewDest("amd64");
+  auto r = PullAndFlatten(Host() + "/banger/multi", d1, Options());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(ReadOr(d1 / "arch"), "amd64");
+  EXPECT_EQ(r->manifest_digest, amd.digest());
+  EXPECT_EQ(r->index_digest, Digest(index));
+
+  PullOptions o = Options();
+  o.platform = "linux/arm64";
+  fs::path d2 = NewDest("arm64");
+  auto r2 = PullAndFlatten(Host() + "/banger/multi:latest", d2, o);
+  ASSERT_TRUE(r2.ok()) << r2.error().ToString();
+  EXPECT_EQ(ReadOr(d2 / "arch"), "arm64");
+
+  auto refs = ReferencedDigests(blobs_, r->index_digest);
+  ASSERT_TRUE(refs.ok());
+  EXPECT_TRUE(refs->count(amd.digest()) && refs->count(arm.digest()));
+  EXPECT_FALSE(refs->count(armv7.digest()));  // never pulled, so not in the cache
+
+  o.platform = "linux/s390x";
+  fs::path d3 = NewDest("s390x");
+  auto r3 = PullAndFlatten(Host() + "/banger/multi", d3, o);
+  ASSERT_FALSE(r3.ok());
+  EXPECT_NE(r3.error().message().find("no manifest for platform linux/s390x; available: "
+                                      "linux/arm/v7, linux/arm64/v8, linux/amd64"),
+            std::string::npos)
+      << r3.error().message();
+}
+
+TEST_F(RegistryPullTest, ConcurrentPullsOfDifferentImagesShareTheCache) {
+  // Both images share their base layer; the second layer differs.
+  std::string base = TarBuilder().File("base", std::string(512 * 1024, 'b')).Build(Compression::kGzip);
+  TestImage one = TestImage::Make({{std::string(kLayerGzip), base},
+                                   {std::string(kLayerGzip), TarBuilder().File("who", "one").Build(Compression::kGzip)}});
+  TestImage two = TestImage::Make({{std::string(kLayerGzip), base},
+                                   {std::string(kLayerZstd), TarBuilder().File("who", "two").Build(Compression::kZstd)}});
+  Pusher push(Host());
+  ASSERT_TRUE(push.PushImage("banger/one", "1", one).ok());
+  ASSERT_TRUE(push.PushImage("banger/two", "2", two).ok());
+  fs::path d1 = NewDest("one"), d2 = NewDest("two");
+  Result<PulledImage> r1 = InvalidArgument("not run"), r2 = InvalidArgument("not run");
+  std::thread t1([&] { r1 = PullAndFlatten(Host() + "/banger/one:1", d1, Options()); });
+  std::thread t2([&] { r2 = PullAndFlatten(Host() + "/banger/two:2", d2, Options()); });
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(r1.ok()) << r1.error().ToString();
+  ASSERT_TRUE(r2.ok()) << r2.error().ToString();
+  EXPECT_EQ(ReadOr(d1 / "who"), "one");
+  EXPECT_EQ(ReadOr(d2 / "who"), "two");
+  EXPECT_EQ(fs::file_size(d1 / "base"), 512u * 1024u);
+  for (const std::string& f : CacheFiles(blobs_)) {
+    EXPECT_EQ(f.find(".partial."), std::string::npos) << "left a temp file: " << f;
+  }
+}
+
+TEST_F(RegistryPullTest, UnknownTagIsNotFoundAndDestinationMustBeEmpty) {
+  fs::path d = NewDest("x");
+  auto r = PullAndFlatten(Host() + "/banger/nothing:here", d, Options());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), StatusCode::kNotFound);
+  EXPECT_NE(r.error().message().find("banger/nothing:here"), std::string::npos);
+  ASSERT_TRUE(WriteFileAtomic(d / "junk", "x").ok());
+  auto r2 = PullAndFlatten(Host() + "/banger/nothing:here", d, Options());
+  ASSERT_FALSE(r2.ok());
+  EXPECT_EQ(r2.error().code(), StatusCode::kFailedPrecondition);
+}
+
+// ---------------------------------------------------------------------------
+// Faulty registries.
+
+class FakeRegistry {
+ public:
+  explicit FakeRegistry(const TestImage& img, std::string repo = "app") : repo_(std::move(repo)) {
+    blobs_[img.config.digest()] = img.config.data;
+    for (const Blob& l : img.layers) blobs_[l.digest()] = l.data;
+    manifest_ = img.manifest;
+  }
+  // Hook: may answer a request itself; returns true when it did.
+  std::function<bool(const TestRequest&, TestResponse&)> hook;
+
+  TestResponse Handle(const TestRequest& req) {
+    TestResponse resp;
+    if (hook && hook(req, resp)) return resp;
+    std::string prefix = "/v2/" + repo_ + "/";
+    if (!StartsWith(req.target, prefix)) return TestResponse{404, {}, "unknown"};
+    std::string rest = req.target.substr(prefix.size());
+    if (StartsWith(rest, "manifests/")) {
+      resp.headers = {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"},
+                      {"Docker-Content-Digest", Digest(manifest_)}};
+      resp.body = manifest_;
+      return resp;
+    }
+    if (StartsWith(rest, "blobs/")) {
+      auto it = blobs_.find(rest.substr(6));
+      if (it == blobs_.end()) return TestResponse{404, {}, "no blob"};
+      resp.body = it->second;
+      return resp;
+    }
+    return TestResponse{404, {}, "unknown"};
+  }
+  std::map<std::string, std::string> blobs_;
+  std::string manifest_;
+  std::string repo_;
+};
+
+class FaultyRegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto t = MakeTempDir("banger-faulty-");
+    ASSERT_TRUE(t.ok());
+    tmp_ = std::make_unique<ScopedRemove>(*t);
+    blobs_ = *t / "blobs";
+    dest_ = *t / "rootfs";
+    fs::create_directories(dest_);
+    std::string big(300 * 1024, '\0');
+    for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 7919) % 251);
+    img_ = TestImage::Make({{std::string(kLayerTar), TarBuilder().File("big", big).File("hello", "hi").Build()}});
+  }
+  PullOptions Options() {
+    PullOptions o;
+    o.blob_dir = blobs_;
+    o.initial_backoff = std::chrono::milliseconds(1);
+    return o;
+  }
+  const Blob& Layer() const { return img_.layers[0]; }
+
+  std::unique_ptr<ScopedRemove> tmp_;
+  fs::path blobs_, dest_;
+  TestImage img_;
+};
+
+TEST_F(FaultyRegistryTest, BearerTokenFlowWithCredentialsAndTokenCache) {
+  FakeRegistry reg(img_);
+  TestHttpServer* server_ptr = nullptr;
+  int token_requests = 0;
+  std::string token_auth, token_query;
+  reg.hook = [&](const TestRequest& req, TestResponse& resp) {
+    if (StartsWith(req.target, "/token?")) {
+      ++token_requests;
+      token_auth = req.Header("authorization");
+      token_query = req.target;
+      resp.body = R"({"token":"tok-123","expires_in":300})";
+      return true;
+    }
+    if (req.Header("authorization") != "Bearer tok-123") {
+      resp.status = 401;
+      resp.headers = {{"WWW-Authenticate",
+                       "Bearer realm=\"http://" + server_ptr->HostPort() +
+                           "/token\",service=\"fake-registry\",scope=\"repository:app:pull\""}};
+      resp.body = R"({"errors":[{"code":"UNAUTHORIZED"}]})";
+      return true;
+    }
+    return false;
+  };
+  TestHttpServer server([&](const TestRequest& r) { return reg.Handle(r); });
+  ASSERT_TRUE(server.ok());
+  server_ptr = &server;
+  fs::path cfg = tmp_->path() / "config.json";
+  ASSERT_TRUE(WriteFileAtomic(cfg, R"({"auths":{")" + server.HostPort() + R"(":{"auth":")" +
+                                       Base64Encode("alice:s3cret") + R"("}}})")
+                  .ok());
+  PullOptions o = Options();
+  o.docker_config = cfg;
+  auto r = PullAndFlatten(server.HostPort() + "/app:1", dest_, o);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(ReadOr(dest_ / "hello"), "hi");
+  EXPECT_EQ(token_requests, 1) << "token should be cached for the repository scope";
+  EXPECT_EQ(token_auth, "Basic " + Base64Encode("alice:s3cret"));
+  EXPECT_NE(token_query.find("service=fake-registry"), std::string::npos) << token_query;
+  EXPECT_NE(token_query.find("scope=repository%3Aapp%3Apull"), std::string::npos) << token_query;
+}
+
+TEST_F(FaultyRegistryTest, BasicAuthFromDockerConfig) {
+  FakeRegistry reg(img_);
+  std::string want = "Basic " + Base64Encode("bob:pw");
+  reg.hook = [&](const TestRequest& req, TestResponse& resp) {
+    if (req.Header("authorization") == want) return false;
+    resp.status = 401;
+    resp.headers = {{"WWW-Authenticate", "Basic realm=\"fake\""}};
+    return true;
+  };
+  TestHttpServer server([&](const TestRequest& r) { return reg.Handle(r); });
+  ASSERT_TRUE(server.ok());
+  // Without credentials: a permission error that says where it looked.
+  auto denied = PullAndFlatten(server.HostPort() + "/app:1", dest_, Options());
+  ASSERT_FALSE(denied.ok());
+  EXPECT_EQ(denied.error().code(), StatusCode::kPermissionDenied);
+  fs::path cfg = tmp_->path() / "config.json";
+  ASSERT_TRUE(WriteFileAtomic(cfg, R"({"auths":{"http://)" + server.HostPort() +
+                                       R"(/v2/":{"username":"bob","password":"pw"}}})")
+                  .ok());
+  PullOptions o = Options();
+  o.docker_config = cfg;
+  auto r = PullAndFlatten(server.HostPort() + "/app:1", dest_, o);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(ReadOr(dest_ / "hello"), "hi");
+}
+
+TEST_F(FaultyRegistryTest, CutBlobDownloadResumesWithRange) {
+  FakeRegistry reg(img_);
+  std::string layer_path = "/v2/app/blobs/" + Layer().digest();
+  int cuts = 0;
+  reg.hook = [&](const TestRequest& req, TestResponse& resp) {
+    if (req.target != layer_path) return false;
+    const std::string& data = Layer().data;
+    std::string range = req.Header("range");
+    size_t start = 0;
+    if (StartsWith(range, "bytes=")) start = std::stoul(range.substr(6));
+    if (start > 0) {
+      resp.status = 206;
+      resp.headers = {{"Content-Range", "bytes " + std::to_string(start) + "-" +
+                                            std::to_string(data.size() - 1) + "/" +
+                                            std::to_string(data.size())}};
+    }
+    resp.body = data.substr(start);
+    if (cuts < 2) {  // cut the first two transfers part-way
+      ++cuts;
+      resp.cut_after = 100 * 1024;
+    }
+    return true;
+  };
+  TestHttpServer server([&](const TestRequest& r) { return reg.Handle(r); });
+  ASSERT_TRUE(server.ok());
+  auto r = PullAndFlatten(server.HostPort() + "/app:1", dest_, Options());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(fs::file_size(dest_ / "big"), 300u * 1024u);
+  std::vector<std::string> ranges;
+  for (const TestRequest& req : server.requests()) {
+    if (req.target == layer_path) ranges.push_back(req.Header("range"));
+  }
+  ASSERT_EQ(ranges.size(), 3u);
+  EXPECT_EQ(ranges[0], "");
+  EXPECT_EQ(ranges[1], "bytes=102400-");
+  EXPECT_EQ(ranges[2], "bytes=204800-");
+  EXPECT_EQ(r->bytes_downloaded, img_.manifest.size() + img_.config.data.size() + Layer().data.size());
+}
+
+TEST_F(FaultyRegistryTest, CutDownloadRestartsWhenRangeIsIgnored) {
+  FakeRegistry reg(img_);
+  std::string layer_path = "/v2/app/blobs/" + Layer().digest();
+  int calls = 0;
+  reg.hook = [&](const TestRequest& req, TestResponse& resp) {
+    if (req.target != layer_path) return false;
+    resp.body = Layer().data;  // always 200 with the whole blob
+    if (calls++ == 0) resp.cut_after = 50 * 1024;
+    return true;
+  };
+  TestHttpServer server([&](const TestRequest& r) { return reg.Handle(r); });
+  ASSERT_TRUE(server.ok());
+  auto r = PullAndFlatten(server.HostPort() + "/app:1", dest_, Options());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(fs::file_size(dest_ / "big"), 300u * 1024u);
+}
+
+TEST_F(FaultyRegistryTest, WrongDigestBlobIsRejectedAndNothingIsCached) {
+  FakeRegistry reg(img_);
+  std::string layer_path = "/v2/app/blobs/" + Layer().digest();
+  reg.hook = [&](const TestRequest& req, TestResponse& resp) {
+    if (req.target != layer_path) return false;
+    resp.body = Layer().data;
+    resp.body[1000] ^= 0x55;  // same size, different content
+    return true;
+  };
+  TestHttpServer server([&](const TestRequest& r) { return reg.Handle(r); });
+  ASSERT_TRUE(server.ok());
+  auto r = PullAndFlatten(server.HostPort() + "/app:1", dest_, Options());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), StatusCode::kDataLoss);
+  EXPECT_NE(r.error().message().find(Layer().digest()), std::string::npos) << r.error().message();
+  std::set<std::string> files = CacheFiles(blobs_);
+  EXPECT_FALSE(files.count(Layer().digest().substr(7)));
+  for (const std::string& f : files) {
+    EXPECT_EQ(f.find(".partial."), std::string::npos) << "temp file left: " << f;
+  }
+  EXPECT_EQ(files, (std::set<std::string>{img_.digest().substr(7), img_.config.digest().substr(7)}));
+  EXPECT_TRUE(fs::is_empty(dest_));
+}
+
+TEST_F(FaultyRegistryTest, TransientErrorsAreRetriedThenGiveUp) {
+  FakeRegistry reg(img_);
+  int failures_left = 2;
+  int manifest_calls = 0;
+  reg.hook = [&](const TestRequest& req, TestResponse& resp) {
+    if (req.target.find("/manifests/") == std::string::npos) return false;
+    ++manifest_calls;
+    if (failures_left-- > 0) {
+      resp.status = 503;
+      return true;
+    }
+    return false;
+  };
+  TestHttpServer server([&](const TestRequest& r) { return reg.Handle(r); });
+  ASSERT_TRUE(server.ok());
+  auto r = PullAndFlatten(server.HostPort() + "/app:1", dest_, Options());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+
+  failures_left = 1000;
+  manifest_calls = 0;
+  fs::path d2 = tmp_->path() / "second";
+  fs::create_directories(d2);
+  PullOptions o = Options();
+  o.max_attempts = 4;
+  auto r2 = PullAndFlatten(server.HostPort() + "/app:2", d2, o);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_EQ(r2.error().code(), StatusCode::kUnavailable);
+  EXPECT_NE(r2.error().message().find("4 attempts"), std::string::npos) << r2.error().message();
+  // HEAD then GET, each tried max_attempts times.
+  EXPECT_EQ(manifest_calls, 8);
+}
+
+TEST_F(FaultyRegistryTest, UnreachableRegistryIsUnavailable) {
+  PullOptions o = Options();
+  o.max_attempts = 2;
+  auto r = PullAndFlatten("127.0.0.1:" + std::to_string(FreePort()) + "/app:1", dest_, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace banger::oci
