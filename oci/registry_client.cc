@@ -188,9 +188,12 @@ Result<FetchedManifest> RegistryClient::GetManifest(std::string_view selector,
       }
     } else if (head.error().code() == StatusCode::kNotFound) {
       return NotFound("manifest " + what + " not found");
-    } else if (head.error().code() == StatusCode::kPermissionDenied) {
+    } else if (head.error().code() == StatusCode::kPermissionDenied ||
+               head.error().code() == StatusCode::kUnavailable ||
+               head.error().code() == StatusCode::kDeadlineExceeded) {
       return head.error().WithContext(what);
     }
+    // Other HEAD failures (some registries answer 405): fall back to GET.
   }
 
   BANGER_ASSIGN_OR_RETURN(
