@@ -34,7 +34,7 @@ inline std::string Le32String(uint32_t v) {
 /// appears in a "Linux version" banner in the filler. `machine` lets a test
 /// build a non-x86 ELF.
 inline std::string MakeTinyElf(bool pvh, const std::string& version = "6.9.0-test",
-                               uint16_t machine = 62, size_t filler_bytes = 300000) {
+                               uint16_t machine = 62, size_t filler_bytes = 120000) {
   std::string elf(64 + 56, '\0');
   std::memcpy(elf.data(), "\x7f" "ELF", 4);
   elf[4] = 2;  // ELFCLASS64
@@ -100,9 +100,9 @@ inline std::string MakeBzImage(const std::string& payload, const std::string& ve
 inline std::string CompressLikeKbuild(CommandRunner& runner, const std::string& tool,
                                       const std::string& data) {
   CommandSpec spec;
-  if (tool == "gzip") spec.argv = {"gzip", "-n", "-9", "-c"};
+  if (tool == "gzip") spec.argv = {"gzip", "-n", "-c"};
   else if (tool == "xz") spec.argv = {"xz", "--check=crc32", "-c"};
-  else if (tool == "zstd") spec.argv = {"zstd", "-q", "-19", "-c"};
+  else if (tool == "zstd") spec.argv = {"zstd", "-q", "-c"};
   else if (tool == "lz4") spec.argv = {"lz4", "-l", "-9", "-c"};
   else if (tool == "bzip2") spec.argv = {"bzip2", "-9", "-c"};
   else if (tool == "lzma") spec.argv = {"lzma", "-9", "-c"};
