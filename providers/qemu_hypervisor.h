@@ -22,7 +22,8 @@ struct QemuOptions {
   std::string qemu_binary = "qemu-system-x86_64";
   std::string qemu_img_binary = "qemu-img";
   QemuAccel accel = QemuAccel::kAuto;
-  /// auto: microvm first; a retry after an early-boot hang uses q35.
+  /// auto: microvm with KVM, q35 under TCG (see docs/qemu.md); a retry after
+  /// an early-boot hang on microvm uses q35.
   QemuMachine machine = QemuMachine::kAuto;
   /// Where the KVM probe's verdict ("kvm" or "tcg") is cached across runs.
   /// Empty: cached in memory for this provider object only.

@@ -1,0 +1,289 @@
+// Real boots: the host's Debian kernel under QEMU (TCG here; KVM where it
+// works), banger's initramfs built from the host's modules, the real guest
+// agent, and a busybox root disk built by the test.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <regex>
+
+#include "base/clock.h"
+#include "base/command_runner.h"
+#include "base/files.h"
+#include "base/strings.h"
+#include "providers/agent_client.h"
+#include "providers/initramfs.h"
+#include "providers/qemu_hypervisor.h"
+
+namespace banger {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using std::chrono::steady_clock;
+
+constexpr auto kHelloDeadline = seconds(60);
+
+fs::path FindHostKernel(std::string* version) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/boot", ec)) {
+    std::string name = e.path().filename().string();
+    if (!StartsWith(name, "vmlinuz-6.1.")) continue;
+    std::string ver = name.substr(std::string("vmlinuz-").size());
+    if (fs::exists(fs::path("/lib/modules") / ver / "modules.dep")) {
+      *version = ver;
+      return e.path();
+    }
+  }
+  return {};
+}
+
+// Shared, expensive inputs built once per test binary run.
+class BootEnv : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    runner = MakePosixCommandRunner();
+    clock = MakeSystemClock();
+    kernel = FindHostKernel(&kernel_version);
+    if (kernel.empty()) {
+      skip_reason = "no Debian 6.1 kernel in /boot with modules in /lib/modules";
+      return;
+    }
+    for (const char* tool : {"/usr/bin/qemu-system-x86_64", "/usr/bin/qemu-img", "/usr/sbin/mkfs.ext4",
+                             "/bin/busybox"}) {
+      if (!fs::exists(tool)) {
+        skip_reason = std::string(tool) + " is not installed";
+        return;
+      }
+    }
+    auto d = MakeTempDir("banger-qemu-itest");
+    ASSERT_TRUE(d.ok());
+    dir = *d;
+    initramfs = dir / "initramfs.img";
+    Status s = BuildInitramfs(fs::path("/lib/modules") / kernel_version, BANGER_AGENT_PATH, initramfs);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_TRUE(MakeRootDisk("with-init", true).ok());
+    ASSERT_TRUE(MakeRootDisk("no-init", false).ok());
+  }
+  void TearDown() override {
+    if (!dir.empty()) (void)RemoveAll(dir);
+  }
+
+  Status MakeRootDisk(const std::string& name, bool with_init) {
+    fs::path root = dir / (name + "-root");
+    for (const char* d : {"bin", "sbin", "etc", "proc", "sys", "dev", "run", "tmp", "root", "var"}) {
+      BANGER_RETURN_IF_ERROR(MakeDirs(root / d));
+    }
+    std::error_code ec;
+    fs::copy_file("/bin/busybox", root / "bin/busybox", ec);
+    if (ec) return Internal("copy busybox: " + ec.message());
+    BANGER_ASSIGN_OR_RETURN(CommandOutput list, RunChecked(*runner, {.argv = {"/bin/busybox", "--list"}}));
+    for (const std::string& applet : Split(list.stdout_data, '\n')) {
+      if (applet.empty() || applet == "busybox") continue;
+      fs::create_symlink("busybox", root / "bin" / applet, ec);
+    }
+    if (with_init) {
+      fs::create_symlink("/bin/busybox", root / "sbin/init", ec);
+      BANGER_RETURN_IF_ERROR(WriteFileAtomic(root / "etc/inittab",
+                                             "::sysinit:/bin/echo busybox-init-started\n"
+                                             "::respawn:/bin/sleep 100000\n"));
+    }
+    BANGER_RETURN_IF_ERROR(WriteFileAtomic(root / "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"));
+    fs::path img = dir / (name + ".ext4");
+    return RunChecked(*runner, {.argv = {"mkfs.ext4", "-q", "-F", "-d", root.string(), img.string(), "64M"}})
+        .status();
+  }
+
+  std::string skip_reason;
+  std::unique_ptr<CommandRunner> runner;
+  std::unique_ptr<Clock> clock;
+  fs::path dir, kernel, initramfs;
+  std::string kernel_version;
+};
+
+BootEnv* const g_env = static_cast<BootEnv*>(::testing::AddGlobalTestEnvironment(new BootEnv));
+
+// Boots one sandbox and destroys it (killing QEMU by identity) when it goes
+// out of scope, also when an assertion fails.
+class Vm {
+ public:
+  Vm(const std::string& disk, GuestConfig guest) {
+    auto d = MakeTempDir("vm", g_env->dir);
+    EXPECT_TRUE(d.ok());
+    QemuOptions opts;
+    opts.accel_cache_file = g_env->dir / "accel-verdict";
+    opts.early_boot_timeout = milliseconds(60000);
+    hv_ = MakeQemuHypervisor(*g_env->runner, *g_env->clock, opts);
+    config_.sandbox_id = "itest";
+    config_.name = "vm-one";
+    config_.cpus = 1;
+    config_.memory_bytes = 256ull << 20;
+    config_.runtime_dir = *d / "run";
+    config_.kernel_path = g_env->kernel;
+    config_.initrd_path = g_env->initramfs;
+    config_.base_disk = g_env->dir / (disk + ".ext4");
+    config_.guest = std::move(guest);
+  }
+  ~Vm() {
+    if (handle_) {
+      Status s = hv_->Destroy(*handle_);
+      EXPECT_TRUE(s.ok()) << s.ToString();
+      EXPECT_FALSE(ProcessAlive(handle_->process)) << "QEMU left running";
+    }
+    (void)RemoveAll(config_.runtime_dir.parent_path());
+  }
+
+  // Boot + wait for HELLO, with one retry (HOST-NOTES: supervise every boot).
+  ::testing::AssertionResult Start() {
+    std::string failures;
+    for (int attempt = 1; attempt <= 2; ++attempt) {
+      auto launched = steady_clock::now();
+      auto h = hv_->Boot(config_);  // returns once the kernel started the agent
+      if (!h) {
+        failures += "boot: " + h.error().ToString() + "\n";
+        continue;
+      }
+      handle_ = *h;
+      auto booted = steady_clock::now();
+      auto conn = ConnectAgent(handle_->agent_socket, booted + kHelloDeadline);
+      if (conn) {
+        auto hello = (*conn)->WaitHello(booted + kHelloDeadline);
+        if (hello) {
+          hello_ = *hello;
+          time_to_hello_ = std::chrono::duration_cast<milliseconds>(steady_clock::now() - launched);
+          conn_ = std::move(*conn);
+          std::printf("[ measure  ] Boot() -> HELLO: %lld ms total, %lld ms in Boot() "
+                      "(attempt %d, guest clock at HELLO %llu ms)\n",
+                      static_cast<long long>(time_to_hello_.count()),
+                      static_cast<long long>(std::chrono::duration_cast<milliseconds>(booted - launched).count()),
+                      attempt, static_cast<unsigned long long>(hello_.boot_ms));
+          ::testing::Test::RecordProperty("launch_to_hello_ms", std::to_string(time_to_hello_.count()));
+          return ::testing::AssertionSuccess();
+        }
+        failures += "hello: " + hello.error().ToString() + "\n";
+      } else {
+        failures += "connect: " + conn.error().ToString() + "\n";
+      }
+      failures += "console:\n" + Console() + "\n";
+      (void)hv_->Destroy(*handle_);
+      handle_.reset();
+    }
+    return ::testing::AssertionFailure() << failures;
+  }
+
+  ExecResult Run(std::vector<std::string> argv, std::string_view stdin_data = "") {
+    auto r = conn_->Exec({.argv = std::move(argv)}, stdin_data, milliseconds(30000));
+    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    return r.ok() ? *r : ExecResult{-1, false, "", r.error().ToString()};
+  }
+
+  std::string Console() const {
+    auto t = ReadFile(config_.runtime_dir / "console.log");
+    return t ? *t : "";
+  }
+
+  Hypervisor& hv() { return *hv_; }
+  const VmHandle& handle() const { return *handle_; }
+  AgentConnection& conn() { return *conn_; }
+  const agent_protocol::Hello& hello() const { return hello_; }
+  const VmLaunchConfig& config() const { return config_; }
+  void DropConnection() { conn_.reset(); }
+
+ private:
+  std::unique_ptr<Hypervisor> hv_;
+  VmLaunchConfig config_;
+  std::optional<VmHandle> handle_;
+  std::unique_ptr<AgentConnection> conn_;
+  agent_protocol::Hello hello_;
+  milliseconds time_to_hello_{0};
+};
+
+class QemuBootITest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!g_env->skip_reason.empty()) GTEST_SKIP() << g_env->skip_reason;
+  }
+};
+
+GuestConfig TestGuest() {
+  GuestConfig g;
+  g.files.push_back({"/etc/banger-test", "hello file\n", 0640});
+  g.files.push_back({"/opt/app/config.ini", "[app]\nname=x\n", 0600});
+  g.authorized_keys = {"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKey banger@test"};
+  g.env = {{"GREETING", "hi"}};
+  return g;
+}
+
+TEST_F(QemuBootITest, ImageWithInitBootsExecsAndShutsDownGracefully) {
+  Vm vm("with-init", TestGuest());
+  ASSERT_TRUE(vm.Start());
+  EXPECT_EQ(vm.hello().mode, "server") << "busybox init is PID 1; the agent serves beside it";
+
+  EXPECT_EQ(vm.Run({"cat", "/etc/hostname"}).stdout_data, "vm-one\n");
+  EXPECT_EQ(vm.Run({"hostname"}).stdout_data, "vm-one\n");
+  EXPECT_EQ(vm.Run({"sh", "-c", "exit 7"}).exit_code, 7);
+  ExecResult cat = vm.Run({"sh", "-c", "cat; echo \"$GREETING\""}, "through stdin\n");
+  EXPECT_EQ(cat.stdout_data, "through stdin\nhi\n");
+  EXPECT_EQ(vm.Run({"cat", "/etc/banger-test"}).stdout_data, "hello file\n");
+  EXPECT_EQ(vm.Run({"stat", "-c", "%a", "/etc/banger-test", "/opt/app/config.ini"}).stdout_data, "640\n600\n");
+  EXPECT_EQ(vm.Run({"stat", "-c", "%a", "/root/.ssh", "/root/.ssh/authorized_keys"}).stdout_data, "700\n600\n");
+  EXPECT_EQ(vm.Run({"cat", "/root/.ssh/authorized_keys"}).stdout_data,
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKey banger@test\n");
+  EXPECT_EQ(vm.Run({"cat", "/proc/1/comm"}).stdout_data, "init\n");
+  EXPECT_EQ(vm.Run({"sh", "-c", "mount | grep ' / '"}).stdout_data.substr(0, 8), "/dev/vda");
+
+  VmObservation obs = vm.hv().Inspect(vm.handle());
+  EXPECT_TRUE(obs.process_alive);
+  EXPECT_TRUE(obs.vmm_responsive) << obs.detail;
+  EXPECT_EQ(obs.detail, "");
+
+  // The accelerator verdict was probed once and cached.
+  auto verdict = ReadFile(g_env->dir / "accel-verdict");
+  ASSERT_TRUE(verdict.ok());
+  if (fs::exists("/sys/module/kvm_pvm")) {
+    EXPECT_EQ(*verdict, "tcg\n") << "PVM cannot run stock kernels (HOST-NOTES.md)";
+  }
+
+  vm.DropConnection();  // Shutdown connects to the agent itself
+  auto start = steady_clock::now();
+  Status s = vm.hv().Shutdown(vm.handle(), milliseconds(30000));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  auto took = steady_clock::now() - start;
+  EXPECT_FALSE(ProcessAlive(vm.handle().process));
+  EXPECT_LT(took, seconds(25)) << "guest powered off by itself, not by the SIGKILL fallback";
+  EXPECT_NE(vm.Console().find("power off requested"), std::string::npos);
+  EXPECT_FALSE(vm.hv().Inspect(vm.handle()).process_alive);
+}
+
+TEST_F(QemuBootITest, InitlessImageRunsEntrypointAsChildOfAgent) {
+  GuestConfig g = TestGuest();
+  g.entrypoint = {"sleep", "1000"};
+  g.workdir = "/tmp";
+  Vm vm("no-init", g);
+  ASSERT_TRUE(vm.Start());
+  EXPECT_EQ(vm.hello().mode, "init") << "no /sbin/init: the agent stays PID 1";
+  EXPECT_EQ(vm.Run({"cat", "/proc/1/comm"}).stdout_data, "init\n");  // the agent was /init
+  std::string ps = vm.Run({"ps", "-o", "pid,ppid,args"}).stdout_data;
+  EXPECT_TRUE(std::regex_search(ps, std::regex(R"(\s\d+\s+1\s+sleep 1000)"))) << ps;
+  EXPECT_EQ(vm.Run({"cat", "/etc/hostname"}).stdout_data, "vm-one\n");
+  EXPECT_EQ(vm.Run({"sh", "-c", "exit 7"}).exit_code, 7);
+  std::string sleep_pid(Trim(vm.Run({"pidof", "sleep"}).stdout_data));
+  EXPECT_EQ(vm.Run({"readlink", "/proc/" + sleep_pid + "/cwd"}).stdout_data, "/tmp\n") << "entrypoint workdir";
+
+  // A VMM that dies is seen as not alive; Destroy still cleans up.
+  const VmHandle& h = vm.handle();
+  ASSERT_EQ(::kill(h.process.pid, SIGKILL), 0);
+  for (int i = 0; i < 100 && ProcessAlive(h.process); ++i) ::usleep(50000);
+  VmObservation obs = vm.hv().Inspect(h);
+  EXPECT_FALSE(obs.process_alive);
+  EXPECT_FALSE(obs.vmm_responsive);
+  ASSERT_TRUE(vm.hv().Destroy(h).ok());
+  EXPECT_FALSE(fs::exists(h.runtime_dir)) << "runtime dir (sockets, overlay, logs) removed";
+}
+
+}  // namespace
+}  // namespace banger
