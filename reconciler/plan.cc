@@ -79,8 +79,9 @@ void Flatten(const json& j, const std::string& prefix, std::map<std::string, con
   if (j.is_object()) {
     for (auto it = j.begin(); it != j.end(); ++it) {
       std::string p = prefix.empty() ? it.key() : prefix + "." + it.key();
-      // Empty objects still need a presence marker so additions show.
-      if (it->is_object() && !it->empty()) {
+      // Objects are descended into; an empty object contributes nothing, so
+      // adding the first label shows as one added field.
+      if (it->is_object()) {
         Flatten(*it, p, out);
       } else {
         out[p] = &*it;
@@ -292,7 +293,7 @@ Plan ComputePlan(const std::vector<SpecDocument>& desired,
       Change c;
       c.name = rec.name;
       c.action = Action::kDelete;
-      c.reason = "not in specs (--prune)";
+      c.reason = "not in specs; --prune";
       c.current = rec;
       plan.changes.push_back(std::move(c));
     }
