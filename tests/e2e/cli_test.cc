@@ -1,0 +1,141 @@
+// End-to-end tests of the `banger` binary: what a user types and sees.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "base/command_runner.h"
+#include "base/files.h"
+#include "tests/support/test_util.h"
+
+namespace banger {
+namespace {
+
+using testing::TempDir;
+
+class CliTest : public ::testing::Test {
+ protected:
+  CommandOutput Banger(std::vector<std::string> args, std::string stdin_data = "") {
+    CommandSpec spec;
+    spec.argv = {BANGER_EXE, "--state-dir", (dir_.path() / "state").string(), "--config",
+                 (dir_.path() / "config.yaml").string()};
+    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+    spec.stdin_data = std::move(stdin_data);
+    spec.env["NO_COLOR"] = "1";
+    spec.timeout = std::chrono::minutes(5);
+    auto out = runner_->Run(spec);
+    EXPECT_TRUE(out.ok()) << out.error().ToString();
+    return out.ok() ? *out : CommandOutput{};
+  }
+
+  std::string Write(const std::string& name, const std::string& content) {
+    auto p = dir_.path() / name;
+    std::filesystem::create_directories(p.parent_path());
+    EXPECT_TRUE(WriteFileAtomic(p, content).ok());
+    return p.string();
+  }
+
+  void SetUp() override { Write("config.yaml", "parallel: 2\n"); }
+
+  TempDir dir_;
+  std::unique_ptr<CommandRunner> runner_ = MakePosixCommandRunner();
+};
+
+const char kGood[] = R"(apiVersion: banger.dev/v1
+kind: Sandbox
+metadata:
+  name: web
+  labels: {team: payments}
+spec:
+  image: busybox
+  memory: 256MiB
+)";
+
+TEST_F(CliTest, ValidateReportsEveryProblemWithLineAndColumnAndExitsOne) {
+  std::string f = Write("specs/bad.yaml", R"(apiVersion: banger.dev/v1
+kind: Sandbox
+metadata:
+  name: Bad_Name
+spec:
+  image: busybox
+  cpus: 0
+  memroy: 1GiB
+)");
+  CommandOutput out = Banger({"validate", "-f", f});
+  EXPECT_EQ(out.exit_code, 1);
+  EXPECT_NE(out.stderr_data.find("bad.yaml:4:9: error: metadata.name"), std::string::npos) << out.stderr_data;
+  EXPECT_NE(out.stderr_data.find("bad.yaml:7:9: error: spec.cpus"), std::string::npos) << out.stderr_data;
+  EXPECT_NE(out.stderr_data.find("bad.yaml:8:3: error: spec.memroy"), std::string::npos) << out.stderr_data;
+  EXPECT_NE(out.stderr_data.find("did you mean \"memory\""), std::string::npos) << out.stderr_data;
+}
+
+TEST_F(CliTest, ValidateAcceptsTheShippedExamples) {
+  CommandOutput out = Banger({"validate", "-f", std::string(BANGER_SOURCE_DIR) + "/examples/sandboxes"});
+  EXPECT_EQ(out.exit_code, 0) << out.stderr_data;
+  EXPECT_NE(out.stdout_data.find("valid"), std::string::npos);
+}
+
+TEST_F(CliTest, ValidateJsonIsMachineReadable) {
+  std::string f = Write("specs/web.yaml", kGood);
+  CommandOutput out = Banger({"validate", "-f", f, "-o", "json"});
+  ASSERT_EQ(out.exit_code, 0) << out.stderr_data;
+  auto j = nlohmann::json::parse(out.stdout_data);
+  EXPECT_EQ(j["valid"], true);
+  EXPECT_EQ(j["sandboxes"][0], "web");
+}
+
+TEST_F(CliTest, SchemaIsJson) {
+  CommandOutput out = Banger({"schema"});
+  ASSERT_EQ(out.exit_code, 0);
+  auto j = nlohmann::json::parse(out.stdout_data, nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_TRUE(j.contains("properties"));
+}
+
+TEST_F(CliTest, PlanOnEmptyHostShowsCreateAndDetailedExitCodeTwo) {
+  std::string f = Write("specs/web.yaml", kGood);
+  CommandOutput out = Banger({"plan", "-f", f, "--detailed-exitcode"});
+  EXPECT_EQ(out.exit_code, 2) << out.stderr_data;
+  EXPECT_NE(out.stdout_data.find("+   sandbox/web"), std::string::npos) << out.stdout_data;
+  EXPECT_NE(out.stdout_data.find("Plan: 1 to create, 0 to update, 0 to restart, 0 to replace, 0 to delete."),
+            std::string::npos)
+      << out.stdout_data;
+  CommandOutput js = Banger({"plan", "-f", f, "-o", "json"});
+  ASSERT_EQ(js.exit_code, 0);
+  auto j = nlohmann::json::parse(js.stdout_data);
+  EXPECT_EQ(j["summary"]["create"], 1);
+  EXPECT_EQ(j["changes"][0]["action"], "create");
+}
+
+TEST_F(CliTest, UnknownFlagIsAUsageError) {
+  CommandOutput out = Banger({"plan", "--frobnicate"});
+  EXPECT_EQ(out.exit_code, 64);
+}
+
+TEST_F(CliTest, GetOnEmptyHostPrintsEmptyJsonList) {
+  CommandOutput out = Banger({"get", "-o", "json"});
+  ASSERT_EQ(out.exit_code, 0) << out.stderr_data;
+  auto j = nlohmann::json::parse(out.stdout_data);
+  EXPECT_TRUE(j["items"].empty());
+  CommandOutput missing = Banger({"describe", "nope"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.stderr_data.find("sandbox \"nope\" not found"), std::string::npos);
+}
+
+TEST_F(CliTest, StateDirectoryIsPrivate) {
+  std::string f = Write("specs/web.yaml", kGood);
+  ASSERT_EQ(Banger({"plan", "-f", f}).exit_code, 0);
+  auto st = std::filesystem::status(dir_.path() / "state");
+  EXPECT_EQ(st.permissions() & std::filesystem::perms::all, std::filesystem::perms::owner_all);
+}
+
+TEST_F(CliTest, BadConfigNamesFileLineAndKey) {
+  Write("config.yaml", "parallel: 2\naccell: kvm\n");
+  CommandOutput out = Banger({"get"});
+  EXPECT_EQ(out.exit_code, 1);
+  EXPECT_NE(out.stderr_data.find("config.yaml:2:1: unknown key \"accell\" (did you mean \"accel\"?)"),
+            std::string::npos)
+      << out.stderr_data;
+}
+
+}  // namespace
+}  // namespace banger
