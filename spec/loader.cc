@@ -1,8 +1,6 @@
-// YAML -> SandboxSpec. yaml-cpp stays inside this file: every exception it
-// can throw is caught here and becomes a diagnostic.
+// YAML -> SandboxSpec. yaml-cpp is wrapped by spec/yaml_tree.cc; every
+// problem becomes a diagnostic, nothing throws out of here.
 #include "spec/loader.h"
-
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -17,6 +15,7 @@
 #include "base/sha256.h"
 #include "base/strings.h"
 #include "spec/names.h"
+#include "spec/yaml_tree.h"
 
 namespace banger {
 namespace {
@@ -73,13 +72,12 @@ std::string Quote(std::string_view s) {
   return out + "\"";
 }
 
-std::string Describe(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Sequence: return "a sequence";
-    case YAML::NodeType::Null: return "null";
-    case YAML::NodeType::Scalar: return Quote(n.Scalar());
-    case YAML::NodeType::Undefined: break;
+std::string Describe(const YamlNode& n) {
+  switch (n.type()) {
+    case YamlType::kMap: return "a mapping";
+    case YamlType::kSequence: return "a sequence";
+    case YamlType::kNull: return "null";
+    case YamlType::kScalar: return Quote(n.Scalar());
   }
   return "nothing";
 }
@@ -107,17 +105,9 @@ std::string DidYouMean(std::string_view word, const std::vector<std::string>& ca
   return m.empty() ? std::string() : " (did you mean \"" + m + "\"?)";
 }
 
-/// The elements of a sequence (iterating avoids yaml-cpp's operator[],
-/// which creates nodes and trips GCC's dangling-pointer analysis).
-std::vector<YAML::Node> Items(const YAML::Node& seq) {
-  std::vector<YAML::Node> out;
-  for (auto it = seq.begin(); it != seq.end(); ++it) out.push_back(*it);
-  return out;
-}
-
 struct Field {
-  YAML::Node key;
-  YAML::Node value;
+  YamlNode key;
+  YamlNode value;
 };
 using FieldMap = std::map<std::string, Field>;
 
@@ -131,7 +121,7 @@ class DocParser {
   DocParser(std::string file, fs::path base_dir, Diagnostics* diags)
       : file_(std::move(file)), base_dir_(std::move(base_dir)), diags_(diags) {}
 
-  std::optional<SandboxSpec> Parse(const YAML::Node& root) {
+  std::optional<SandboxSpec> Parse(const YamlNode& root) {
     SandboxSpec spec;
     auto top = Fields(root, "", kTopFields);
     if (!top) return std::nullopt;
@@ -167,14 +157,13 @@ class DocParser {
     return spec;
   }
 
-  SourceLocation Loc(const YAML::Node& n) const {
-    YAML::Mark m = n.Mark();
-    if (m.is_null()) return {file_, 0, 0};
-    return {file_, m.line + 1, m.column + 1};
+  SourceLocation Loc(const YamlNode& n) const {
+    if (n.line() < 0) return {file_, 0, 0};
+    return {file_, n.line() + 1, n.column() + 1};
   }
 
  private:
-  void Error(const YAML::Node& at, const std::string& path, const std::string& message) {
+  void Error(const YamlNode& at, const std::string& path, const std::string& message) {
     diags_->AddError(Loc(at), (path.empty() ? std::string("document") : path) + ": " + message);
     ++errors_;
   }
@@ -186,7 +175,7 @@ class DocParser {
 
   /// The fields of a mapping. Unknown and repeated fields are reported;
   /// null values count as omitted.
-  std::optional<FieldMap> Fields(const YAML::Node& n, const std::string& path,
+  std::optional<FieldMap> Fields(const YamlNode& n, const std::string& path,
                                  const std::vector<std::string>& known) {
     if (!n.IsMap()) {
       Error(n, path, "expected a mapping, got " + Describe(n));
@@ -194,9 +183,7 @@ class DocParser {
     }
     FieldMap out;
     std::map<std::string, int> seen;  // name -> line of first occurrence
-    for (auto it = n.begin(); it != n.end(); ++it) {
-      YAML::Node key = it->first;
-      YAML::Node value = it->second;
+    for (const auto& [key, value] : n.entries()) {
       if (!key.IsScalar()) {
         Error(key, path, "field names must be strings, got " + Describe(key));
         continue;
@@ -213,12 +200,12 @@ class DocParser {
       }
       seen[name] = Loc(key).line;
       if (value.IsNull()) continue;
-      out[name] = Field{key, value};
+      out.emplace(name, Field{key, value});
     }
     return out;
   }
 
-  std::optional<std::string> Text(const YAML::Node& n, const std::string& path) {
+  std::optional<std::string> Text(const YamlNode& n, const std::string& path) {
     if (!n.IsScalar()) {
       Error(n, path, "expected a string, got " + Describe(n));
       return std::nullopt;
@@ -235,7 +222,7 @@ class DocParser {
   }
 
   /// A decimal integer within [lo, hi]; `what` describes the rule.
-  std::optional<uint64_t> Integer(const YAML::Node& n, const std::string& path, uint64_t lo,
+  std::optional<uint64_t> Integer(const YamlNode& n, const std::string& path, uint64_t lo,
                                   uint64_t hi) {
     std::string rule =
         "must be an integer between " + std::to_string(lo) + " and " + std::to_string(hi);
@@ -260,7 +247,7 @@ class DocParser {
     return v;
   }
 
-  std::optional<uint64_t> Size(const YAML::Node& n, const std::string& path, uint64_t lo,
+  std::optional<uint64_t> Size(const YamlNode& n, const std::string& path, uint64_t lo,
                                uint64_t hi) {
     auto text = Text(n, path);
     if (!text) return std::nullopt;
@@ -293,7 +280,7 @@ class DocParser {
     return std::nullopt;
   }
 
-  bool ExpectSequence(const YAML::Node& n, const std::string& path, std::string_view what) {
+  bool ExpectSequence(const YamlNode& n, const std::string& path, std::string_view what) {
     if (n.IsSequence()) return true;
     Error(n, path, "expected " + std::string(what) + ", got " + Describe(n));
     return false;
@@ -302,16 +289,14 @@ class DocParser {
   /// A mapping of user-chosen keys to strings (labels, env).
   /// `key_error` / `value_error` return "" when fine, else the problem.
   template <typename KeyCheck, typename ValueCheck>
-  std::map<std::string, std::string> StringMap(const YAML::Node& n, const std::string& path,
+  std::map<std::string, std::string> StringMap(const YamlNode& n, const std::string& path,
                                                KeyCheck key_error, ValueCheck value_error) {
     std::map<std::string, std::string> out;
     if (!n.IsMap()) {
       Error(n, path, "expected a mapping, got " + Describe(n));
       return out;
     }
-    for (auto it = n.begin(); it != n.end(); ++it) {
-      YAML::Node key = it->first;
-      YAML::Node value = it->second;
+    for (const auto& [key, value] : n.entries()) {
       if (!key.IsScalar()) {
         Error(key, path, "keys must be strings, got " + Describe(key));
         continue;
@@ -341,7 +326,7 @@ class DocParser {
     return out;
   }
 
-  void ParseMetadata(const YAML::Node& n, SandboxSpec& spec) {
+  void ParseMetadata(const YamlNode& n, SandboxSpec& spec) {
     auto m = Fields(n, "metadata", kMetadataFields);
     if (!m) return;
     if (const Field* f = Find(*m, "name")) {
@@ -375,7 +360,7 @@ class DocParser {
     }
   }
 
-  void ParseSpec(const YAML::Node& n, SandboxSpec& spec) {
+  void ParseSpec(const YamlNode& n, SandboxSpec& spec) {
     auto m = Fields(n, "spec", kSpecFields);
     if (!m) return;
     if (const Field* f = Find(*m, "image")) {
@@ -436,9 +421,9 @@ class DocParser {
     if (const Field* f = Find(*m, "files")) ParseFiles(f->value, spec);
     if (const Field* f = Find(*m, "provision")) {
       if (ExpectSequence(f->value, "spec.provision", "a list of command lines")) {
-        std::vector<YAML::Node> items = Items(f->value);
+        std::vector<YamlNode> items = f->value.items();
         for (size_t i = 0; i < items.size(); ++i) {
-          const YAML::Node& item = items[i];
+          const YamlNode& item = items[i];
           std::string p = Index("spec.provision", i);
           if (auto v = Text(item, p)) {
             if (Trim(*v).empty()) {
@@ -465,7 +450,7 @@ class DocParser {
     }
   }
 
-  void ParseNetwork(const YAML::Node& n, NetworkSpec& net) {
+  void ParseNetwork(const YamlNode& n, NetworkSpec& net) {
     const std::string path = "spec.network";
     auto m = Fields(n, path, kNetworkFields);
     if (!m) return;
@@ -482,7 +467,7 @@ class DocParser {
     if (!ports) return;
     const std::string ports_path = path + ".ports";
     if (!ExpectSequence(ports->value, ports_path, "a list of port mappings")) return;
-    std::vector<YAML::Node> items = Items(ports->value);
+    std::vector<YamlNode> items = ports->value.items();
     if (mode_ok && net.mode != NetworkMode::kNat && !items.empty()) {
       Error(ports->value, ports_path,
             "ports can only be published with network mode nat, not " +
@@ -490,7 +475,7 @@ class DocParser {
     }
     std::map<std::pair<uint16_t, Protocol>, size_t> used;
     for (size_t i = 0; i < items.size(); ++i) {
-      const YAML::Node& item = items[i];
+      const YamlNode& item = items[i];
       std::string p = Index(ports_path, i);
       auto pm = Fields(item, p, kPortFields);
       if (!pm) continue;
@@ -532,16 +517,16 @@ class DocParser {
     }
   }
 
-  void ParseSsh(const YAML::Node& n, SandboxSpec& spec) {
+  void ParseSsh(const YamlNode& n, SandboxSpec& spec) {
     auto m = Fields(n, "spec.ssh", kSshFields);
     if (!m) return;
     const Field* keys = Find(*m, "authorizedKeys");
     if (!keys) return;
     const std::string path = "spec.ssh.authorizedKeys";
     if (!ExpectSequence(keys->value, path, "a list of public keys")) return;
-    std::vector<YAML::Node> items = Items(keys->value);
+    std::vector<YamlNode> items = keys->value.items();
     for (size_t i = 0; i < items.size(); ++i) {
-      const YAML::Node& item = items[i];
+      const YamlNode& item = items[i];
       std::string p = Index(path, i);
       auto v = Text(item, p);
       if (!v) continue;
@@ -556,7 +541,7 @@ class DocParser {
     }
   }
 
-  std::optional<uint32_t> Mode(const YAML::Node& n, const std::string& path) {
+  std::optional<uint32_t> Mode(const YamlNode& n, const std::string& path) {
     const std::string rule =
         "must be an octal file mode between 0000 and 07777 like \"0644\" or 644";
     if (!n.IsScalar()) {
@@ -581,13 +566,13 @@ class DocParser {
     return v;
   }
 
-  void ParseFiles(const YAML::Node& n, SandboxSpec& spec) {
+  void ParseFiles(const YamlNode& n, SandboxSpec& spec) {
     const std::string path = "spec.files";
     if (!ExpectSequence(n, path, "a list of files")) return;
     std::map<std::string, size_t> seen_paths;
-    std::vector<YAML::Node> items = Items(n);
+    std::vector<YamlNode> items = n.items();
     for (size_t i = 0; i < items.size(); ++i) {
-      const YAML::Node& item = items[i];
+      const YamlNode& item = items[i];
       std::string p = Index(path, i);
       auto m = Fields(item, p, kFileFields);
       if (!m) continue;
@@ -676,7 +661,7 @@ class DocParser {
     return true;
   }
 
-  void ParseReadiness(const YAML::Node& n, ReadinessSpec& readiness) {
+  void ParseReadiness(const YamlNode& n, ReadinessSpec& readiness) {
     const std::string path = "spec.readiness";
     auto m = Fields(n, path, kReadinessFields);
     if (!m) return;
@@ -693,7 +678,7 @@ class DocParser {
       } else if (f->value.IsSequence()) {
         std::vector<std::string> argv;
         bool ok = true;
-        std::vector<YAML::Node> items = Items(f->value);
+        std::vector<YamlNode> items = f->value.items();
         for (size_t i = 0; i < items.size(); ++i) {
           auto v = Text(items[i], Index(p, i));
           if (!v) {
@@ -733,11 +718,6 @@ class DocParser {
   int errors_ = 0;
 };
 
-SourceLocation ParserExceptionLocation(const std::string& file, const YAML::Mark& mark) {
-  if (mark.is_null()) return {file, 0, 0};
-  return {file, mark.line + 1, mark.column + 1};
-}
-
 /// Parses every document; duplicates are not yet checked.
 LoadResult ParseAllDocuments(std::string_view text, const std::string& filename) {
   LoadResult result;
@@ -747,29 +727,16 @@ LoadResult ParseAllDocuments(std::string_view text, const std::string& filename)
   fs::path abs = fs::absolute(base_dir, ec);
   if (!ec) base_dir = abs;
 
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    result.diagnostics.AddError(ParserExceptionLocation(filename, e.mark),
-                                "invalid YAML: " + e.msg);
-    return result;
-  } catch (const std::exception& e) {
-    result.diagnostics.AddError({filename, 0, 0}, std::string("invalid YAML: ") + e.what());
-    return result;
+  YamlDocuments docs = ParseYamlDocuments(text);
+  for (const YamlNode& doc : docs.roots) {
+    DocParser parser(filename, base_dir, &result.diagnostics);
+    std::optional<SandboxSpec> spec = parser.Parse(doc);
+    if (spec) result.specs.push_back({std::move(*spec), parser.Loc(doc)});
   }
-  for (const YAML::Node& doc : docs) {
-    try {
-      if (!doc.IsDefined() || doc.IsNull()) continue;  // empty document
-      DocParser parser(filename, base_dir, &result.diagnostics);
-      std::optional<SandboxSpec> spec = parser.Parse(doc);
-      if (spec) result.specs.push_back({std::move(*spec), parser.Loc(doc)});
-    } catch (const YAML::Exception& e) {
-      result.diagnostics.AddError(ParserExceptionLocation(filename, e.mark),
-                                  "invalid document: " + e.msg);
-    } catch (const std::exception& e) {
-      result.diagnostics.AddError({filename, 0, 0}, std::string("invalid document: ") + e.what());
-    }
+  if (docs.error) {
+    SourceLocation where{filename, 0, 0};
+    if (docs.error->line >= 0) where = {filename, docs.error->line + 1, docs.error->column + 1};
+    result.diagnostics.AddError(where, "invalid YAML: " + docs.error->message);
   }
   return result;
 }
