@@ -58,7 +58,7 @@ Result<KernelCatalogEntry> ParseEntry(std::string_view source, const std::string
   std::optional<std::string> url, sha;
   for (auto it = node.begin(); it != node.end(); ++it) {
     std::string k = it->first.as<std::string>();
-    const YAML::Node& v = it->second;
+    const YAML::Node v = it->second;
     if (k == "description") {
       BANGER_ASSIGN_OR_RETURN(e.description, Scalar(source, v, "description"));
     } else if (k == "host") {
@@ -137,7 +137,7 @@ Result<KernelCatalog> ParseUnsafe(std::string_view yaml, std::string_view source
   static const std::vector<std::string> kTop = {"default", "kernels"};
   for (auto it = root.begin(); it != root.end(); ++it) {
     std::string k = it->first.as<std::string>();
-    const YAML::Node& v = it->second;
+    const YAML::Node v = it->second;
     if (k == "default") {
       BANGER_ASSIGN_OR_RETURN(cat.default_name, Scalar(source, v, "default"));
       if (!IsValidKernelName(cat.default_name)) {
