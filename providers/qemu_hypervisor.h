@@ -22,8 +22,7 @@ struct QemuOptions {
   std::string qemu_binary = "qemu-system-x86_64";
   std::string qemu_img_binary = "qemu-img";
   QemuAccel accel = QemuAccel::kAuto;
-  /// auto: microvm with KVM, q35 under TCG (see docs/qemu.md); a retry after
-  /// an early-boot hang on microvm uses q35.
+  /// auto: microvm; a retry after an early-boot hang uses q35 (docs/qemu.md).
   QemuMachine machine = QemuMachine::kAuto;
   /// Where the KVM probe's verdict ("kvm" or "tcg") is cached across runs.
   /// Empty: cached in memory for this provider object only.
@@ -35,13 +34,23 @@ struct QemuOptions {
   /// VM that hangs in early boot. 0: return as soon as QEMU is started.
   std::chrono::milliseconds early_boot_timeout{90000};
   int boot_attempts = 2;
+  /// microvm under TCG has no HPET/PM timer, and on a loaded host the
+  /// kernel's PIT calibration of the TSC fails and boot hangs. TCG's guest TSC
+  /// runs at the host TSC rate, so banger passes it as tsc_early_khz.
+  /// 0: measure the host TSC (x86-64 with constant_tsc).
+  uint64_t guest_tsc_khz = 0;
 };
 
 /// What Boot resolved for one launch; exposed for tests and docs.
 struct QemuLaunchPlan {
   bool kvm = false;
   bool microvm = true;
+  uint64_t tsc_khz = 0;  // appended as tsc_early_khz= for microvm under TCG
 };
+
+/// The host TSC frequency in kHz, measured against CLOCK_MONOTONIC_RAW over
+/// ~20 ms; 0 where unavailable (not x86-64, or no constant TSC).
+uint64_t MeasureHostTscKhz();
 
 /// The exact argv Boot uses (argv[0] is options.qemu_binary). Pure.
 std::vector<std::string> BuildQemuArgv(const VmLaunchConfig& config, const QemuOptions& options,

@@ -66,13 +66,13 @@ void ExpectGolden(const std::string& name, const std::string& actual) {
 }
 
 TEST(QemuArgvTest, MicrovmTcgMatchesGolden) {
-  ExpectGolden("qemu_microvm_tcg.argv", Render(BuildQemuArgv(FixedConfig(), QemuOptions{}, {false, true})));
+  ExpectGolden("qemu_microvm_tcg.argv", Render(BuildQemuArgv(FixedConfig(), QemuOptions{}, {false, true, 2445431})));
 }
 
 TEST(QemuArgvTest, Q35KvmMatchesGolden) {
   VmLaunchConfig c = FixedConfig();
   c.tap_device.clear();
-  ExpectGolden("qemu_q35_kvm.argv", Render(BuildQemuArgv(c, QemuOptions{}, {true, false})));
+  ExpectGolden("qemu_q35_kvm.argv", Render(BuildQemuArgv(c, QemuOptions{}, {true, false, 2445431})));
 }
 
 TEST(QemuArgvTest, NeverUsesQuietAndAlwaysSupervisesPanics) {
@@ -102,6 +102,7 @@ class QemuBootTest : public ::testing::Test {
     opts_.accel = QemuAccel::kTcg;
     opts_.machine = QemuMachine::kMicrovm;
     opts_.early_boot_timeout = milliseconds(0);
+    opts_.guest_tsc_khz = 2000000;
   }
   void TearDown() override { (void)RemoveAll(dir_); }
 
@@ -133,11 +134,22 @@ TEST_F(QemuBootTest, BootCreatesOverlayWritesInitrdAndStartsQemuDetached) {
               VmLaunchConfig c = config_;
               c.guest.hostname = "web-1";
               return c;
-            }(), opts_, {false, true}));
+            }(), opts_, {false, true, 2000000}));
   EXPECT_EQ(runner_.started[0].log_file, config_.runtime_dir / "qemu.log");
   EXPECT_EQ(h->process.pid, 999999);
   EXPECT_EQ(h->agent_socket, config_.runtime_dir / "agent.sock");
   EXPECT_EQ(h->disk_path, config_.runtime_dir / "disk.qcow2");
+}
+
+TEST(QemuTscTest, HostTscMeasurementIsPlausible) {
+  if (ReadFile("/proc/cpuinfo").value_or("").find(" constant_tsc") == std::string::npos) {
+    GTEST_SKIP() << "host CPU has no constant TSC";
+  }
+  uint64_t a = MeasureHostTscKhz();
+  uint64_t b = MeasureHostTscKhz();
+  EXPECT_GT(a, 100000u);     // > 100 MHz
+  EXPECT_LT(a, 10000000u);   // < 10 GHz
+  EXPECT_LT(a > b ? a - b : b - a, a / 100) << "two measurements differ by more than 1%";
 }
 
 TEST_F(QemuBootTest, RejectsUnsafeInputsBeforeRunningAnything) {
