@@ -5,9 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <functional>
 #include <regex>
 
 #include "base/clock.h"
@@ -42,6 +45,29 @@ fs::path FindHostKernel(std::string* version) {
   return {};
 }
 
+// The uncompressed kernel inside a Debian bzImage (xz payload), as the
+// kernels/ module extracts it for direct (PVH) boot. Empty if not found.
+std::string ExtractVmlinux(const std::string& bzimage) {
+  static const std::string kXzMagic("\xfd" "7zXZ\0", 6);
+  size_t at = bzimage.find(kXzMagic);
+  if (at == std::string::npos) return "";
+  archive* a = archive_read_new();
+  archive_read_support_filter_xz(a);
+  archive_read_support_format_raw(a);
+  std::string out;
+  archive_entry* e = nullptr;
+  if (archive_read_open_memory(a, bzimage.data() + at, bzimage.size() - at) == ARCHIVE_OK &&
+      archive_read_next_header(a, &e) == ARCHIVE_OK) {
+    char buf[1 << 16];
+    la_ssize_t n;
+    // Trailing bytes after the xz stream end the read with an error; the
+    // payload before it is complete when it is a valid ELF.
+    while ((n = archive_read_data(a, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  archive_read_free(a);
+  return out.compare(0, 4, "\x7f" "ELF") == 0 ? out : "";
+}
+
 // Shared, expensive inputs built once per test binary run.
 class BootEnv : public ::testing::Environment {
  public:
@@ -68,6 +94,13 @@ class BootEnv : public ::testing::Environment {
     ASSERT_TRUE(s.ok()) << s.ToString();
     ASSERT_TRUE(MakeRootDisk("with-init", true).ok());
     ASSERT_TRUE(MakeRootDisk("no-init", false).ok());
+    auto bz = ReadFile(kernel);
+    ASSERT_TRUE(bz.ok());
+    std::string elf = ExtractVmlinux(*bz);
+    if (!elf.empty()) {
+      vmlinux = dir / "vmlinux";
+      ASSERT_TRUE(WriteFileAtomic(vmlinux, elf).ok());
+    }
   }
   void TearDown() override {
     if (!dir.empty()) (void)RemoveAll(dir);
@@ -101,7 +134,7 @@ class BootEnv : public ::testing::Environment {
   std::string skip_reason;
   std::unique_ptr<CommandRunner> runner;
   std::unique_ptr<Clock> clock;
-  fs::path dir, kernel, initramfs;
+  fs::path dir, kernel, initramfs, vmlinux;
   std::string kernel_version;
 };
 
@@ -111,13 +144,12 @@ BootEnv* const g_env = static_cast<BootEnv*>(::testing::AddGlobalTestEnvironment
 // out of scope, also when an assertion fails.
 class Vm {
  public:
-  Vm(const std::string& disk, GuestConfig guest) {
+  Vm(const std::string& disk, GuestConfig guest, std::function<void(VmLaunchConfig&, QemuOptions&)> tweak = {}) {
     auto d = MakeTempDir("vm", g_env->dir);
     EXPECT_TRUE(d.ok());
     QemuOptions opts;
     opts.accel_cache_file = g_env->dir / "accel-verdict";
     opts.early_boot_timeout = milliseconds(60000);
-    hv_ = MakeQemuHypervisor(*g_env->runner, *g_env->clock, opts);
     config_.sandbox_id = "itest";
     config_.name = "vm-one";
     config_.cpus = 1;
@@ -127,6 +159,8 @@ class Vm {
     config_.initrd_path = g_env->initramfs;
     config_.base_disk = g_env->dir / (disk + ".ext4");
     config_.guest = std::move(guest);
+    if (tweak) tweak(config_, opts);
+    hv_ = MakeQemuHypervisor(*g_env->runner, *g_env->clock, opts);
   }
   ~Vm() {
     if (handle_) {
@@ -283,6 +317,62 @@ TEST_F(QemuBootITest, InitlessImageRunsEntrypointAsChildOfAgent) {
   EXPECT_FALSE(obs.vmm_responsive);
   ASSERT_TRUE(vm.hv().Destroy(h).ok());
   EXPECT_FALSE(fs::exists(h.runtime_dir)) << "runtime dir (sockets, overlay, logs) removed";
+}
+
+TEST_F(QemuBootITest, UncompressedVmlinuxBootsDirectly) {
+  if (g_env->vmlinux.empty()) GTEST_SKIP() << "the host bzImage has no xz payload to extract";
+  Vm vm("no-init", GuestConfig{}, [](VmLaunchConfig& c, QemuOptions&) { c.kernel_path = g_env->vmlinux; });
+  ASSERT_TRUE(vm.Start());
+  EXPECT_EQ(vm.Run({"cat", "/etc/hostname"}).stdout_data, "vm-one\n");
+}
+
+// Removes a network namespace when it goes out of scope.
+class NetnsGuard {
+ public:
+  explicit NetnsGuard(std::string name) : name_(std::move(name)) {}
+  ~NetnsGuard() {
+    if (created_) (void)g_env->runner->Run({.argv = {"ip", "netns", "del", name_}});
+  }
+  Status Create() {
+    auto r = RunChecked(*g_env->runner, {.argv = {"ip", "netns", "add", name_}});
+    created_ = r.ok();
+    return r.status();
+  }
+  Status Exec(std::vector<std::string> argv) {
+    argv.insert(argv.begin(), {"ip", "netns", "exec", name_});
+    return RunChecked(*g_env->runner, {.argv = argv, .timeout = milliseconds(30000)}).status();
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  bool created_ = false;
+};
+
+TEST_F(QemuBootITest, NetworkIsConfiguredFromGuestConfigInsideANetns) {
+  NetnsGuard ns("banger-it-" + std::to_string(::getpid()));
+  if (Status s = ns.Create(); !s.ok()) GTEST_SKIP() << "cannot create a network namespace: " << s.ToString();
+  ASSERT_TRUE(ns.Exec({"ip", "tuntap", "add", "bgtap0", "mode", "tap"}).ok());
+  ASSERT_TRUE(ns.Exec({"ip", "addr", "add", "10.213.0.1/24", "dev", "bgtap0"}).ok());
+  ASSERT_TRUE(ns.Exec({"ip", "link", "set", "bgtap0", "up"}).ok());
+  ASSERT_TRUE(ns.Exec({"ip", "link", "set", "lo", "up"}).ok());
+
+  GuestConfig g;
+  g.network = GuestNetwork{"eth0", "10.213.0.2", 24, "10.213.0.1", {"10.213.0.1"}};
+  Vm vm("no-init", g, [&](VmLaunchConfig& c, QemuOptions& o) {
+    c.tap_device = "bgtap0";
+    c.mac_address = "52:54:00:12:34:56";
+    o.launcher_prefix = {"ip", "netns", "exec", ns.name()};
+  });
+  ASSERT_TRUE(vm.Start());
+  std::string addr = vm.Run({"ip", "-4", "addr", "show", "eth0"}).stdout_data;
+  EXPECT_NE(addr.find("inet 10.213.0.2/24"), std::string::npos) << addr;
+  EXPECT_NE(vm.Run({"ip", "link", "show", "eth0"}).stdout_data.find("52:54:00:12:34:56"), std::string::npos);
+  EXPECT_NE(vm.Run({"ip", "route"}).stdout_data.find("default via 10.213.0.1 dev eth0"), std::string::npos);
+  EXPECT_EQ(vm.Run({"cat", "/etc/resolv.conf"}).stdout_data, "nameserver 10.213.0.1\n");
+  EXPECT_EQ(vm.Run({"ping", "-c", "1", "-W", "10", "10.213.0.1"}).exit_code, 0) << "guest -> host tap";
+  Status ping = ns.Exec({"/bin/busybox", "ping", "-c", "1", "-W", "10", "10.213.0.2"});
+  EXPECT_TRUE(ping.ok()) << "netns -> guest: " << ping.ToString();
 }
 
 }  // namespace

@@ -90,13 +90,14 @@ std::vector<std::string> BuildQemuArgv(const VmLaunchConfig& c, const QemuOption
   std::string append = "console=ttyS0 panic=-1";  // never `quiet` (HOST-NOTES: microvm TCG hangs)
   if (plan.microvm && !plan.kvm && plan.tsc_khz) append += " tsc_early_khz=" + std::to_string(plan.tsc_khz);
   if (!c.kernel_cmdline_extra.empty()) append += " " + c.kernel_cmdline_extra;
-  std::vector<std::string> a = {
+  std::vector<std::string> a = o.launcher_prefix;
+  a.insert(a.end(), {
       o.qemu_binary,
       "-name", "banger-" + c.sandbox_id,
       "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
       "-M", plan.microvm ? "microvm" : "q35",
       "-accel", plan.kvm ? "kvm" : "tcg",
-  };
+  });
   if (plan.kvm) a.insert(a.end(), {"-cpu", "host"});
   a.insert(a.end(), {
       "-smp", std::to_string(c.cpus ? c.cpus : 1),

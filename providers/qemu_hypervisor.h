@@ -21,6 +21,9 @@ enum class QemuMachine { kAuto, kMicrovm, kQ35 };
 struct QemuOptions {
   std::string qemu_binary = "qemu-system-x86_64";
   std::string qemu_img_binary = "qemu-img";
+  /// Prepended to QEMU's argv, e.g. {"ip", "netns", "exec", "ns1"} to start the
+  /// VMM inside a network namespace (exec keeps the pid, so identity holds).
+  std::vector<std::string> launcher_prefix;
   QemuAccel accel = QemuAccel::kAuto;
   /// auto: microvm; a retry after an early-boot hang uses q35 (docs/qemu.md).
   QemuMachine machine = QemuMachine::kAuto;
