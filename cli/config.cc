@@ -47,7 +47,7 @@ Result<Config> LoadConfig(const std::string& explicit_path) {
     if (root.IsNull()) return c;
     if (!root.IsMap()) return InvalidArgument(Where(path, root) + ": config must be a mapping");
     static const std::vector<std::string> kKeys = {"defaultKernel", "accel", "machine", "parallel",
-                                                   "imageCatalog", "kernelCatalog"};
+                                                   "images", "kernels"};
     for (auto it = root.begin(); it != root.end(); ++it) {
       std::string key = it->first.as<std::string>();
       const YAML::Node& v = it->second;
@@ -68,14 +68,12 @@ Result<Config> LoadConfig(const std::string& explicit_path) {
         if (c.parallel < 1 || c.parallel > 64) {
           return InvalidArgument(Where(path, v) + ": parallel: must be between 1 and 64");
         }
-      } else if (key == "imageCatalog") {
+      } else if (key == "images" || key == "kernels") {
+        // Catalog entries, parsed by the image and kernel catalogs, which
+        // report errors against this file.
         YAML::Emitter e;
-        e << v;
-        c.image_catalog_yaml = e.c_str();
-      } else if (key == "kernelCatalog") {
-        YAML::Emitter e;
-        e << v;
-        c.kernel_catalog_yaml = e.c_str();
+        e << YAML::BeginMap << YAML::Key << key << YAML::Value << v << YAML::EndMap;
+        (key == "images" ? c.image_catalog_yaml : c.kernel_catalog_yaml) = e.c_str();
       } else {
         std::string hint = ClosestMatch(key, kKeys);
         return InvalidArgument(Where(path, it->first) + ": unknown key \"" + key + "\"" +
@@ -92,15 +90,16 @@ Result<Config> LoadConfig(const std::string& explicit_path) {
 std::string RenderConfig(const Config& c) {
   YAML::Emitter e;
   e << YAML::BeginMap;
-  e << YAML::Key << "defaultKernel" << YAML::Value << c.default_kernel;
+  e << YAML::Key << "defaultKernel" << YAML::Value
+    << (c.default_kernel.empty() ? std::string("(kernel catalog default)") : c.default_kernel);
   e << YAML::Key << "accel" << YAML::Value << c.accel;
   e << YAML::Key << "machine" << YAML::Value << c.machine;
   e << YAML::Key << "parallel" << YAML::Value << c.parallel;
   if (!c.image_catalog_yaml.empty()) {
-    e << YAML::Key << "imageCatalog" << YAML::Value << YAML::Load(c.image_catalog_yaml);
+    e << YAML::Key << "images" << YAML::Value << YAML::Load(c.image_catalog_yaml)["images"];
   }
   if (!c.kernel_catalog_yaml.empty()) {
-    e << YAML::Key << "kernelCatalog" << YAML::Value << YAML::Load(c.kernel_catalog_yaml);
+    e << YAML::Key << "kernels" << YAML::Value << YAML::Load(c.kernel_catalog_yaml)["kernels"];
   }
   e << YAML::EndMap;
   return std::string("# source: ") + (c.path.empty() ? "built-in defaults" : c.path) + "\n" +

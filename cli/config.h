@@ -11,12 +11,12 @@ namespace banger {
 
 struct Config {
   std::string path;                   // file it was read from ("" = defaults)
-  std::string default_kernel = "debian-6.1";
+  std::string default_kernel;         // empty: the kernel catalog's default
   std::string accel = "auto";         // auto | kvm | tcg
   std::string machine = "auto";       // auto | microvm | q35
   int parallel = 4;
-  std::string image_catalog_yaml;     // extra/overriding catalog entries (YAML text)
-  std::string kernel_catalog_yaml;
+  std::string image_catalog_yaml;     // "images:" document: extra/overriding image catalog entries
+  std::string kernel_catalog_yaml;    // "kernels:" document: extra/overriding kernel catalog entries
 };
 
 /// Reads `explicit_path` if given (must exist), else the default location if
