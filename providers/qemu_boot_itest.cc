@@ -270,6 +270,27 @@ TEST_F(QemuBootITest, ImageWithInitBootsExecsAndShutsDownGracefully) {
   EXPECT_EQ(vm.Run({"cat", "/proc/1/comm"}).stdout_data, "init\n");
   EXPECT_EQ(vm.Run({"sh", "-c", "mount | grep ' / '"}).stdout_data.substr(0, 8), "/dev/vda");
 
+  // An interactive command gets a pty (devpts moved into the new root).
+  {
+    int in[2], out[2];
+    ASSERT_EQ(::pipe(in), 0);
+    ASSERT_EQ(::pipe(out), 0);
+    ::close(in[1]);
+    auto code = vm.conn().ExecInteractive({.argv = {"sh", "-c", "tty; stty size"}},
+                                          {.in_fd = in[0], .out_fd = out[1], .tty = true});
+    ::close(in[0]);
+    ::close(out[1]);
+    std::string output;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(out[0], buf, sizeof(buf))) > 0) output.append(buf, static_cast<size_t>(n));
+    ::close(out[0]);
+    ASSERT_TRUE(code.ok()) << code.error().ToString();
+    EXPECT_EQ(*code, 0) << output;
+    EXPECT_NE(output.find("/dev/pts/"), std::string::npos) << output;
+    EXPECT_NE(output.find("24 80"), std::string::npos) << output;
+  }
+
   VmObservation obs = vm.hv().Inspect(vm.handle());
   EXPECT_TRUE(obs.process_alive);
   EXPECT_TRUE(obs.vmm_responsive) << obs.detail;
@@ -305,8 +326,22 @@ TEST_F(QemuBootITest, InitlessImageRunsEntrypointAsChildOfAgent) {
   EXPECT_TRUE(std::regex_search(ps, std::regex(R"(\s\d+\s+1\s+sleep 1000)"))) << ps;
   EXPECT_EQ(vm.Run({"cat", "/etc/hostname"}).stdout_data, "vm-one\n");
   EXPECT_EQ(vm.Run({"sh", "-c", "exit 7"}).exit_code, 7);
-  std::string sleep_pid(Trim(vm.Run({"pidof", "sleep"}).stdout_data));
-  EXPECT_EQ(vm.Run({"readlink", "/proc/" + sleep_pid + "/cwd"}).stdout_data, "/tmp\n") << "entrypoint workdir";
+  // A second client after the first one left gets a fresh HELLO from the agent.
+  vm.DropConnection();
+  auto again = ConnectAgent(vm.handle().agent_socket, steady_clock::now() + seconds(10));
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  auto hello = (*again)->WaitHello(steady_clock::now() + seconds(20));
+  ASSERT_TRUE(hello.ok()) << hello.error().ToString();
+  auto echo = (*again)->Exec({.argv = {"echo", "reconnected"}}, "", milliseconds(20000));
+  ASSERT_TRUE(echo.ok()) << echo.error().ToString();
+  EXPECT_EQ(echo->stdout_data, "reconnected\n");
+  auto sleep_pid_r = (*again)->Exec({.argv = {"pidof", "sleep"}}, "", milliseconds(20000));
+  ASSERT_TRUE(sleep_pid_r.ok());
+  std::string sleep_pid(Trim(sleep_pid_r->stdout_data));
+  auto cwd = (*again)->Exec({.argv = {"readlink", "/proc/" + sleep_pid + "/cwd"}}, "", milliseconds(20000));
+  ASSERT_TRUE(cwd.ok());
+  EXPECT_EQ(cwd->stdout_data, "/tmp\n") << "entrypoint workdir";
+  again->reset();
 
   // A VMM that dies is seen as not alive; Destroy still cleans up.
   const VmHandle& h = vm.handle();
