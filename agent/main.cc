@@ -15,6 +15,8 @@
 #include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/fs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -169,6 +171,27 @@ void LoadModules() {
     }
     ::close(fd);
   }
+}
+
+// Grows the mounted root file system to fill its device (the host may give a
+// sandbox a bigger disk than the image). ext4 resizes online through an ioctl,
+// so no resize2fs is needed in the initramfs.
+void GrowRootFs(const std::string& device, const std::string& fstype) {
+  if (fstype != "ext4") return;
+  int dev = ::open(device.c_str(), O_RDONLY | O_CLOEXEC);
+  if (dev < 0) return;
+  uint64_t bytes = 0;
+  bool have_size = ::ioctl(dev, BLKGETSIZE64, &bytes) == 0;
+  ::close(dev);
+  struct statfs sf{};
+  if (!have_size || ::statfs(kNewRoot, &sf) != 0 || sf.f_bsize <= 0) return;
+  uint64_t blocks = bytes / static_cast<uint64_t>(sf.f_bsize);
+  int root = ::open(kNewRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return;
+  constexpr unsigned long kExt4IocResizeFs = _IOW('f', 16, uint64_t);
+  // Same size: a no-op. Smaller: EINVAL (never shrinks).
+  if (::ioctl(root, kExt4IocResizeFs, &blocks) != 0 && errno != EINVAL) Log(Errno("grow root file system"));
+  ::close(root);
 }
 
 bool WaitForPath(const std::string& path, int timeout_ms) {
@@ -380,6 +403,7 @@ int RunAsInit() {
   if (::mount(config->root_device.c_str(), kNewRoot, config->root_fstype.c_str(), 0, nullptr) != 0) {
     Fatal(Errno("mount " + config->root_device + " (" + config->root_fstype + ")"));
   }
+  GrowRootFs(config->root_device, config->root_fstype);
   ConfigureNetwork(*config);
 
   std::string port = FindPort(config->agent_port, 10000);

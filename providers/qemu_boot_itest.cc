@@ -318,8 +318,17 @@ TEST_F(QemuBootITest, InitlessImageRunsEntrypointAsChildOfAgent) {
   GuestConfig g = TestGuest();
   g.entrypoint = {"sleep", "1000"};
   g.workdir = "/tmp";
-  Vm vm("no-init", g);
+  // A disk bigger than the 64 MiB image: the agent grows ext4 online.
+  Vm vm("no-init", g, [](VmLaunchConfig& c, QemuOptions&) { c.disk_bytes = 160ull << 20; });
   ASSERT_TRUE(vm.Start());
+  std::vector<std::string> df = Split(vm.Run({"df", "-k", "/"}).stdout_data, '\n');
+  ASSERT_GE(df.size(), 2u);
+  std::vector<std::string> cols;
+  for (const auto& w : Split(df[1], ' ')) {
+    if (!w.empty()) cols.push_back(w);
+  }
+  ASSERT_GE(cols.size(), 2u) << df[1];
+  EXPECT_GT(std::stoll(cols[1]), 120000) << "root fs grown to the disk size: " << df[1];
   EXPECT_EQ(vm.hello().mode, "init") << "no /sbin/init: the agent stays PID 1";
   EXPECT_EQ(vm.Run({"cat", "/proc/1/comm"}).stdout_data, "init\n");  // the agent was /init
   std::string ps = vm.Run({"ps", "-o", "pid,ppid,args"}).stdout_data;
