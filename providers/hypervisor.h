@@ -17,6 +17,24 @@
 
 namespace banger {
 
+/// A host port forwarded into the guest (user-mode networking).
+struct HostForward {
+  std::string protocol = "tcp";          // "tcp" | "udp"
+  std::string host_address = "127.0.0.1";
+  uint16_t host_port = 0;
+  uint16_t guest_port = 0;
+};
+
+/// User-mode NAT networking (QEMU's slirp): no host interfaces, taps or
+/// firewall rules are touched. The guest is 10.0.2.15/24, gateway 10.0.2.2,
+/// DNS 10.0.2.3. `restrict` cuts the guest off from everything but the
+/// forwarded ports.
+struct UserNetwork {
+  bool enabled = false;
+  bool restrict = false;
+  std::vector<HostForward> forwards;
+};
+
 /// Everything needed to boot one sandbox's VM. Paths are absolute.
 struct VmLaunchConfig {
   std::string sandbox_id;            // directory-safe id
@@ -35,6 +53,10 @@ struct VmLaunchConfig {
   /// What the guest agent sets up at boot (hostname, network, files, keys,
   /// entrypoint); passed in the per-sandbox initrd. hostname defaults to `name`.
   GuestConfig guest;
+  UserNetwork user_network;
+  /// Restart: keep an existing writable disk in runtime_dir instead of
+  /// creating a fresh overlay (everything else in runtime_dir is recreated).
+  bool keep_disk = false;
 };
 
 /// What a provider can tell about a VM it started.

@@ -12,6 +12,7 @@
 #include <cctype>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <spdlog/spdlog.h>
@@ -78,8 +79,22 @@ uint64_t MeasureHostTscKhz() {
 }
 
 QemuRuntimeFiles RuntimeFilesFor(const fs::path& dir) {
-  return {dir / "disk.qcow2", dir / "initrd.img", dir / "console.log",
-          dir / "qemu.log",   dir / "qmp.sock",   dir / "agent.sock"};
+  return {dir / "disk.qcow2", dir / "initrd.img", dir / "console.log", dir / "qemu.log",
+          dir / "qmp.sock",   dir / "agent.sock", dir / "qemu.pid"};
+}
+
+Result<ProcessIdentity> RecoverQemuProcess(const fs::path& runtime_dir) {
+  QemuRuntimeFiles f = RuntimeFilesFor(runtime_dir);
+  auto text = ReadFile(f.pidfile);
+  if (!text) return NotFound("no QEMU pidfile in " + runtime_dir.string());
+  int pid = std::atoi(std::string(Trim(*text)).c_str());
+  if (pid <= 0) return NotFound("empty QEMU pidfile in " + runtime_dir.string());
+  auto cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+  if (!cmdline || cmdline->find(f.qmp_socket.string()) == std::string::npos) {
+    return NotFound("QEMU of " + runtime_dir.string() + " is not running");
+  }
+  BANGER_ASSIGN_OR_RETURN(uint64_t start, ProcessStartTime(pid));
+  return ProcessIdentity{pid, start};
 }
 
 std::vector<std::string> BuildQemuArgv(const VmLaunchConfig& c, const QemuOptions& o,
@@ -95,6 +110,7 @@ std::vector<std::string> BuildQemuArgv(const VmLaunchConfig& c, const QemuOption
       o.qemu_binary,
       "-name", "banger-" + c.sandbox_id,
       "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+      "-pidfile", f.pidfile.string(),
       "-M", plan.microvm ? "microvm" : "q35",
       "-accel", plan.kvm ? "kvm" : "tcg",
   });
@@ -113,7 +129,17 @@ std::vector<std::string> BuildQemuArgv(const VmLaunchConfig& c, const QemuOption
       "-drive", "file=" + f.disk.string() + ",format=qcow2,if=none,id=root,discard=unmap",
       "-device", device("virtio-blk") + ",drive=root",
   });
-  if (!c.tap_device.empty()) {
+  if (c.user_network.enabled) {
+    std::string netdev = "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,restrict=" +
+                         std::string(c.user_network.restrict ? "on" : "off");
+    for (const auto& fw : c.user_network.forwards) {
+      netdev += ",hostfwd=" + fw.protocol + ":" + fw.host_address + ":" + std::to_string(fw.host_port) +
+                "-:" + std::to_string(fw.guest_port);
+    }
+    a.insert(a.end(), {"-netdev", netdev, "-device",
+                       device("virtio-net") + ",netdev=net0" +
+                           (c.mac_address.empty() ? "" : ",mac=" + c.mac_address)});
+  } else if (!c.tap_device.empty()) {
     a.insert(a.end(), {"-netdev", "tap,id=net0,ifname=" + c.tap_device + ",script=no,downscript=no",
                        "-device", device("virtio-net") + ",netdev=net0" +
                                       (c.mac_address.empty() ? "" : ",mac=" + c.mac_address)});
@@ -241,6 +267,15 @@ class QemuHypervisor final : public Hypervisor {
   }
 
   Status Prepare(const VmLaunchConfig& c, const QemuRuntimeFiles& f) {
+    std::error_code ec;
+    if (c.keep_disk && std::filesystem::exists(f.disk, ec)) {
+      // Restart: the sandbox keeps its disk; sockets, logs and initrd start fresh.
+      for (const auto& entry : std::filesystem::directory_iterator(c.runtime_dir, ec)) {
+        if (entry.path() != f.disk) BANGER_RETURN_IF_ERROR(RemoveAll(entry.path()));
+      }
+      BANGER_RETURN_IF_ERROR(MakeDirs(c.runtime_dir, 0700));
+      return WriteSandboxInitrd(c.initrd_path, c.guest, f.initrd);
+    }
     // Leftovers of an interrupted boot (sockets, a half-written overlay) go first.
     BANGER_RETURN_IF_ERROR(RemoveAll(c.runtime_dir));
     BANGER_RETURN_IF_ERROR(MakeDirs(c.runtime_dir, 0700));

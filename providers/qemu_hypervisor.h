@@ -61,9 +61,15 @@ std::vector<std::string> BuildQemuArgv(const VmLaunchConfig& config, const QemuO
 
 /// Files the provider keeps in runtime_dir.
 struct QemuRuntimeFiles {
-  std::filesystem::path disk, initrd, console_log, qemu_log, qmp_socket, agent_socket;
+  std::filesystem::path disk, initrd, console_log, qemu_log, qmp_socket, agent_socket, pidfile;
 };
 QemuRuntimeFiles RuntimeFilesFor(const std::filesystem::path& runtime_dir);
+
+/// Finds the QEMU process of `runtime_dir` from its pidfile, for a VM whose
+/// identity was never recorded (banger interrupted between launch and
+/// record). The process must still name this runtime dir's QMP socket on its
+/// command line, so a reused pid is never taken for it. NotFound otherwise.
+Result<ProcessIdentity> RecoverQemuProcess(const std::filesystem::path& runtime_dir);
 
 std::unique_ptr<Hypervisor> MakeQemuHypervisor(CommandRunner& runner, Clock& clock, QemuOptions options);
 

@@ -205,3 +205,57 @@ TEST_F(QemuBootTest, DestroyRemovesRuntimeDir) {
 
 }  // namespace
 }  // namespace banger
+
+namespace banger {
+namespace {
+
+TEST(QemuArgvUserNetTest, NatWithForwardsMatchesGolden) {
+  VmLaunchConfig c;
+  c.sandbox_id = "sb-0002";
+  c.name = "web";
+  c.cpus = 2;
+  c.memory_bytes = 1ull << 30;
+  c.runtime_dir = "/run/banger/sb-0002";
+  c.kernel_path = "/k/vmlinux";
+  c.initrd_path = "/k/initramfs.img";
+  c.base_disk = "/i/rootfs.ext4";
+  c.user_network.enabled = true;
+  c.user_network.forwards = {{"tcp", "127.0.0.1", 2222, 22}, {"udp", "127.0.0.1", 5353, 53}};
+  auto argv = BuildQemuArgv(c, QemuOptions{}, {false, true, 2445431});
+  std::string joined = Join(argv, " ");
+  EXPECT_NE(joined.find("-netdev user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,restrict=off,"
+                        "hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:127.0.0.1:5353-:53"),
+            std::string::npos)
+      << joined;
+  EXPECT_NE(joined.find("-device virtio-net-device,netdev=net0"), std::string::npos) << joined;
+  c.user_network.restrict = true;
+  joined = Join(BuildQemuArgv(c, QemuOptions{}, {false, true, 2445431}), " ");
+  EXPECT_NE(joined.find("restrict=on"), std::string::npos) << "isolated mode restricts the guest";
+}
+
+TEST_F(QemuBootTest, RestartKeepsTheWritableDisk) {
+  // Given a sandbox that booted once and wrote to its disk,
+  auto hv = MakeQemuHypervisor(runner_, clock_, opts_);
+  ASSERT_TRUE(hv->Boot(config_).ok());
+  ASSERT_TRUE(WriteFileAtomic(config_.runtime_dir / "disk.qcow2", "guest data").ok());
+  ASSERT_TRUE(WriteFileAtomic(config_.runtime_dir / "agent.sock", "stale").ok());
+  // when it is booted again with keep_disk,
+  VmLaunchConfig again = config_;
+  again.keep_disk = true;
+  ASSERT_TRUE(hv->Boot(again).ok());
+  // then the disk survives, no new overlay is created and leftovers are gone.
+  EXPECT_EQ(ReadFile(config_.runtime_dir / "disk.qcow2").value_or(""), "guest data");
+  EXPECT_EQ(runner_.runs.size(), 1u) << "qemu-img ran only for the first boot";
+  EXPECT_FALSE(fs::exists(config_.runtime_dir / "agent.sock"));
+  // and a fresh boot replaces it.
+  ASSERT_TRUE(hv->Boot(config_).ok());
+  EXPECT_EQ(runner_.runs.size(), 2u);
+}
+
+TEST(QemuRecoverTest, UnknownRuntimeDirHasNoProcess) {
+  auto r = RecoverQemuProcess("/nonexistent/banger/sb-x");
+  EXPECT_EQ(r.error().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace banger
