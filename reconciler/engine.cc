@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -192,6 +193,8 @@ Status Engine::Restart(const Change& change, const SandboxRecord& current, Chang
   rec.pid_start_time = 0;
   rec.last_error.clear();
   rec.stopped_by_user = false;
+  rec.restart_count = 0;
+  rec.next_retry_at = 0;
   return BootAndWait(rec, change.desired->spec, /*fresh_disk=*/false, result);
 }
 
@@ -355,6 +358,82 @@ Status Engine::StartSandbox(const std::string& name) {
   c.current = rec;
   ChangeResult r;
   return Restart(c, rec, r);
+}
+
+std::chrono::seconds BackoffDelay(int failures, std::chrono::seconds base, std::chrono::seconds max) {
+  if (failures <= 0) return std::chrono::seconds(0);
+  int64_t d = base.count();
+  for (int i = 1; i < failures && d < max.count(); ++i) d *= 2;
+  return std::chrono::seconds(std::min<int64_t>(d, max.count()));
+}
+
+ApplyReport Engine::Reconcile() {
+  ApplyReport report;
+  if (Status s = Refresh(); !s.ok()) {
+    report.results.push_back({"", Action::kNoOp, s, {}, ""});
+    return report;
+  }
+  auto records = store_.ListSandboxes();
+  if (!records) {
+    report.results.push_back({"", Action::kNoOp, records.error(), {}, ""});
+    return report;
+  }
+  int64_t now = clock_.NowUnix();
+  Plan plan;
+  std::map<std::string, int> prior_failures;
+  for (const auto& rec : *records) {
+    prior_failures[rec.name] = rec.restart_count;
+    if (rec.stopped_by_user) continue;
+    bool needs = rec.phase == SandboxPhase::kFailed || rec.phase == SandboxPhase::kUnknown ||
+                 rec.phase == SandboxPhase::kStopped || rec.phase == SandboxPhase::kPending ||
+                 rec.phase == SandboxPhase::kBooting;
+    if (!needs) continue;
+    auto spec = RecordSpec(rec);
+    if (!spec) {
+      report.results.push_back({rec.name, Action::kRestart, spec.error(), {}, ""});
+      continue;
+    }
+    if (spec->restart_policy == RestartPolicy::kNever) continue;
+    if (rec.restart_count >= options_.max_restart_attempts) continue;  // gave up (GaveUp event)
+    if (rec.next_retry_at > now) {
+      sink_.Message(rec.name, "backing off; next restart attempt in " +
+                                  std::to_string(rec.next_retry_at - now) + "s");
+      continue;
+    }
+    Change c;
+    c.name = rec.name;
+    c.action = Action::kRestart;
+    c.reason = rec.last_error.empty() ? std::string(ToString(rec.phase)) : rec.last_error;
+    c.owner = rec.owner;
+    c.desired = SpecDocument{*spec, {}};
+    c.desired_json = rec.spec_json;
+    c.desired_hash = rec.spec_hash;
+    c.current = rec;
+    plan.changes.push_back(std::move(c));
+  }
+  ApplyReport restarted = Apply(plan);
+  for (auto& r : restarted.results) {
+    auto rec = store_.GetSandbox(r.name);
+    if (!rec) continue;
+    SandboxRecord updated = *rec;
+    if (r.status.ok()) {
+      updated.restart_count = 0;
+      updated.next_retry_at = 0;
+      Event(r.name, "Normal", "Restarted", "restarted by reconcile");
+    } else {
+      updated.restart_count = prior_failures[r.name] + 1;
+      auto delay = BackoffDelay(updated.restart_count, options_.backoff_base, options_.backoff_max);
+      updated.next_retry_at = clock_.NowUnix() + delay.count();
+      if (updated.restart_count >= options_.max_restart_attempts) {
+        updated.last_error = "gave up after " + std::to_string(updated.restart_count) +
+                             " restart attempts; last error: " + updated.last_error;
+        Event(r.name, "Warning", "GaveUp", updated.last_error);
+      }
+    }
+    if (Status s = store_.UpdateObserved(updated); !s.ok()) r.status = s;
+    report.results.push_back(std::move(r));
+  }
+  return report;
 }
 
 Status Engine::Refresh() {

@@ -22,7 +22,15 @@ struct EngineOptions {
   std::chrono::milliseconds agent_timeout{std::chrono::seconds(180)};
   /// Between readiness command attempts.
   std::chrono::milliseconds readiness_interval{std::chrono::milliseconds(500)};
+  /// Automatic restarts in a row before reconcile gives up on a sandbox.
+  int max_restart_attempts = 5;
+  std::chrono::seconds backoff_base{10};
+  std::chrono::seconds backoff_max{300};
 };
+
+/// Delay before automatic restart attempt number `failures` + 1:
+/// base * 2^(failures-1), capped at max; zero when failures == 0.
+std::chrono::seconds BackoffDelay(int failures, std::chrono::seconds base, std::chrono::seconds max);
 
 struct ChangeResult {
   std::string name;
@@ -53,6 +61,14 @@ class Engine {
   /// stopped on purpose). Journal entries left "started" by an interrupted
   /// run are closed as abandoned.
   Status Refresh();
+
+  /// One level-triggered pass over every recorded sandbox (`banger reconcile`,
+  /// and each tick of watch mode): observes the truth, then restarts sandboxes
+  /// whose VM died, hung or never became ready, as their restartPolicy allows.
+  /// Consecutive failures back off exponentially per sandbox
+  /// (BackoffDelay); after `max_restart_attempts` the sandbox stays Failed
+  /// until its spec changes or it is applied again.
+  ApplyReport Reconcile();
 
   /// Deletes one sandbox (VM, disk, record). OK if it does not exist.
   Status DeleteSandbox(const std::string& name);

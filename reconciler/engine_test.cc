@@ -300,3 +300,84 @@ TEST_F(EngineTest, DeleteRemovesEverything) {
 
 }  // namespace
 }  // namespace banger
+
+namespace banger {
+namespace {
+
+TEST(BackoffTest, DoublesFromBaseAndCaps) {
+  using std::chrono::seconds;
+  EXPECT_EQ(BackoffDelay(0, seconds(10), seconds(300)), seconds(0));
+  EXPECT_EQ(BackoffDelay(1, seconds(10), seconds(300)), seconds(10));
+  EXPECT_EQ(BackoffDelay(2, seconds(10), seconds(300)), seconds(20));
+  EXPECT_EQ(BackoffDelay(4, seconds(10), seconds(300)), seconds(80));
+  EXPECT_EQ(BackoffDelay(6, seconds(10), seconds(300)), seconds(300));
+  EXPECT_EQ(BackoffDelay(60, seconds(10), seconds(300)), seconds(300));
+}
+
+class ReconcileTest : public EngineTest {};
+
+TEST_F(ReconcileTest, CrashedSandboxIsRestartedKeepingItsDisk) {
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  ASSERT_TRUE(e.Apply(PlanFor({MakeSpec("web")})).ok());
+  rt.Crash("web");
+  ApplyReport rep = e.Reconcile();
+  ASSERT_EQ(rep.results.size(), 1u);
+  EXPECT_TRUE(rep.ok()) << rep.results[0].status.ToString();
+  EXPECT_EQ(Get("web").phase, SandboxPhase::kReady);
+  EXPECT_EQ(Count(rt.calls(), "boot web keep-disk"), 1);
+  EXPECT_EQ(store_->ListEvents("web", 100)->back().reason, "Restarted");
+}
+
+TEST_F(ReconcileTest, HealthySandboxesAreLeftAlone) {
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  ASSERT_TRUE(e.Apply(PlanFor({MakeSpec("web")})).ok());
+  EXPECT_TRUE(e.Reconcile().results.empty());
+  EXPECT_EQ(rt.boots(), 1);
+}
+
+TEST_F(ReconcileTest, NeverPolicyAndUserStopAreHonoured) {
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  SandboxSpec never = MakeSpec("never");
+  never.restart_policy = RestartPolicy::kNever;
+  ASSERT_TRUE(e.Apply(PlanFor({never, MakeSpec("stopped")})).ok());
+  ASSERT_TRUE(e.StopSandbox("stopped").ok());
+  rt.Crash("never");
+  EXPECT_TRUE(e.Reconcile().results.empty());
+  EXPECT_EQ(Get("never").phase, SandboxPhase::kFailed);
+  EXPECT_EQ(Get("stopped").phase, SandboxPhase::kStopped);
+}
+
+TEST_F(ReconcileTest, RepeatedFailuresBackOffThenGiveUp) {
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  ASSERT_TRUE(e.Apply(PlanFor({MakeSpec("web")})).ok());
+  rt.Crash("web");
+  rt.FailBoots("web", 100, Internal("qemu exited with status 1"));
+  // First attempt fails and schedules the next one 10s later.
+  ASSERT_EQ(e.Reconcile().results.size(), 1u);
+  SandboxRecord r = Get("web");
+  EXPECT_EQ(r.restart_count, 1);
+  EXPECT_EQ(r.next_retry_at, clock_.NowUnix() + 10);
+  // Within the backoff window nothing is attempted.
+  EXPECT_TRUE(e.Reconcile().results.empty());
+  int boots = rt.boots();
+  // Each later attempt waits twice as long; after 5 attempts reconcile gives up.
+  for (int i = 0; i < 10; ++i) {
+    clock_.Advance(std::chrono::seconds(400));
+    (void)e.Reconcile();
+  }
+  r = Get("web");
+  EXPECT_EQ(r.restart_count, 5);
+  EXPECT_EQ(rt.boots() - boots, 4);
+  EXPECT_EQ(r.phase, SandboxPhase::kFailed);
+  EXPECT_NE(r.last_error.find("gave up after 5 restart attempts"), std::string::npos) << r.last_error;
+  // An explicit apply tries again from scratch.
+  Plan p = PlanFor({MakeSpec("web")});
+  ASSERT_EQ(p.Summary().restart, 1);
+}
+
+}  // namespace
+}  // namespace banger

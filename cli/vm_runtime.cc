@@ -1,0 +1,302 @@
+#include "cli/vm_runtime.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "base/files.h"
+#include "base/sha256.h"
+#include "base/strings.h"
+#include "kernels/vmlinux.h"
+#include "providers/agent_client.h"
+#include "providers/initramfs.h"
+#include "providers/qemu_hypervisor.h"
+#include "reconciler/engine.h"
+
+namespace banger::cli {
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+fs::path FindAgentBinary() {
+  if (const char* env = std::getenv("BANGER_AGENT"); env && *env) return env;
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return {};
+  fs::path dir = self.parent_path();
+  for (const fs::path& candidate : {dir / "../agent/banger-agent", dir / "../libexec/banger/banger-agent",
+                                    fs::path("/usr/local/libexec/banger/banger-agent"),
+                                    fs::path("/usr/libexec/banger/banger-agent")}) {
+    if (fs::exists(candidate, ec)) return fs::weakly_canonical(candidate, ec);
+  }
+  return {};
+}
+
+fs::path SandboxRuntimeDir(const StateLayout& layout, const std::string& id) {
+  return layout.sandboxes_dir / id;
+}
+
+fs::path AgentSocketOf(const SandboxRecord& record) {
+  return RuntimeFilesFor(record.runtime_dir).agent_socket;
+}
+
+fs::path ConsoleLogOf(const SandboxRecord& record) {
+  return RuntimeFilesFor(record.runtime_dir).console_log;
+}
+
+namespace {
+
+bool OnPath(const std::string& program) {
+  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  for (const auto& dir : Split(path ? path : "/usr/bin:/bin", ':')) {
+    if (!dir.empty() && ::access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+  }
+  return false;
+}
+
+// The image's OCI config (entrypoint, cmd, env, workdir), if it has one.
+void ApplyImageConfig(const std::string& config_json, GuestConfig& guest) {
+  if (config_json.empty()) return;
+  auto j = nlohmann::json::parse(config_json, nullptr, false);
+  if (j.is_discarded()) return;
+  const nlohmann::json* c = j.contains("config") ? &j["config"] : &j;
+  if (!c->is_object()) return;
+  auto strings = [](const nlohmann::json& v) {
+    std::vector<std::string> out;
+    if (v.is_array()) {
+      for (const auto& s : v) {
+        if (s.is_string()) out.push_back(s.get<std::string>());
+      }
+    }
+    return out;
+  };
+  std::vector<std::string> argv;
+  if (c->contains("Entrypoint")) argv = strings((*c)["Entrypoint"]);
+  if (c->contains("Cmd")) {
+    auto cmd = strings((*c)["Cmd"]);
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+  }
+  guest.entrypoint = argv;
+  if (c->contains("Env")) {
+    for (const auto& kv : strings((*c)["Env"])) {
+      size_t eq = kv.find('=');
+      if (eq != std::string::npos) guest.entrypoint_env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+  }
+  if (c->contains("WorkingDir") && (*c)["WorkingDir"].is_string()) {
+    guest.workdir = (*c)["WorkingDir"].get<std::string>();
+  }
+}
+
+class VmRuntime final : public SandboxRuntime {
+ public:
+  VmRuntime(const Config& config, const StateLayout& layout, CommandRunner& runner, Clock& clock)
+      : layout_(layout), runner_(runner), clock_(clock) {
+    QemuOptions o;
+    o.accel = config.accel == "kvm" ? QemuAccel::kKvm : config.accel == "tcg" ? QemuAccel::kTcg : QemuAccel::kAuto;
+    o.machine = config.machine == "microvm" ? QemuMachine::kMicrovm
+                : config.machine == "q35"   ? QemuMachine::kQ35
+                                            : QemuMachine::kAuto;
+    o.accel_cache_file = layout.root / "accel-verdict";
+    qemu_binary_ = o.qemu_binary;
+    hv_ = MakeQemuHypervisor(runner, clock, o);
+    agent_ = FindAgentBinary();
+  }
+
+  std::string_view Kind() const override { return "qemu"; }
+
+  Status CheckAvailable() override {
+    if (!OnPath(qemu_binary_)) {
+      return FailedPrecondition("no hypervisor available: " + qemu_binary_ +
+                                " is not installed (run scripts/setup.sh, which installs qemu-system-x86)");
+    }
+    if (agent_.empty()) {
+      return FailedPrecondition(
+          "the guest agent binary banger-agent was not found beside banger or in libexec; "
+          "set BANGER_AGENT to its path");
+    }
+    return OkStatus();
+  }
+
+  Result<BootResult> Boot(const BootRequest& req) override {
+    const SandboxSpec& spec = req.spec;
+    BANGER_ASSIGN_OR_RETURN(fs::path initramfs, EnsureInitramfs(req.kernel));
+    VmLaunchConfig c;
+    c.sandbox_id = req.record.id;
+    c.name = req.record.name;
+    c.cpus = spec.cpus;
+    c.memory_bytes = spec.memory_bytes;
+    c.runtime_dir = SandboxRuntimeDir(layout_, req.record.id);
+    c.kernel_path = req.kernel.kernel_path;
+    if (!req.kernel.vmlinux_path.empty()) {
+      // The uncompressed kernel boots about twice as fast under TCG, but only
+      // through its PVH entry point.
+      auto pvh = kernels::HasPvhEntry(req.kernel.vmlinux_path);
+      if (pvh.ok() && *pvh) c.kernel_path = req.kernel.vmlinux_path;
+    }
+    c.initrd_path = initramfs;
+    c.base_disk = req.image.rootfs_path;
+    c.disk_bytes = spec.disk_bytes;
+    c.keep_disk = !req.fresh_disk;
+    GuestConfig& g = c.guest;
+    g.hostname = spec.name;
+    g.env = spec.env;
+    g.authorized_keys = spec.ssh_authorized_keys;
+    for (const auto& f : spec.files) {
+      GuestFile gf;
+      gf.path = f.path;
+      gf.mode = f.mode;
+      if (f.content) {
+        gf.content = *f.content;
+      } else if (f.source) {
+        auto data = ReadFile(*f.source);
+        if (!data) return data.error().WithContext("files: " + f.path);
+        gf.content = *data;
+      }
+      g.files.push_back(std::move(gf));
+    }
+    ApplyImageConfig(req.image.config_json, g);
+    if (spec.network.mode != NetworkMode::kNone) {
+      GuestNetwork n;
+      n.address = "10.0.2.15";
+      n.prefix = 24;
+      n.gateway = "10.0.2.2";
+      n.dns = {"10.0.2.3"};
+      g.network = n;
+      c.user_network.enabled = true;
+      c.user_network.restrict = spec.network.mode == NetworkMode::kIsolated;
+      for (const auto& p : spec.network.ports) {
+        c.user_network.forwards.push_back(
+            {std::string(ToString(p.protocol)), "127.0.0.1", p.host, p.guest});
+      }
+    }
+    BANGER_ASSIGN_OR_RETURN(VmHandle h, hv_->Boot(c));
+    BootResult r;
+    r.hypervisor = "qemu";
+    r.process = h.process;
+    r.runtime_dir = h.runtime_dir.string();
+    r.disk_path = h.disk_path.string();
+    if (g.network) r.address = g.network->address;
+    return r;
+  }
+
+  Status WaitAgent(const SandboxRecord& rec, milliseconds timeout) override {
+    auto deadline = clock_.SteadyNow() + timeout;
+    Status last = Unavailable("guest agent did not answer");
+    while (clock_.SteadyNow() < deadline) {
+      auto step = std::min(deadline, clock_.SteadyNow() + std::chrono::seconds(5));
+      auto conn = ConnectAgent(AgentSocketOf(rec), step);
+      if (conn) {
+        auto hello = (*conn)->WaitHello(step);
+        if (hello) return OkStatus();
+        last = hello.error();
+      } else {
+        last = conn.error();
+      }
+      RuntimeObservation obs = Inspect(rec);
+      if (!obs.alive) {
+        return Unavailable("VM exited before the guest agent said hello: " + obs.detail + ConsoleTail(rec));
+      }
+      clock_.SleepFor(milliseconds(200));
+    }
+    return DeadlineExceeded("guest agent did not say hello within " + FormatDuration(timeout) + ": " +
+                            last.message() + ConsoleTail(rec));
+  }
+
+  Result<CommandOutput> Exec(const SandboxRecord& rec, const std::vector<std::string>& argv,
+                             milliseconds timeout) override {
+    BANGER_ASSIGN_OR_RETURN(auto conn, ConnectAgent(AgentSocketOf(rec), clock_.SteadyNow() + std::chrono::seconds(10)));
+    ExecCommand cmd;
+    cmd.argv = argv;
+    BANGER_ASSIGN_OR_RETURN(ExecResult r, conn->Exec(cmd, "", timeout));
+    return CommandOutput{r.exit_code, std::move(r.stdout_data), std::move(r.stderr_data)};
+  }
+
+  RuntimeObservation Inspect(const SandboxRecord& rec) override {
+    RuntimeObservation o;
+    VmHandle h = HandleOf(rec);
+    VmObservation v = hv_->Inspect(h);
+    o.alive = v.process_alive;
+    o.responsive = v.vmm_responsive;
+    o.detail = v.detail;
+    return o;
+  }
+
+  Status Stop(const SandboxRecord& rec, milliseconds grace) override {
+    return hv_->Shutdown(HandleOf(rec), grace);
+  }
+
+  Status Destroy(const SandboxRecord& rec) override {
+    VmHandle h = HandleOf(rec);
+    if (h.runtime_dir.empty()) h.runtime_dir = SandboxRuntimeDir(layout_, rec.id);
+    return hv_->Destroy(h);
+  }
+
+ private:
+  // The recorded identity, or the one recovered from the runtime dir's pidfile
+  // when banger was interrupted before recording it.
+  VmHandle HandleOf(const SandboxRecord& rec) {
+    VmHandle h;
+    h.runtime_dir = rec.runtime_dir.empty() ? SandboxRuntimeDir(layout_, rec.id) : fs::path(rec.runtime_dir);
+    QemuRuntimeFiles f = RuntimeFilesFor(h.runtime_dir);
+    h.disk_path = f.disk;
+    h.agent_socket = f.agent_socket;
+    h.process = {rec.pid, rec.pid_start_time};
+    if (rec.pid == 0 || !ProcessAlive(h.process)) {
+      auto recovered = RecoverQemuProcess(h.runtime_dir);
+      if (recovered) h.process = *recovered;
+    }
+    return h;
+  }
+
+  std::string ConsoleTail(const SandboxRecord& rec) {
+    auto log = ReadFile(ConsoleLogOf(rec));
+    if (!log || log->empty()) return "";
+    std::string tail = log->size() > 600 ? log->substr(log->size() - 600) : *log;
+    return "\nconsole ends:\n" + tail;
+  }
+
+  // One initramfs per (kernel, agent build), cached beside the kernel.
+  Result<fs::path> EnsureInitramfs(const KernelRecord& kernel) {
+    BANGER_ASSIGN_OR_RETURN(std::string agent_hash, Sha256File(agent_));
+    fs::path dir = fs::path(kernel.kernel_path).parent_path();
+    fs::path out = dir / ("banger-initramfs-" + agent_hash.substr(0, 12) + ".img");
+    std::error_code ec;
+    if (fs::exists(out, ec)) return out;
+    if (kernel.modules_dir.empty()) {
+      return FailedPrecondition("kernel " + kernel.name + " has no modules directory; banger needs its "
+                                "virtio and ext4 modules for the initramfs");
+    }
+    fs::path tmp = out;
+    tmp += ".tmp." + std::to_string(::getpid());
+    Status s = BuildInitramfs(kernel.modules_dir, agent_, tmp);
+    if (!s.ok()) {
+      (void)RemoveAll(tmp);
+      return s.WithContext("building the initramfs for kernel " + kernel.name);
+    }
+    fs::rename(tmp, out, ec);
+    if (ec) {
+      (void)RemoveAll(tmp);
+      return ErrnoStatus(ec.value(), "publishing " + out.string());
+    }
+    return out;
+  }
+
+  StateLayout layout_;
+  CommandRunner& runner_;
+  Clock& clock_;
+  std::unique_ptr<Hypervisor> hv_;
+  std::string qemu_binary_;
+  fs::path agent_;
+};
+
+}  // namespace
+
+std::unique_ptr<SandboxRuntime> MakeVmRuntime(const Config& config, const StateLayout& layout,
+                                              CommandRunner& runner, Clock& clock) {
+  return std::make_unique<VmRuntime>(config, layout, runner, clock);
+}
+
+}  // namespace banger::cli
