@@ -16,6 +16,8 @@
 #include "cli/config.h"
 #include "cli/output.h"
 #include "cli/runtime_wiring.h"
+#include "cli/vm_commands.h"
+#include "cli/vm_runtime.h"
 #include "reconciler/engine.h"
 #include "reconciler/plan.h"
 #include "spec/loader.h"
@@ -531,6 +533,141 @@ int Main(int argc, char** argv) {
   add_lifecycle("stop", "Stop a sandbox (it stays stopped until started)", 0);
   add_lifecycle("start", "Start a stopped sandbox", 1);
   add_lifecycle("restart", "Stop and start a sandbox", 2);
+
+  // exec
+  auto* exec = app.add_subcommand("exec", "Run a command in a sandbox (exit code passed through)");
+  std::string x_name, x_cwd;
+  std::vector<std::string> x_cmd, x_env;
+  bool x_stdin = false, x_tty = false;
+  exec->add_option("name", x_name, "Sandbox name")->required();
+  exec->add_flag("-i,--stdin", x_stdin, "Pass stdin to the command");
+  exec->add_flag("-t,--tty", x_tty, "Allocate a terminal");
+  exec->add_option("-e,--env", x_env, "KEY=VALUE for the command (repeatable)");
+  exec->add_option("-w,--workdir", x_cwd, "Working directory in the guest");
+  exec->add_option("command", x_cmd, "Command and arguments (after --)")->required();
+  exec->callback([&] {
+    Context ctx(g);
+    if (Status s = ctx.Init(); !s.ok()) {
+      exit_code = Fail(s);
+      return;
+    }
+    auto rec = ctx.store().GetSandbox(x_name);
+    if (!rec) {
+      exit_code = Fail(NotFound("sandbox \"" + x_name + "\" not found"));
+      return;
+    }
+    if (rec->phase != SandboxPhase::kReady && rec->phase != SandboxPhase::kBooting) {
+      exit_code = Fail(FailedPrecondition("sandbox \"" + x_name + "\" is " + std::string(ToString(rec->phase)) +
+                                          (rec->last_error.empty() ? "" : ": " + rec->last_error)));
+      return;
+    }
+    std::map<std::string, std::string> env;
+    for (const auto& kv : x_env) {
+      size_t eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        exit_code = Fail(InvalidArgument("--env " + kv + ": expected KEY=VALUE"));
+        return;
+      }
+      env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    auto code = RunInteractiveExec(*rec, x_cmd, env, x_cwd, x_stdin, x_tty);
+    if (!code) {
+      exit_code = Fail(code.error());
+      return;
+    }
+    exit_code = *code;
+  });
+
+  // logs
+  auto* logs = app.add_subcommand("logs", "Print a sandbox's serial console");
+  std::string l_name;
+  bool l_follow = false;
+  logs->add_option("name", l_name, "Sandbox name")->required();
+  logs->add_flag("-f,--follow", l_follow, "Keep printing new output until interrupted");
+  logs->callback([&] {
+    Context ctx(g);
+    if (Status s = ctx.Init(); !s.ok()) {
+      exit_code = Fail(s);
+      return;
+    }
+    auto rec = ctx.store().GetSandbox(l_name);
+    if (!rec) {
+      exit_code = Fail(NotFound("sandbox \"" + l_name + "\" not found"));
+      return;
+    }
+    if (rec->runtime_dir.empty()) {
+      exit_code = Fail(FailedPrecondition("sandbox \"" + l_name + "\" has not booted yet"));
+      return;
+    }
+    exit_code = FollowFile(ConsoleLogOf(*rec), l_follow, ctx.clock()) ? kExitOk : kExitError;
+  });
+
+  // ssh
+  auto* ssh = app.add_subcommand("ssh", "Open an SSH session to a sandbox (needs sshd and a port for 22)");
+  std::string s_name, s_user = "root";
+  std::vector<std::string> s_args;
+  ssh->add_option("name", s_name, "Sandbox name")->required();
+  ssh->add_option("-l,--user", s_user, "User to log in as");
+  ssh->add_option("args", s_args, "Extra ssh arguments (after --)");
+  ssh->callback([&] {
+    Context ctx(g);
+    if (Status s = ctx.Init(); !s.ok()) {
+      exit_code = Fail(s);
+      return;
+    }
+    auto rec = ctx.store().GetSandbox(s_name);
+    if (!rec) {
+      exit_code = Fail(NotFound("sandbox \"" + s_name + "\" not found"));
+      return;
+    }
+    auto spec = RecordSpec(*rec);
+    if (!spec) {
+      exit_code = Fail(spec.error());
+      return;
+    }
+    uint16_t port = 0;
+    for (const auto& p : spec->network.ports) {
+      if (p.guest == 22 && p.protocol == Protocol::kTcp) port = p.host;
+    }
+    if (port == 0 || spec->network.mode == NetworkMode::kNone) {
+      exit_code = Fail(FailedPrecondition("sandbox \"" + s_name + "\" forwards no host port to guest port 22; add "
+                                          "network.ports: [{host: 2222, guest: 22}] to its spec"));
+      return;
+    }
+    std::vector<std::string> ssh_argv = {"ssh", "-p", std::to_string(port), "-o", "StrictHostKeyChecking=no",
+                                     "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                                     s_user + "@127.0.0.1"};
+    ssh_argv.insert(ssh_argv.end(), s_args.begin(), s_args.end());
+    std::vector<char*> cargv;
+    for (auto& a : ssh_argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    ::execvp("ssh", cargv.data());
+    exit_code = Fail(ErrnoStatus(errno, "running ssh"));
+  });
+
+  // reconcile
+  auto* reconcile = app.add_subcommand("reconcile", "One pass: restart crashed or hung sandboxes as their restartPolicy allows");
+  std::string r_output = "text";
+  reconcile->add_option("-o,--output", r_output, "text|json")->check(CLI::IsMember({"text", "json"}));
+  reconcile->callback([&] {
+    Context ctx(g);
+    if (Status s = ctx.Init(); !s.ok()) {
+      exit_code = Fail(s);
+      return;
+    }
+    TerminalSink sink(g.verbose);
+    NullEventSink quiet;
+    Engine engine = ctx.MakeEngine(r_output == "json" ? static_cast<EventSink&>(quiet) : sink, 0);
+    ApplyReport rep = engine.Reconcile();
+    if (r_output == "json") {
+      std::cout << ReportJson(rep);
+    } else if (rep.results.empty()) {
+      std::cout << "All sandboxes are as they should be.\n";
+    } else {
+      for (const auto& r : rep.results) std::cout << ResultLine(r) << "\n";
+    }
+    exit_code = rep.ok() ? kExitOk : kExitError;
+  });
 
   // config
   auto* config = app.add_subcommand("config", "Show the effective configuration");

@@ -10,6 +10,7 @@
 
 #include "base/strings.h"
 #include "cli/output.h"
+#include "cli/vm_runtime.h"
 #include "images/catalog.h"
 #include "images/image_service.h"
 #include "kernels/catalog.h"
@@ -130,8 +131,10 @@ class ServiceArtifacts final : public ArtifactStore {
 
 class Wiring final : public RuntimeWiring {
  public:
-  explicit Wiring(Artifacts a)
-      : a_(std::move(a)), artifacts_(*a_.images, *a_.kernels) {}
+  Wiring(Artifacts a, const Config& config, const StateLayout& layout, Clock& clock)
+      : a_(std::move(a)),
+        artifacts_(*a_.images, *a_.kernels),
+        runtime_(MakeVmRuntime(config, layout, *a_.runner, clock)) {}
   SandboxRuntime* runtime() override { return runtime_.get(); }
   ArtifactStore& artifacts() override { return artifacts_; }
 
@@ -179,7 +182,7 @@ nlohmann::json KernelJson(const KernelRecord& r) {
 Result<std::unique_ptr<RuntimeWiring>> MakeRuntimeWiring(const Config& config, const StateLayout& layout,
                                                          StateStore& store, Clock& clock) {
   BANGER_ASSIGN_OR_RETURN(Artifacts a, MakeArtifacts(config, layout, store, clock));
-  return std::unique_ptr<RuntimeWiring>(std::make_unique<Wiring>(std::move(a)));
+  return std::unique_ptr<RuntimeWiring>(std::make_unique<Wiring>(std::move(a), config, layout, clock));
 }
 
 void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContext>()> context,

@@ -353,7 +353,7 @@ std::string RenderPlanText(const Plan& plan, bool color) {
     return color && *code ? std::string(code) + text + kReset : text;
   };
   for (const auto& e : plan.errors) out += paint(kRed, "error: ") + e + "\n";
-  if (!plan.errors.empty()) out += "\n";
+  if (!plan.errors.empty()) return out;
   PlanSummary s = plan.Summary();
   if (!plan.HasChanges()) {
     out += "No changes. " + std::to_string(s.unchanged) +
