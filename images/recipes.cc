@@ -66,11 +66,11 @@ bool SafeRelative(std::string_view p) {
 
 constexpr char kInittab[] =
     "# banger busybox: minimal init\n"
-    "::sysinit:/bin/mount -t proc proc /proc\n"
-    "::sysinit:/bin/mount -t sysfs sysfs /sys\n"
-    "::sysinit:/bin/mount -t tmpfs tmpfs /run\n"
+    "# Under banger the guest agent has already mounted /proc, /sys and /run.\n"
+    "::sysinit:/bin/sh -c 'mountpoint -q /proc || mount -t proc proc /proc'\n"
+    "::sysinit:/bin/sh -c 'mountpoint -q /sys || mount -t sysfs sysfs /sys'\n"
+    "::sysinit:/bin/sh -c 'mountpoint -q /run || mount -t tmpfs tmpfs /run'\n"
     "::sysinit:/bin/hostname -F /etc/hostname\n"
-    "::askfirst:-/bin/sh\n"
     "::ctrlaltdel:/sbin/reboot\n"
     "::shutdown:/bin/umount -a -r\n";
 

@@ -12,7 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # runtime: VMs, disks, kernels, images
   qemu-system-x86 qemu-utils e2fsprogs busybox-static linux-image-amd64 debootstrap
-  iproute2 nftables xz-utils zstd lz4 cpio
+  iproute2 nftables xz-utils zstd lz4 cpio kmod openssh-client
   # tests and benchmarks: a real OCI registry, reference tools
   docker-registry skopeo umoci hyperfine sqlite3
 )
