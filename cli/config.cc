@@ -26,6 +26,19 @@ std::string Where(const std::string& path, const YAML::Node& n) {
   return path + ":" + std::to_string(n.Mark().line + 1) + ":" + std::to_string(n.Mark().column + 1);
 }
 
+// The text of one top-level section of a block-style YAML file, with every
+// other line blanked so line numbers in later diagnostics stay those of the file.
+std::string SectionText(const std::string& text, std::string_view key) {
+  std::string out;
+  bool keep = false;
+  for (const auto& line : Split(text, '\n')) {
+    bool top_level = !line.empty() && line[0] != ' ' && line[0] != '\t' && line[0] != '#';
+    if (top_level) keep = StartsWith(line, std::string(key) + ":");
+    out += (keep ? line : std::string()) + "\n";
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<Config> LoadConfig(const std::string& explicit_path) {
@@ -70,10 +83,8 @@ Result<Config> LoadConfig(const std::string& explicit_path) {
         }
       } else if (key == "images" || key == "kernels") {
         // Catalog entries, parsed by the image and kernel catalogs, which
-        // report errors against this file.
-        YAML::Emitter e;
-        e << YAML::BeginMap << YAML::Key << key << YAML::Value << v << YAML::EndMap;
-        (key == "images" ? c.image_catalog_yaml : c.kernel_catalog_yaml) = e.c_str();
+        // report errors against this file's own lines.
+        (key == "images" ? c.image_catalog_yaml : c.kernel_catalog_yaml) = SectionText(text, key);
       } else {
         std::string hint = ClosestMatch(key, kKeys);
         return InvalidArgument(Where(path, it->first) + ": unknown key \"" + key + "\"" +

@@ -137,5 +137,22 @@ TEST_F(CliTest, BadConfigNamesFileLineAndKey) {
       << out.stderr_data;
 }
 
+TEST_F(CliTest, BadCatalogEntryInConfigNamesItsOwnLine) {
+  Write("config.yaml", "parallel: 2\nimages:\n  alpine:\n    ocii: \"x\"\n");
+  CommandOutput out = Banger({"image", "catalog"});
+  EXPECT_EQ(out.exit_code, 1);
+  EXPECT_NE(out.stderr_data.find("config.yaml:4:5: image catalog entry \"alpine\": unknown field \"ocii\""),
+            std::string::npos)
+      << out.stderr_data;
+}
+
+TEST_F(CliTest, UserCatalogEntriesAreListed) {
+  Write("config.yaml", "images:\n  alpine: {oci: \"127.0.0.1:5000/library/alpine:3.19\"}\n");
+  CommandOutput out = Banger({"image", "catalog"});
+  ASSERT_EQ(out.exit_code, 0) << out.stderr_data;
+  EXPECT_NE(out.stdout_data.find("alpine"), std::string::npos);
+  EXPECT_NE(out.stdout_data.find("busybox"), std::string::npos) << "built-in entries stay";
+}
+
 }  // namespace
 }  // namespace banger
