@@ -1,6 +1,6 @@
 // Driver for bench/oci_pull.sh: pulls and flattens one image with banger's
-// oci module and prints one JSON line. Not part of the build; the script
-// compiles it against a build directory's static libraries.
+// oci module and prints one JSON line. Built as target oci_pull_bench
+// (bench/CMakeLists.txt).
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
