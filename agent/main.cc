@@ -20,6 +20,8 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -68,6 +70,31 @@ void SleepMs(int ms) {
   // Only PID 1 gets here if power-off is unsupported: exiting panics the
   // kernel, and panic=-1 with QEMU's -no-reboot ends the VM.
   ::_exit(1);
+}
+
+// With the image's own init as PID 1, power off through it, so services stop
+// and file systems unmount cleanly: the image's poweroff command (systemd,
+// busybox and sysvinit all ship one), else the signal systemd and busybox init
+// both understand as "power off". The host waits for the VM to exit and
+// forces it after its deadline.
+void PowerOffThroughInit() {
+  Log("asking init to power off");
+  if (::access("/sbin/poweroff", X_OK) == 0) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      char* argv[] = {const_cast<char*>("/sbin/poweroff"), nullptr};
+      ::execv("/sbin/poweroff", argv);
+      ::_exit(127);
+    }
+    if (pid > 0) {
+      int status = 0;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+    }
+  }
+  ::kill(1, SIGRTMIN + 4);  // systemd: poweroff
+  ::kill(1, SIGUSR2);       // busybox init: poweroff
 }
 
 [[noreturn]] void Fatal(const std::string& msg) {
@@ -430,6 +457,7 @@ int RunAsInit() {
   opts.power_off = [] { PowerOff(); };
 
   if (use_image_init) {
+    opts.power_off = [] { PowerOffThroughInit(); };
     pid_t pid = ::fork();
     if (pid < 0) Fatal(Errno("fork agent server"));
     if (pid == 0) {
