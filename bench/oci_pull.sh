@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
-# Reproducible pull+flatten benchmark: banger's oci module versus
-# `skopeo copy docker://… oci:DIR` + `umoci raw unpack`, on a ~100 MiB,
-# 4-layer image (deterministic content) served by a local docker-registry on
-# 127.0.0.1. Cold = empty blob cache; warm = cache kept, new destination.
+# Reproducible image-pull benchmark (issue 3), all in one run against a
+# ~105 MiB, 4-layer gzip image (deterministic content) served by a local
+# docker-registry on 127.0.0.1:
+#   cold     banger image pull REF into a fresh state dir (pull + flatten + ext4 root disk)
+#   vs       skopeo copy docker://REF oci:DIR + umoci raw unpack + mkfs.ext4 -d (what a user
+#            would script instead), also from nothing
+#   warm     banger image pull REF again after `banger image rm` (blob cache kept)
+#   present  banger image pull REF when the image is already installed
+#   lib      oci_pull_bench: banger's PullAndFlatten alone (no ext4), for reference
+# Targets: banger cold <= 0.7 x the alternative; warm re-pull < 50 ms.
+# "Cold" means empty blob cache and no image; the registry's files are in the
+# host page cache in every case (no cache dropping on a shared machine).
 #
-# Usage: bench/oci_pull.sh [RUNS]      (env: BUILD_DIR, default build-oci; WORK, default mktemp)
-# Needs: docker-registry, skopeo, umoci, openssl, python3, ninja, c++.
+# Usage: bench/oci_pull.sh [RUNS]   (env: BUILD_DIR, default build-bench; OUT, a directory
+#        for hyperfine's JSON exports, default: none kept)
+# Needs: ninja -C BUILD_DIR banger oci_pull_bench; docker-registry, skopeo, umoci,
+#        mkfs.ext4, hyperfine, openssl, python3, curl.
 set -euo pipefail
 
 RUNS=${1:-3}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-$SRC/build-oci}
-WORK=${WORK:-$(mktemp -d /tmp/banger-oci-bench.XXXXXX)}
+BUILD_DIR=${BUILD_DIR:-$SRC/build-bench}
+BANGER=$BUILD_DIR/cli/banger
+DRIVER=$BUILD_DIR/bench/oci_pull_bench
+WORK=$(mktemp -d /tmp/banger-oci-bench.XXXXXX)
 REG_PID=""
 
 cleanup() {
@@ -20,19 +32,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in docker-registry skopeo umoci openssl python3 ninja c++; do
+for tool in docker-registry skopeo umoci mkfs.ext4 hyperfine openssl python3 curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
-
-# --- build the driver against banger_oci ----------------------------------
-if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
-  cmake -S "$SRC" -B "$BUILD_DIR" -G Ninja >/dev/null
-fi
-ninja -C "$BUILD_DIR" -j2 banger_oci banger_base >/dev/null
-DRIVER="$WORK/oci_pull"
-c++ -std=c++20 -O2 -I"$SRC" "$SRC/bench/oci_pull_main.cc" \
-  "$BUILD_DIR/oci/libbanger_oci.a" "$BUILD_DIR/base/libbanger_base.a" \
-  -lcurl -larchive -lzstd -lcrypto -lspdlog -lfmt -pthread -o "$DRIVER"
+for f in "$BANGER" "$DRIVER"; do
+  [[ -x "$f" ]] || { echo "missing $f (ninja -C $BUILD_DIR banger oci_pull_bench)" >&2; exit 1; }
+done
 
 # --- deterministic image content -------------------------------------------
 prng() {  # prng SEED BYTES: reproducible incompressible bytes
@@ -46,7 +51,7 @@ diff_ids=""
 for l in 1 2 3 4; do
   d="$WORK/layer$l"
   mkdir -p "$d/data/l$l" "$d/text"
-  for f in $(seq 1 200); do prng $((l * 1000 + f)) 102400 >"$d/data/l$l/f$f.bin"; done
+  for f in $(seq 1 260); do prng $((l * 1000 + f)) 102400 >"$d/data/l$l/f$f.bin"; done
   { yes "banger layer $l text line for compressible content" || true; } | head -c $((5 * 1024 * 1024)) >"$d/text/l$l.txt"
   if [[ $l -gt 1 ]]; then  # whiteouts of a few files of the layer below
     mkdir -p "$d/data/l$((l - 1))"
@@ -92,33 +97,56 @@ REF="127.0.0.1:$PORT/bench/img:1"
 skopeo copy -q --dest-tls-verify=false "oci:$LAYOUT:bench" "docker://$REF"
 
 # --- runs ---------------------------------------------------------------------
-now() { date +%s.%N; }
-declare -a bc bw sc sw
-for i in $(seq 1 "$RUNS"); do
-  rm -rf "$WORK/cache" "$WORK/dest"; mkdir -p "$WORK/dest"; sync
-  t=$(now); "$DRIVER" "$REF" "$WORK/dest" "$WORK/cache" >"$WORK/cold.json"; bc+=("$(echo "$(now) - $t" | bc)")
-  rm -rf "$WORK/dest"; mkdir -p "$WORK/dest"
-  t=$(now); "$DRIVER" "$REF" "$WORK/dest" "$WORK/cache" >"$WORK/warm.json"; bw+=("$(echo "$(now) - $t" | bc)")
-  grep -q '"bytes_downloaded": 0,' "$WORK/warm.json" || { echo "warm pull downloaded bytes" >&2; exit 1; }
+# The alternative, as one script hyperfine can run: copy, unpack, build a disk
+# of the same size banger chose (read from banger's disk below).
+cat >"$WORK/alt.sh" <<'ALT'
+#!/usr/bin/env bash
+set -euo pipefail
+ref=$1 work=$2 size=$3
+skopeo copy -q --src-tls-verify=false "docker://$ref" "oci:$work/sk:img"
+umoci raw unpack --image "$work/sk:img" "$work/alt-root" >/dev/null 2>&1
+truncate -s "$size" "$work/alt.ext4"
+mkfs.ext4 -q -F -d "$work/alt-root" -L rootfs -E root_owner=0:0,nodiscard "$work/alt.ext4"
+ALT
+chmod +x "$WORK/alt.sh"
 
-  rm -rf "$WORK/sk" "$WORK/umoci-root"; sync
-  t=$(now)
-  skopeo copy -q --src-tls-verify=false "docker://$REF" "oci:$WORK/sk:img"
-  umoci raw unpack --image "$WORK/sk:img" "$WORK/umoci-root" >/dev/null 2>&1
-  sc+=("$(echo "$(now) - $t" | bc)")
-  rm -rf "$WORK/umoci-root"
-  t=$(now)
-  skopeo copy -q --src-tls-verify=false "docker://$REF" "oci:$WORK/sk:img"
-  umoci raw unpack --image "$WORK/sk:img" "$WORK/umoci-root" >/dev/null 2>&1
-  sw+=("$(echo "$(now) - $t" | bc)")
-  # Same tree? (file list and contents; umoci and banger must agree)
-  if ! diff -r --no-dereference "$WORK/dest" "$WORK/umoci-root" >/dev/null; then
-    echo "trees differ between banger and umoci" >&2; exit 1
-  fi
-done
+B="$BANGER --log-level error --state-dir $WORK/state"
+# One untimed pull to learn the disk size banger picks and to check the tree.
+$B image pull --name bench "$REF" >/dev/null
+DISK=$(find "$WORK/state" -name '*.ext4' -size +1M | head -1)
+[[ -n "$DISK" ]] || { echo "no root disk found under $WORK/state" >&2; find "$WORK/state" >&2; exit 1; }
+SIZE=$(stat -c %s "$DISK")
+mkdir -p "$WORK/lib-root"
+"$DRIVER" "$REF" "$WORK/lib-root" "$WORK/lib-cache" >"$WORK/lib.json"
+"$WORK/alt.sh" "$REF" "$WORK" "$SIZE"
+if ! diff -r --no-dereference "$WORK/lib-root" "$WORK/alt-root" >/dev/null; then
+  echo "trees differ between banger and umoci" >&2; exit 1
+fi
+TREE_BYTES=$(du -sb "$WORK/alt-root" | cut -f1)
+rm -rf "$WORK/state" "$WORK/lib-root" "$WORK/lib-cache" "$WORK/sk" "$WORK/alt-root" "$WORK/alt.ext4"
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "image: 4 gzip layers, $((IMAGE_BYTES / 1048576)) MiB compressed; tree $(du -sb "$WORK/dest" | cut -f1) bytes; runs: $RUNS (median seconds)"
-printf '%-34s %8s %8s\n' "tool" "cold" "warm"
-printf '%-34s %8.2f %8.2f\n' "banger PullAndFlatten" "$(median "${bc[@]}")" "$(median "${bw[@]}")"
-printf '%-34s %8.2f %8.2f\n' "skopeo copy + umoci raw unpack" "$(median "${sc[@]}")" "$(median "${sw[@]}")"
+exp() { if [[ -n "${OUT:-}" ]]; then mkdir -p "$OUT"; echo "--export-json=$OUT/oci_pull_$1.json"; else echo "--style=full"; fi; }
+echo "image: 4 gzip layers, $((IMAGE_BYTES / 1048576)) MiB compressed, tree $((TREE_BYTES / 1048576)) MiB, root disk $((SIZE / 1048576)) MiB"
+echo "load before: $(cat /proc/loadavg)"
+
+# Cold: banger vs the alternative, side by side.
+hyperfine --runs "$RUNS" "$(exp cold)" \
+  --prepare "rm -rf $WORK/state $WORK/sk $WORK/alt-root $WORK/alt.ext4; sync" \
+  -n "banger image pull (cold)" "$B image pull --name bench $REF" \
+  -n "skopeo+umoci+mkfs.ext4 (cold)" "$WORK/alt.sh $REF $WORK $SIZE"
+
+# Warm re-pull: the last cold run left the image installed with its blobs cached.
+rm -rf "$WORK/state"; $B image pull --name bench "$REF" >/dev/null
+blobs_before=$(find "$WORK/state" -type f | wc -l)
+hyperfine -N --runs "$RUNS" "$(exp warm)" \
+  --prepare "$B image rm bench" \
+  -n "banger image pull after image rm (blobs cached)" "$B image pull --name bench $REF"
+hyperfine -N --warmup 2 --runs 20 "$(exp present)" \
+  -n "banger image pull (already installed)" "$B image pull --name bench $REF"
+[[ $(find "$WORK/state" -type f | wc -l) -eq $blobs_before ]] || echo "note: state file count changed across warm pulls" >&2
+
+# Library only, cold (blob cache removed each run), for reference.
+hyperfine --runs "$RUNS" "$(exp lib)" \
+  --prepare "rm -rf $WORK/lib-root $WORK/lib-cache; mkdir -p $WORK/lib-root" \
+  -n "oci_pull_bench PullAndFlatten (cold, no ext4)" "$DRIVER $REF $WORK/lib-root $WORK/lib-cache"
+echo "load after: $(cat /proc/loadavg)"
