@@ -1,0 +1,543 @@
+// End-to-end tests with real VMs: the `banger` binary boots QEMU guests (TCG
+// here) from specs written into a private temp dir, each test with its own
+// state dir. A guard deletes the test's sandboxes and SIGKILLs every QEMU
+// process whose command line names the test's state dir, also on failure.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/command_runner.h"
+#include "base/files.h"
+#include "oci/test_layers.h"
+#include "tests/support/oci_registry.h"
+#include "tests/support/test_util.h"
+
+namespace banger {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using std::chrono::steady_clock;
+using testing::TempDir;
+
+// ---------------------------------------------------------------------------
+// Processes on this host that belong to a test (by state dir in argv).
+
+std::string ReadCmdline(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  if (!f) return "";
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::replace(s.begin(), s.end(), '\0', ' ');
+  return s;
+}
+
+// Pids of QEMU processes whose command line contains `needle` (zombies and
+// exiting processes have an empty cmdline and are not counted).
+std::vector<int> QemuPidsMentioning(const std::string& needle) {
+  std::vector<int> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    int pid = std::stoi(name);
+    std::string cmd = ReadCmdline(pid);
+    if (cmd.find(needle) == std::string::npos) continue;
+    std::string argv0 = cmd.substr(0, cmd.find(' '));
+    if (fs::path(argv0).filename().string().rfind("qemu", 0) == 0) out.push_back(pid);
+  }
+  return out;
+}
+
+void KillByPid(int pid) {
+  auto start = ProcessStartTime(pid);
+  if (!start) return;
+  ProcessIdentity id{pid, *start};
+  (void)SignalProcess(id, SIGKILL);
+  for (int i = 0; i < 200 && ProcessAlive(id); ++i) std::this_thread::sleep_for(milliseconds(10));
+}
+
+// Deletes the test's sandboxes through banger, then kills whatever QEMU is left
+// for the state dir, and any banger child the test started.
+class VmGuard {
+ public:
+  VmGuard() = default;
+  VmGuard(const VmGuard&) = delete;
+  VmGuard& operator=(const VmGuard&) = delete;
+  void Init(std::vector<std::string> banger_prefix, std::string state_dir) {
+    prefix_ = std::move(banger_prefix);
+    state_dir_ = std::move(state_dir);
+  }
+  void Track(const std::string& sandbox) { names_.insert(sandbox); }
+  void TrackProcess(ProcessIdentity id) { children_.push_back(id); }
+
+  ~VmGuard() {
+    for (const ProcessIdentity& id : children_) {
+      (void)SignalProcess(id, SIGKILL);
+      for (int i = 0; i < 200 && ProcessAlive(id); ++i) std::this_thread::sleep_for(milliseconds(10));
+    }
+    if (state_dir_.empty()) return;
+    auto runner = MakePosixCommandRunner();
+    if (fs::exists(state_dir_)) {
+      for (const std::string& n : names_) {
+        CommandSpec spec;
+        spec.argv = prefix_;
+        spec.argv.insert(spec.argv.end(), {"delete", n, "--yes"});
+        spec.env["NO_COLOR"] = "1";
+        spec.timeout = std::chrono::minutes(2);
+        (void)runner->Run(spec);
+      }
+    }
+    std::vector<int> left = QemuPidsMentioning(state_dir_);
+    for (int pid : left) KillByPid(pid);
+  }
+
+ private:
+  std::vector<std::string> prefix_;
+  std::string state_dir_;
+  std::set<std::string> names_;
+  std::vector<ProcessIdentity> children_;
+};
+
+// ---------------------------------------------------------------------------
+
+struct SpecOptions {
+  std::string image = "busybox";
+  int cpus = 1;
+  std::string memory = "256MiB";
+  std::string network = "network:\n    mode: none\n";
+  std::string restart_policy = "Never";
+  std::string readiness = R"(["cat", "/etc/hostname"])";
+  std::string extra;  // more lines under spec:, indented by two spaces
+};
+
+std::string SpecYaml(const std::string& name, const SpecOptions& o) {
+  return "apiVersion: banger.dev/v1\n"
+         "kind: Sandbox\n"
+         "metadata:\n"
+         "  name: " + name + "\n"
+         "spec:\n"
+         "  image: \"" + o.image + "\"\n"
+         "  cpus: " + std::to_string(o.cpus) + "\n"
+         "  memory: " + o.memory + "\n"
+         "  " + o.network +
+         "  readiness:\n"
+         "    command: " + o.readiness + "\n"
+         "    timeout: 120s\n"
+         "  restartPolicy: " + o.restart_policy + "\n" + o.extra;
+}
+
+class VmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists("/usr/bin/qemu-system-x86_64")) GTEST_SKIP() << "qemu-system-x86_64 is not installed";
+    ASSERT_FALSE(dir_.path().empty());
+    state_ = (dir_.path() / "state").string();
+    config_ = Write("config.yaml", "parallel: 2\n");
+    guard_.Init(Prefix(), state_);
+  }
+
+  std::vector<std::string> Prefix() const {
+    return {BANGER_EXE, "--state-dir", state_, "--config", config_};
+  }
+
+  CommandOutput Banger(std::vector<std::string> args, std::chrono::milliseconds timeout = std::chrono::minutes(5)) {
+    CommandSpec spec;
+    spec.argv = Prefix();
+    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+    spec.env["NO_COLOR"] = "1";
+    spec.timeout = timeout;
+    auto out = runner_->Run(spec);
+    EXPECT_TRUE(out.ok()) << "banger " << args[0] << ": " << out.error().ToString();
+    return out.ok() ? *out : CommandOutput{-1, "", ""};
+  }
+
+  std::string Write(const std::string& name, const std::string& content) {
+    fs::path p = dir_.path() / name;
+    fs::create_directories(p.parent_path());
+    EXPECT_TRUE(WriteFileAtomic(p, content).ok());
+    return p.string();
+  }
+
+  // Writes specs/<name>.yaml and remembers the sandbox for the guard.
+  std::string WriteSpec(const std::string& name, const SpecOptions& o) {
+    guard_.Track(name);
+    return Write("specs/" + name + ".yaml", SpecYaml(name, o));
+  }
+
+  CommandOutput Apply(const std::string& spec_file) {
+    return Banger({"apply", "-f", spec_file, "--yes"}, std::chrono::minutes(5));
+  }
+
+  json GetItems() {
+    CommandOutput out = Banger({"get", "-o", "json"});
+    EXPECT_EQ(out.exit_code, 0) << out.stderr_data;
+    json j = json::parse(out.stdout_data, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << "get -o json printed: " << out.stdout_data;
+    if (j.is_discarded() || !j.contains("items")) return json::array();
+    return j["items"];
+  }
+
+  json GetItem(const std::string& name) {
+    for (const json& it : GetItems()) {
+      if (it.value("name", "") == name) return it;
+    }
+    return json();
+  }
+
+  std::string Phase(const std::string& name) {
+    json it = GetItem(name);
+    if (it.is_null()) return "<absent>";
+    return it["status"].value("phase", "<none>");
+  }
+
+  CommandOutput Exec(const std::string& name, std::vector<std::string> argv) {
+    std::vector<std::string> args = {"exec", name, "--"};
+    args.insert(args.end(), argv.begin(), argv.end());
+    return Banger(args, std::chrono::minutes(2));
+  }
+
+  std::vector<int> Qemus() const { return QemuPidsMentioning(state_); }
+
+  std::string Logs(const std::string& name) {
+    CommandOutput out = Banger({"logs", name});
+    std::string s = out.stdout_data;
+    if (s.size() > 3000) s = "..." + s.substr(s.size() - 3000);
+    return s;
+  }
+
+  // Applies and asserts Ready; returns the apply output for diagnostics.
+  void ApplyReady(const std::string& spec_file, const std::string& name) {
+    auto t0 = steady_clock::now();
+    CommandOutput out = Apply(spec_file);
+    double secs = std::chrono::duration<double>(steady_clock::now() - t0).count();
+    RecordProperty("apply_seconds_" + name, std::to_string(secs));
+    ASSERT_EQ(out.exit_code, 0) << "apply failed:\n" << out.stdout_data << out.stderr_data
+                                << "\nconsole:\n" << Logs(name);
+    ASSERT_EQ(Phase(name), "Ready") << out.stdout_data << out.stderr_data;
+  }
+
+  TempDir dir_;
+  std::string state_;
+  std::string config_;
+  std::unique_ptr<CommandRunner> runner_ = MakePosixCommandRunner();
+  VmGuard guard_;  // declared after dir_: runs before the temp dir is removed
+};
+
+// 1. -------------------------------------------------------------------------
+
+TEST_F(VmTest, ApplyBootsBusyboxSandboxAndExecSeesImageFilesAndExitCodes) {
+  SpecOptions o;
+  o.extra = "  files:\n"
+            "    - path: /etc/greeting\n"
+            "      content: |\n"
+            "        hello from the spec\n"
+            "      mode: \"0600\"\n"
+            "    - path: /opt/app/run.sh\n"
+            "      content: |\n"
+            "        #!/bin/sh\n"
+            "        echo app-ran\n"
+            "      mode: \"0755\"\n";
+  std::string f = WriteSpec("one", o);
+  ASSERT_NO_FATAL_FAILURE(ApplyReady(f, "one"));
+
+  json it = GetItem("one");
+  EXPECT_GT(it["status"].value("pid", 0), 0) << it.dump(2);
+  EXPECT_EQ(it["status"].value("hypervisor", ""), "qemu");
+  EXPECT_EQ(Qemus().size(), 1u);
+
+  CommandOutput osr = Exec("one", {"cat", "/etc/os-release"});
+  EXPECT_EQ(osr.exit_code, 0) << osr.stderr_data;
+  EXPECT_NE(osr.stdout_data.find("NAME=\"banger busybox\"\n"), std::string::npos) << osr.stdout_data;
+
+  EXPECT_EQ(Exec("one", {"sh", "-c", "exit 7"}).exit_code, 7);
+  EXPECT_EQ(Exec("one", {"false"}).exit_code, 1);
+  CommandOutput err = Exec("one", {"sh", "-c", "echo out; echo err >&2"});
+  EXPECT_EQ(err.stdout_data, "out\n");
+  EXPECT_NE(err.stderr_data.find("err\n"), std::string::npos) << err.stderr_data;
+
+  CommandOutput greeting = Exec("one", {"cat", "/etc/greeting"});
+  EXPECT_EQ(greeting.exit_code, 0) << greeting.stderr_data;
+  EXPECT_EQ(greeting.stdout_data, "hello from the spec\n");
+  EXPECT_EQ(Exec("one", {"stat", "-c", "%a", "/etc/greeting"}).stdout_data, "600\n");
+  CommandOutput script = Exec("one", {"/opt/app/run.sh"});
+  EXPECT_EQ(script.exit_code, 0) << script.stderr_data;
+  EXPECT_EQ(script.stdout_data, "app-ran\n");
+
+  // A second apply of the same spec changes nothing.
+  CommandOutput plan = Banger({"plan", "-f", f, "--detailed-exitcode"});
+  EXPECT_EQ(plan.exit_code, 0) << plan.stdout_data << plan.stderr_data;
+}
+
+// 2. -------------------------------------------------------------------------
+
+TEST_F(VmTest, CpuChangeRestartsTheVmAndKeepsTheDisk) {
+  SpecOptions o;
+  std::string f = WriteSpec("cpu", o);
+  ASSERT_NO_FATAL_FAILURE(ApplyReady(f, "cpu"));
+  EXPECT_EQ(Exec("cpu", {"grep", "-c", "^processor", "/proc/cpuinfo"}).stdout_data, "1\n");
+  int old_pid = GetItem("cpu")["status"].value("pid", 0);
+
+  CommandOutput w = Exec("cpu", {"sh", "-c", "mkdir -p /root && echo x > /root/keep"});
+  ASSERT_EQ(w.exit_code, 0) << w.stderr_data;
+
+  o.cpus = 2;
+  WriteSpec("cpu", o);  // same file: same apply set
+  CommandOutput plan = Banger({"plan", "-f", f, "-o", "json"});
+  ASSERT_EQ(plan.exit_code, 0) << plan.stderr_data;
+  json p = json::parse(plan.stdout_data, nullptr, false);
+  ASSERT_FALSE(p.is_discarded()) << plan.stdout_data;
+  ASSERT_EQ(p["changes"].size(), 1u) << p.dump(2);
+  const json& change = p["changes"][0];
+  EXPECT_EQ(change.value("name", ""), "cpu");
+  EXPECT_EQ(change.value("action", ""), "restart") << p.dump(2);
+  bool cpu_diff = false;
+  for (const json& d : change["diffs"]) {
+    if (d.value("path", "").find("cpus") != std::string::npos) {
+      cpu_diff = true;
+      EXPECT_EQ(d["before"].dump(), "1") << d.dump();
+      EXPECT_EQ(d["after"].dump(), "2") << d.dump();
+    }
+  }
+  EXPECT_TRUE(cpu_diff) << "no diff on cpus: " << p.dump(2);
+  EXPECT_EQ(p["summary"].value("restart", -1), 1) << p.dump(2);
+
+  ASSERT_NO_FATAL_FAILURE(ApplyReady(f, "cpu"));
+  EXPECT_NE(GetItem("cpu")["status"].value("pid", 0), old_pid) << "a restart starts a new VM process";
+  CommandOutput n = Exec("cpu", {"grep", "-c", "^processor", "/proc/cpuinfo"});
+  EXPECT_EQ(n.stdout_data, "2\n") << n.stderr_data;
+  CommandOutput keep = Exec("cpu", {"cat", "/root/keep"});
+  EXPECT_EQ(keep.exit_code, 0) << "file written before the restart is gone: " << keep.stderr_data;
+  EXPECT_EQ(keep.stdout_data, "x\n");
+  EXPECT_EQ(Qemus().size(), 1u);
+}
+
+// 3. -------------------------------------------------------------------------
+
+TEST_F(VmTest, KilledVmShowsFailedAndReconcileRestartsIt) {
+  SpecOptions o;
+  o.restart_policy = "Always";
+  std::string f = WriteSpec("crashy", o);
+  ASSERT_NO_FATAL_FAILURE(ApplyReady(f, "crashy"));
+  int pid = GetItem("crashy")["status"].value("pid", 0);
+  ASSERT_GT(pid, 0);
+  std::vector<int> q = Qemus();
+  ASSERT_EQ(q, std::vector<int>{pid}) << "status.pid is the QEMU process of this sandbox";
+
+  auto start = ProcessStartTime(pid);
+  ASSERT_TRUE(start.ok());
+  ProcessIdentity vm{pid, *start};
+  KillByPid(pid);
+  ASSERT_FALSE(ProcessAlive(vm)) << "QEMU survived SIGKILL";
+
+  json it = GetItem("crashy");
+  EXPECT_EQ(it["status"].value("phase", ""), "Failed") << "a dead VM must not show as Ready: " << it.dump(2);
+  EXPECT_FALSE(it["status"].value("error", "").empty()) << it.dump(2);
+
+  CommandOutput rec = Banger({"reconcile"});
+  EXPECT_EQ(rec.exit_code, 0) << rec.stdout_data << rec.stderr_data;
+  json after = GetItem("crashy");
+  EXPECT_EQ(after["status"].value("phase", ""), "Ready") << rec.stdout_data << rec.stderr_data << after.dump(2);
+  int new_pid = after["status"].value("pid", 0);
+  EXPECT_GT(new_pid, 0);
+  EXPECT_NE(new_pid, pid);
+  EXPECT_EQ(Qemus(), std::vector<int>{new_pid});
+  CommandOutput e = Exec("crashy", {"cat", "/etc/hostname"});
+  EXPECT_EQ(e.exit_code, 0) << e.stderr_data;
+  EXPECT_EQ(e.stdout_data, "crashy\n");
+}
+
+// 4. -------------------------------------------------------------------------
+
+TEST_F(VmTest, PlainOciImageWithoutInitRunsEntrypointUnderTheAgent) {
+  if (!testing::RegistryProcess::Available()) GTEST_SKIP() << "docker-registry is not installed";
+  auto busybox = ReadFile("/bin/busybox");
+  if (!busybox.ok()) GTEST_SKIP() << "no /bin/busybox on the host";
+
+  fs::path reg_root = dir_.path() / "registry";
+  fs::create_directories(reg_root);
+  testing::RegistryProcess registry;
+  ASSERT_TRUE(registry.Start(reg_root).ok());
+
+  oci::testing::TarBuilder layer;
+  layer.Dir("bin").Dir("dev").Dir("proc").Dir("sys").Dir("etc").Dir("root", 0700).Dir("run");
+  layer.Dir("tmp", 01777);
+  layer.File("bin/busybox", *busybox, 0755);
+  for (const char* applet : {"sh", "cat", "sleep", "echo", "ls", "ps", "mkdir"}) {
+    layer.Symlink(std::string("bin/") + applet, "busybox");
+  }
+  std::string tar;
+  try {
+    tar = layer.Build();
+  } catch (const std::exception& e) {
+    FAIL() << "building the layer: " << e.what();
+  }
+  json cfg = {{"Entrypoint", {"/bin/sh", "-c", "echo started > /tmp/entry; exec sleep 100000"}},
+              {"Env", {"PATH=/bin"}}};
+  auto image = testing::OciTestImage::Make({tar}, cfg.dump());
+  testing::OciPusher pusher(registry.HostPort());
+  Status pushed = pusher.PushImage("plain/app", "1", image);
+  ASSERT_TRUE(pushed.ok()) << pushed.ToString();
+
+  SpecOptions o;
+  o.image = registry.HostPort() + "/plain/app:1";
+  o.readiness = R"(["cat", "/tmp/entry"])";
+  std::string f = WriteSpec("plain", o);
+  ASSERT_NO_FATAL_FAILURE(ApplyReady(f, "plain"));
+
+  CommandOutput entry = Exec("plain", {"cat", "/tmp/entry"});
+  EXPECT_EQ(entry.exit_code, 0) << entry.stderr_data;
+  EXPECT_EQ(entry.stdout_data, "started\n");
+  EXPECT_EQ(Exec("plain", {"test", "-e", "/sbin/init"}).exit_code, 1) << "the image has no init";
+
+  CommandOutput comm = Exec("plain", {"cat", "/proc/1/cmdline"});
+  ASSERT_EQ(comm.exit_code, 0) << comm.stderr_data;
+  std::string pid1 = comm.stdout_data;
+  std::replace(pid1.begin(), pid1.end(), '\0', ' ');
+  EXPECT_EQ(pid1.find("sleep"), std::string::npos) << "PID 1 is the entrypoint, not the agent: " << pid1;
+  EXPECT_EQ(pid1.find("/bin/sh"), std::string::npos) << "PID 1 is the entrypoint, not the agent: " << pid1;
+  EXPECT_EQ(pid1, "/init ") << "PID 1 is the agent (the initramfs /init)";
+  // The entrypoint (exec'd into sleep) is a child of PID 1.
+  CommandOutput ppid = Exec("plain", {"sh", "-c",
+                                      "for p in /proc/[0-9]*; do if grep -q '^sleep' $p/cmdline 2>/dev/null; "
+                                      "then awk '/^PPid/{print $2}' $p/status; fi; done"});
+  EXPECT_EQ(ppid.stdout_data, "1\n") << ppid.stderr_data;
+}
+
+// 5. -------------------------------------------------------------------------
+
+TEST_F(VmTest, DeleteRemovesVmRecordFilesAndSockets) {
+  std::string f = WriteSpec("gone", SpecOptions{});
+  ASSERT_NO_FATAL_FAILURE(ApplyReady(f, "gone"));
+  ASSERT_EQ(Qemus().size(), 1u);
+
+  CommandOutput del = Banger({"delete", "gone", "--yes"});
+  EXPECT_EQ(del.exit_code, 0) << del.stdout_data << del.stderr_data;
+  EXPECT_TRUE(GetItems().empty());
+  EXPECT_TRUE(Qemus().empty()) << "a QEMU process still names the state dir";
+
+  fs::path sandboxes = fs::path(state_) / "sandboxes";
+  std::vector<std::string> left;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(sandboxes, ec)) left.push_back(e.path().string());
+  EXPECT_TRUE(left.empty()) << "left in sandboxes/: " << left.front();
+
+  std::vector<std::string> sockets;
+  for (auto it = fs::recursive_directory_iterator(state_, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->is_socket(ec)) sockets.push_back(it->path().string());
+  }
+  EXPECT_TRUE(sockets.empty()) << "socket left: " << sockets.front();
+  EXPECT_EQ(Banger({"describe", "gone"}).exit_code, 1);
+}
+
+// 6. -------------------------------------------------------------------------
+
+TEST_F(VmTest, ApplyKilledMidBootIsConvergedByTheNextApplyWithOneVm) {
+  std::string f = WriteSpec("interrupted", SpecOptions{});
+  CommandSpec spec;
+  spec.argv = Prefix();
+  spec.argv.insert(spec.argv.end(), {"apply", "-f", f, "--yes"});
+  spec.env["NO_COLOR"] = "1";
+  spec.log_file = dir_.path() / "first-apply.log";
+  auto child = runner_->StartDetached(spec);
+  ASSERT_TRUE(child.ok()) << child.error().ToString();
+  guard_.TrackProcess(*child);
+
+  auto deadline = steady_clock::now() + seconds(180);
+  while (Qemus().empty() && ProcessAlive(*child) && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_FALSE(Qemus().empty()) << "no QEMU for the state dir appeared; apply log:\n"
+                                << ReadFile(spec.log_file).value_or("");
+  ASSERT_TRUE(ProcessAlive(*child)) << "apply finished before it could be interrupted";
+  ASSERT_TRUE(SignalProcess(*child, SIGKILL).ok());
+  for (int i = 0; i < 500 && ProcessAlive(*child); ++i) std::this_thread::sleep_for(milliseconds(10));
+  ASSERT_FALSE(ProcessAlive(*child));
+
+  CommandOutput again = Apply(f);
+  EXPECT_EQ(again.exit_code, 0) << again.stdout_data << again.stderr_data;
+  EXPECT_EQ(Phase("interrupted"), "Ready") << again.stdout_data << again.stderr_data;
+  std::vector<int> q = Qemus();
+  EXPECT_EQ(q.size(), 1u) << "exactly one QEMU per sandbox after the re-apply";
+  EXPECT_EQ(Exec("interrupted", {"cat", "/etc/hostname"}).stdout_data, "interrupted\n");
+
+  CommandOutput del = Banger({"delete", "interrupted", "--yes"});
+  EXPECT_EQ(del.exit_code, 0) << del.stdout_data << del.stderr_data;
+  EXPECT_TRUE(Qemus().empty()) << "a QEMU process survived delete";
+  std::error_code ec;
+  EXPECT_TRUE(fs::is_empty(fs::path(state_) / "sandboxes", ec)) << "sandboxes/ not empty after delete";
+}
+
+// 7. -------------------------------------------------------------------------
+
+// Connects to 127.0.0.1:port, sends `request`, returns everything read until
+// EOF (empty on failure).
+std::string HttpGetLoopback(int port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+TEST_F(VmTest, NatPortForwardReachesHttpServerInTheGuest) {
+  int port = testing::FreeLoopbackPort();
+  ASSERT_GT(port, 0);
+  SpecOptions o;
+  o.network = "network:\n    mode: nat\n    ports:\n      - host: " + std::to_string(port) +
+              "\n        guest: 8080\n";
+  o.readiness = R"(["sh", "-c", "wget -q -O - http://127.0.0.1:8080/index.html | grep -q served"])";
+  o.extra = "  files:\n"
+            "    - path: /www/index.html\n"
+            "      content: |\n"
+            "        served by banger guest\n"
+            "  provision:\n"
+            "    - busybox httpd -p 8080 -h /www\n";
+  std::string f = WriteSpec("web", o);
+  ASSERT_NO_FATAL_FAILURE(ApplyReady(f, "web"));
+
+  std::string resp;
+  auto deadline = steady_clock::now() + seconds(30);
+  while (steady_clock::now() < deadline) {
+    resp = HttpGetLoopback(port, "GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    if (resp.find("served by banger guest") != std::string::npos) break;
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  EXPECT_NE(resp.find(" 200 "), std::string::npos) << resp;
+  EXPECT_NE(resp.find("served by banger guest\n"), std::string::npos)
+      << "host 127.0.0.1:" << port << " -> guest 8080; got: " << resp;
+}
+
+}  // namespace
+}  // namespace banger
