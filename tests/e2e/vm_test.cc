@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -234,6 +235,8 @@ class VmTest : public ::testing::Test {
     ASSERT_EQ(Phase(name), "Ready") << out.stdout_data << out.stderr_data;
   }
 
+  void InterruptedApplyConverges(const std::string& name, milliseconds delay);
+
   TempDir dir_;
   std::string state_;
   std::string config_;
@@ -280,6 +283,10 @@ TEST_F(VmTest, ApplyBootsBusyboxSandboxAndExecSeesImageFilesAndExitCodes) {
   CommandOutput script = Exec("one", {"/opt/app/run.sh"});
   EXPECT_EQ(script.exit_code, 0) << script.stderr_data;
   EXPECT_EQ(script.stdout_data, "app-ran\n");
+
+  CommandOutput logs = Banger({"logs", "one"});
+  EXPECT_EQ(logs.exit_code, 0) << logs.stderr_data;
+  EXPECT_NE(logs.stdout_data.find("Linux version"), std::string::npos) << "serial console has the kernel's boot log";
 
   // A second apply of the same spec changes nothing.
   CommandOutput plan = Banger({"plan", "-f", f, "--detailed-exitcode"});
@@ -450,8 +457,11 @@ TEST_F(VmTest, DeleteRemovesVmRecordFilesAndSockets) {
 
 // 6. -------------------------------------------------------------------------
 
-TEST_F(VmTest, ApplyKilledMidBootIsConvergedByTheNextApplyWithOneVm) {
-  std::string f = WriteSpec("interrupted", SpecOptions{});
+// Starts `apply` in the background, SIGKILLs it `delay` after its QEMU
+// appears, then checks that the next apply converges to exactly one VM and
+// that delete leaves nothing behind.
+void VmTest::InterruptedApplyConverges(const std::string& name, milliseconds delay) {
+  std::string f = WriteSpec(name, SpecOptions{});
   CommandSpec spec;
   spec.argv = Prefix();
   spec.argv.insert(spec.argv.end(), {"apply", "-f", f, "--yes"});
@@ -465,25 +475,39 @@ TEST_F(VmTest, ApplyKilledMidBootIsConvergedByTheNextApplyWithOneVm) {
   while (Qemus().empty() && ProcessAlive(*child) && steady_clock::now() < deadline) {
     std::this_thread::sleep_for(milliseconds(20));
   }
-  ASSERT_FALSE(Qemus().empty()) << "no QEMU for the state dir appeared; apply log:\n"
-                                << ReadFile(spec.log_file).value_or("");
-  ASSERT_TRUE(ProcessAlive(*child)) << "apply finished before it could be interrupted";
+  std::vector<int> first = Qemus();
+  ASSERT_EQ(first.size(), 1u) << "no QEMU for the state dir appeared; apply log:\n"
+                              << ReadFile(spec.log_file).value_or("");
+  std::this_thread::sleep_for(delay);
+  ASSERT_TRUE(ProcessAlive(*child)) << "apply finished before it could be interrupted:\n"
+                                    << ReadFile(spec.log_file).value_or("");
   ASSERT_TRUE(SignalProcess(*child, SIGKILL).ok());
   for (int i = 0; i < 500 && ProcessAlive(*child); ++i) std::this_thread::sleep_for(milliseconds(10));
   ASSERT_FALSE(ProcessAlive(*child));
+  EXPECT_NE(Phase(name), "Ready") << "the interrupted apply never confirmed readiness";
 
   CommandOutput again = Apply(f);
   EXPECT_EQ(again.exit_code, 0) << again.stdout_data << again.stderr_data;
-  EXPECT_EQ(Phase("interrupted"), "Ready") << again.stdout_data << again.stderr_data;
+  EXPECT_EQ(Phase(name), "Ready") << again.stdout_data << again.stderr_data;
   std::vector<int> q = Qemus();
   EXPECT_EQ(q.size(), 1u) << "exactly one QEMU per sandbox after the re-apply";
-  EXPECT_EQ(Exec("interrupted", {"cat", "/etc/hostname"}).stdout_data, "interrupted\n");
+  RecordProperty("first_vm", q == first ? "adopted" : "replaced");
+  EXPECT_EQ(GetItem(name)["status"].value("pid", 0), q.empty() ? -1 : q[0]) << "status.pid is the live VM";
+  EXPECT_EQ(Exec(name, {"cat", "/etc/hostname"}).stdout_data, name + "\n");
 
-  CommandOutput del = Banger({"delete", "interrupted", "--yes"});
+  CommandOutput del = Banger({"delete", name, "--yes"});
   EXPECT_EQ(del.exit_code, 0) << del.stdout_data << del.stderr_data;
   EXPECT_TRUE(Qemus().empty()) << "a QEMU process survived delete";
   std::error_code ec;
   EXPECT_TRUE(fs::is_empty(fs::path(state_) / "sandboxes", ec)) << "sandboxes/ not empty after delete";
+}
+
+TEST_F(VmTest, ApplyKilledRightAfterVmLaunchIsConvergedByTheNextApplyWithOneVm) {
+  InterruptedApplyConverges("interrupted", milliseconds(0));
+}
+
+TEST_F(VmTest, ApplyKilledWhileGuestBootsIsConvergedByTheNextApplyWithOneVm) {
+  InterruptedApplyConverges("midboot", milliseconds(2500));
 }
 
 // 7. -------------------------------------------------------------------------
@@ -535,6 +559,14 @@ TEST_F(VmTest, NatPortForwardReachesHttpServerInTheGuest) {
     std::this_thread::sleep_for(milliseconds(200));
   }
   EXPECT_NE(resp.find(" 200 "), std::string::npos) << resp;
+  // The forward listens on loopback only, never on all interfaces.
+  std::string tcp = ReadFile("/proc/net/tcp").value_or("");
+  char hexport[8];
+  std::snprintf(hexport, sizeof(hexport), "%04X", port);
+  EXPECT_NE(tcp.find("0100007F:" + std::string(hexport) + " 00000000:0000 0A"), std::string::npos)
+      << "no listener on 127.0.0.1:" << port;
+  EXPECT_EQ(tcp.find("00000000:" + std::string(hexport) + " 00000000:0000 0A"), std::string::npos)
+      << "port " << port << " is published on all interfaces";
   EXPECT_NE(resp.find("served by banger guest\n"), std::string::npos)
       << "host 127.0.0.1:" << port << " -> guest 8080; got: " << resp;
 }
