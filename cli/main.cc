@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/clock.h"
+#include "base/files.h"
 #include "base/log.h"
 #include "base/strings.h"
 #include "cli/config.h"
@@ -667,6 +668,43 @@ int Main(int argc, char** argv) {
       for (const auto& r : rep.results) std::cout << ResultLine(r) << "\n";
     }
     exit_code = rep.ok() ? kExitOk : kExitError;
+  });
+
+  // doctor
+  auto* doctor = app.add_subcommand("doctor", "Check that this host can run sandboxes");
+  doctor->callback([&] {
+    Context ctx(g);
+    if (Status s = ctx.Init(); !s.ok()) {
+      exit_code = Fail(s);
+      return;
+    }
+    int problems = 0;
+    auto check = [&](const std::string& what, const Status& s) {
+      std::printf("%s %s%s\n", s.ok() ? "✓" : "✗", what.c_str(), s.ok() ? "" : (": " + s.message()).c_str());
+      if (!s.ok()) ++problems;
+    };
+    check("state directory " + ctx.layout().root.string(), OkStatus());
+    SandboxRuntime* rt = ctx.wiring().runtime();
+    check("hypervisor (QEMU) and guest agent", rt ? rt->CheckAvailable() : FailedPrecondition("none"));
+    auto verdict = ReadFile(ctx.layout().root / "accel-verdict");
+    std::printf("  acceleration: %s (config accel: %s, machine: %s)\n",
+                verdict ? std::string(Trim(*verdict)).c_str() : "not probed yet (decided at first boot)",
+                ctx.config().accel.c_str(), ctx.config().machine.c_str());
+    std::error_code ec;
+    check("/dev/kvm", std::filesystem::exists("/dev/kvm", ec)
+                          ? OkStatus()
+                          : FailedPrecondition("absent: sandboxes run under software emulation (slower)"));
+    std::string kernel = ctx.wiring().artifacts().DefaultKernel();
+    check("default kernel " + kernel,
+          ctx.wiring().artifacts().KernelPresent(kernel)
+              ? OkStatus()
+              : FailedPrecondition("not installed yet; apply pulls it, or run `banger kernel pull " + kernel + "`"));
+    for (const char* tool : {"qemu-img", "mkfs.ext4", "debootstrap"}) {
+      CommandSpec which{.argv = {"sh", "-c", "command -v \"$0\"", tool}};
+      auto r = MakePosixCommandRunner()->Run(which);
+      check(tool, r && r->exit_code == 0 ? OkStatus() : FailedPrecondition("not installed (scripts/setup.sh)"));
+    }
+    exit_code = problems == 0 ? kExitOk : kExitError;
   });
 
   // config
