@@ -163,6 +163,7 @@ int Main(int argc, char** argv) {
                "Keep sandbox specs in YAML, see the plan, converge the host."};
   app.set_version_flag("--version", std::string("banger ") + BANGER_VERSION);
   app.require_subcommand(1);
+  app.fallthrough();  // global options may also follow the subcommand
   Globals g;
   app.add_option("--state-dir", g.state_dir, "State directory (default: $BANGER_HOME, /var/lib/banger as root, XDG data dir otherwise)");
   app.add_option("--config", g.config_path, "Config file (default: /etc/banger/config.yaml as root)");

@@ -1,10 +1,13 @@
 #include "reconciler/plan.h"
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "base/sha256.h"
 #include "base/strings.h"
 #include "spec/loader.h"
 
@@ -222,16 +225,38 @@ Plan ComputePlan(const std::vector<SpecDocument>& desired,
     return pulls;
   };
 
+  // Canonical forms and hashes are independent per spec and are most of a
+  // large no-op plan's cost, so they are computed on all cores first.
+  std::vector<std::pair<std::string, std::string>> canonical(desired.size());
+  auto canonicalise = [&](size_t i) {
+    canonical[i].first = CanonicalJson(desired[i].spec);
+    canonical[i].second = Sha256Hex(canonical[i].first);  // == SpecHash
+  };
+  size_t workers = desired.size() < 256 ? 1 : std::min<size_t>(8, std::max(1u, std::thread::hardware_concurrency()));
+  if (workers <= 1) {
+    for (size_t i = 0; i < desired.size(); ++i) canonicalise(i);
+  } else {
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < workers; ++t) {
+      threads.emplace_back([&] {
+        for (size_t i = next++; i < desired.size(); i = next++) canonicalise(i);
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+
   plan.changes.reserve(desired.size());
   std::unordered_map<std::string, bool> desired_names;
   desired_names.reserve(desired.size());
-  for (const auto& doc : desired) {
+  for (size_t i = 0; i < desired.size(); ++i) {
+    const SpecDocument& doc = desired[i];
     desired_names.emplace(doc.spec.name, true);
     Change c;
     c.name = doc.spec.name;
     c.owner = options.owner;
-    c.desired_json = CanonicalJson(doc.spec);
-    c.desired_hash = SpecHash(doc.spec);
+    c.desired_json = std::move(canonical[i].first);
+    c.desired_hash = std::move(canonical[i].second);
     c.desired = doc;
     auto it = by_name.find(doc.spec.name);
     if (it == by_name.end()) {

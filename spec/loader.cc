@@ -3,6 +3,8 @@
 #include "spec/loader.h"
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -805,19 +807,38 @@ LoadResult LoadSpecPaths(const std::vector<std::filesystem::path>& paths) {
       files.push_back(p);
     }
   }
-  for (const fs::path& file : files) {
+  // Files are parsed concurrently (parsing dominates a large no-op plan) and
+  // merged in path order, so results and diagnostics are deterministic.
+  std::vector<LoadResult> per_file(files.size());
+  auto parse_one = [&](size_t i) {
+    const fs::path& file = files[i];
+    LoadResult& one = per_file[i];
     Result<std::string> text = ReadFile(file);
     if (!text.ok()) {
-      result.diagnostics.AddError({file.string(), 0, 0}, text.error().message());
-      continue;
+      one.diagnostics.AddError({file.string(), 0, 0}, text.error().message());
+      return;
     }
-    LoadResult one;
     try {
       one = ParseAllDocuments(*text, file.string());
     } catch (const std::exception& e) {
       one = LoadResult{};
       one.diagnostics.AddError({file.string(), 0, 0}, std::string("internal error: ") + e.what());
     }
+  };
+  size_t workers = std::min<size_t>(files.size(), std::max(1u, std::min(8u, std::thread::hardware_concurrency())));
+  if (workers <= 1) {
+    for (size_t i = 0; i < files.size(); ++i) parse_one(i);
+  } else {
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < workers; ++t) {
+      threads.emplace_back([&] {
+        for (size_t i = next++; i < files.size(); i = next++) parse_one(i);
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  for (auto& one : per_file) {
     result.diagnostics.Append(one.diagnostics);
     for (auto& doc : one.specs) result.specs.push_back(std::move(doc));
   }
