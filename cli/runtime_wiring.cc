@@ -221,6 +221,17 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
         if (!sz) return Fail(sz.error().WithContext("--size"));
         req.disk_size_bytes = *sz;
       }
+      // Pulling what is already installed from the same source is a no-op.
+      std::string name = !req.name.empty() ? req.name
+                         : h.artifacts.images->catalog().Find(*pull_ref) != nullptr
+                             ? *pull_ref
+                             : images::DeriveImageName(*pull_ref);
+      if (auto existing = h.artifacts.images->Find(name); existing.ok() && existing->has_value() &&
+                                                         (*existing)->source == *pull_ref) {
+        std::printf("✓ image %s: already installed%s\n", name.c_str(),
+                    (*existing)->digest.empty() ? "" : (" (" + (*existing)->digest + ")").c_str());
+        return 0;
+      }
       ProgressLine bar(*pull_ref);
       req.progress = [&bar](const oci::PullProgress& p) { bar.Update(p.phase, p.done_bytes, p.total_bytes); };
       auto r = h.artifacts.images->Pull(*pull_ref, req);
