@@ -5,8 +5,8 @@
 #      bare qemu-system-x86_64 started with the argv banger used (read from
 #      /proc/PID/cmdline of banger's own QEMU: microvm, TCG, same -append incl.
 #      tsc_early_khz, same kernel, same per-sandbox initrd, a fresh qcow2 overlay on the
-#      same base disk), stopped when the agent's marker "banger-agent: starting"
-#      appears in its console file.
+#      same base disk), stopped when the guest agent answers on its channel (the
+#      same signal banger waits for before Ready).
 #   2. 8 sandboxes in one file applied with --parallel 8, vs the single quick apply.
 # Target: banger adds <= 15 % and < 300 ms over the bare boot.
 # Every sandbox is deleted at the end and the script fails if a QEMU using its
@@ -101,7 +101,7 @@ qemu-img create -q -f qcow2 -b "$BASE" -F raw "$BARE/disk.qcow2"
 PREP
 cat >"$BARE/boot.sh" <<'BOOT'
 #!/usr/bin/env bash
-# Boot the recorded argv, return when the agent marker is on the console, kill QEMU.
+# Boot the recorded argv, return when the guest agent answers on its channel, kill QEMU.
 set -euo pipefail
 dir=$(dirname "$0")
 mapfile -t argv <"$dir/argv"
@@ -112,6 +112,30 @@ until grep -qF "banger-agent: starting" "$dir/console.log" 2>/dev/null; do
   kill -0 "$pid" 2>/dev/null || { echo "qemu exited before the marker" >&2; cat "$dir/qemu.log" >&2; exit 1; }
   sleep 0.01
 done
+# The same ready signal banger waits for: the guest agent answering on its
+# channel (HELLO, or PONG to a PING; frames are u32 len, u8 type, u32 channel).
+python3 - "$dir/agent.sock" <<'PY'
+import socket, struct, sys, time
+deadline = time.time() + 60
+while True:
+    try:
+        s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); break
+    except OSError:
+        if time.time() > deadline: sys.exit("agent socket never appeared")
+        time.sleep(0.01)
+s.settimeout(0.05)
+nonce = 0
+while time.time() < deadline:
+    nonce += 1
+    s.sendall(struct.pack(">IBIQ", 13, 2, 0, nonce))
+    try:
+        head = s.recv(9)
+    except socket.timeout:
+        continue
+    if len(head) == 9 and head[4] in (1, 3):
+        sys.exit(0)
+sys.exit("agent did not answer")
+PY
 BOOT
 chmod +x "$BARE/prepare.sh" "$BARE/boot.sh"
 grep -qF "$MARKER" "$BARE/boot.sh"
@@ -124,7 +148,7 @@ echo "load before: $(cat /proc/loadavg)"
 hyperfine --runs "$RUNS" "$(exp single)" \
   --prepare "$WORK/reset.sh; $BARE/prepare.sh" \
   -n "banger apply quick (to Ready)" "$B apply -f $QUICK --yes" \
-  -n "bare qemu, same argv (to agent marker)" "$BARE/boot.sh"
+  -n "bare qemu, same argv (to agent hello)" "$BARE/boot.sh"
 echo "load between: $(cat /proc/loadavg)"
 
 hyperfine --runs "$PAR_RUNS" "$(exp parallel)" \

@@ -55,7 +55,8 @@ class SocketAgentConnection final : public AgentConnection {
       if (steady_clock::now() >= next_ping) {
         nonce = ++nonce_;
         Queue(proto::MessageType::kPing, 0, proto::EncodeU64(nonce));
-        next_ping = steady_clock::now() + milliseconds(1000);
+        // Pings are tiny; a short interval notices the agent soon after it starts.
+        next_ping = steady_clock::now() + milliseconds(50);
       }
       auto f = ReadFrame(std::min(deadline, next_ping));
       if (!f.ok()) {

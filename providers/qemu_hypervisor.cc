@@ -305,7 +305,7 @@ class QemuHypervisor final : public Hypervisor {
                                 FormatDuration(opts_.early_boot_timeout) + "; console ends:\n" +
                                 Tail(f.console_log, 400));
       }
-      clock_.SleepFor(milliseconds(100));
+      clock_.SleepFor(milliseconds(20));
     }
   }
 
