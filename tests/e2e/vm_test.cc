@@ -155,6 +155,15 @@ class VmTest : public ::testing::Test {
     guard_.Init(Prefix(), state_);
   }
 
+  // On failure, or when a command was unusually slow, prints every banger
+  // command the test ran with its exit code and duration.
+  void TearDown() override {
+    if (!HasFailure() && !slow_) return;
+    std::string all;
+    for (const std::string& l : timeline_) all += "  " + l + "\n";
+    std::printf("%s commands:\n%s", HasFailure() ? "failed test" : "slow test", all.c_str());
+  }
+
   std::vector<std::string> Prefix() const {
     return {BANGER_EXE, "--state-dir", state_, "--config", config_};
   }
@@ -165,7 +174,15 @@ class VmTest : public ::testing::Test {
     spec.argv.insert(spec.argv.end(), args.begin(), args.end());
     spec.env["NO_COLOR"] = "1";
     spec.timeout = timeout;
+    auto t0 = steady_clock::now();
     auto out = runner_->Run(spec);
+    double secs = std::chrono::duration<double>(steady_clock::now() - t0).count();
+    std::string line = "banger";
+    for (const std::string& a : args) line += " " + a;
+    char took[64];
+    std::snprintf(took, sizeof(took), " -> exit %d in %.1f s", out.ok() ? out->exit_code : -1, secs);
+    timeline_.push_back(line + took);
+    if (secs > 20) slow_ = true;
     EXPECT_TRUE(out.ok()) << "banger " << args[0] << ": " << out.error().ToString();
     return out.ok() ? *out : CommandOutput{-1, "", ""};
   }
@@ -237,6 +254,8 @@ class VmTest : public ::testing::Test {
 
   void InterruptedApplyConverges(const std::string& name, milliseconds delay);
 
+  std::vector<std::string> timeline_;
+  bool slow_ = false;
   TempDir dir_;
   std::string state_;
   std::string config_;
@@ -508,6 +527,36 @@ TEST_F(VmTest, ApplyKilledRightAfterVmLaunchIsConvergedByTheNextApplyWithOneVm) 
 
 TEST_F(VmTest, ApplyKilledWhileGuestBootsIsConvergedByTheNextApplyWithOneVm) {
   InterruptedApplyConverges("midboot", milliseconds(2500));
+}
+
+// Stop/start ------------------------------------------------------------------
+
+TEST_F(VmTest, StoppedSandboxStaysDownUntilStartedAndKeepsItsDisk) {
+  SpecOptions o;
+  o.restart_policy = "Always";
+  std::string f = WriteSpec("pause", o);
+  ASSERT_NO_FATAL_FAILURE(ApplyReady(f, "pause"));
+  ASSERT_EQ(Exec("pause", {"sh", "-c", "echo kept > /etc/kept"}).exit_code, 0);
+
+  CommandOutput stop = Banger({"stop", "pause"});
+  EXPECT_EQ(stop.exit_code, 0) << stop.stdout_data << stop.stderr_data;
+  EXPECT_EQ(Phase("pause"), "Stopped");
+  EXPECT_TRUE(Qemus().empty()) << "stop left the VM running";
+  EXPECT_NE(Exec("pause", {"true"}).exit_code, 0) << "exec into a stopped sandbox must fail";
+
+  // Neither reconcile (restartPolicy Always) nor apply brings it back.
+  EXPECT_EQ(Banger({"reconcile"}).exit_code, 0);
+  EXPECT_EQ(Phase("pause"), "Stopped") << "reconcile restarted a sandbox the user stopped";
+  CommandOutput re = Apply(f);
+  EXPECT_EQ(re.exit_code, 0) << re.stdout_data << re.stderr_data;
+  EXPECT_EQ(Phase("pause"), "Stopped") << "apply restarted a sandbox the user stopped";
+  EXPECT_TRUE(Qemus().empty());
+
+  CommandOutput start = Banger({"start", "pause"});
+  EXPECT_EQ(start.exit_code, 0) << start.stdout_data << start.stderr_data;
+  EXPECT_EQ(Phase("pause"), "Ready");
+  EXPECT_EQ(Qemus().size(), 1u);
+  EXPECT_EQ(Exec("pause", {"cat", "/etc/kept"}).stdout_data, "kept\n");
 }
 
 // 7. -------------------------------------------------------------------------
