@@ -64,6 +64,15 @@ class Context {
 
   StateStore& store() { return *store_; }
   Clock& clock() { return *clock_; }
+
+  /// The record of `name`, with a user-facing NotFound.
+  Result<SandboxRecord> FindSandbox(const std::string& name) {
+    auto r = store_->GetSandbox(name);
+    if (!r && r.error().code() == StatusCode::kNotFound) {
+      return NotFound("sandbox \"" + name + "\" not found");
+    }
+    return r;
+  }
   const Config& config() const { return config_; }
   const StateLayout& layout() const { return layout_; }
   RuntimeWiring& wiring() { return *wiring_; }
@@ -80,6 +89,13 @@ class Context {
 int Fail(const Status& s) {
   std::fprintf(stderr, "error: %s\n", s.message().c_str());
   return kExitError;
+}
+
+// Opens the host context; on failure prints the error and sets exit_code.
+bool OpenOrFail(Context& ctx, int& exit_code) {
+  Status s = ctx.Init();
+  if (!s.ok()) exit_code = Fail(s);
+  return s.ok();
 }
 
 // Loads specs and prints diagnostics; returns false on errors.
@@ -223,10 +239,7 @@ int Main(int argc, char** argv) {
       return;
     }
     Context ctx(g);
-    if (Status s = ctx.Init(); !s.ok()) {
-      exit_code = Fail(s);
-      return;
-    }
+    if (!OpenOrFail(ctx, exit_code)) return;
     NullEventSink sink;
     auto plan = MakePlan(ctx, specs, p_files, p_set, p_prune, sink);
     if (!plan) {
@@ -262,10 +275,7 @@ int Main(int argc, char** argv) {
       return;
     }
     Context ctx(g);
-    if (Status s = ctx.Init(); !s.ok()) {
-      exit_code = Fail(s);
-      return;
-    }
+    if (!OpenOrFail(ctx, exit_code)) return;
     TerminalSink sink(g.verbose);
     NullEventSink quiet;
     EventSink& out_sink = a_output == "json" ? static_cast<EventSink&>(quiet) : sink;
@@ -312,10 +322,7 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "wide", "json", "yaml"}));
   get->callback([&] {
     Context ctx(g);
-    if (Status s = ctx.Init(); !s.ok()) {
-      exit_code = Fail(s);
-      return;
-    }
+    if (!OpenOrFail(ctx, exit_code)) return;
     NullEventSink sink;
     Engine engine = ctx.MakeEngine(sink, 0);
     if (Status s = engine.Refresh(); !s.ok()) {
@@ -324,11 +331,9 @@ int Main(int argc, char** argv) {
     }
     std::vector<SandboxRecord> recs;
     if (!get_name.empty()) {
-      auto r = ctx.store().GetSandbox(get_name);
+      auto r = ctx.FindSandbox(get_name);
       if (!r) {
-        exit_code = Fail(r.error().code() == StatusCode::kNotFound
-                             ? NotFound("sandbox \"" + get_name + "\" not found")
-                             : r.error());
+        exit_code = Fail(r.error());
         return;
       }
       recs.push_back(*r);
@@ -379,16 +384,13 @@ int Main(int argc, char** argv) {
   describe->add_option("name", d_name, "Sandbox name")->required();
   describe->callback([&] {
     Context ctx(g);
-    if (Status s = ctx.Init(); !s.ok()) {
-      exit_code = Fail(s);
-      return;
-    }
+    if (!OpenOrFail(ctx, exit_code)) return;
     NullEventSink sink;
     Engine engine = ctx.MakeEngine(sink, 0);
     (void)engine.Refresh();
-    auto r = ctx.store().GetSandbox(d_name);
+    auto r = ctx.FindSandbox(d_name);
     if (!r) {
-      exit_code = Fail(NotFound("sandbox \"" + d_name + "\" not found"));
+      exit_code = Fail(r.error());
       return;
     }
     int64_t now = ctx.clock().NowUnix();
@@ -434,10 +436,7 @@ int Main(int argc, char** argv) {
   events->add_option("-o,--output", e_output, "text|json")->check(CLI::IsMember({"text", "json"}));
   events->callback([&] {
     Context ctx(g);
-    if (Status s = ctx.Init(); !s.ok()) {
-      exit_code = Fail(s);
-      return;
-    }
+    if (!OpenOrFail(ctx, exit_code)) return;
     auto evs = ctx.store().ListEvents(e_name, e_limit);
     if (!evs) {
       exit_code = Fail(evs.error());
@@ -481,10 +480,7 @@ int Main(int argc, char** argv) {
       return;
     }
     Context ctx(g);
-    if (Status s = ctx.Init(); !s.ok()) {
-      exit_code = Fail(s);
-      return;
-    }
+    if (!OpenOrFail(ctx, exit_code)) return;
     TerminalSink sink(g.verbose);
     Engine engine = ctx.MakeEngine(sink, 0);
     for (const auto& n : names) {
@@ -510,10 +506,7 @@ int Main(int argc, char** argv) {
     cmd->add_option("name", *target, "Sandbox name")->required();
     cmd->callback([&, target, which, name] {
       Context ctx(g);
-      if (Status s = ctx.Init(); !s.ok()) {
-        exit_code = Fail(s);
-        return;
-      }
+      if (!OpenOrFail(ctx, exit_code)) return;
       TerminalSink sink(g.verbose);
       Engine engine = ctx.MakeEngine(sink, 0);
       (void)engine.Refresh();
@@ -549,13 +542,10 @@ int Main(int argc, char** argv) {
   exec->add_option("command", x_cmd, "Command and arguments (after --)")->required();
   exec->callback([&] {
     Context ctx(g);
-    if (Status s = ctx.Init(); !s.ok()) {
-      exit_code = Fail(s);
-      return;
-    }
-    auto rec = ctx.store().GetSandbox(x_name);
+    if (!OpenOrFail(ctx, exit_code)) return;
+    auto rec = ctx.FindSandbox(x_name);
     if (!rec) {
-      exit_code = Fail(NotFound("sandbox \"" + x_name + "\" not found"));
+      exit_code = Fail(rec.error());
       return;
     }
     if (rec->phase != SandboxPhase::kReady && rec->phase != SandboxPhase::kBooting) {
@@ -588,13 +578,10 @@ int Main(int argc, char** argv) {
   logs->add_flag("-f,--follow", l_follow, "Keep printing new output until interrupted");
   logs->callback([&] {
     Context ctx(g);
-    if (Status s = ctx.Init(); !s.ok()) {
-      exit_code = Fail(s);
-      return;
-    }
-    auto rec = ctx.store().GetSandbox(l_name);
+    if (!OpenOrFail(ctx, exit_code)) return;
+    auto rec = ctx.FindSandbox(l_name);
     if (!rec) {
-      exit_code = Fail(NotFound("sandbox \"" + l_name + "\" not found"));
+      exit_code = Fail(rec.error());
       return;
     }
     if (rec->runtime_dir.empty()) {
@@ -613,13 +600,10 @@ int Main(int argc, char** argv) {
   ssh->add_option("args", s_args, "Extra ssh arguments (after --)");
   ssh->callback([&] {
     Context ctx(g);
-    if (Status s = ctx.Init(); !s.ok()) {
-      exit_code = Fail(s);
-      return;
-    }
-    auto rec = ctx.store().GetSandbox(s_name);
+    if (!OpenOrFail(ctx, exit_code)) return;
+    auto rec = ctx.FindSandbox(s_name);
     if (!rec) {
-      exit_code = Fail(NotFound("sandbox \"" + s_name + "\" not found"));
+      exit_code = Fail(rec.error());
       return;
     }
     auto spec = RecordSpec(*rec);
@@ -653,10 +637,7 @@ int Main(int argc, char** argv) {
   reconcile->add_option("-o,--output", r_output, "text|json")->check(CLI::IsMember({"text", "json"}));
   reconcile->callback([&] {
     Context ctx(g);
-    if (Status s = ctx.Init(); !s.ok()) {
-      exit_code = Fail(s);
-      return;
-    }
+    if (!OpenOrFail(ctx, exit_code)) return;
     TerminalSink sink(g.verbose);
     NullEventSink quiet;
     Engine engine = ctx.MakeEngine(r_output == "json" ? static_cast<EventSink&>(quiet) : sink, 0);
@@ -675,10 +656,7 @@ int Main(int argc, char** argv) {
   auto* doctor = app.add_subcommand("doctor", "Check that this host can run sandboxes");
   doctor->callback([&] {
     Context ctx(g);
-    if (Status s = ctx.Init(); !s.ok()) {
-      exit_code = Fail(s);
-      return;
-    }
+    if (!OpenOrFail(ctx, exit_code)) return;
     int problems = 0;
     auto check = [&](const std::string& what, const Status& s) {
       std::printf("%s %s%s\n", s.ok() ? "✓" : "✗", what.c_str(), s.ok() ? "" : (": " + s.message()).c_str());
