@@ -3,6 +3,7 @@
 #include "providers/agent_client.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -10,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/command_runner.h"
@@ -170,8 +172,14 @@ TEST(AgentClientTest, InteractiveTtyExecSeesATerminal) {
 TEST(AgentClientTest, ConcurrentExecsAreMultiplexedById) {
   AgentProcess agent;
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  struct CloseFd {
+    int fd;
+    ~CloseFd() { ::close(fd); }
+  } close_fd{fd};
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
+  ASSERT_LT(agent.socket().string().size(), sizeof(addr.sun_path));
   std::strcpy(addr.sun_path, agent.socket().c_str());
   bool connected = false;
   for (int i = 0; i < 100 && !connected; ++i) {
@@ -190,7 +198,13 @@ TEST(AgentClientTest, ConcurrentExecsAreMultiplexedById) {
   std::vector<uint32_t> exit_order;
   std::map<uint32_t, std::string> stdout_by_id;
   char buf[4096];
+  // Bounded wait: a lost EXIT fails here instead of hanging until ctest's timeout.
+  auto deadline = steady_clock::now() + milliseconds(10000);
   while (exit_order.size() < 2) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - steady_clock::now()).count();
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, static_cast<int>(std::max<int64_t>(left, 0))), 1)
+        << "EXIT frames seen so far: " << exit_order.size();
     ssize_t n = ::read(fd, buf, sizeof(buf));
     ASSERT_GT(n, 0);
     d.Feed(std::string_view(buf, static_cast<size_t>(n)));
@@ -199,7 +213,6 @@ TEST(AgentClientTest, ConcurrentExecsAreMultiplexedById) {
       if (f->type == proto::MessageType::kExit) exit_order.push_back(f->channel);
     }
   }
-  ::close(fd);
   EXPECT_EQ(exit_order, (std::vector<uint32_t>{2, 1}));
   EXPECT_EQ(stdout_by_id[1], "slow\n");
   EXPECT_EQ(stdout_by_id[2], "fast\n");
