@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -218,9 +219,26 @@ Result<CommandOutput> RunChecked(CommandRunner& runner, const CommandSpec& spec)
 namespace {
 // Returns the process state char and start time from /proc/PID/stat.
 Result<std::pair<char, uint64_t>> ReadStat(int pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  if (!f) return NotFound("no process " + std::to_string(pid));
-  std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // Plain read(2), not std::ifstream: a process that exits (and is reaped)
+  // between open and read makes read fail with ESRCH, which basic_filebuf
+  // turns into a thrown std::ios_base::failure even without exceptions().
+  std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NotFound("no process " + std::to_string(pid));
+  std::string content;
+  char buf[1024];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return NotFound("no process " + std::to_string(pid) + " (" + std::strerror(err) + ")");
+    }
+    if (n == 0) break;
+    content.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
   // comm may contain spaces and parens: fields start after the last ')'.
   size_t rp = content.rfind(')');
   if (rp == std::string::npos) return Internal("malformed /proc stat for " + std::to_string(pid));
@@ -231,7 +249,9 @@ Result<std::pair<char, uint64_t>> ReadStat(int pid) {
   // Field 3 is state; field 22 is starttime. After ')' we are at field 3.
   for (int i = 3; i <= 22 && rest >> field; ++i) {
     if (i == 3) state = field.empty() ? '?' : field[0];
-    if (i == 22) start = std::stoull(field);
+    if (i == 22 && std::from_chars(field.data(), field.data() + field.size(), start).ec != std::errc()) {
+      return Internal("malformed /proc stat for " + std::to_string(pid));
+    }
   }
   return std::make_pair(state, start);
 }
