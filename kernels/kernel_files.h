@@ -8,19 +8,21 @@
 #include <string>
 
 #include "base/status.h"
+#include "fetch/download.h"
 
 namespace banger::kernels {
 
-using KernelProgressFn = std::function<void(uint64_t done, uint64_t total)>;
+using KernelProgressFn = fetch::ProgressFn;
 
-/// Downloads `url` (http, https or file) to `dest` (created, must not exist)
-/// and returns the sha256 hex of what was written. On error `dest` is
-/// removed. 404 / missing file -> NotFound, 5xx and network errors ->
-/// Unavailable.
+/// fetch::DownloadFile with the kernel size limit (4 GiB): downloads `url`
+/// (http, https or file) to `dest` (created 0600, must not exist) and returns
+/// the sha256 hex of what was written. On error `dest` is removed. 404 /
+/// missing file -> NotFound, 5xx and network errors -> Unavailable.
 Result<std::string> DownloadFile(const std::string& url, const std::filesystem::path& dest,
                                  const KernelProgressFn& progress);
 
-/// Extracts a (compressed) tar archive into `dest` (an existing directory).
+/// fetch::ExtractArchive for kernel tarballs: extracts a (compressed) tar
+/// archive into `dest` (an existing directory).
 /// Only regular files, directories, symlinks and hard links are created;
 /// entries with absolute paths or ".." and links pointing outside `dest` are
 /// refused with an error naming the archive and the entry.
