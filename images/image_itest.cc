@@ -18,6 +18,7 @@
 #include "images/recipes.h"
 #include "oci/http.h"
 #include "oci/test_layers.h"
+#include "tests/support/oci_registry.h"
 
 namespace banger::images {
 namespace {
@@ -80,108 +81,26 @@ TEST(DebootstrapImageTest, BuildsDebianBookwormWithSshdThroughTheHostMirror) {
 // ---------------------------------------------------------------------------
 // A real registry: Debian's docker-registry as a child process on 127.0.0.1.
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
-
+// A real registry (tests/support/oci_registry.h) plus the image layout these
+// tests push: a config blob used as is and gzip layers.
 class Registry {
  public:
-  Status Start(const fs::path& root) {
-    port_ = FreePort();
-    fs::path cfg = root / "config.yml";
-    std::string yaml = "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
-                       "    rootdirectory: " + (root / "storage").string() +
-                       "\nhttp:\n  addr: " + HostPort() + "\n";
-    BANGER_RETURN_IF_ERROR(WriteFileAtomic(cfg, yaml, 0600));
-    auto runner = MakePosixCommandRunner();
-    CommandSpec spec;
-    spec.argv = {"/usr/bin/docker-registry", "serve", cfg.string()};
-    spec.log_file = root / "registry.log";
-    BANGER_ASSIGN_OR_RETURN(id_, runner->StartDetached(spec));
-    auto http = oci::MakeCurlHttpClient();
-    for (int i = 0; i < 200; ++i) {
-      oci::HttpRequest req;
-      req.url = "http://" + HostPort() + "/v2/";
-      req.connect_timeout = std::chrono::seconds(1);
-      auto r = http->Do(req);
-      if (r.ok() && r->status == 200) return OkStatus();
-      if (!ProcessAlive(id_)) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    return Unavailable("docker-registry did not come up: " +
-                       ReadFile(root / "registry.log").value_or(""));
-  }
-  ~Registry() {
-    if (id_.pid == 0) return;
-    (void)SignalProcess(id_, SIGTERM);
-    for (int i = 0; i < 200 && ProcessAlive(id_); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    if (ProcessAlive(id_)) (void)SignalProcess(id_, SIGKILL);
-  }
-  std::string HostPort() const { return "127.0.0.1:" + std::to_string(port_); }
-
-  Status PushBlob(const std::string& repo, const std::string& data) {
-    auto http = oci::MakeCurlHttpClient();
-    oci::HttpRequest post;
-    post.method = "POST";
-    post.url = "http://" + HostPort() + "/v2/" + repo + "/blobs/uploads/";
-    BANGER_ASSIGN_OR_RETURN(oci::HttpResponse r, http->Do(post));
-    if (r.status != 202) return Internal("upload start: HTTP " + std::to_string(r.status));
-    std::string loc = r.Header("location");
-    if (StartsWith(loc, "/")) loc = "http://" + HostPort() + loc;
-    oci::HttpRequest put;
-    put.method = "PUT";
-    put.url = loc + (loc.find('?') == std::string::npos ? "?" : "&") + "digest=sha256%3A" +
-              Sha256Hex(data);
-    put.headers = {"Content-Type: application/octet-stream"};
-    put.body = data;
-    BANGER_ASSIGN_OR_RETURN(oci::HttpResponse p, http->Do(put));
-    if (p.status != 201) return Internal("upload: HTTP " + std::to_string(p.status));
-    return OkStatus();
-  }
+  Status Start(const fs::path& root) { return process_.Start(root); }
+  std::string HostPort() const { return process_.HostPort(); }
 
   /// Pushes a one-config, n-layer OCI image; returns the manifest digest.
   Result<std::string> PushImage(const std::string& repo, const std::string& tag,
                                 const std::string& config, const std::vector<std::string>& layers) {
-    BANGER_RETURN_IF_ERROR(PushBlob(repo, config));
-    nlohmann::json m = {{"schemaVersion", 2},
-                        {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-                        {"config",
-                         {{"mediaType", "application/vnd.oci.image.config.v1+json"},
-                          {"digest", "sha256:" + Sha256Hex(config)},
-                          {"size", config.size()}}},
-                        {"layers", nlohmann::json::array()}};
-    for (const auto& l : layers) {
-      BANGER_RETURN_IF_ERROR(PushBlob(repo, l));
-      m["layers"].push_back({{"mediaType", "application/vnd.oci.image.layer.v1.tar+gzip"},
-                             {"digest", "sha256:" + Sha256Hex(l)},
-                             {"size", l.size()}});
-    }
-    std::string manifest = m.dump();
-    auto http = oci::MakeCurlHttpClient();
-    oci::HttpRequest put;
-    put.method = "PUT";
-    put.url = "http://" + HostPort() + "/v2/" + repo + "/manifests/" + tag;
-    put.headers = {"Content-Type: application/vnd.oci.image.manifest.v1+json"};
-    put.body = manifest;
-    BANGER_ASSIGN_OR_RETURN(oci::HttpResponse p, http->Do(put));
-    if (p.status != 201) return Internal("manifest put: HTTP " + std::to_string(p.status));
-    return "sha256:" + Sha256Hex(manifest);
+    std::vector<::banger::testing::OciBlob> blobs;
+    for (const auto& l : layers) blobs.push_back({"application/vnd.oci.image.layer.v1.tar+gzip", l});
+    auto img = ::banger::testing::OciTestImage::FromBlobs(blobs, config);
+    ::banger::testing::OciPusher pusher(HostPort());
+    BANGER_RETURN_IF_ERROR(pusher.PushImage(repo, tag, img));
+    return img.Digest();
   }
 
  private:
-  int port_ = 0;
-  ProcessIdentity id_;
+  ::banger::testing::RegistryProcess process_;
 };
 
 class RegistryImageTest : public ::testing::Test {

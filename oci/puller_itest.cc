@@ -24,6 +24,7 @@
 #include "oci/puller.h"
 #include "oci/test_http_server.h"
 #include "oci/test_layers.h"
+#include "tests/support/oci_registry.h"
 
 namespace banger::oci {
 namespace {
@@ -42,42 +43,21 @@ constexpr std::string_view kLayerTar = "application/vnd.oci.image.layer.v1.tar";
 
 std::string Digest(std::string_view data) { return "sha256:" + Sha256Hex(data); }
 
-struct Blob {
-  std::string media_type;
-  std::string data;
-  std::string digest() const { return Digest(data); }
-};
+using Blob = ::banger::testing::OciBlob;
+using TestImage = ::banger::testing::OciTestImage;
+using Pusher = ::banger::testing::OciPusher;
+using ::banger::testing::RegistryProcess;
 
-// An image manifest plus its blobs, built in memory.
-struct TestImage {
-  Blob config;
-  std::vector<Blob> layers;
-  std::string manifest;  // OCI image manifest JSON
+int FreePort() { return ::banger::testing::FreeLoopbackPort(); }
 
-  static TestImage Make(const std::vector<Blob>& layers, const std::string& arch = "amd64") {
-    TestImage img;
-    img.layers = layers;
-    nlohmann::json cfg = {{"architecture", arch},
-                          {"os", "linux"},
-                          {"config", {{"Entrypoint", {"/bin/sh"}}, {"Env", {"PATH=/bin"}}}},
-                          {"rootfs", {{"type", "layers"}, {"diff_ids", nlohmann::json::array()}}}};
-    img.config = {"application/vnd.oci.image.config.v1+json", cfg.dump()};
-    nlohmann::json m = {{"schemaVersion", 2},
-                        {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-                        {"config",
-                         {{"mediaType", img.config.media_type},
-                          {"digest", img.config.digest()},
-                          {"size", img.config.data.size()}}},
-                        {"layers", nlohmann::json::array()}};
-    for (const Blob& l : layers) {
-      m["layers"].push_back(
-          {{"mediaType", l.media_type}, {"digest", l.digest()}, {"size", l.data.size()}});
-    }
-    img.manifest = m.dump();
-    return img;
-  }
-  std::string digest() const { return Digest(manifest); }
-};
+// An image of `layers` whose config names `arch` (and no diff_ids).
+TestImage MakeImage(const std::vector<Blob>& layers, const std::string& arch = "amd64") {
+  nlohmann::json cfg = {{"architecture", arch},
+                        {"os", "linux"},
+                        {"config", {{"Entrypoint", {"/bin/sh"}}, {"Env", {"PATH=/bin"}}}},
+                        {"rootfs", {{"type", "layers"}, {"diff_ids", nlohmann::json::array()}}}};
+  return TestImage::FromBlobs(layers, cfg.dump());
+}
 
 std::string IndexJson(const std::vector<std::pair<const TestImage*, std::string>>& entries) {
   nlohmann::json idx = {{"schemaVersion", 2},
@@ -88,125 +68,12 @@ std::string IndexJson(const std::vector<std::pair<const TestImage*, std::string>
     nlohmann::json plat = {{"os", p[0]}, {"architecture", p[1]}};
     if (p.size() > 2) plat["variant"] = p[2];
     idx["manifests"].push_back({{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-                                {"digest", img->digest()},
+                                {"digest", img->Digest()},
                                 {"size", img->manifest.size()},
                                 {"platform", plat}});
   }
   return idx.dump();
 }
-
-// ---------------------------------------------------------------------------
-// A real registry: Debian's docker-registry as a child process.
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
-
-class RegistryProcess {
- public:
-  Status Start(const fs::path& root) {
-    port_ = FreePort();
-    fs::path cfg = root / "config.yml";
-    std::string yaml = "version: 0.1\n"
-                       "log:\n  level: warn\n"
-                       "storage:\n  filesystem:\n    rootdirectory: " + (root / "storage").string() +
-                       "\n  delete:\n    enabled: true\n"
-                       "http:\n  addr: 127.0.0.1:" + std::to_string(port_) + "\n";
-    BANGER_RETURN_IF_ERROR(WriteFileAtomic(cfg, yaml, 0600));
-    auto runner = MakePosixCommandRunner();
-    CommandSpec spec;
-    spec.argv = {"/usr/bin/docker-registry", "serve", cfg.string()};
-    spec.log_file = root / "registry.log";
-    BANGER_ASSIGN_OR_RETURN(id_, runner->StartDetached(spec));
-    // Wait until it answers /v2/.
-    auto http = MakeCurlHttpClient();
-    for (int i = 0; i < 200; ++i) {
-      HttpRequest req;
-      req.url = "http://" + HostPort() + "/v2/";
-      req.connect_timeout = std::chrono::seconds(1);
-      auto r = http->Do(req);
-      if (r.ok() && r->status == 200) return OkStatus();
-      if (!ProcessAlive(id_)) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    auto log = ReadFile(root / "registry.log");
-    return Unavailable("docker-registry did not come up: " + log.value_or(""));
-  }
-  void Stop() {
-    if (id_.pid == 0) return;
-    (void)SignalProcess(id_, SIGTERM);
-    for (int i = 0; i < 200 && ProcessAlive(id_); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    if (ProcessAlive(id_)) (void)SignalProcess(id_, SIGKILL);
-    id_ = {};
-  }
-  ~RegistryProcess() { Stop(); }
-  std::string HostPort() const { return "127.0.0.1:" + std::to_string(port_); }
-
- private:
-  int port_ = 0;
-  ProcessIdentity id_;
-};
-
-// Pushes blobs and manifests with the distribution API (monolithic uploads).
-class Pusher {
- public:
-  explicit Pusher(std::string host) : host_(std::move(host)), http_(MakeCurlHttpClient()) {}
-
-  Status PushBlob(const std::string& repo, const Blob& b) {
-    HttpRequest post;
-    post.method = "POST";
-    post.url = "http://" + host_ + "/v2/" + repo + "/blobs/uploads/";
-    BANGER_ASSIGN_OR_RETURN(HttpResponse r, http_->Do(post));
-    if (r.status != 202) return Internal("upload start: HTTP " + std::to_string(r.status));
-    std::string loc = r.Header("location");
-    if (StartsWith(loc, "/")) loc = "http://" + host_ + loc;
-    HttpRequest put;
-    put.method = "PUT";
-    put.url = loc + (loc.find('?') == std::string::npos ? "?" : "&") + "digest=" +
-              UrlEncodeDigest(b.digest());
-    put.headers = {"Content-Type: application/octet-stream"};
-    put.body = b.data;
-    BANGER_ASSIGN_OR_RETURN(HttpResponse p, http_->Do(put));
-    if (p.status != 201) return Internal("upload: HTTP " + std::to_string(p.status) + " " + p.body);
-    return OkStatus();
-  }
-  Status PushManifest(const std::string& repo, const std::string& ref,
-                      const std::string& media_type, const std::string& body) {
-    HttpRequest put;
-    put.method = "PUT";
-    put.url = "http://" + host_ + "/v2/" + repo + "/manifests/" + ref;
-    put.headers = {"Content-Type: " + media_type};
-    put.body = body;
-    BANGER_ASSIGN_OR_RETURN(HttpResponse p, http_->Do(put));
-    if (p.status != 201) {
-      return Internal("manifest put: HTTP " + std::to_string(p.status) + " " + p.body);
-    }
-    return OkStatus();
-  }
-  Status PushImage(const std::string& repo, const std::string& tag, const TestImage& img) {
-    BANGER_RETURN_IF_ERROR(PushBlob(repo, img.config));
-    for (const Blob& l : img.layers) BANGER_RETURN_IF_ERROR(PushBlob(repo, l));
-    return PushManifest(repo, tag, "application/vnd.oci.image.manifest.v1+json", img.manifest);
-  }
-
- private:
-  static std::string UrlEncodeDigest(const std::string& d) {
-    return "sha256%3A" + d.substr(7);
-  }
-  std::string host_;
-  std::unique_ptr<HttpClient> http_;
-};
 
 std::set<std::string> CacheFiles(const fs::path& blob_dir) {
   std::set<std::string> out;
@@ -343,7 +210,7 @@ RegistryProcess* RegistryPullTest::registry_ = nullptr;
 fs::path* RegistryPullTest::registry_root_ = nullptr;
 
 TEST_F(RegistryPullTest, PullsMultiLayerImageAndWarmRepullDownloadsNothing) {
-  TestImage img = TestImage::Make(RichLayers());
+  TestImage img = MakeImage(RichLayers());
   Pusher push(Host());
   ASSERT_TRUE(push.PushImage("banger/rich", "v1", img).ok());
 
@@ -354,11 +221,11 @@ TEST_F(RegistryPullTest, PullsMultiLayerImageAndWarmRepullDownloadsNothing) {
   auto r = PullAndFlatten(Host() + "/banger/rich:v1", dest, opts);
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   EXPECT_EQ(r->reference, Host() + "/banger/rich:v1");
-  EXPECT_EQ(r->manifest_digest, img.digest());
+  EXPECT_EQ(r->manifest_digest, img.Digest());
   EXPECT_EQ(r->config_json, img.config.data);
   EXPECT_TRUE(r->index_digest.empty());
   ASSERT_EQ(r->layer_digests.size(), 3u);
-  EXPECT_EQ(r->layer_digests[1], img.layers[1].digest());
+  EXPECT_EQ(r->layer_digests[1], img.layers[1].Digest());
   uint64_t expected_bytes = img.manifest.size() + img.config.data.size();
   for (const Blob& l : img.layers) expected_bytes += l.data.size();
   EXPECT_EQ(r->bytes_downloaded, expected_bytes);
@@ -366,7 +233,7 @@ TEST_F(RegistryPullTest, PullsMultiLayerImageAndWarmRepullDownloadsNothing) {
   ExpectRichTree(dest);
   bool saw_blob = false, saw_flatten = false;
   for (const PullProgress& p : progress) {
-    saw_blob |= p.phase == "blob" && p.item == img.layers[0].digest() &&
+    saw_blob |= p.phase == "blob" && p.item == img.layers[0].Digest() &&
                 p.done_bytes == img.layers[0].data.size();
     saw_flatten |= p.phase == "flatten";
   }
@@ -375,9 +242,9 @@ TEST_F(RegistryPullTest, PullsMultiLayerImageAndWarmRepullDownloadsNothing) {
 
   // Every blob is in the cache, private, and named by its digest.
   std::set<std::string> files = CacheFiles(blobs_);
-  EXPECT_TRUE(files.count(img.digest().substr(7)));
-  EXPECT_TRUE(files.count(img.config.digest().substr(7)));
-  for (const Blob& l : img.layers) EXPECT_TRUE(files.count(l.digest().substr(7)));
+  EXPECT_TRUE(files.count(img.Digest().substr(7)));
+  EXPECT_TRUE(files.count(img.config.Digest().substr(7)));
+  for (const Blob& l : img.layers) EXPECT_TRUE(files.count(l.Digest().substr(7)));
   struct stat st {};
   ASSERT_EQ(::stat((blobs_ / "sha256").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
@@ -386,13 +253,13 @@ TEST_F(RegistryPullTest, PullsMultiLayerImageAndWarmRepullDownloadsNothing) {
   auto again = PullAndFlatten(Host() + "/banger/rich:v1", dest2, Options());
   ASSERT_TRUE(again.ok()) << again.error().ToString();
   EXPECT_EQ(again->bytes_downloaded, 0u);
-  EXPECT_EQ(again->manifest_digest, img.digest());
+  EXPECT_EQ(again->manifest_digest, img.Digest());
   EXPECT_EQ(again->tree_bytes, r->tree_bytes);
   ExpectRichTree(dest2);
 
   // By digest, too.
   fs::path dest3 = NewDest("rootfs3");
-  auto by_digest = PullAndFlatten(Host() + "/banger/rich@" + img.digest(), dest3, Options());
+  auto by_digest = PullAndFlatten(Host() + "/banger/rich@" + img.Digest(), dest3, Options());
   ASSERT_TRUE(by_digest.ok()) << by_digest.error().ToString();
   EXPECT_EQ(by_digest->bytes_downloaded, 0u);
 
@@ -402,18 +269,18 @@ TEST_F(RegistryPullTest, PullsMultiLayerImageAndWarmRepullDownloadsNothing) {
 }
 
 TEST_F(RegistryPullTest, ImageIndexSelectsPlatform) {
-  TestImage amd = TestImage::Make({{std::string(kLayerGzip),
+  TestImage amd = MakeImage({{std::string(kLayerGzip),
                                     TarBuilder().File("arch", "amd64").Build(Compression::kGzip)}});
-  TestImage arm = TestImage::Make({{std::string(kLayerGzip),
+  TestImage arm = MakeImage({{std::string(kLayerGzip),
                                     TarBuilder().File("arch", "arm64").Build(Compression::kGzip)}},
                                   "arm64");
-  TestImage armv7 = TestImage::Make({{std::string(kLayerGzip),
+  TestImage armv7 = MakeImage({{std::string(kLayerGzip),
                                       TarBuilder().File("arch", "armv7").Build(Compression::kGzip)}},
                                     "arm");
   Pusher push(Host());
-  ASSERT_TRUE(push.PushImage("banger/multi", amd.digest(), amd).ok());
-  ASSERT_TRUE(push.PushImage("banger/multi", arm.digest(), arm).ok());
-  ASSERT_TRUE(push.PushImage("banger/multi", armv7.digest(), armv7).ok());
+  ASSERT_TRUE(push.PushImage("banger/multi", amd.Digest(), amd).ok());
+  ASSERT_TRUE(push.PushImage("banger/multi", arm.Digest(), arm).ok());
+  ASSERT_TRUE(push.PushImage("banger/multi", armv7.Digest(), armv7).ok());
   std::string index =
       IndexJson({{&armv7, "linux/arm/v7"}, {&arm, "linux/arm64/v8"}, {&amd, "linux/amd64"}});
   Status ps = push.PushManifest("banger/multi", "latest", "application/vnd.oci.image.index.v1+json", index);
@@ -423,7 +290,7 @@ TEST_F(RegistryPullTest, ImageIndexSelectsPlatform) {
   auto r = PullAndFlatten(Host() + "/banger/multi", d1, Options());
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   EXPECT_EQ(ReadOr(d1 / "arch"), "amd64");
-  EXPECT_EQ(r->manifest_digest, amd.digest());
+  EXPECT_EQ(r->manifest_digest, amd.Digest());
   EXPECT_EQ(r->index_digest, Digest(index));
 
   PullOptions o = Options();
@@ -435,8 +302,8 @@ TEST_F(RegistryPullTest, ImageIndexSelectsPlatform) {
 
   auto refs = ReferencedDigests(blobs_, r->index_digest);
   ASSERT_TRUE(refs.ok());
-  EXPECT_TRUE(refs->count(amd.digest()) && refs->count(arm.digest()));
-  EXPECT_FALSE(refs->count(armv7.digest()));  // never pulled, so not in the cache
+  EXPECT_TRUE(refs->count(amd.Digest()) && refs->count(arm.Digest()));
+  EXPECT_FALSE(refs->count(armv7.Digest()));  // never pulled, so not in the cache
 
   o.platform = "linux/s390x";
   fs::path d3 = NewDest("s390x");
@@ -451,9 +318,9 @@ TEST_F(RegistryPullTest, ImageIndexSelectsPlatform) {
 TEST_F(RegistryPullTest, ConcurrentPullsOfDifferentImagesShareTheCache) {
   // Both images share their base layer; the second layer differs.
   std::string base = TarBuilder().File("base", std::string(512 * 1024, 'b')).Build(Compression::kGzip);
-  TestImage one = TestImage::Make({{std::string(kLayerGzip), base},
+  TestImage one = MakeImage({{std::string(kLayerGzip), base},
                                    {std::string(kLayerGzip), TarBuilder().File("who", "one").Build(Compression::kGzip)}});
-  TestImage two = TestImage::Make({{std::string(kLayerGzip), base},
+  TestImage two = MakeImage({{std::string(kLayerGzip), base},
                                    {std::string(kLayerZstd), TarBuilder().File("who", "two").Build(Compression::kZstd)}});
   Pusher push(Host());
   ASSERT_TRUE(push.PushImage("banger/one", "1", one).ok());
@@ -492,8 +359,8 @@ TEST_F(RegistryPullTest, UnknownTagIsNotFoundAndDestinationMustBeEmpty) {
 class FakeRegistry {
  public:
   explicit FakeRegistry(const TestImage& img, std::string repo = "app") : repo_(std::move(repo)) {
-    blobs_[img.config.digest()] = img.config.data;
-    for (const Blob& l : img.layers) blobs_[l.digest()] = l.data;
+    blobs_[img.config.Digest()] = img.config.data;
+    for (const Blob& l : img.layers) blobs_[l.Digest()] = l.data;
     manifest_ = img.manifest;
   }
   // Hook: may answer a request itself; returns true when it did.
@@ -535,7 +402,7 @@ class FaultyRegistryTest : public ::testing::Test {
     fs::create_directories(dest_);
     std::string big(300 * 1024, '\0');
     for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 7919) % 251);
-    img_ = TestImage::Make({{std::string(kLayerTar), TarBuilder().File("big", big).File("hello", "hi").Build()}});
+    img_ = MakeImage({{std::string(kLayerTar), TarBuilder().File("big", big).File("hello", "hi").Build()}});
   }
   PullOptions Options() {
     PullOptions o;
@@ -619,7 +486,7 @@ TEST_F(FaultyRegistryTest, BasicAuthFromDockerConfig) {
 
 TEST_F(FaultyRegistryTest, CutBlobDownloadResumesWithRange) {
   FakeRegistry reg(img_);
-  std::string layer_path = "/v2/app/blobs/" + Layer().digest();
+  std::string layer_path = "/v2/app/blobs/" + Layer().Digest();
   int cuts = 0;
   reg.hook = [&](const TestRequest& req, TestResponse& resp) {
     if (req.target != layer_path) return false;
@@ -658,7 +525,7 @@ TEST_F(FaultyRegistryTest, CutBlobDownloadResumesWithRange) {
 
 TEST_F(FaultyRegistryTest, CutDownloadRestartsWhenRangeIsIgnored) {
   FakeRegistry reg(img_);
-  std::string layer_path = "/v2/app/blobs/" + Layer().digest();
+  std::string layer_path = "/v2/app/blobs/" + Layer().Digest();
   int calls = 0;
   reg.hook = [&](const TestRequest& req, TestResponse& resp) {
     if (req.target != layer_path) return false;
@@ -676,7 +543,7 @@ TEST_F(FaultyRegistryTest, CutDownloadRestartsWhenRangeIsIgnored) {
 
 TEST_F(FaultyRegistryTest, WrongDigestBlobIsRejectedAndNothingIsCached) {
   FakeRegistry reg(img_);
-  std::string layer_path = "/v2/app/blobs/" + Layer().digest();
+  std::string layer_path = "/v2/app/blobs/" + Layer().Digest();
   reg.hook = [&](const TestRequest& req, TestResponse& resp) {
     if (req.target != layer_path) return false;
     resp.body = Layer().data;
@@ -688,13 +555,13 @@ TEST_F(FaultyRegistryTest, WrongDigestBlobIsRejectedAndNothingIsCached) {
   auto r = PullAndFlatten(server.HostPort() + "/app:1", dest_, Options());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), StatusCode::kDataLoss);
-  EXPECT_NE(r.error().message().find(Layer().digest()), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find(Layer().Digest()), std::string::npos) << r.error().message();
   std::set<std::string> files = CacheFiles(blobs_);
-  EXPECT_FALSE(files.count(Layer().digest().substr(7)));
+  EXPECT_FALSE(files.count(Layer().Digest().substr(7)));
   for (const std::string& f : files) {
     EXPECT_EQ(f.find(".partial."), std::string::npos) << "temp file left: " << f;
   }
-  EXPECT_EQ(files, (std::set<std::string>{img_.digest().substr(7), img_.config.digest().substr(7)}));
+  EXPECT_EQ(files, (std::set<std::string>{img_.Digest().substr(7), img_.config.Digest().substr(7)}));
   EXPECT_TRUE(fs::is_empty(dest_));
 }
 

@@ -94,7 +94,14 @@ OciTestImage OciTestImage::Make(const std::vector<std::string>& tar_layers,
                         {"os", "linux"},
                         {"config", nlohmann::json::parse(config_json)},
                         {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}};
-  img.config = {"application/vnd.oci.image.config.v1+json", cfg.dump()};
+  return FromBlobs(img.layers, cfg.dump());
+}
+
+OciTestImage OciTestImage::FromBlobs(const std::vector<OciBlob>& layers,
+                                     std::string config_blob) {
+  OciTestImage img;
+  img.layers = layers;
+  img.config = {"application/vnd.oci.image.config.v1+json", std::move(config_blob)};
   nlohmann::json m = {{"schemaVersion", 2},
                       {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
                       {"config",
@@ -136,11 +143,16 @@ Status OciPusher::PushImage(const std::string& repo, const std::string& tag,
                             const OciTestImage& img) {
   BANGER_RETURN_IF_ERROR(PushBlob(repo, img.config));
   for (const OciBlob& l : img.layers) BANGER_RETURN_IF_ERROR(PushBlob(repo, l));
+  return PushManifest(repo, tag, "application/vnd.oci.image.manifest.v1+json", img.manifest);
+}
+
+Status OciPusher::PushManifest(const std::string& repo, const std::string& ref,
+                               const std::string& media_type, const std::string& body) {
   oci::HttpRequest put;
   put.method = "PUT";
-  put.url = "http://" + host_ + "/v2/" + repo + "/manifests/" + tag;
-  put.headers = {"Content-Type: application/vnd.oci.image.manifest.v1+json"};
-  put.body = img.manifest;
+  put.url = "http://" + host_ + "/v2/" + repo + "/manifests/" + ref;
+  put.headers = {"Content-Type: " + media_type};
+  put.body = body;
   BANGER_ASSIGN_OR_RETURN(oci::HttpResponse p, http_->Do(put));
   if (p.status != 201) return Internal("manifest put: HTTP " + std::to_string(p.status) + " " + p.body);
   return OkStatus();

@@ -1,4 +1,5 @@
-// Test support: a real OCI registry (Debian's docker-registry, distribution
+// Test support (target banger_registry_testing, shared by the oci, images and
+// e2e tests): a real OCI registry (Debian's docker-registry, distribution
 // 2.8) on 127.0.0.1 as a child process, and a minimal pusher for it.
 #pragma once
 
@@ -57,6 +58,10 @@ struct OciTestImage {
   /// filled in).
   static OciTestImage Make(const std::vector<std::string>& tar_layers,
                            const std::string& config_json);
+
+  /// An image of the given layer blobs (any media type) whose config blob is
+  /// exactly `config_blob` (a whole image config JSON, used as is).
+  static OciTestImage FromBlobs(const std::vector<OciBlob>& layers, std::string config_blob);
 };
 
 /// Pushes blobs and manifests with the distribution API (monolithic uploads).
@@ -65,6 +70,8 @@ class OciPusher {
   explicit OciPusher(std::string host_port);
   ~OciPusher();
   [[nodiscard]] Status PushBlob(const std::string& repo, const OciBlob& b);
+  [[nodiscard]] Status PushManifest(const std::string& repo, const std::string& ref,
+                                    const std::string& media_type, const std::string& body);
   [[nodiscard]] Status PushImage(const std::string& repo, const std::string& tag,
                                  const OciTestImage& img);
 
