@@ -10,6 +10,8 @@ struct SizeCase {
   uint64_t bytes;
 };
 
+void PrintTo(const SizeCase& c, std::ostream* os) { *os << '"' << c.text << '"'; }
+
 class ParseByteSizeTest : public ::testing::TestWithParam<SizeCase> {};
 
 TEST_P(ParseByteSizeTest, ParsesUnits) {

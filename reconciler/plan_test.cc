@@ -178,6 +178,7 @@ struct ClassCase {
   const char* path;
   FieldClass cls;
 };
+void PrintTo(const ClassCase& c, std::ostream* os) { *os << c.path; }
 class FieldClassTest : public ::testing::TestWithParam<ClassCase> {};
 TEST_P(FieldClassTest, ClassifiesDocumentedFields) {
   EXPECT_EQ(ClassifyField(GetParam().path), GetParam().cls) << GetParam().path;

@@ -166,6 +166,7 @@ struct RuleCase {
   std::string yaml;
   std::string expected;  // Diagnostics::ToString()
 };
+void PrintTo(const RuleCase& c, std::ostream* os) { *os << c.name; }
 
 class ValidationRuleTest : public testing::TestWithParam<RuleCase> {};
 
