@@ -67,3 +67,26 @@ TEST(ClosestMatchTest, SuggestsNearbyNames) {
 
 }  // namespace
 }  // namespace banger
+
+#include "base/base64.h"
+
+namespace banger {
+namespace {
+
+TEST(Base64Test, RoundTripsAndRejectsJunk) {
+  EXPECT_EQ(Base64Encode(""), "");
+  EXPECT_EQ(Base64Encode("f"), "Zg==");
+  EXPECT_EQ(Base64Encode("fo"), "Zm8=");
+  EXPECT_EQ(Base64Encode("foo"), "Zm9v");
+  EXPECT_EQ(Base64Encode("alice:s3cret"), "YWxpY2U6czNjcmV0");
+  std::string bytes;
+  for (int i = 0; i < 256; ++i) bytes.push_back(static_cast<char>(i));
+  auto back = Base64Decode(Base64Encode(bytes));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, bytes);
+  EXPECT_FALSE(Base64Decode("Zm9v!").ok());
+  EXPECT_FALSE(Base64Decode("Zg==Zg").ok());
+}
+
+}  // namespace
+}  // namespace banger

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/base64.h"
 #include "base/status.h"
 
 namespace banger::oci {
@@ -46,7 +47,7 @@ Result<std::optional<Credentials>> LookupDockerCredentialsInJson(std::string_vie
                                                                  std::string_view origin);
 
 /// Standard base64 (RFC 4648) encode/decode; decode rejects invalid input.
-std::string Base64Encode(std::string_view data);
-Result<std::string> Base64Decode(std::string_view text);
+using banger::Base64Decode;
+using banger::Base64Encode;
 
 }  // namespace banger::oci

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "base/base64.h"
+
 namespace banger {
 
 struct GuestNetwork {
@@ -49,8 +51,5 @@ struct GuestConfig {
 
 /// Renders config.json (stable key order, so identical configs give identical bytes).
 std::string GuestConfigToJson(const GuestConfig& config);
-
-/// Standard base64 with padding.
-std::string Base64Encode(std::string_view data);
 
 }  // namespace banger
