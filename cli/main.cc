@@ -87,7 +87,7 @@ class Context {
 };
 
 int Fail(const Status& s) {
-  std::fprintf(stderr, "error: %s\n", s.message().c_str());
+  PrintError(s);
   return kExitError;
 }
 

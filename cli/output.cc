@@ -39,6 +39,20 @@ std::string RenderTable(const std::vector<std::vector<std::string>>& rows) {
   return out;
 }
 
+std::string ProgressText(uint64_t done, uint64_t total) {
+  if (total == 0) return HumanBytes(done);
+  constexpr int kWidth = 30;
+  int filled = static_cast<int>(static_cast<double>(std::min(done, total)) / static_cast<double>(total) * kWidth);
+  return "[" + std::string(static_cast<size_t>(filled), '#') +
+         std::string(static_cast<size_t>(kWidth - filled), '.') + "] " + HumanBytes(done) + " / " +
+         HumanBytes(total);
+}
+
+int PrintError(const Status& status) {
+  std::fprintf(stderr, "error: %s\n", status.message().c_str());
+  return 1;
+}
+
 std::string Age(int64_t then_unix, int64_t now_unix) {
   if (then_unix <= 0) return "-";
   int64_t d = std::max<int64_t>(0, now_unix - then_unix);
@@ -153,17 +167,7 @@ void TerminalSink::StepFinished(const std::string& sandbox, const std::string& s
 void TerminalSink::OnProgress(const Progress& p) {
   if (!tty_) return;
   std::lock_guard<std::mutex> l(mu_);
-  std::string line = p.sandbox + ": " + p.what + " ";
-  if (p.total > 0) {
-    int width = 30;
-    int filled = static_cast<int>(static_cast<double>(p.done) / static_cast<double>(p.total) * width);
-    filled = std::clamp(filled, 0, width);
-    line += "[" + std::string(static_cast<size_t>(filled), '#') +
-            std::string(static_cast<size_t>(width - filled), '.') + "] " + HumanBytes(p.done) + " / " +
-            HumanBytes(p.total);
-  } else {
-    line += HumanBytes(p.done);
-  }
+  std::string line = p.sandbox + ": " + p.what + " " + ProgressText(p.done, p.total);
   std::fprintf(stderr, "\r\033[2K%s", line.c_str());
   bar_shown_ = true;
 }

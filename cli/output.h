@@ -19,6 +19,13 @@ bool UseColor(FILE* stream);
 /// Left-aligned columns separated by three spaces.
 std::string RenderTable(const std::vector<std::vector<std::string>>& rows);
 
+/// "[#####.....] 1.2 MiB / 4.0 MiB" when the total is known, else the bytes
+/// done so far ("1.2 MiB").
+std::string ProgressText(uint64_t done, uint64_t total);
+
+/// Prints "error: MESSAGE" to stderr and returns exit code 1.
+int PrintError(const Status& status);
+
 /// "5s ago", "3m ago", "2h ago", "4d ago".
 std::string Age(int64_t then_unix, int64_t now_unix);
 

@@ -30,15 +30,7 @@ class ProgressLine {
     if (!tty_) return;
     std::lock_guard<std::mutex> l(mu_);
     std::string line = label_ + " " + phase + " ";
-    if (total > 0) {
-      int width = 30;
-      int filled = static_cast<int>(static_cast<double>(std::min(done, total)) / static_cast<double>(total) * width);
-      line += "[" + std::string(static_cast<size_t>(filled), '#') +
-              std::string(static_cast<size_t>(width - filled), '.') + "] " + HumanBytes(done) + " / " +
-              HumanBytes(total);
-    } else if (done > 0) {
-      line += HumanBytes(done);
-    }
+    if (total > 0 || done > 0) line += ProgressText(done, total);
     std::fprintf(stderr, "\r\033[2K%s", line.c_str());
     shown_ = true;
   }
@@ -144,10 +136,7 @@ class Wiring final : public RuntimeWiring {
   std::unique_ptr<SandboxRuntime> runtime_;
 };
 
-int Fail(const Status& s) {
-  std::fprintf(stderr, "error: %s\n", s.message().c_str());
-  return 1;
-}
+int Fail(const Status& s) { return PrintError(s); }
 
 // Opens the host state for a command; prints and returns false on failure.
 struct Host {
