@@ -26,6 +26,40 @@ Result<SandboxSpec> RecordSpec(const SandboxRecord& record) {
   return spec;
 }
 
+namespace {
+
+// Records the change's spec in `rec` and clears what a previous VM left
+// behind, before booting. Apply and reconcile both start counting restart
+// attempts afresh.
+void PrepareForBoot(SandboxRecord& rec, const Change& change, int64_t now) {
+  rec.spec_json = change.desired_json;
+  rec.spec_hash = change.desired_hash;
+  rec.updated_at = now;
+  rec.phase = SandboxPhase::kPending;
+  rec.pid = 0;
+  rec.pid_start_time = 0;
+  rec.last_error.clear();
+  rec.stopped_by_user = false;
+  rec.restart_count = 0;
+  rec.next_retry_at = 0;
+}
+
+// A restart of a recorded sandbox with its recorded spec.
+Change RestartOf(const SandboxRecord& rec, SandboxSpec spec, std::string reason) {
+  Change c;
+  c.name = rec.name;
+  c.action = Action::kRestart;
+  c.reason = std::move(reason);
+  c.owner = rec.owner;
+  c.desired = SpecDocument{std::move(spec), {}};
+  c.desired_json = rec.spec_json;
+  c.desired_hash = rec.spec_hash;
+  c.current = rec;
+  return c;
+}
+
+}  // namespace
+
 Engine::Engine(StateStore& store, SandboxRuntime* runtime, ArtifactStore& artifacts, Clock& clock,
                EventSink& sink, EngineOptions options)
     : store_(store),
@@ -165,16 +199,8 @@ Status Engine::CreateOrReplace(const Change& change, const SandboxRecord* curren
     rec.created_at = clock_.NowUnix();
   }
   rec.owner = change.owner;
-  rec.spec_json = change.desired_json;
-  rec.spec_hash = change.desired_hash;
-  rec.updated_at = clock_.NowUnix();
-  rec.phase = SandboxPhase::kPending;
-  rec.pid = 0;
-  rec.pid_start_time = 0;
-  rec.last_error.clear();
+  PrepareForBoot(rec, change, clock_.NowUnix());
   rec.provisioned = false;
-  rec.stopped_by_user = false;
-  rec.restart_count = 0;
   rec.disk_path.clear();
   return BootAndWait(rec, spec, /*fresh_disk=*/true, result);
 }
@@ -185,16 +211,7 @@ Status Engine::Restart(const Change& change, const SandboxRecord& current, Chang
     return runtime_->Stop(current, options_.stop_grace);
   }));
   SandboxRecord rec = current;
-  rec.spec_json = change.desired_json;
-  rec.spec_hash = change.desired_hash;
-  rec.updated_at = clock_.NowUnix();
-  rec.phase = SandboxPhase::kPending;
-  rec.pid = 0;
-  rec.pid_start_time = 0;
-  rec.last_error.clear();
-  rec.stopped_by_user = false;
-  rec.restart_count = 0;
-  rec.next_retry_at = 0;
+  PrepareForBoot(rec, change, clock_.NowUnix());
   return BootAndWait(rec, change.desired->spec, /*fresh_disk=*/false, result);
 }
 
@@ -348,16 +365,8 @@ Status Engine::StopSandbox(const std::string& name) {
 Status Engine::StartSandbox(const std::string& name) {
   BANGER_ASSIGN_OR_RETURN(SandboxRecord rec, store_.GetSandbox(name));
   BANGER_ASSIGN_OR_RETURN(SandboxSpec spec, RecordSpec(rec));
-  Change c;
-  c.name = name;
-  c.action = Action::kRestart;
-  c.reason = "start requested";
-  c.desired = SpecDocument{spec, {}};
-  c.desired_json = rec.spec_json;
-  c.desired_hash = rec.spec_hash;
-  c.current = rec;
   ChangeResult r;
-  return Restart(c, rec, r);
+  return Restart(RestartOf(rec, std::move(spec), "start requested"), rec, r);
 }
 
 std::chrono::seconds BackoffDelay(int failures, std::chrono::seconds base, std::chrono::seconds max) {
@@ -400,16 +409,8 @@ ApplyReport Engine::Reconcile() {
                                   std::to_string(rec.next_retry_at - now) + "s");
       continue;
     }
-    Change c;
-    c.name = rec.name;
-    c.action = Action::kRestart;
-    c.reason = rec.last_error.empty() ? std::string(ToString(rec.phase)) : rec.last_error;
-    c.owner = rec.owner;
-    c.desired = SpecDocument{*spec, {}};
-    c.desired_json = rec.spec_json;
-    c.desired_hash = rec.spec_hash;
-    c.current = rec;
-    plan.changes.push_back(std::move(c));
+    plan.changes.push_back(RestartOf(
+        rec, *spec, rec.last_error.empty() ? std::string(ToString(rec.phase)) : rec.last_error));
   }
   ApplyReport restarted = Apply(plan);
   for (auto& r : restarted.results) {
