@@ -257,6 +257,16 @@ Result<std::pair<char, uint64_t>> ReadStat(int pid) {
 }
 }  // namespace
 
+const ProcessIdentity& SelfProcess() {
+  static const ProcessIdentity self = [] {
+    ProcessIdentity id{static_cast<int>(::getpid()), 0};
+    auto start = ProcessStartTime(id.pid);
+    if (start) id.start_time = *start;
+    return id;
+  }();
+  return self;
+}
+
 Result<uint64_t> ProcessStartTime(int pid) {
   BANGER_ASSIGN_OR_RETURN(auto st, ReadStat(pid));
   return st.second;

@@ -62,6 +62,9 @@ Result<uint64_t> ProcessStartTime(int pid);
 /// (and is not a zombie).
 bool ProcessAlive(const ProcessIdentity& id);
 
+/// This process's identity (computed once).
+const ProcessIdentity& SelfProcess();
+
 /// Sends `sig` to the process only if its identity still matches.
 Status SignalProcess(const ProcessIdentity& id, int sig);
 

@@ -59,6 +59,7 @@ class Context {
   Engine MakeEngine(EventSink& sink, int parallel) {
     EngineOptions o;
     o.parallel = parallel > 0 ? parallel : config_.parallel;
+    o.locks_dir = layout_.run_dir / "locks";
     return Engine(*store_, wiring_->runtime(), wiring_->artifacts(), *clock_, sink, o);
   }
 
@@ -156,6 +157,7 @@ std::string ResultLine(const ChangeResult& r) {
     case Action::kDelete: what = "deleted"; break;
     case Action::kNoOp: what = "unchanged"; break;
   }
+  if (!r.note.empty()) what += r.action == Action::kNoOp ? ": " + r.note : " (" + r.note + ")";
   return "✓ " + r.name + ": " + what + (r.address.empty() ? "" : " at " + r.address) + " (" + secs + ")";
 }
 
@@ -167,6 +169,7 @@ std::string ReportJson(const ApplyReport& rep) {
                      {"ok", r.status.ok()},
                      {"error", r.status.ok() ? "" : r.status.message()},
                      {"address", r.address},
+                     {"note", r.note},
                      {"seconds", static_cast<double>(r.took.count()) / 1000.0}});
   }
   return nlohmann::json{{"results", items}, {"ok", rep.ok()}}.dump(2) + "\n";

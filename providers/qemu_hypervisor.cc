@@ -83,18 +83,41 @@ QemuRuntimeFiles RuntimeFilesFor(const fs::path& dir) {
           dir / "qmp.sock",   dir / "agent.sock", dir / "qemu.pid"};
 }
 
+namespace {
+
+// The QEMU of runtime_dir: its command line names the dir's QMP socket,
+// which no other VM's does.
+bool IsQemuOf(int pid, const std::string& qmp_socket) {
+  auto cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+  return cmdline && cmdline->find(qmp_socket) != std::string::npos;
+}
+
+}  // namespace
+
 Result<ProcessIdentity> RecoverQemuProcess(const fs::path& runtime_dir) {
   QemuRuntimeFiles f = RuntimeFilesFor(runtime_dir);
-  auto text = ReadFile(f.pidfile);
-  if (!text) return NotFound("no QEMU pidfile in " + runtime_dir.string());
-  int pid = std::atoi(std::string(Trim(*text)).c_str());
-  if (pid <= 0) return NotFound("empty QEMU pidfile in " + runtime_dir.string());
-  auto cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
-  if (!cmdline || cmdline->find(f.qmp_socket.string()) == std::string::npos) {
-    return NotFound("QEMU of " + runtime_dir.string() + " is not running");
+  const std::string qmp = f.qmp_socket.string();
+  // 1. The pidfile QEMU writes early in its start-up.
+  if (auto text = ReadFile(f.pidfile)) {
+    int pid = std::atoi(std::string(Trim(*text)).c_str());
+    if (pid > 0 && IsQemuOf(pid, qmp)) {
+      if (auto start = ProcessStartTime(pid)) return ProcessIdentity{pid, *start};
+    }
   }
-  BANGER_ASSIGN_OR_RETURN(uint64_t start, ProcessStartTime(pid));
-  return ProcessIdentity{pid, start};
+  // 2. Launched but not yet recorded anywhere (banger was killed between
+  //    starting QEMU and QEMU writing its pidfile): find it by its command line.
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    int pid = std::atoi(name.c_str());
+    if (pid <= 0 || !IsQemuOf(pid, qmp)) continue;
+    auto start = ProcessStartTime(pid);
+    if (!start) continue;
+    ProcessIdentity id{pid, *start};
+    if (ProcessAlive(id)) return id;
+  }
+  return NotFound("QEMU of " + runtime_dir.string() + " is not running");
 }
 
 std::vector<std::string> BuildQemuArgv(const VmLaunchConfig& c, const QemuOptions& o,
@@ -169,6 +192,13 @@ class QemuHypervisor final : public Hypervisor {
     if (plan.microvm && !plan.kvm) {
       if (!tsc_khz_) tsc_khz_ = opts_.guest_tsc_khz ? opts_.guest_tsc_khz : MeasureHostTscKhz();
       plan.tsc_khz = tsc_khz_;
+    }
+    // A QEMU still running for this directory was started by a banger that
+    // was interrupted before recording it (callers hold the sandbox's lock,
+    // so nobody else owns it): stop it before preparing a new boot.
+    if (auto orphan = RecoverQemuProcess(c.runtime_dir); orphan.ok()) {
+      spdlog::warn("sandbox {}: stopping QEMU pid {} left by an interrupted boot", c.sandbox_id, orphan->pid);
+      if (Status k = Kill(VmHandle{*orphan, c.runtime_dir, f.disk, f.agent_socket}); !k.ok()) return ctx(k);
     }
     Status last;
     int attempts = std::max(1, opts_.boot_attempts);

@@ -7,9 +7,12 @@
 #include <random>
 #include <thread>
 
+#include "base/files.h"
 #include "base/sha256.h"
 #include "base/strings.h"
 #include "spec/loader.h"
+
+#include <optional>
 
 namespace banger {
 
@@ -29,9 +32,10 @@ Result<SandboxSpec> RecordSpec(const SandboxRecord& record) {
 namespace {
 
 // Records the change's spec in `rec` and clears what a previous VM left
-// behind, before booting. Apply and reconcile both start counting restart
-// attempts afresh.
-void PrepareForBoot(SandboxRecord& rec, const Change& change, int64_t now) {
+// behind, before booting. A change the user asked for (apply, start, a new
+// spec) starts the restart budget afresh; an automatic restart (recovery)
+// spends one attempt and pushes the next one back (BackoffDelay).
+void PrepareForBoot(SandboxRecord& rec, const Change& change, int64_t now, const EngineOptions& o) {
   rec.spec_json = change.desired_json;
   rec.spec_hash = change.desired_hash;
   rec.updated_at = now;
@@ -40,8 +44,13 @@ void PrepareForBoot(SandboxRecord& rec, const Change& change, int64_t now) {
   rec.pid_start_time = 0;
   rec.last_error.clear();
   rec.stopped_by_user = false;
-  rec.restart_count = 0;
-  rec.next_retry_at = 0;
+  if (change.recovery) {
+    rec.restart_count += 1;
+    rec.next_retry_at = now + BackoffDelay(rec.restart_count, o.backoff_base, o.backoff_max).count();
+  } else {
+    rec.restart_count = 0;
+    rec.next_retry_at = 0;
+  }
 }
 
 // A restart of a recorded sandbox with its recorded spec.
@@ -58,6 +67,19 @@ Change RestartOf(const SandboxRecord& rec, SandboxSpec spec, std::string reason)
   return c;
 }
 
+// Runs fn(0..n-1) on up to `parallel` threads (this one included).
+void RunParallel(size_t n, int parallel, const std::function<void(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i = next++; i < n; i = next++) fn(i);
+  };
+  size_t threads_n = std::min<size_t>(n, static_cast<size_t>(std::max(1, parallel)));
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < threads_n; ++t) threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
+}
+
 }  // namespace
 
 Engine::Engine(StateStore& store, SandboxRuntime* runtime, ArtifactStore& artifacts, Clock& clock,
@@ -67,7 +89,31 @@ Engine::Engine(StateStore& store, SandboxRuntime* runtime, ArtifactStore& artifa
       artifacts_(artifacts),
       clock_(clock),
       sink_(sink),
-      options_(options) {}
+      options_(std::move(options)) {
+  if (!options_.locks_dir.empty()) {
+    Status s = MakeDirs(options_.locks_dir, 0700);
+    if (!s.ok()) spdlog::warn("sandbox locks: {}", s.ToString());
+  }
+}
+
+std::filesystem::path Engine::LockPathOf(const std::string& name) const {
+  if (options_.locks_dir.empty()) return {};
+  return options_.locks_dir / ("sandbox-" + name + ".lock");
+}
+
+Result<FileLock> Engine::LockSandbox(const std::string& name, const std::string& purpose, bool wait) {
+  if (options_.locks_dir.empty()) return FileLock();
+  std::filesystem::path path = LockPathOf(name);
+  if (!wait) return FileLock::TryAcquire(path, purpose);
+  auto lock = FileLock::Acquire(
+      path, purpose, clock_, clock_.SteadyNow() + options_.lock_wait,
+      [&](const LockHolder& h) {
+        sink_.Message(name, "waiting for " + h.Describe() + ", which is working on this sandbox");
+      },
+      [this] { return Cancelled(); }, std::chrono::milliseconds(100));
+  if (!lock) return lock.error().WithContext("sandbox " + name);
+  return lock;
+}
 
 Status Engine::RequireRuntime() const {
   if (runtime_ == nullptr) {
@@ -99,7 +145,7 @@ std::string Engine::NewSandboxId(const std::string& name) {
 
 Status Engine::RunStep(const std::string& sandbox, const std::string& step,
                        const std::string& detail, const std::function<Status()>& body) {
-  BANGER_ASSIGN_OR_RETURN(int64_t op, store_.BeginOperation(sandbox, step, detail));
+  BANGER_ASSIGN_OR_RETURN(int64_t op, store_.BeginOperation(sandbox, step, detail, SelfProcess()));
   sink_.StepStarted(sandbox, step);
   auto start = clock_.SteadyNow();
   Status s = body();
@@ -128,27 +174,92 @@ ApplyReport Engine::Apply(const Plan& plan) {
   }
   ApplyReport report;
   report.results.resize(work.size());
-  std::atomic<size_t> next{0};
-  auto worker = [&] {
-    while (true) {
-      size_t i = next.fetch_add(1);
-      if (i >= work.size()) return;
-      const Change& c = *work[i];
-      ChangeResult& r = report.results[i];
-      r.name = c.name;
-      r.action = c.action;
-      auto start = clock_.SteadyNow();
-      r.status = ExecuteChange(c, r);
-      r.took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.SteadyNow() - start);
-      if (!r.status.ok()) r.status = r.status.WithContext("sandbox " + c.name);
+  RunParallel(work.size(), options_.parallel, [&](size_t i) {
+    const Change& c = *work[i];
+    ConvergeRequest req;
+    req.name = c.name;
+    req.desired = c.desired ? &*c.desired : nullptr;
+    req.desired_json = c.desired_json;
+    req.desired_hash = c.desired_hash;
+    req.owner = c.action == Action::kDelete ? (c.current ? c.current->owner : plan.owner)
+                                            : (c.owner.empty() ? plan.owner : c.owner);
+    req.prune = c.action == Action::kDelete;
+    req.recovery = c.recovery ? RecoveryMode::kPolicy : RecoveryMode::kAlways;
+    req.wait_for_lock = true;
+    ConvergeOutcome out = Converge(req);
+    report.results[i] = std::move(out.result);
+    ChangeResult& r = report.results[i];
+    if (r.action != c.action && r.status.ok() && r.note.empty()) {
+      r.note = r.action == Action::kNoOp ? "already " + std::string(c.action == Action::kDelete ? "deleted" : "up to date") +
+                                               " (changed by another banger process meanwhile)"
+                                         : "re-planned as " + std::string(ToString(r.action)) +
+                                               " (the sandbox changed meanwhile)";
     }
-  };
-  size_t n = std::min<size_t>(work.size(), static_cast<size_t>(std::max(1, options_.parallel)));
-  std::vector<std::thread> threads;
-  for (size_t t = 1; t < n; ++t) threads.emplace_back(worker);
-  worker();
-  for (auto& t : threads) t.join();
+  });
   return report;
+}
+
+ConvergeOutcome Engine::Converge(const ConvergeRequest& req) {
+  ConvergeOutcome out;
+  ChangeResult& r = out.result;
+  r.name = req.name;
+  auto start = clock_.SteadyNow();
+  auto finish = [&](Status s) {
+    r.took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.SteadyNow() - start);
+    r.status = s.ok() ? s : s.WithContext("sandbox " + req.name);
+    return out;
+  };
+  auto lock = LockSandbox(req.name, req.desired ? "apply" : "delete", req.wait_for_lock);
+  if (!lock) {
+    if (!req.wait_for_lock && lock.error().code() == StatusCode::kUnavailable) {
+      out.busy = true;
+      out.holder = ReadLockHolder(LockPathOf(req.name)).Describe();
+      return finish(OkStatus());
+    }
+    return finish(lock.error());
+  }
+  std::optional<SandboxRecord> current;
+  if (auto rec = store_.GetSandbox(req.name); rec.ok()) {
+    current = std::move(*rec);
+  } else if (rec.error().code() != StatusCode::kNotFound) {
+    return finish(rec.error());
+  }
+  PlanOptions o;
+  o.owner = req.owner;
+  o.prune = req.prune;
+  o.default_kernel = artifacts_.DefaultKernel();
+  o.recovery = req.recovery;
+  o.now = clock_.NowUnix();
+  o.max_restart_attempts = options_.max_restart_attempts;
+  std::string json = req.desired_json, hash = req.desired_hash;
+  if (req.desired != nullptr && (json.empty() || hash.empty())) {
+    json = CanonicalJson(req.desired->spec);
+    hash = Sha256Hex(json);
+  }
+  std::string conflict;
+  out.change = PlanSandbox(req.desired, std::move(json), std::move(hash), current ? &*current : nullptr, o,
+                           &conflict);
+  const Change& c = out.change;
+  out.retry_at = c.retry_at;
+  r.action = c.action;
+  if (!conflict.empty()) return finish(FailedPrecondition(conflict));
+  if (c.action == Action::kNoOp) return finish(OkStatus());
+  Status s = ExecuteChange(c, r);
+  if (c.recovery) {
+    if (auto rec = store_.GetSandbox(req.name); rec.ok()) {
+      SandboxRecord after = *rec;
+      if (s.ok()) {
+        Event(req.name, "Normal", "Restarted", "restarted automatically (" + c.reason + ")");
+      } else if (after.restart_count >= options_.max_restart_attempts) {
+        after.last_error = "gave up after " + std::to_string(after.restart_count) +
+                           " restart attempts; last error: " + after.last_error;
+        Event(req.name, "Warning", "GaveUp", after.last_error);
+        if (Status u = store_.UpdateObserved(after); !u.ok()) s = u;
+      }
+    }
+  }
+  if (c.action == Action::kDelete && s.ok()) lock->UnlinkAndRelease();
+  return finish(s);
 }
 
 Status Engine::ExecuteChange(const Change& change, ChangeResult& result) {
@@ -173,7 +284,7 @@ Status Engine::ExecuteChange(const Change& change, ChangeResult& result) {
       });
     }
     case Action::kDelete:
-      return DeleteSandbox(change.name);
+      return DeleteLocked(change.name);
   }
   return Internal("unknown action");
 }
@@ -199,7 +310,7 @@ Status Engine::CreateOrReplace(const Change& change, const SandboxRecord* curren
     rec.created_at = clock_.NowUnix();
   }
   rec.owner = change.owner;
-  PrepareForBoot(rec, change, clock_.NowUnix());
+  PrepareForBoot(rec, change, clock_.NowUnix(), options_);
   rec.provisioned = false;
   rec.disk_path.clear();
   return BootAndWait(rec, spec, /*fresh_disk=*/true, result);
@@ -211,7 +322,7 @@ Status Engine::Restart(const Change& change, const SandboxRecord& current, Chang
     return runtime_->Stop(current, options_.stop_grace);
   }));
   SandboxRecord rec = current;
-  PrepareForBoot(rec, change, clock_.NowUnix());
+  PrepareForBoot(rec, change, clock_.NowUnix(), options_);
   return BootAndWait(rec, change.desired->spec, /*fresh_disk=*/false, result);
 }
 
@@ -306,6 +417,7 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
                    : out.error().message();
         RuntimeObservation obs = runtime_->Inspect(rec);
         if (!obs.alive) return Unavailable("VM exited while waiting for readiness: " + obs.detail);
+        if (Cancelled()) return banger::Cancelled("banger is shutting down");
         clock_.SleepFor(options_.readiness_interval);
       }
       return DeadlineExceeded("readiness command did not succeed within " +
@@ -325,6 +437,13 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
 }
 
 Status Engine::DeleteSandbox(const std::string& name) {
+  BANGER_ASSIGN_OR_RETURN(FileLock lock, LockSandbox(name, "delete", /*wait=*/true));
+  BANGER_RETURN_IF_ERROR(DeleteLocked(name));
+  lock.UnlinkAndRelease();
+  return OkStatus();
+}
+
+Status Engine::DeleteLocked(const std::string& name) {
   auto rec = store_.GetSandbox(name);
   if (!rec) {
     if (rec.error().code() == StatusCode::kNotFound) return OkStatus();
@@ -332,8 +451,11 @@ Status Engine::DeleteSandbox(const std::string& name) {
   }
   return RunStep(name, "delete", "", [&]() -> Status {
     SandboxRecord r = *rec;
+    // The runtime finds a VM from the record, its pidfile or its launch
+    // (a QEMU whose command line names the sandbox's directory), so a VM
+    // that an interrupted apply started but never recorded is removed too.
     bool has_vm = r.pid != 0 || !r.runtime_dir.empty() || !r.disk_path.empty();
-    if (has_vm) {
+    if (runtime_ != nullptr || has_vm) {
       BANGER_RETURN_IF_ERROR(RequireRuntime());
       r.phase = SandboxPhase::kDeleting;
       BANGER_RETURN_IF_ERROR(store_.UpdateObserved(r));
@@ -346,9 +468,15 @@ Status Engine::DeleteSandbox(const std::string& name) {
 }
 
 Status Engine::StopSandbox(const std::string& name) {
+  BANGER_ASSIGN_OR_RETURN(FileLock lock, LockSandbox(name, "stop", /*wait=*/true));
   BANGER_ASSIGN_OR_RETURN(SandboxRecord rec, store_.GetSandbox(name));
+  return StopLocked(std::move(rec));
+}
+
+Status Engine::StopLocked(SandboxRecord rec) {
+  const std::string name = rec.name;
   return RunStep(name, "stop_vm", "user request", [&]() -> Status {
-    if (rec.pid != 0) {
+    if (rec.pid != 0 || runtime_ != nullptr) {
       BANGER_RETURN_IF_ERROR(RequireRuntime());
       BANGER_RETURN_IF_ERROR(runtime_->Stop(rec, options_.stop_grace));
     }
@@ -363,7 +491,12 @@ Status Engine::StopSandbox(const std::string& name) {
 }
 
 Status Engine::StartSandbox(const std::string& name) {
+  BANGER_ASSIGN_OR_RETURN(FileLock lock, LockSandbox(name, "start", /*wait=*/true));
   BANGER_ASSIGN_OR_RETURN(SandboxRecord rec, store_.GetSandbox(name));
+  return StartLocked(rec);
+}
+
+Status Engine::StartLocked(const SandboxRecord& rec) {
   BANGER_ASSIGN_OR_RETURN(SandboxSpec spec, RecordSpec(rec));
   ChangeResult r;
   return Restart(RestartOf(rec, std::move(spec), "start requested"), rec, r);
@@ -379,68 +512,98 @@ std::chrono::seconds BackoffDelay(int failures, std::chrono::seconds base, std::
 ApplyReport Engine::Reconcile() {
   ApplyReport report;
   if (Status s = Refresh(); !s.ok()) {
-    report.results.push_back({"", Action::kNoOp, s, {}, ""});
+    report.results.push_back({"", Action::kNoOp, s, {}, "", ""});
     return report;
   }
   auto records = store_.ListSandboxes();
   if (!records) {
-    report.results.push_back({"", Action::kNoOp, records.error(), {}, ""});
+    report.results.push_back({"", Action::kNoOp, records.error(), {}, "", ""});
     return report;
   }
-  int64_t now = clock_.NowUnix();
-  Plan plan;
-  std::map<std::string, int> prior_failures;
+  PlanOptions o;
+  o.recovery = RecoveryMode::kPolicy;
+  o.now = clock_.NowUnix();
+  o.max_restart_attempts = options_.max_restart_attempts;
+  struct Item {
+    SandboxRecord rec;
+    SpecDocument doc;
+  };
+  std::vector<Item> todo;
   for (const auto& rec : *records) {
-    prior_failures[rec.name] = rec.restart_count;
-    if (rec.stopped_by_user) continue;
-    bool needs = rec.phase == SandboxPhase::kFailed || rec.phase == SandboxPhase::kUnknown ||
-                 rec.phase == SandboxPhase::kStopped || rec.phase == SandboxPhase::kPending ||
-                 rec.phase == SandboxPhase::kBooting;
-    if (!needs) continue;
+    if (RecoveryReason(rec).empty()) continue;
     auto spec = RecordSpec(rec);
     if (!spec) {
-      report.results.push_back({rec.name, Action::kRestart, spec.error(), {}, ""});
+      report.results.push_back({rec.name, Action::kRestart, spec.error(), {}, "", ""});
       continue;
     }
-    if (spec->restart_policy == RestartPolicy::kNever) continue;
-    if (rec.restart_count >= options_.max_restart_attempts) continue;  // gave up (GaveUp event)
-    if (rec.next_retry_at > now) {
-      sink_.Message(rec.name, "backing off; next restart attempt in " +
-                                  std::to_string(rec.next_retry_at - now) + "s");
+    SpecDocument doc{std::move(*spec), {}};
+    o.owner = rec.owner;
+    Change c = PlanSandbox(&doc, rec.spec_json, rec.spec_hash, &rec, o, nullptr);
+    if (c.action == Action::kNoOp) {
+      if (c.retry_at > 0) sink_.Message(rec.name, c.reason);
       continue;
     }
-    plan.changes.push_back(RestartOf(
-        rec, *spec, rec.last_error.empty() ? std::string(ToString(rec.phase)) : rec.last_error));
+    todo.push_back({rec, std::move(doc)});
   }
-  ApplyReport restarted = Apply(plan);
-  for (auto& r : restarted.results) {
-    auto rec = store_.GetSandbox(r.name);
-    if (!rec) continue;
-    SandboxRecord updated = *rec;
-    if (r.status.ok()) {
-      updated.restart_count = 0;
-      updated.next_retry_at = 0;
-      Event(r.name, "Normal", "Restarted", "restarted by reconcile");
-    } else {
-      updated.restart_count = prior_failures[r.name] + 1;
-      auto delay = BackoffDelay(updated.restart_count, options_.backoff_base, options_.backoff_max);
-      updated.next_retry_at = clock_.NowUnix() + delay.count();
-      if (updated.restart_count >= options_.max_restart_attempts) {
-        updated.last_error = "gave up after " + std::to_string(updated.restart_count) +
-                             " restart attempts; last error: " + updated.last_error;
-        Event(r.name, "Warning", "GaveUp", updated.last_error);
-      }
+  std::vector<ConvergeOutcome> outs(todo.size());
+  RunParallel(todo.size(), options_.parallel, [&](size_t i) {
+    ConvergeRequest req;
+    req.name = todo[i].rec.name;
+    req.desired = &todo[i].doc;
+    req.desired_json = todo[i].rec.spec_json;
+    req.desired_hash = todo[i].rec.spec_hash;
+    req.owner = todo[i].rec.owner;
+    req.recovery = RecoveryMode::kPolicy;
+    req.wait_for_lock = false;  // another process working on it will converge it
+    outs[i] = Converge(req);
+  });
+  for (auto& out : outs) {
+    if (out.busy) {
+      sink_.Message(out.result.name, "left alone: " + out.holder + " is working on it");
+      continue;
     }
-    if (Status s = store_.UpdateObserved(updated); !s.ok()) r.status = s;
-    report.results.push_back(std::move(r));
+    if (out.result.action == Action::kNoOp && out.result.status.ok()) continue;
+    report.results.push_back(std::move(out.result));
   }
   return report;
 }
 
 Status Engine::Refresh() {
-  BANGER_RETURN_IF_ERROR(store_.AbandonUnfinishedOperations("interrupted (banger exited before the step finished)"));
+  auto abandoned = store_.AbandonUnfinishedOperations(
+      "interrupted (the banger process running it exited before the step finished)",
+      [](const ProcessIdentity& id) { return ProcessAlive(id); });
+  if (!abandoned) return abandoned.error();
   BANGER_ASSIGN_OR_RETURN(auto records, store_.ListSandboxes());
-  for (auto& rec : records) {
+  const int64_t now = clock_.NowUnix();
+  auto ran_stably = [&](const SandboxRecord& rec) {
+    return rec.restart_count > 0 && rec.ready_at > 0 &&
+           now - rec.ready_at >= static_cast<int64_t>(options_.backoff_reset.count());
+  };
+  for (const auto& listed : records) {
+    bool watch_vm = listed.pid != 0 && (listed.phase == SandboxPhase::kReady ||
+                                        listed.phase == SandboxPhase::kBooting ||
+                                        listed.phase == SandboxPhase::kUnknown);
+    bool reset = listed.phase == SandboxPhase::kReady && ran_stably(listed);
+    if (!watch_vm && !reset) continue;
+    // A sandbox another process (or another thread of this one) is working
+    // on is that worker's to record; observing it now would race with it.
+    auto lock = LockSandbox(listed.name, "observe", /*wait=*/false);
+    if (!lock) {
+      if (lock.error().code() == StatusCode::kUnavailable) continue;
+      return lock.error();
+    }
+    auto fresh = store_.GetSandbox(listed.name);
+    if (!fresh) {
+      if (fresh.error().code() == StatusCode::kNotFound) continue;
+      return fresh.error();
+    }
+    SandboxRecord rec = std::move(*fresh);
+    if (ran_stably(rec)) {
+      // It ran long enough: its next failure starts a fresh restart budget.
+      rec.restart_count = 0;
+      rec.next_retry_at = 0;
+      BANGER_RETURN_IF_ERROR(store_.UpdateObserved(rec));
+    }
     if (rec.pid == 0) continue;
     if (rec.phase != SandboxPhase::kReady && rec.phase != SandboxPhase::kBooting &&
         rec.phase != SandboxPhase::kUnknown) {

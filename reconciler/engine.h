@@ -5,11 +5,15 @@
 // the next plan starts from that recorded state and converges.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/clock.h"
+#include "base/file_lock.h"
 #include "reconciler/plan.h"
 #include "reconciler/ports.h"
 #include "state/state_store.h"
@@ -26,6 +30,19 @@ struct EngineOptions {
   int max_restart_attempts = 5;
   std::chrono::seconds backoff_base{10};
   std::chrono::seconds backoff_max{300};
+  /// A sandbox that stayed Ready this long before it went down starts its
+  /// restart budget afresh (a crash loop keeps counting).
+  std::chrono::seconds backoff_reset{600};
+  /// Per-sandbox lock files (<state>/run/locks). Every change, delete, stop,
+  /// start and observation of a sandbox holds its lock, so two processes
+  /// (two applies, apply and a watcher) never work on one sandbox at once.
+  /// Empty disables locking: only for single-process unit tests.
+  std::filesystem::path locks_dir;
+  /// How long apply, delete, stop and start wait for another process that
+  /// holds a sandbox's lock.
+  std::chrono::milliseconds lock_wait{std::chrono::minutes(30)};
+  /// When set and true, waits (locks, readiness) give up with Cancelled.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 /// Delay before automatic restart attempt number `failures` + 1:
@@ -34,10 +51,41 @@ std::chrono::seconds BackoffDelay(int failures, std::chrono::seconds base, std::
 
 struct ChangeResult {
   std::string name;
-  Action action = Action::kNoOp;
+  Action action = Action::kNoOp;   // what was done (may differ from the plan, see note)
   Status status;
   std::chrono::milliseconds took{0};
   std::string address;
+  /// Set when the change was re-planned under the sandbox's lock and turned
+  /// out different, e.g. "already up to date (converged by another process)".
+  std::string note;
+};
+
+/// One sandbox to converge (Engine::Converge).
+struct ConvergeRequest {
+  std::string name;
+  /// The desired spec; null when the sandbox is not desired (then it is
+  /// deleted only with `prune` and when owned by `owner`).
+  const SpecDocument* desired = nullptr;
+  /// CanonicalJson/SpecHash of desired when the caller has them (else computed).
+  std::string desired_json;
+  std::string desired_hash;
+  std::string owner;
+  bool prune = false;
+  RecoveryMode recovery = RecoveryMode::kAlways;
+  /// false: if another process holds the sandbox, return busy at once.
+  bool wait_for_lock = true;
+};
+
+struct ConvergeOutcome {
+  ChangeResult result;
+  /// Another process holds the sandbox (only without wait_for_lock); nothing
+  /// was done. `holder` names it.
+  bool busy = false;
+  std::string holder;
+  /// The sandbox is waiting for its restart backoff until this unix time.
+  int64_t retry_at = 0;
+  /// The change as re-planned under the lock (action kNoOp when nothing was needed).
+  Change change;
 };
 
 struct ApplyReport {
@@ -52,14 +100,24 @@ class Engine {
   Engine(StateStore& store, SandboxRuntime* runtime, ArtifactStore& artifacts, Clock& clock,
          EventSink& sink, EngineOptions options);
 
-  /// Executes every non-no-op change of `plan`.
-  /// REQUIRES: plan.errors is empty.
+  /// Executes every non-no-op change of `plan`, each under its sandbox's lock
+  /// (waiting for another process that holds it) and re-planned there from
+  /// the fresh record, so a change another process already made is not made
+  /// twice. REQUIRES: plan.errors is empty.
   ApplyReport Apply(const Plan& plan);
+
+  /// Converges one sandbox, controller-style: takes its lock, reads its
+  /// record afresh, plans it (PlanSandbox) and carries the change out.
+  ConvergeOutcome Converge(const ConvergeRequest& request);
+
+  /// The lock file of a sandbox, "" when locking is disabled.
+  std::filesystem::path LockPathOf(const std::string& name) const;
 
   /// Re-observes every recorded sandbox (process identity, VMM socket) and
   /// records the truth: a dead VM becomes Failed (or Stopped when it was
-  /// stopped on purpose). Journal entries left "started" by an interrupted
-  /// run are closed as abandoned.
+  /// stopped on purpose). Journal entries left "started" by a process that
+  /// is gone are closed as abandoned. Sandboxes another live process is
+  /// working on (their lock is held) are left to it.
   Status Refresh();
 
   /// One level-triggered pass over every recorded sandbox (`banger reconcile`,
@@ -78,11 +136,17 @@ class Engine {
   Status StartSandbox(const std::string& name);
 
  private:
+  Result<FileLock> LockSandbox(const std::string& name, const std::string& purpose, bool wait);
+  ChangeResult ApplyChange(const Change& change, bool wait_for_lock);
   Status ExecuteChange(const Change& change, ChangeResult& result);
   Status CreateOrReplace(const Change& change, const SandboxRecord* current, ChangeResult& result);
   Status Restart(const Change& change, const SandboxRecord& current, ChangeResult& result);
   Status BootAndWait(SandboxRecord& record, const SandboxSpec& spec, bool fresh_disk,
                      ChangeResult& result);
+  Status StopLocked(SandboxRecord rec);
+  Status StartLocked(const SandboxRecord& rec);
+  Status DeleteLocked(const std::string& name);
+  bool Cancelled() const { return options_.cancel != nullptr && options_.cancel->load(); }
   Status RunStep(const std::string& sandbox, const std::string& step, const std::string& detail,
                  const std::function<Status()>& body);
   Status MarkFailed(SandboxRecord record, const Status& error);

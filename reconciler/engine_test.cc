@@ -3,6 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <filesystem>
+#include <latch>
+#include <mutex>
+#include <thread>
 
 #include "spec/loader.h"
 #include "tests/support/fakes.h"
@@ -31,6 +36,7 @@ class EngineTest : public ::testing::Test {
   Engine MakeEngine(SandboxRuntime* runtime, int parallel = 4) {
     EngineOptions o;
     o.parallel = parallel;
+    o.locks_dir = dir_.path() / "locks";
     return Engine(*store_, runtime, artifacts_, clock_, sink_, o);
   }
 
@@ -149,7 +155,7 @@ TEST_F(EngineTest, InterruptedApplyConvergesWithoutLeakingVms) {
   SandboxRecord r = Get("web");
   r.phase = SandboxPhase::kBooting;
   ASSERT_TRUE(store_->UpdateObserved(r).ok());
-  ASSERT_TRUE(store_->BeginOperation("web", "boot_vm", "").ok());
+  ASSERT_TRUE(store_->BeginOperation("web", "boot_vm", "", ProcessIdentity{999999, 1}).ok());
 
   Engine restarted = MakeEngine(&rt);
   ASSERT_TRUE(restarted.Refresh().ok());
@@ -296,6 +302,153 @@ TEST_F(EngineTest, DeleteRemovesEverything) {
   EXPECT_TRUE(rt.running().empty());
   EXPECT_TRUE(store_->ListSandboxes()->empty());
   EXPECT_TRUE(e.DeleteSandbox("web").ok()) << "deleting twice is fine";
+}
+
+// --- several processes at once -----------------------------------------------
+
+// An EventSink that lets a test wait until some message was emitted.
+class SignalSink final : public EventSink {
+ public:
+  explicit SignalSink(std::string needle) : needle_(std::move(needle)) {}
+  void StepStarted(const std::string&, const std::string&) override {}
+  void StepFinished(const std::string&, const std::string&, const Status&, std::chrono::milliseconds) override {}
+  void OnProgress(const Progress&) override {}
+  void Message(const std::string&, const std::string& text) override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!seen_ && text.find(needle_) != std::string::npos) {
+      seen_ = true;
+      cv_.notify_all();
+    }
+  }
+  bool WaitSeen(std::chrono::seconds timeout) {
+    std::unique_lock<std::mutex> l(mu_);
+    return cv_.wait_for(l, timeout, [&] { return seen_; });
+  }
+
+ private:
+  std::string needle_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool seen_ = false;
+};
+
+// Two engines on one state directory, as two banger processes would have:
+// their own database connections, the shared lock directory, the real clock.
+class EngineConcurrencyTest : public EngineTest {
+ protected:
+  void SetUp() override {
+    EngineTest::SetUp();
+    auto s = StateStore::Open(dir_.path() / "state");
+    ASSERT_TRUE(s.ok()) << s.error().ToString();
+    store2_ = std::move(*s);
+  }
+  Engine Make(StateStore& store, SandboxRuntime* rt, EventSink& sink) {
+    EngineOptions o;
+    o.locks_dir = dir_.path() / "locks";
+    return Engine(store, rt, artifacts_, *real_clock_, sink, o);
+  }
+  // Holds the first boot of the test until Release().
+  void HoldFirstBoot(FakeRuntime& rt) {
+    rt.on_boot = [this](const std::string&) {
+      if (held_.exchange(true)) return;
+      in_boot_.count_down();
+      release_.wait();
+    };
+  }
+  void Release() { release_.count_down(); }
+
+  std::unique_ptr<StateStore> store2_;
+  std::unique_ptr<Clock> real_clock_ = MakeSystemClock();
+  std::atomic<bool> held_{false};
+  std::latch in_boot_{1};
+  std::latch release_{1};
+};
+
+TEST_F(EngineConcurrencyTest, TwoAppliesOfOneSpecAtOnceBootOneVm) {
+  // Given two applies that both planned "create web"; when they run at once,
+  // then one boots the VM, the other waits for it and finds web up to date.
+  FakeRuntime rt;
+  HoldFirstBoot(rt);
+  Plan p1 = PlanFor({MakeSpec("web")});
+  Plan p2 = PlanFor({MakeSpec("web")});
+  ASSERT_EQ(p1.Summary().create, 1);
+  ASSERT_EQ(p2.Summary().create, 1);
+  NullEventSink quiet;
+  SignalSink waiting("waiting for pid");
+  Engine first = Make(*store_, &rt, quiet);
+  Engine second = Make(*store2_, &rt, waiting);
+  ApplyReport r1, r2;
+  std::thread t1([&] { r1 = first.Apply(p1); });
+  in_boot_.wait();
+  std::thread t2([&] { r2 = second.Apply(p2); });
+  bool second_waited = waiting.WaitSeen(std::chrono::seconds(20));
+  Release();
+  t1.join();
+  t2.join();
+  EXPECT_TRUE(second_waited) << "the second apply did not wait for the first";
+  EXPECT_EQ(rt.boots(), 1);
+  ASSERT_EQ(r1.results.size(), 1u);
+  ASSERT_EQ(r2.results.size(), 1u);
+  EXPECT_TRUE(r1.ok()) << r1.results[0].status.ToString();
+  EXPECT_TRUE(r2.ok()) << r2.results[0].status.ToString();
+  EXPECT_EQ(r1.results[0].action, Action::kCreate);
+  EXPECT_EQ(r2.results[0].action, Action::kNoOp);
+  EXPECT_NE(r2.results[0].note.find("another banger process"), std::string::npos) << r2.results[0].note;
+  EXPECT_EQ(Get("web").phase, SandboxPhase::kReady);
+}
+
+TEST_F(EngineConcurrencyTest, ObserversLeaveASandboxBeingBootedToItsApply) {
+  // Given an apply in the middle of booting web; when another process runs
+  // get (Refresh), plan and reconcile, then no step is marked abandoned, no
+  // second VM boots, and the apply finishes Ready.
+  FakeRuntime rt;
+  HoldFirstBoot(rt);
+  NullEventSink quiet;
+  Engine applier = Make(*store_, &rt, quiet);
+  Engine other = Make(*store2_, &rt, quiet);
+  Plan p = PlanFor({MakeSpec("web")});
+  ApplyReport rep;
+  std::thread t([&] { rep = applier.Apply(p); });
+  in_boot_.wait();
+  ASSERT_TRUE(other.Refresh().ok());
+  auto open = store2_->UnfinishedOperations();
+  ASSERT_TRUE(open.ok());
+  ASSERT_EQ(open->size(), 1u) << "the booting apply's step was abandoned by an observer";
+  EXPECT_EQ((*open)[0].step, "boot_vm");
+  EXPECT_EQ((*open)[0].owner, SelfProcess());
+  ApplyReport rec = other.Reconcile();
+  EXPECT_TRUE(rec.results.empty()) << "reconcile acted on a sandbox another process is booting";
+  Release();
+  t.join();
+  EXPECT_TRUE(rep.ok()) << rep.results[0].status.ToString();
+  EXPECT_EQ(rt.boots(), 1);
+  EXPECT_EQ(Get("web").phase, SandboxPhase::kReady);
+  EXPECT_TRUE(store_->UnfinishedOperations()->empty());
+}
+
+TEST_F(EngineConcurrencyTest, DeleteWaitsForTheApplyAndLeavesNoVm) {
+  // Given an apply booting web; when delete runs meanwhile, it waits for the
+  // apply, then removes the VM and the record.
+  FakeRuntime rt;
+  HoldFirstBoot(rt);
+  NullEventSink quiet;
+  SignalSink waiting("waiting for pid");
+  Engine applier = Make(*store_, &rt, quiet);
+  Engine deleter = Make(*store2_, &rt, waiting);
+  Plan p = PlanFor({MakeSpec("web")});
+  std::thread t([&] { (void)applier.Apply(p); });
+  in_boot_.wait();
+  Status deleted;
+  std::thread d([&] { deleted = deleter.DeleteSandbox("web"); });
+  EXPECT_TRUE(waiting.WaitSeen(std::chrono::seconds(20)));
+  Release();
+  t.join();
+  d.join();
+  EXPECT_TRUE(deleted.ok()) << deleted.ToString();
+  EXPECT_TRUE(rt.running().empty());
+  EXPECT_TRUE(store_->ListSandboxes()->empty());
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "locks" / "sandbox-web.lock"))
+      << "a deleted sandbox's lock file stays behind";
 }
 
 }  // namespace

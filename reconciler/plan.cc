@@ -184,10 +184,12 @@ namespace {
 std::string DescribeOwner(const std::string& owner) {
   if (StartsWith(owner, "set:")) return "apply set \"" + owner.substr(4) + "\"";
   if (StartsWith(owner, "path:")) return "specs at " + owner.substr(5);
+  if (StartsWith(owner, "git:")) return "git source " + owner.substr(4);
   return "\"" + owner + "\"";
 }
 
-// Why an unchanged spec still needs its VM brought back, or "" if it is fine.
+}  // namespace
+
 std::string RecoveryReason(const SandboxRecord& rec) {
   if (rec.stopped_by_user) return "";
   switch (rec.phase) {
@@ -204,16 +206,32 @@ std::string RecoveryReason(const SandboxRecord& rec) {
   return "";
 }
 
+namespace {
+
+// kPolicy: whether an automatic restart may happen now. Empty when it may;
+// otherwise why not (the change stays a no-op), with `retry_at` set when it
+// only has to wait for its backoff.
+std::string PolicyBlocks(const SandboxRecord& rec, const SandboxSpec& spec, const PlanOptions& o,
+                         int64_t& retry_at) {
+  if (spec.restart_policy == RestartPolicy::kNever) return "restartPolicy is Never";
+  if (spec.restart_policy == RestartPolicy::kOnFailure && rec.phase == SandboxPhase::kStopped) {
+    return "stopped cleanly; restartPolicy is OnFailure";
+  }
+  if (rec.restart_count >= o.max_restart_attempts) {
+    return "gave up after " + std::to_string(rec.restart_count) +
+           " restart attempts; apply it again or change its spec";
+  }
+  if (rec.next_retry_at > o.now) {
+    retry_at = rec.next_retry_at;
+    return "backing off; next restart attempt in " + std::to_string(rec.next_retry_at - o.now) + "s";
+  }
+  return "";
+}
+
 }  // namespace
 
-Plan ComputePlan(const std::vector<SpecDocument>& desired,
-                 const std::vector<SandboxRecord>& observed, const PlanOptions& options) {
-  Plan plan;
-  plan.owner = options.owner;
-  std::unordered_map<std::string, const SandboxRecord*> by_name;
-  by_name.reserve(observed.size());
-  for (const auto& rec : observed) by_name.emplace(rec.name, &rec);
-
+Change PlanSandbox(const SpecDocument* desired, std::string canonical_json, std::string hash,
+                   const SandboxRecord* observed, const PlanOptions& options, std::string* error) {
   auto pulls_for = [&](const SandboxSpec& spec) {
     std::vector<std::string> pulls;
     if (!options.artifact_present) return pulls;
@@ -224,6 +242,99 @@ Plan ComputePlan(const std::vector<SpecDocument>& desired,
     }
     return pulls;
   };
+  Change c;
+  if (desired == nullptr) {
+    c.action = Action::kNoOp;
+    c.reason = "not in specs";
+    if (observed == nullptr) return c;
+    c.name = observed->name;
+    c.current = *observed;
+    c.owner = observed->owner;
+    if (options.prune && observed->owner == options.owner) {  // never prune another set's sandboxes
+      c.action = Action::kDelete;
+      c.reason = "not in specs; --prune";
+    }
+    return c;
+  }
+  const SpecDocument& doc = *desired;
+  c.name = doc.spec.name;
+  c.owner = options.owner;
+  c.desired_json = std::move(canonical_json);
+  c.desired_hash = std::move(hash);
+  c.desired = doc;
+  if (observed == nullptr) {
+    c.action = Action::kCreate;
+    c.reason = "new sandbox";
+    c.pulls = pulls_for(doc.spec);
+    return c;
+  }
+  const SandboxRecord& rec = *observed;
+  c.current = rec;
+  if (!rec.owner.empty() && !options.owner.empty() && rec.owner != options.owner) {
+    if (error != nullptr) {
+      *error = doc.location.file + ":" + std::to_string(doc.location.line) + ": sandbox \"" + c.name +
+               "\" is managed by " + DescribeOwner(rec.owner) + ", not by " +
+               DescribeOwner(options.owner) +
+               "; apply it from there (or with the same --set), or delete it first";
+    }
+    c.action = Action::kNoOp;
+    c.reason = "managed by " + DescribeOwner(rec.owner);
+    return c;
+  }
+  std::string recovery = RecoveryReason(rec);
+  bool policy = options.recovery == RecoveryMode::kPolicy;
+  if (rec.spec_hash != c.desired_hash) {
+    c.diffs = DiffCanonicalSpecs(rec.spec_json, c.desired_json);
+    FieldClass worst = FieldClass::kInPlace;
+    const FieldDiff* cause = nullptr;
+    for (const auto& d : c.diffs) {
+      if (cause == nullptr || d.field_class > worst) {
+        worst = d.field_class;
+        cause = &d;
+      }
+    }
+    c.action = c.diffs.empty() ? Action::kUpdate : ActionFor(worst);
+    if (cause == nullptr) {
+      c.reason = "spec changed";
+    } else if (worst == FieldClass::kReplace) {
+      c.reason = DisplayPath(cause->path) + " forces replacement";
+    } else if (worst == FieldClass::kRestart) {
+      c.reason = DisplayPath(cause->path) + " requires restart";
+    } else {
+      c.reason = "update in place";
+    }
+    if (c.action == Action::kUpdate && !recovery.empty()) {
+      // A changed spec is new intent: the restart budget starts afresh.
+      c.action = Action::kRestart;
+      c.reason = recovery;
+    }
+  } else if (!recovery.empty()) {
+    c.action = rec.phase == SandboxPhase::kDeleting ? Action::kReplace : Action::kRestart;
+    c.reason = recovery;
+    if (policy) {
+      std::string blocked = PolicyBlocks(rec, doc.spec, options, c.retry_at);
+      if (!blocked.empty()) {
+        c.action = Action::kNoOp;
+        c.reason = recovery + " (" + blocked + ")";
+      } else {
+        c.recovery = true;
+      }
+    }
+  } else {
+    c.action = Action::kNoOp;
+    c.reason = "up to date";
+  }
+  if (c.action == Action::kRestart || c.action == Action::kReplace) c.pulls = pulls_for(doc.spec);
+  return c;
+}
+
+Plan ComputePlan(const std::vector<SpecDocument>& desired,
+                 const std::vector<SandboxRecord>& observed, const PlanOptions& options) {
+  Plan plan;
+  plan.owner = options.owner;
+  std::unordered_map<std::string, const SandboxRecord*> by_name;
+  by_name.reserve(observed.size());
+  for (const auto& rec : observed) by_name.emplace(rec.name, &rec);
 
   // Canonical forms and hashes are independent per spec and are most of a
   // large no-op plan's cost, so they are computed on all cores first.
@@ -252,75 +363,22 @@ Plan ComputePlan(const std::vector<SpecDocument>& desired,
   for (size_t i = 0; i < desired.size(); ++i) {
     const SpecDocument& doc = desired[i];
     desired_names.emplace(doc.spec.name, true);
-    Change c;
-    c.name = doc.spec.name;
-    c.owner = options.owner;
-    c.desired_json = std::move(canonical[i].first);
-    c.desired_hash = std::move(canonical[i].second);
-    c.desired = doc;
     auto it = by_name.find(doc.spec.name);
-    if (it == by_name.end()) {
-      c.action = Action::kCreate;
-      c.reason = "new sandbox";
-      c.pulls = pulls_for(doc.spec);
-      plan.changes.push_back(std::move(c));
+    std::string error;
+    Change c = PlanSandbox(&doc, std::move(canonical[i].first), std::move(canonical[i].second),
+                           it == by_name.end() ? nullptr : it->second, options, &error);
+    if (!error.empty()) {
+      plan.errors.push_back(std::move(error));
       continue;
     }
-    const SandboxRecord& rec = *it->second;
-    c.current = rec;
-    if (!rec.owner.empty() && !options.owner.empty() && rec.owner != options.owner) {
-      plan.errors.push_back(doc.location.file + ":" + std::to_string(doc.location.line) +
-                            ": sandbox \"" + c.name + "\" is managed by " + DescribeOwner(rec.owner) +
-                            ", not by " + DescribeOwner(options.owner) +
-                            "; apply it from there (or with the same --set), or delete it first");
-      continue;
-    }
-    std::string recovery = RecoveryReason(rec);
-    if (rec.spec_hash != c.desired_hash) {
-      c.diffs = DiffCanonicalSpecs(rec.spec_json, c.desired_json);
-      FieldClass worst = FieldClass::kInPlace;
-      const FieldDiff* cause = nullptr;
-      for (const auto& d : c.diffs) {
-        if (cause == nullptr || d.field_class > worst) {
-          worst = d.field_class;
-          cause = &d;
-        }
-      }
-      c.action = c.diffs.empty() ? Action::kUpdate : ActionFor(worst);
-      if (cause == nullptr) {
-        c.reason = "spec changed";
-      } else if (worst == FieldClass::kReplace) {
-        c.reason = DisplayPath(cause->path) + " forces replacement";
-      } else if (worst == FieldClass::kRestart) {
-        c.reason = DisplayPath(cause->path) + " requires restart";
-      } else {
-        c.reason = "update in place";
-      }
-      if (c.action == Action::kUpdate && !recovery.empty()) {
-        c.action = Action::kRestart;
-        c.reason = recovery;
-      }
-    } else if (!recovery.empty()) {
-      c.action = rec.phase == SandboxPhase::kDeleting ? Action::kReplace : Action::kRestart;
-      c.reason = recovery;
-    } else {
-      c.action = Action::kNoOp;
-      c.reason = "up to date";
-    }
-    if (c.action == Action::kRestart || c.action == Action::kReplace) c.pulls = pulls_for(doc.spec);
     plan.changes.push_back(std::move(c));
   }
 
   if (options.prune) {
     for (const auto& rec : observed) {
       if (desired_names.count(rec.name)) continue;
-      if (rec.owner != options.owner) continue;  // never prune another set's sandboxes
-      Change c;
-      c.name = rec.name;
-      c.action = Action::kDelete;
-      c.reason = "not in specs; --prune";
-      c.current = rec;
-      plan.changes.push_back(std::move(c));
+      Change c = PlanSandbox(nullptr, "", "", &rec, options, nullptr);
+      if (c.action == Action::kDelete) plan.changes.push_back(std::move(c));
     }
   }
   std::sort(plan.changes.begin(), plan.changes.end(),

@@ -48,6 +48,12 @@ struct Change {
   std::string desired_hash;
   std::vector<std::string> pulls;     // artifacts to fetch first: "image busybox", "kernel debian-6.1"
   std::optional<SandboxRecord> current;  // absent for create
+  /// An automatic restart of a sandbox whose spec did not change (watch and
+  /// reconcile): it counts against the restart budget and keeps the backoff.
+  bool recovery = false;
+  /// A no-op that is waiting: the unix time of the next automatic restart
+  /// attempt (backoff), 0 otherwise.
+  int64_t retry_at = 0;
 };
 
 struct PlanSummary {
@@ -62,6 +68,16 @@ struct Plan {
   bool HasChanges() const;
 };
 
+/// How a sandbox that is down but whose spec is unchanged is treated.
+enum class RecoveryMode {
+  /// `banger apply`: the user asked for convergence; bring it back now,
+  /// whatever its restartPolicy, and start its restart budget afresh.
+  kAlways,
+  /// The watcher and `banger reconcile`: as its restartPolicy allows,
+  /// honouring the backoff and the restart budget (RecoveryDecision).
+  kPolicy,
+};
+
 struct PlanOptions {
   std::string owner;                  // "path:/abs/dir" or "set:NAME"
   bool prune = false;                 // delete sandboxes of `owner` missing from desired
@@ -69,7 +85,25 @@ struct PlanOptions {
   /// Whether an artifact is already present locally ("image"/"kernel", name).
   /// Missing ones are listed in Change::pulls. Must be pure and fast.
   std::function<bool(std::string_view kind, const std::string& name)> artifact_present;
+  RecoveryMode recovery = RecoveryMode::kAlways;
+  int64_t now = 0;                    // unix seconds (kPolicy: backoff)
+  int max_restart_attempts = 5;       // kPolicy: automatic restarts before giving up
 };
+
+/// Why a recorded sandbox needs its VM brought back ("" if it does not): it
+/// failed, was interrupted while booting or deleting, or its state is
+/// unknown. Sandboxes the user stopped never need it. The one "needs
+/// recovery" rule, shared by plan, reconcile and the watcher.
+std::string RecoveryReason(const SandboxRecord& rec);
+
+/// The change for one sandbox, exactly as ComputePlan decides it: `desired`
+/// null means the sandbox is only recorded (deleted when options.prune and it
+/// is owned by options.owner, else a no-op); `observed` null means it is not
+/// recorded. `canonical_json`/`hash` are CanonicalJson/SpecHash of desired
+/// (computed by the caller, so large plans can do it in parallel). A conflict
+/// (owned by another set) is returned in `*error` with action no-op.
+Change PlanSandbox(const SpecDocument* desired, std::string canonical_json, std::string hash,
+                   const SandboxRecord* observed, const PlanOptions& options, std::string* error);
 
 /// Pure: no I/O beyond calling options.artifact_present.
 /// REQUIRES: desired names unique (the loader guarantees it).

@@ -260,5 +260,86 @@ TEST(OwnerTest, SetNameWinsOverPaths) {
   EXPECT_EQ(OwnerFor({"/b"}, "team"), "set:team");
 }
 
+// --- recovery under restartPolicy (watch and reconcile) --------------------
+
+class PolicyPlanTest : public ::testing::Test {
+ protected:
+  Change PlanOne(const SandboxSpec& spec, const SandboxRecord& rec, int64_t now) {
+    PlanOptions o;
+    o.owner = "set:test";
+    o.recovery = RecoveryMode::kPolicy;
+    o.now = now;
+    o.max_restart_attempts = 5;
+    SpecDocument doc = testing::MakeDoc(spec);
+    std::string json = CanonicalJson(spec);
+    return PlanSandbox(&doc, json, SpecHash(spec), &rec, o, nullptr);
+  }
+  SandboxRecord Failed(const SandboxSpec& spec) {
+    SandboxRecord r;
+    r.name = spec.name;
+    r.owner = "set:test";
+    r.spec_json = CanonicalJson(spec);
+    r.spec_hash = SpecHash(spec);
+    r.phase = SandboxPhase::kFailed;
+    r.last_error = "VM process 1 is gone";
+    return r;
+  }
+};
+
+TEST_F(PolicyPlanTest, CrashedSandboxIsRestartedAsARecovery) {
+  SandboxSpec s = testing::MakeSpec("web");
+  Change c = PlanOne(s, Failed(s), 1000);
+  EXPECT_EQ(c.action, Action::kRestart);
+  EXPECT_TRUE(c.recovery);
+}
+
+TEST_F(PolicyPlanTest, NeverPolicyLeavesItFailed) {
+  SandboxSpec s = testing::MakeSpec("web");
+  s.restart_policy = RestartPolicy::kNever;
+  Change c = PlanOne(s, Failed(s), 1000);
+  EXPECT_EQ(c.action, Action::kNoOp);
+  EXPECT_NE(c.reason.find("restartPolicy is Never"), std::string::npos) << c.reason;
+}
+
+TEST_F(PolicyPlanTest, BackoffDelaysTheNextAttemptAndSaysWhen) {
+  SandboxSpec s = testing::MakeSpec("web");
+  SandboxRecord r = Failed(s);
+  r.restart_count = 2;
+  r.next_retry_at = 1020;
+  Change c = PlanOne(s, r, 1000);
+  EXPECT_EQ(c.action, Action::kNoOp);
+  EXPECT_EQ(c.retry_at, 1020);
+  EXPECT_NE(c.reason.find("in 20s"), std::string::npos) << c.reason;
+  EXPECT_EQ(PlanOne(s, r, 1020).action, Action::kRestart);
+}
+
+TEST_F(PolicyPlanTest, ExhaustedBudgetGivesUpButASpecChangeTriesAgain) {
+  SandboxSpec s = testing::MakeSpec("web");
+  SandboxRecord r = Failed(s);
+  r.restart_count = 5;
+  Change c = PlanOne(s, r, 1000);
+  EXPECT_EQ(c.action, Action::kNoOp);
+  EXPECT_NE(c.reason.find("gave up"), std::string::npos) << c.reason;
+  SandboxSpec changed = s;
+  changed.cpus = 2;
+  Change again = PlanOne(changed, r, 1000);
+  EXPECT_EQ(again.action, Action::kRestart);
+  EXPECT_FALSE(again.recovery) << "new intent starts a fresh budget";
+}
+
+TEST_F(PolicyPlanTest, ApplyModeIgnoresPolicyAndBackoff) {
+  SandboxSpec s = testing::MakeSpec("web");
+  s.restart_policy = RestartPolicy::kNever;
+  SandboxRecord r = Failed(s);
+  r.restart_count = 5;
+  r.next_retry_at = 5000;
+  PlanOptions o;
+  o.owner = "set:test";
+  Plan p = ComputePlan({testing::MakeDoc(s)}, {r}, o);
+  ASSERT_EQ(p.changes.size(), 1u);
+  EXPECT_EQ(p.changes[0].action, Action::kRestart);
+  EXPECT_FALSE(p.changes[0].recovery);
+}
+
 }  // namespace
 }  // namespace banger

@@ -92,11 +92,38 @@ CREATE TABLE settings (
 ) STRICT;
 )sql";
 
+// Migration 2: journal rows name the process that owns them (so only a dead
+// owner's unfinished steps are abandoned), and watch sources have a status row.
+constexpr std::string_view kMigration2 = R"sql(
+ALTER TABLE operations ADD COLUMN owner_pid INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE operations ADD COLUMN owner_start_time INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE sources (
+  key                 TEXT    NOT NULL PRIMARY KEY,
+  url                 TEXT    NOT NULL DEFAULT '',
+  ref                 TEXT    NOT NULL DEFAULT '',
+  owner               TEXT    NOT NULL DEFAULT '',
+  applied_revision    TEXT    NOT NULL DEFAULT '',
+  applied_summary     TEXT    NOT NULL DEFAULT '',
+  applied_at          INTEGER NOT NULL DEFAULT 0,
+  seen_revision       TEXT    NOT NULL DEFAULT '',
+  last_attempt_at     INTEGER NOT NULL DEFAULT 0,
+  last_result         TEXT    NOT NULL DEFAULT '' CHECK (last_result IN ('', 'ok', 'error')),
+  last_error          TEXT    NOT NULL DEFAULT '',
+  last_error_revision TEXT    NOT NULL DEFAULT '',
+  last_success_at     INTEGER NOT NULL DEFAULT 0,
+  watcher_pid         INTEGER NOT NULL DEFAULT 0,
+  watcher_start_time  INTEGER NOT NULL DEFAULT 0,
+  updated_at          INTEGER NOT NULL DEFAULT 0
+) STRICT;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& BuiltinMigrations() {
   static const std::vector<Migration> kMigrations = {
       {1, kMigration1},
+      {2, kMigration2},
   };
   return kMigrations;
 }

@@ -104,11 +104,12 @@ TEST(MigrationsTest, FailingMigrationRollsBackCompletely) {
       db, WithMigration2("CREATE TABLE half_done (x INTEGER);\nSELECT * FROM no_such_table;"),
       nullptr);
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.status().message().find("schema migration 2"), std::string::npos)
+  EXPECT_NE(s.status().message().find("schema migration " + std::to_string(BuiltinMigrations().size() + 1)),
+            std::string::npos)
       << s.status().message();
   EXPECT_NE(s.status().message().find(db), std::string::npos) << s.status().message();
   RawDb raw(db);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "1");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), std::to_string(BuiltinMigrations().size()));
   EXPECT_EQ(raw.Query("SELECT count(*) FROM sqlite_master WHERE name='half_done'"), "0");
   EXPECT_EQ(raw.Query("SELECT id FROM sandboxes WHERE name='web'"), "sb-web");
 }
@@ -126,8 +127,36 @@ TEST(MigrationsTest, MigrationLeavingForeignKeyViolationIsRejected) {
       nullptr);
   ASSERT_FALSE(s.ok());
   RawDb raw(db);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "1");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), std::to_string(BuiltinMigrations().size()));
   EXPECT_EQ(raw.Query("SELECT count(*) FROM sandbox_status"), "0");
+}
+
+TEST(MigrationsTest, Version2KeepsV1JournalAndAbandonsItsOwnerlessSteps) {
+  // Given a database written by a banger that knew only migration 1, with a
+  // step left "started"; when this banger opens it, the rows survive, the
+  // step has no known owner and is abandoned, and sources can be recorded.
+  TempDir dir;
+  const std::string db = (dir.path() / "state.db").string();
+  {
+    std::vector<Migration> v1 = {BuiltinMigrations().front()};
+    auto s = OpenSqliteStateStore(db, v1, nullptr);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    RawDb raw(db);
+    raw.Exec("INSERT INTO operations (sandbox, step, state, started_at) VALUES ('web', 'boot_vm', 'started', 5)");
+  }
+  auto s = OpenSqliteStateStore(db, BuiltinMigrations(), nullptr);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto open = (*s)->UnfinishedOperations();
+  ASSERT_TRUE(open.ok());
+  ASSERT_EQ(open->size(), 1u);
+  EXPECT_EQ((*open)[0].owner.pid, 0);
+  auto n = (*s)->AbandonUnfinishedOperations("interrupted", [](const ProcessIdentity&) { return true; });
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 1) << "a step with no recorded owner cannot be proven alive";
+  SourceRecord src;
+  src.key = "git:file:///r#main:.";
+  src.last_result = "ok";
+  EXPECT_TRUE((*s)->PutSource(src).ok());
 }
 
 }  // namespace

@@ -231,7 +231,7 @@ SandboxRecord ReadSandbox(const Stmt& s) {
 }
 
 constexpr std::string_view kOperationColumns =
-    "id, sandbox, step, detail, state, error, started_at, finished_at";
+    "id, sandbox, step, detail, state, error, started_at, finished_at, owner_pid, owner_start_time";
 
 OperationRecord ReadOperation(const Stmt& s) {
   OperationRecord o;
@@ -243,7 +243,35 @@ OperationRecord ReadOperation(const Stmt& s) {
   o.error = s.Text(5);
   o.started_at = s.Int(6);
   o.finished_at = s.Int(7);
+  o.owner.pid = static_cast<int>(s.Int(8));
+  o.owner.start_time = static_cast<uint64_t>(s.Int(9));
   return o;
+}
+
+constexpr std::string_view kSourceColumns =
+    "key, url, ref, owner, applied_revision, applied_summary, applied_at, seen_revision, "
+    "last_attempt_at, last_result, last_error, last_error_revision, last_success_at, watcher_pid, "
+    "watcher_start_time, updated_at";
+
+SourceRecord ReadSource(const Stmt& s) {
+  SourceRecord r;
+  r.key = s.Text(0);
+  r.url = s.Text(1);
+  r.ref = s.Text(2);
+  r.owner = s.Text(3);
+  r.applied_revision = s.Text(4);
+  r.applied_summary = s.Text(5);
+  r.applied_at = s.Int(6);
+  r.seen_revision = s.Text(7);
+  r.last_attempt_at = s.Int(8);
+  r.last_result = s.Text(9);
+  r.last_error = s.Text(10);
+  r.last_error_revision = s.Text(11);
+  r.last_success_at = s.Int(12);
+  r.watcher.pid = static_cast<int>(s.Int(13));
+  r.watcher.start_time = static_cast<uint64_t>(s.Int(14));
+  r.updated_at = s.Int(15);
+  return r;
 }
 
 constexpr std::string_view kImageColumns =
@@ -376,15 +404,16 @@ class SqliteStateStore final : public StateStore {
 
   // --- journal ---
   Result<int64_t> BeginOperation(const std::string& sandbox, const std::string& step,
-                                 const std::string& detail) override {
+                                 const std::string& detail, const ProcessIdentity& owner) override {
     if (step.empty()) return InvalidArgument("BeginOperation: step name is empty");
     const int64_t now = Now();
     int64_t id = 0;
     BANGER_RETURN_IF_ERROR(Write([&]() -> Status {
       Stmt s(db_,
-             "INSERT INTO operations (sandbox, step, detail, state, started_at) "
-             "VALUES (?1, ?2, ?3, 'started', ?4)");
+             "INSERT INTO operations (sandbox, step, detail, state, started_at, owner_pid, "
+             "owner_start_time) VALUES (?1, ?2, ?3, 'started', ?4, ?5, ?6)");
       s.Bind(1, sandbox).Bind(2, step).Bind(3, detail).Bind(4, now);
+      s.Bind(5, static_cast<int64_t>(owner.pid)).Bind(6, static_cast<int64_t>(owner.start_time));
       BANGER_RETURN_IF_ERROR(s.Run());
       id = sqlite3_last_insert_rowid(db_);
       return OkStatus();
@@ -433,18 +462,31 @@ class SqliteStateStore final : public StateStore {
     return out;
   }
 
-  Status AbandonUnfinishedOperations(const std::string& reason) override {
+  Result<int> AbandonUnfinishedOperations(
+      const std::string& reason,
+      const std::function<bool(const ProcessIdentity&)>& owner_alive) override {
     const int64_t now = Now();
-    return Write([&]() -> Status {
-      Stmt s(db_,
-             "UPDATE operations SET state = 'failed', error = ?1, finished_at = ?2 "
-             "WHERE state = 'started'");
-      s.Bind(1, reason.empty() ? std::string("abandoned") : reason).Bind(2, now);
-      BANGER_RETURN_IF_ERROR(s.Run());
-      int n = sqlite3_changes(db_);
-      if (n > 0) spdlog::info("state: marked {} interrupted operation(s) failed: {}", n, reason);
+    int abandoned = 0;
+    BANGER_RETURN_IF_ERROR(Write([&]() -> Status {
+      std::vector<OperationRecord> open;
+      Stmt q(db_, "SELECT " + std::string(kOperationColumns) +
+                      " FROM operations WHERE state = 'started' ORDER BY id");
+      BANGER_RETURN_IF_ERROR(Collect(q, open, ReadOperation));
+      for (const auto& op : open) {
+        if (op.owner.pid != 0 && owner_alive && owner_alive(op.owner)) continue;
+        Stmt s(db_,
+               "UPDATE operations SET state = 'failed', error = ?1, finished_at = ?2 "
+               "WHERE id = ?3 AND state = 'started'");
+        s.Bind(1, reason.empty() ? std::string("abandoned") : reason).Bind(2, now).Bind(3, op.id);
+        BANGER_RETURN_IF_ERROR(s.Run());
+        abandoned += sqlite3_changes(db_);
+      }
       return OkStatus();
-    }).WithContext(Where("abandon unfinished operations"));
+    }).WithContext(Where("abandon unfinished operations")));
+    if (abandoned > 0) {
+      spdlog::info("state: marked {} interrupted operation(s) failed: {}", abandoned, reason);
+    }
+    return abandoned;
   }
 
   // --- events ---
@@ -590,6 +632,57 @@ class SqliteStateStore final : public StateStore {
   }
 
   // --- settings ---
+  // --- watch sources ---
+  Result<std::vector<SourceRecord>> ListSources() override {
+    std::vector<SourceRecord> out;
+    BANGER_RETURN_IF_ERROR(Read([&]() -> Status {
+      Stmt s(db_, "SELECT " + std::string(kSourceColumns) + " FROM sources ORDER BY key");
+      return Collect(s, out, ReadSource);
+    }).WithContext(Where("list sources")));
+    return out;
+  }
+
+  Result<SourceRecord> GetSource(const std::string& key) override {
+    SourceRecord r;
+    bool found = false;
+    BANGER_RETURN_IF_ERROR(Read([&]() -> Status {
+      Stmt s(db_, "SELECT " + std::string(kSourceColumns) + " FROM sources WHERE key = ?1");
+      s.Bind(1, key);
+      BANGER_ASSIGN_OR_RETURN(found, s.Step());
+      if (found) r = ReadSource(s);
+      return OkStatus();
+    }).WithContext(Where("get source " + key)));
+    if (!found) return NotFound("source \"" + key + "\" not found");
+    return r;
+  }
+
+  Status PutSource(const SourceRecord& r) override {
+    if (r.key.empty()) return InvalidArgument("PutSource: key is empty");
+    if (r.last_result != "" && r.last_result != "ok" && r.last_result != "error") {
+      return InvalidArgument("PutSource: last_result \"" + r.last_result + "\" is not ok or error");
+    }
+    const int64_t now = Now();
+    return Write([&]() -> Status {
+      Stmt s(db_, "INSERT OR REPLACE INTO sources (" + std::string(kSourceColumns) +
+                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
+      s.Bind(1, r.key).Bind(2, r.url).Bind(3, r.ref).Bind(4, r.owner).Bind(5, r.applied_revision);
+      s.Bind(6, r.applied_summary).Bind(7, r.applied_at).Bind(8, r.seen_revision);
+      s.Bind(9, r.last_attempt_at).Bind(10, r.last_result).Bind(11, r.last_error);
+      s.Bind(12, r.last_error_revision).Bind(13, r.last_success_at);
+      s.Bind(14, static_cast<int64_t>(r.watcher.pid)).Bind(15, static_cast<int64_t>(r.watcher.start_time));
+      s.Bind(16, now);
+      return s.Run();
+    }).WithContext(Where("record source " + r.key));
+  }
+
+  Status DeleteSource(const std::string& key) override {
+    return Write([&]() -> Status {
+      Stmt s(db_, "DELETE FROM sources WHERE key = ?1");
+      s.Bind(1, key);
+      return s.Run();
+    }).WithContext(Where("delete source " + key));
+  }
+
   Result<std::optional<std::string>> GetSetting(const std::string& key) override {
     std::optional<std::string> value;
     BANGER_RETURN_IF_ERROR(Read([&]() -> Status {

@@ -8,11 +8,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "base/command_runner.h"
 #include "base/status.h"
 
 namespace banger {
@@ -65,6 +67,9 @@ struct OperationRecord {
   std::string error;
   int64_t started_at = 0;
   int64_t finished_at = 0;
+  /// The process that runs the step. Its unfinished steps are abandoned only
+  /// once it is dead (pid 0: unknown, from an older banger; treated as dead).
+  ProcessIdentity owner;
 };
 
 struct EventRecord {
@@ -97,6 +102,25 @@ struct KernelRecord {
   std::string modules_dir;    // lib/modules/<version>, may be empty
   std::string version;        // uname -r of the kernel
   int64_t created_at = 0;
+};
+
+/// What a watched source (a set of spec paths or a git repository) last did.
+struct SourceRecord {
+  std::string key;                  // SpecSource::Key(): "git:URL#REF:PATH" or "path:..."
+  std::string url;                  // repository URL or the spec paths
+  std::string ref;                  // git ref followed ("" = default branch)
+  std::string owner;                // apply set of its sandboxes
+  std::string applied_revision;     // last revision whose changes all applied (commit sha)
+  std::string applied_summary;      // its commit subject
+  int64_t applied_at = 0;
+  std::string seen_revision;        // newest revision fetched
+  int64_t last_attempt_at = 0;
+  std::string last_result;          // "" (never) | "ok" | "error"
+  std::string last_error;           // with file:line:col for bad specs
+  std::string last_error_revision;  // revision the error belongs to
+  int64_t last_success_at = 0;
+  ProcessIdentity watcher;          // the watcher following it (pid 0: none recorded)
+  int64_t updated_at = 0;
 };
 
 class StateStore {
@@ -138,9 +162,10 @@ class StateStore {
   virtual Status DeleteSandbox(const std::string& name) = 0;
 
   // --- journal ---
-  /// Records intent; returns the operation id.
+  /// Records intent, owned by `owner` (normally SelfProcess()); returns the
+  /// operation id.
   virtual Result<int64_t> BeginOperation(const std::string& sandbox, const std::string& step,
-                                         const std::string& detail) = 0;
+                                         const std::string& detail, const ProcessIdentity& owner) = 0;
   /// Records the outcome: `error` empty means done, else failed.
   /// NotFound for an unknown id, FailedPrecondition if already finished.
   virtual Status FinishOperation(int64_t op_id, const std::string& error) = 0;
@@ -150,8 +175,12 @@ class StateStore {
   /// otherwise the newest `limit` entries.
   virtual Result<std::vector<OperationRecord>> ListOperations(const std::string& sandbox,
                                                               int limit) = 0;
-  /// Marks every "started" operation as failed with `reason` (on startup).
-  virtual Status AbandonUnfinishedOperations(const std::string& reason) = 0;
+  /// Marks "started" operations whose owner is dead (owner_alive returns
+  /// false, or the owner is unknown) as failed with `reason`. Steps of live
+  /// processes (another apply, a watcher) are left alone. Returns how many
+  /// were abandoned.
+  virtual Result<int> AbandonUnfinishedOperations(
+      const std::string& reason, const std::function<bool(const ProcessIdentity&)>& owner_alive) = 0;
 
   // --- events ---
   /// `event.id` is ignored (ids are assigned, increasing, never reused);
@@ -174,6 +203,14 @@ class StateStore {
   virtual Result<KernelRecord> GetKernel(const std::string& name) = 0;
   virtual Status InsertKernel(const KernelRecord& kernel) = 0;
   virtual Status DeleteKernel(const std::string& name) = 0;
+
+  // --- watch sources ---
+  virtual Result<std::vector<SourceRecord>> ListSources() = 0;
+  /// NotFound if absent.
+  virtual Result<SourceRecord> GetSource(const std::string& key) = 0;
+  /// Inserts or replaces the row; updated_at is set to now.
+  virtual Status PutSource(const SourceRecord& source) = 0;
+  virtual Status DeleteSource(const std::string& key) = 0;
 
   // --- misc key/value (cached probe verdicts, serials) ---
   virtual Result<std::optional<std::string>> GetSetting(const std::string& key) = 0;

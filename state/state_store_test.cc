@@ -316,9 +316,10 @@ TEST(SandboxPhaseTest, NamesRoundTrip) {
 // --- journal -----------------------------------------------------------------
 
 TEST_F(StateStoreTest, JournalBeginFinishUnfinishedAndAbandon) {
-  auto a = store_->BeginOperation("web", "pull_image", "debian");
-  auto b = store_->BeginOperation("web", "boot_vm", "");
-  auto c = store_->BeginOperation("db", "boot_vm", "");
+  const ProcessIdentity me = SelfProcess();
+  auto a = store_->BeginOperation("web", "pull_image", "debian", me);
+  auto b = store_->BeginOperation("web", "boot_vm", "", me);
+  auto c = store_->BeginOperation("db", "boot_vm", "", me);
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
   EXPECT_LT(*a, *b);
   EXPECT_LT(*b, *c);
@@ -353,7 +354,17 @@ TEST_F(StateStoreTest, JournalBeginFinishUnfinishedAndAbandon) {
   EXPECT_EQ(store_->FinishOperation(*a, "").code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(store_->FinishOperation(9999, "").code(), StatusCode::kNotFound);
 
-  ASSERT_TRUE(store_->AbandonUnfinishedOperations("banger restarted").ok());
+  EXPECT_EQ((*unfinished)[0].owner, me);
+  // A live owner's step is not abandoned; a dead owner's is.
+  auto kept = store_->AbandonUnfinishedOperations("banger restarted",
+                                                  [](const ProcessIdentity&) { return true; });
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(*kept, 0);
+  EXPECT_EQ(store_->UnfinishedOperations()->size(), 1u);
+  auto gone = store_->AbandonUnfinishedOperations("banger restarted",
+                                                  [](const ProcessIdentity&) { return false; });
+  ASSERT_TRUE(gone.ok());
+  EXPECT_EQ(*gone, 1);
   EXPECT_TRUE(store_->UnfinishedOperations()->empty());
   auto db_ops = store_->ListOperations("db", 10);
   ASSERT_EQ(db_ops->size(), 1u);
@@ -365,12 +376,63 @@ TEST_F(StateStoreTest, JournalBeginFinishUnfinishedAndAbandon) {
 
 TEST_F(StateStoreTest, JournalSurvivesSandboxDeletion) {
   ASSERT_TRUE(store_->PutSandbox(MakeSandbox("web")).ok());
-  auto op = store_->BeginOperation("web", "destroy_vm", "");
+  auto op = store_->BeginOperation("web", "destroy_vm", "", SelfProcess());
   ASSERT_TRUE(op.ok());
   ASSERT_TRUE(store_->AddEvent({0, 0, "web", "Normal", "Deleted", "gone"}).ok());
   ASSERT_TRUE(store_->DeleteSandbox("web").ok());
   EXPECT_EQ(store_->ListOperations("web", 0)->size(), 1u);
   EXPECT_EQ(store_->ListEvents("web", 0)->size(), 1u);
+}
+
+TEST_F(StateStoreTest, OnlyStepsOfDeadOwnersAreAbandoned) {
+  // Given steps started by two processes, one alive and one dead; when a third
+  // process observes the host, it closes only the dead one's step.
+  ProcessIdentity alive{4242, 1}, dead{4343, 2};
+  auto a = store_->BeginOperation("web", "boot_vm", "", alive);
+  auto d = store_->BeginOperation("db", "boot_vm", "", dead);
+  ASSERT_TRUE(a.ok() && d.ok());
+  auto n = store_->AbandonUnfinishedOperations("interrupted",
+                                               [&](const ProcessIdentity& id) { return id == alive; });
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1);
+  auto open = store_->UnfinishedOperations();
+  ASSERT_EQ(open->size(), 1u);
+  EXPECT_EQ((*open)[0].id, *a);
+  EXPECT_EQ(store_->ListOperations("db", 0)->at(0).error, "interrupted");
+}
+
+// --- sources -----------------------------------------------------------------
+
+TEST_F(StateStoreTest, SourcesRoundTripAndReplace) {
+  SourceRecord r;
+  r.key = "git:file:///srv/specs.git#main:specs";
+  r.url = "file:///srv/specs.git";
+  r.ref = "main";
+  r.owner = r.key;
+  r.applied_revision = std::string(40, 'a');
+  r.applied_summary = "add web";
+  r.applied_at = kT0;
+  r.seen_revision = std::string(40, 'b');
+  r.last_attempt_at = kT0 + 1;
+  r.last_result = "error";
+  r.last_error = "specs/web.yaml:3:5: error: spec.cpus: must be between 1 and 64";
+  r.last_error_revision = std::string(40, 'b');
+  r.watcher = {123, 456};
+  ASSERT_TRUE(store_->PutSource(r).ok());
+  auto back = store_->GetSource(r.key);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->applied_revision, r.applied_revision);
+  EXPECT_EQ(back->last_error, r.last_error);
+  EXPECT_EQ(back->watcher, r.watcher);
+  EXPECT_EQ(back->updated_at, kT0);
+  r.last_result = "ok";
+  ASSERT_TRUE(store_->PutSource(r).ok());
+  EXPECT_EQ(store_->ListSources()->size(), 1u);
+  EXPECT_EQ(store_->GetSource(r.key)->last_result, "ok");
+  r.last_result = "maybe";
+  EXPECT_EQ(store_->PutSource(r).code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(store_->DeleteSource(r.key).ok());
+  EXPECT_EQ(store_->GetSource(r.key).status().code(), StatusCode::kNotFound);
 }
 
 // --- events ------------------------------------------------------------------
@@ -551,7 +613,7 @@ TEST(StateStoreConcurrencyTest, EightWritersOnSeparateConnectionsSeeNoErrors) {
           case 0: fail(s.PutSandbox(MakeSandbox(name, "h" + std::to_string(i)))); break;
           case 1: fail(s.AddEvent({0, 0, name, "Normal", "Tick", std::to_string(i)})); break;
           case 2: {
-            auto op = s.BeginOperation(name, "step", "");
+            auto op = s.BeginOperation(name, "step", "", SelfProcess());
             fail(op.status());
             if (op.ok()) fail(s.FinishOperation(*op, ""));
             break;

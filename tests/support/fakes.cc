@@ -40,6 +40,7 @@ void FakeRuntime::Crash(const std::string& name) {
 Result<BootResult> FakeRuntime::Boot(const BootRequest& request) {
   const std::string& name = request.record.name;
   Record("boot " + name + (request.fresh_disk ? " fresh" : " keep-disk"));
+  if (on_boot) on_boot(name);
   int now = ++in_boot_;
   int prev = max_concurrent_.load();
   while (now > prev && !max_concurrent_.compare_exchange_weak(prev, now)) {

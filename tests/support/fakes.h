@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -41,6 +42,9 @@ class FakeRuntime : public SandboxRuntime {
   std::set<std::string> running() const;
   /// If set, Boot sleeps this long (real time) to let tests observe overlap.
   std::chrono::milliseconds boot_delay{0};
+  /// If set, called at the start of every Boot (outside the fake's lock), so
+  /// a test can hold a boot in progress (e.g. on a std::latch).
+  std::function<void(const std::string& name)> on_boot;
 
  private:
   void Record(std::string call);
