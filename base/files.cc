@@ -117,4 +117,35 @@ ScopedRemove::~ScopedRemove() {
   if (!path_.empty()) (void)RemoveAll(path_);
 }
 
+namespace {
+
+bool IsExecutableFile(const fs::path& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+}
+
+}  // namespace
+
+std::optional<fs::path> FindProgram(std::string_view program) {
+  if (program.empty()) return std::nullopt;
+  if (program.find('/') != std::string_view::npos) {
+    fs::path p(program);
+    if (IsExecutableFile(p)) return p;
+    return std::nullopt;
+  }
+  const char* env = std::getenv("PATH");
+  std::string_view path = env ? env : "/usr/bin:/bin";
+  while (true) {
+    size_t colon = path.find(':');
+    std::string_view dir = path.substr(0, colon);
+    if (!dir.empty()) {
+      fs::path candidate = fs::path(dir) / program;
+      if (IsExecutableFile(candidate)) return candidate;
+    }
+    if (colon == std::string_view::npos) break;
+    path.remove_prefix(colon + 1);
+  }
+  return std::nullopt;
+}
+
 }  // namespace banger

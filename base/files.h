@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,12 @@ Result<std::vector<std::filesystem::path>> ListFilesRecursive(
 /// Creates a fresh private temporary directory under `parent` (or $TMPDIR).
 Result<std::filesystem::path> MakeTempDir(std::string_view prefix,
                                           const std::filesystem::path& parent = {});
+
+/// Where `program` would be executed from, without a shell: `program` itself
+/// when it contains a '/', else the first directory of $PATH (default
+/// /usr/bin:/bin) holding an executable regular file of that name. Nothing
+/// when there is none.
+std::optional<std::filesystem::path> FindProgram(std::string_view program);
 
 /// Removes a directory tree when it goes out of scope unless Release()d.
 class ScopedRemove {

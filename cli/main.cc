@@ -1,6 +1,6 @@
-// banger: the command-line entry point. This is the only place that builds
-// the real implementations (SQLite store, hypervisor, artifact stores) and
-// hands them to the engine.
+// banger: the command-line entry point. The real implementations (SQLite
+// store, hypervisor, artifact stores) come from host::Host, opened lazily by
+// the commands that need them.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -14,11 +14,12 @@
 #include "base/files.h"
 #include "base/log.h"
 #include "base/strings.h"
-#include "cli/config.h"
+#include "cli/artifact_commands.h"
 #include "cli/output.h"
-#include "cli/runtime_wiring.h"
 #include "cli/vm_commands.h"
-#include "cli/vm_runtime.h"
+#include "host/config.h"
+#include "host/host.h"
+#include "host/vm_runtime.h"
 #include "reconciler/engine.h"
 #include "reconciler/plan.h"
 #include "spec/loader.h"
@@ -41,50 +42,30 @@ struct Globals {
   bool verbose = false;
 };
 
-// Lazily opened host context shared by commands.
+// The host, opened by the commands that need it (validate, schema and
+// config show never create a state directory).
 class Context {
  public:
   explicit Context(const Globals& g) : globals_(g) {}
 
   Status Init() {
-    BANGER_ASSIGN_OR_RETURN(config_, LoadConfig(globals_.config_path));
-    BANGER_ASSIGN_OR_RETURN(layout_, ResolveStateLayout(globals_.state_dir));
-    BANGER_RETURN_IF_ERROR(EnsureLayout(layout_));
-    BANGER_ASSIGN_OR_RETURN(store_, StateStore::Open(layout_.root));
-    clock_ = MakeSystemClock();
-    BANGER_ASSIGN_OR_RETURN(wiring_, MakeRuntimeWiring(config_, layout_, *store_, *clock_));
+    BANGER_ASSIGN_OR_RETURN(host_, host::Host::Open(Options(globals_)));
     return OkStatus();
   }
 
-  Engine MakeEngine(EventSink& sink, int parallel) {
-    EngineOptions o;
-    o.parallel = parallel > 0 ? parallel : config_.parallel;
-    o.locks_dir = layout_.run_dir / "locks";
-    return Engine(*store_, wiring_->runtime(), wiring_->artifacts(), *clock_, sink, o);
-  }
+  static host::HostOptions Options(const Globals& g) { return {g.state_dir, g.config_path}; }
 
-  StateStore& store() { return *store_; }
-  Clock& clock() { return *clock_; }
-
-  /// The record of `name`, with a user-facing NotFound.
-  Result<SandboxRecord> FindSandbox(const std::string& name) {
-    auto r = store_->GetSandbox(name);
-    if (!r && r.error().code() == StatusCode::kNotFound) {
-      return NotFound("sandbox \"" + name + "\" not found");
-    }
-    return r;
-  }
-  const Config& config() const { return config_; }
-  const StateLayout& layout() const { return layout_; }
-  RuntimeWiring& wiring() { return *wiring_; }
+  host::Host& host() { return *host_; }
+  Engine MakeEngine(EventSink& sink, int parallel) { return host_->MakeEngine(sink, parallel); }
+  StateStore& store() { return host_->store(); }
+  Clock& clock() { return host_->clock(); }
+  Result<SandboxRecord> FindSandbox(const std::string& name) { return host_->FindSandbox(name); }
+  const host::Config& config() const { return host_->config(); }
+  const StateLayout& layout() const { return host_->layout(); }
 
  private:
   Globals globals_;
-  Config config_;
-  StateLayout layout_;
-  std::unique_ptr<StateStore> store_;
-  std::unique_ptr<Clock> clock_;
-  std::unique_ptr<RuntimeWiring> wiring_;
+  std::unique_ptr<host::Host> host_;
 };
 
 int Fail(const Status& s) {
@@ -126,8 +107,8 @@ Result<Plan> MakePlan(Context& ctx, const LoadResult& specs, const std::vector<s
   PlanOptions o;
   o.owner = OwnerFor(AbsolutePaths(paths), set_name);
   o.prune = prune;
-  o.default_kernel = ctx.wiring().artifacts().DefaultKernel();
-  ArtifactStore& a = ctx.wiring().artifacts();
+  o.default_kernel = ctx.host().artifacts().DefaultKernel();
+  ArtifactStore& a = ctx.host().artifacts();
   o.artifact_present = [&a](std::string_view kind, const std::string& name) {
     return kind == "image" ? a.ImagePresent(name) : a.KernelPresent(name);
   };
@@ -173,6 +154,36 @@ std::string ReportJson(const ApplyReport& rep) {
                      {"seconds", static_cast<double>(r.took.count()) / 1000.0}});
   }
   return nlohmann::json{{"results", items}, {"ok", rep.ok()}}.dump(2) + "\n";
+}
+
+// When parsing stopped because a command that needs a subcommand got a word
+// that is none of them ("banger frobnicate"), says so and names the word;
+// false when that is not what went wrong.
+bool ReportUnknownCommand(CLI::App& app) {
+  CLI::App* cur = &app;
+  std::string path;
+  while (!cur->get_subcommands().empty()) {
+    cur = cur->get_subcommands().front();
+    path += cur->get_name() + " ";
+  }
+  if (cur->get_require_subcommand_min() == 0) return false;
+  std::string word;
+  for (const auto& arg : app.remaining(true)) {
+    if (!arg.empty() && arg[0] != '-') {
+      word = arg;
+      break;
+    }
+  }
+  if (word.empty()) return false;
+  std::vector<std::string> names;
+  for (const CLI::App* sub : cur->get_subcommands([](const CLI::App*) { return true; })) {
+    names.push_back(sub->get_name());
+  }
+  std::string hint = ClosestMatch(word, names);
+  std::fprintf(stderr, "error: unknown command \"%s%s\"%s\n", path.c_str(), word.c_str(),
+               hint.empty() ? "" : (" (did you mean \"" + path + hint + "\"?)").c_str());
+  std::fprintf(stderr, "Commands: %s\nRun 'banger %s--help' for more.\n", Join(names, ", ").c_str(), path.c_str());
+  return true;
 }
 
 }  // namespace
@@ -591,7 +602,7 @@ int Main(int argc, char** argv) {
       exit_code = Fail(FailedPrecondition("sandbox \"" + l_name + "\" has not booted yet"));
       return;
     }
-    exit_code = FollowFile(ConsoleLogOf(*rec), l_follow, ctx.clock()) ? kExitOk : kExitError;
+    exit_code = FollowFile(host::ConsoleLogOf(*rec), l_follow, ctx.clock()) ? kExitOk : kExitError;
   });
 
   // ssh
@@ -665,8 +676,8 @@ int Main(int argc, char** argv) {
       std::printf("%s %s%s\n", s.ok() ? "✓" : "✗", what.c_str(), s.ok() ? "" : (": " + s.message()).c_str());
       if (!s.ok()) ++problems;
     };
-    check("state directory " + ctx.layout().root.string(), OkStatus());
-    SandboxRuntime* rt = ctx.wiring().runtime();
+    check("state directory " + ctx.layout().root.string(), ctx.host().CheckStateDirectory());
+    SandboxRuntime* rt = ctx.host().runtime();
     check("hypervisor (QEMU) and guest agent", rt ? rt->CheckAvailable() : FailedPrecondition("none"));
     auto verdict = ReadFile(ctx.layout().root / "accel-verdict");
     std::printf("  acceleration: %s (config accel: %s, machine: %s)\n",
@@ -676,15 +687,15 @@ int Main(int argc, char** argv) {
     check("/dev/kvm", std::filesystem::exists("/dev/kvm", ec)
                           ? OkStatus()
                           : FailedPrecondition("absent: sandboxes run under software emulation (slower)"));
-    std::string kernel = ctx.wiring().artifacts().DefaultKernel();
+    std::string kernel = ctx.host().artifacts().DefaultKernel();
     check("default kernel " + kernel,
-          ctx.wiring().artifacts().KernelPresent(kernel)
+          ctx.host().artifacts().KernelPresent(kernel)
               ? OkStatus()
               : FailedPrecondition("not installed yet; apply pulls it, or run `banger kernel pull " + kernel + "`"));
     for (const char* tool : {"qemu-img", "mkfs.ext4", "debootstrap"}) {
-      CommandSpec which{.argv = {"sh", "-c", "command -v \"$0\"", tool}};
-      auto r = MakePosixCommandRunner()->Run(which);
-      check(tool, r && r->exit_code == 0 ? OkStatus() : FailedPrecondition("not installed (scripts/setup.sh)"));
+      auto found = FindProgram(tool);
+      check(found ? std::string(tool) + " (" + found->string() + ")" : std::string(tool),
+            found ? OkStatus() : FailedPrecondition("not installed (scripts/setup.sh)"));
     }
     exit_code = problems == 0 ? kExitOk : kExitError;
   });
@@ -694,25 +705,19 @@ int Main(int argc, char** argv) {
   auto* config_show = config->add_subcommand("show", "Print the effective configuration");
   config->require_subcommand(1);
   config_show->callback([&] {
-    auto c = LoadConfig(g.config_path);
+    auto c = host::LoadConfig(g.config_path);
     if (!c) {
       exit_code = Fail(c.error());
       return;
     }
-    std::cout << RenderConfig(*c);
+    std::cout << host::RenderConfig(*c);
   });
 
   // version
   auto* version = app.add_subcommand("version", "Print the version");
   version->callback([&] { std::printf("banger %s\n", BANGER_VERSION); });
 
-  AddRuntimeCommands(app, [&]() -> Result<RuntimeCommandContext> {
-    auto cfg = LoadConfig(g.config_path);
-    if (!cfg) return cfg.error();
-    auto layout = ResolveStateLayout(g.state_dir);
-    if (!layout) return layout.error();
-    return RuntimeCommandContext{*cfg, *layout, g.verbose};
-  }, exit_code);
+  AddArtifactCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
 
   try {
     app.parse(argc, argv);
@@ -723,7 +728,7 @@ int Main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
+    if (!ReportUnknownCommand(app)) app.exit(e);
     return kExitUsage;
   }
   return exit_code;

@@ -67,6 +67,21 @@ std::string StatusWord(const SandboxRecord& r) {
   return s;
 }
 
+void ProgressLine::Update(const std::string& phase, uint64_t done, uint64_t total) {
+  if (!tty_) return;
+  std::lock_guard<std::mutex> l(mu_);
+  std::string line = label_ + " " + phase + " ";
+  if (total > 0 || done > 0) line += ProgressText(done, total);
+  std::fprintf(stderr, "\r\033[2K%s", line.c_str());
+  shown_ = true;
+}
+
+void ProgressLine::Done() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (shown_) std::fputs("\r\033[2K", stderr);
+  shown_ = false;
+}
+
 namespace {
 nlohmann::json RecordJson(const SandboxRecord& r) {
   nlohmann::json spec = nlohmann::json::parse(r.spec_json, nullptr, false);

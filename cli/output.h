@@ -23,6 +23,25 @@ std::string RenderTable(const std::vector<std::vector<std::string>>& rows);
 /// done so far ("1.2 MiB").
 std::string ProgressText(uint64_t done, uint64_t total);
 
+/// A progress line on stderr ("LABEL PHASE [####..] done / total"), redrawn in
+/// place when stderr is a terminal and silent otherwise. Thread-safe.
+class ProgressLine {
+ public:
+  explicit ProgressLine(std::string label) : label_(std::move(label)), tty_(IsTerminal(stderr)) {}
+  ~ProgressLine() { Done(); }
+  ProgressLine(const ProgressLine&) = delete;
+  ProgressLine& operator=(const ProgressLine&) = delete;
+  void Update(const std::string& phase, uint64_t done, uint64_t total);
+  /// Clears the line (also done on destruction).
+  void Done();
+
+ private:
+  std::mutex mu_;
+  std::string label_;
+  bool tty_;
+  bool shown_ = false;
+};
+
 /// Prints "error: MESSAGE" to stderr and returns exit code 1.
 int PrintError(const Status& status);
 

@@ -27,13 +27,32 @@ struct HostForward {
 
 /// User-mode NAT networking (QEMU's slirp): no host interfaces, taps or
 /// firewall rules are touched. The guest is 10.0.2.15/24, gateway 10.0.2.2,
-/// DNS 10.0.2.3. `restrict` cuts the guest off from everything but the
-/// forwarded ports.
+/// DNS 10.0.2.3 (the constants below). `restrict` cuts the guest off from
+/// everything but the forwarded ports.
 struct UserNetwork {
   bool enabled = false;
   bool restrict = false;
   std::vector<HostForward> forwards;
 };
+
+/// The fixed addresses of user-mode networking: the provider hands the subnet,
+/// gateway and DNS to the VMM; the guest agent configures the guest address
+/// statically (the guest kernel has no IP autoconfiguration).
+inline constexpr std::string_view kUserNetworkSubnet = "10.0.2.0/24";
+inline constexpr std::string_view kUserNetworkGuestAddress = "10.0.2.15";
+inline constexpr int kUserNetworkPrefix = 24;
+inline constexpr std::string_view kUserNetworkGateway = "10.0.2.2";
+inline constexpr std::string_view kUserNetworkDns = "10.0.2.3";
+
+/// The guest side of user-mode networking, for GuestConfig::network.
+inline GuestNetwork UserNetworkGuestAddress() {
+  GuestNetwork n;
+  n.address = std::string(kUserNetworkGuestAddress);
+  n.prefix = kUserNetworkPrefix;
+  n.gateway = std::string(kUserNetworkGateway);
+  n.dns = {std::string(kUserNetworkDns)};
+  return n;
+}
 
 /// Everything needed to boot one sandbox's VM. Paths are absolute.
 struct VmLaunchConfig {

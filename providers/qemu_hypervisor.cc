@@ -153,8 +153,9 @@ std::vector<std::string> BuildQemuArgv(const VmLaunchConfig& c, const QemuOption
       "-device", device("virtio-blk") + ",drive=root",
   });
   if (c.user_network.enabled) {
-    std::string netdev = "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,restrict=" +
-                         std::string(c.user_network.restrict ? "on" : "off");
+    std::string netdev = "user,id=net0,net=" + std::string(kUserNetworkSubnet) +
+                         ",host=" + std::string(kUserNetworkGateway) + ",dns=" + std::string(kUserNetworkDns) +
+                         ",restrict=" + std::string(c.user_network.restrict ? "on" : "off");
     for (const auto& fw : c.user_network.forwards) {
       netdev += ",hostfwd=" + fw.protocol + ":" + fw.host_address + ":" + std::to_string(fw.host_port) +
                 "-:" + std::to_string(fw.guest_port);

@@ -1,6 +1,6 @@
 // The engine's ports to the outside world: VMs (SandboxRuntime), images and
 // kernels (ArtifactStore), and progress output (EventSink). Real adapters are
-// built in cli/; tests use the fakes in tests/support/.
+// built in host/ (host::Host); tests use the fakes in tests/support/.
 #pragma once
 
 #include <chrono>

@@ -111,6 +111,50 @@ TEST_F(CliTest, UnknownFlagIsAUsageError) {
   EXPECT_EQ(out.exit_code, 64);
 }
 
+TEST_F(CliTest, UnknownCommandIsNamedAndAUsageError) {
+  CommandOutput out = Banger({"frobnicate"});
+  EXPECT_EQ(out.exit_code, 64);
+  EXPECT_NE(out.stderr_data.find("error: unknown command \"frobnicate\""), std::string::npos) << out.stderr_data;
+  EXPECT_NE(out.stderr_data.find("apply"), std::string::npos) << out.stderr_data;
+  CommandOutput typo = Banger({"aply"});
+  EXPECT_EQ(typo.exit_code, 64);
+  EXPECT_NE(typo.stderr_data.find("did you mean \"apply\"?"), std::string::npos) << typo.stderr_data;
+  CommandOutput nested = Banger({"image", "frobnicate"});
+  EXPECT_EQ(nested.exit_code, 64);
+  EXPECT_NE(nested.stderr_data.find("unknown command \"image frobnicate\""), std::string::npos)
+      << nested.stderr_data;
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "state"));
+}
+
+TEST_F(CliTest, CommandsThatNeedNoHostCreateNoStateDirectory) {
+  std::string f = Write("specs/web.yaml", kGood);
+  EXPECT_EQ(Banger({"validate", "-f", f}).exit_code, 0);
+  EXPECT_EQ(Banger({"schema"}).exit_code, 0);
+  EXPECT_EQ(Banger({"config", "show"}).exit_code, 0);
+  EXPECT_EQ(Banger({"version"}).exit_code, 0);
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "state"));
+}
+
+TEST_F(CliTest, DoctorChecksTheStateDirectoryAndFindsToolsOnPath) {
+  // A PATH with only a stand-in qemu-img: doctor looks programs up itself (no shell).
+  auto bin = dir_.path() / "bin";
+  std::filesystem::create_directories(bin);
+  ASSERT_TRUE(WriteFileAtomic(bin / "qemu-img", "#!/bin/sh\nexit 0\n", 0755).ok());
+  CommandSpec spec;
+  spec.argv = {BANGER_EXE, "--state-dir", (dir_.path() / "state").string(), "--config",
+               (dir_.path() / "config.yaml").string(), "doctor"};
+  spec.env["NO_COLOR"] = "1";
+  spec.env["PATH"] = bin.string();
+  auto out = runner_->Run(spec);
+  ASSERT_TRUE(out.ok()) << out.error().ToString();
+  EXPECT_EQ(out->exit_code, 1) << out->stdout_data;  // debootstrap, at least, is missing
+  EXPECT_NE(out->stdout_data.find("✓ state directory " + (dir_.path() / "state").string() + "\n"),
+            std::string::npos) << out->stdout_data;
+  EXPECT_NE(out->stdout_data.find("✓ qemu-img (" + (bin / "qemu-img").string() + ")"), std::string::npos)
+      << out->stdout_data;
+  EXPECT_NE(out->stdout_data.find("✗ debootstrap: not installed"), std::string::npos) << out->stdout_data;
+}
+
 TEST_F(CliTest, GetOnEmptyHostPrintsEmptyJsonList) {
   CommandOutput out = Banger({"get", "-o", "json"});
   ASSERT_EQ(out.exit_code, 0) << out.stderr_data;

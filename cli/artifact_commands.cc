@@ -1,158 +1,21 @@
-#include "cli/runtime_wiring.h"
+#include "cli/artifact_commands.h"
 
 #include <CLI/CLI.hpp>
-#include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <iostream>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "base/strings.h"
 #include "cli/output.h"
-#include "cli/vm_runtime.h"
 #include "images/catalog.h"
 #include "images/image_service.h"
-#include "kernels/catalog.h"
 #include "kernels/kernel_service.h"
-#include "kernels/oci_fetcher.h"
-#include "oci/puller.h"
 
 namespace banger::cli {
 namespace {
 
-// A progress line redrawn in place on a terminal; silent otherwise.
-class ProgressLine {
- public:
-  explicit ProgressLine(std::string label) : label_(std::move(label)), tty_(IsTerminal(stderr)) {}
-  ~ProgressLine() { Done(); }
-  void Update(const std::string& phase, uint64_t done, uint64_t total) {
-    if (!tty_) return;
-    std::lock_guard<std::mutex> l(mu_);
-    std::string line = label_ + " " + phase + " ";
-    if (total > 0 || done > 0) line += ProgressText(done, total);
-    std::fprintf(stderr, "\r\033[2K%s", line.c_str());
-    shown_ = true;
-  }
-  void Done() {
-    std::lock_guard<std::mutex> l(mu_);
-    if (shown_) std::fputs("\r\033[2K", stderr);
-    shown_ = false;
-  }
-
- private:
-  std::mutex mu_;
-  std::string label_;
-  bool tty_;
-  bool shown_ = false;
-};
-
-Result<images::ImageCatalog> LoadImageCatalog(const Config& config) {
-  images::ImageCatalog catalog = images::BuiltinImageCatalog();
-  if (!config.image_catalog_yaml.empty()) {
-    BANGER_ASSIGN_OR_RETURN(auto user, images::ParseImageCatalog(config.image_catalog_yaml, config.path));
-    catalog = images::MergeImageCatalogs(catalog, user);
-  }
-  return catalog;
-}
-
-Result<kernels::KernelCatalog> LoadKernelCatalog(const Config& config) {
-  BANGER_ASSIGN_OR_RETURN(kernels::KernelCatalog catalog, kernels::BuiltinKernelCatalog());
-  if (!config.kernel_catalog_yaml.empty()) {
-    BANGER_ASSIGN_OR_RETURN(auto user, kernels::ParseKernelCatalog(config.kernel_catalog_yaml, config.path));
-    catalog = kernels::MergeKernelCatalogs(catalog, user);
-  }
-  if (!config.default_kernel.empty()) catalog.default_name = config.default_kernel;
-  return catalog;
-}
-
-// Image and kernel stores of this host.
-struct Artifacts {
-  std::unique_ptr<CommandRunner> runner;
-  std::unique_ptr<images::ImageService> images;
-  std::unique_ptr<kernels::KernelService> kernels;
-};
-
-Result<Artifacts> MakeArtifacts(const Config& config, const StateLayout& layout, StateStore& store,
-                                Clock& clock) {
-  Artifacts a;
-  a.runner = MakePosixCommandRunner();
-  images::ImageServiceOptions io;
-  io.images_dir = layout.images_dir;
-  io.blobs_dir = layout.blobs_dir;
-  BANGER_ASSIGN_OR_RETURN(io.catalog, LoadImageCatalog(config));
-  if (const char* home = std::getenv("HOME"); home && *home) {
-    io.docker_config = std::filesystem::path(home) / ".docker/config.json";
-  }
-  a.images = std::make_unique<images::ImageService>(store, *a.runner, clock, std::move(io));
-  BANGER_ASSIGN_OR_RETURN(auto kcat, LoadKernelCatalog(config));
-  kernels::KernelServiceOptions ko;
-  oci::PullOptions po;
-  po.blob_dir = layout.blobs_dir;
-  ko.oci_fetcher = kernels::MakeOciTreeFetcher(po);
-  a.kernels = std::make_unique<kernels::KernelService>(store, *a.runner, layout.kernels_dir,
-                                                       std::move(kcat), std::move(ko));
-  return a;
-}
-
-class ServiceArtifacts final : public ArtifactStore {
- public:
-  ServiceArtifacts(images::ImageService& images, kernels::KernelService& kernels)
-      : images_(images), kernels_(kernels) {}
-  bool ImagePresent(const std::string& name) override { return images_.IsPresent(name); }
-  bool KernelPresent(const std::string& name) override {
-    auto k = kernels_.Find(name);
-    return k.ok() && k->has_value();
-  }
-  Result<ImageRecord> EnsureImage(const std::string& name,
-                                  const std::function<void(uint64_t, uint64_t)>& progress) override {
-    return images_.Ensure(name, [progress](const oci::PullProgress& p) {
-      if (progress) progress(p.done_bytes, p.total_bytes);
-    });
-  }
-  Result<KernelRecord> EnsureKernel(const std::string& name,
-                                    const std::function<void(uint64_t, uint64_t)>& progress) override {
-    return kernels_.Ensure(name, progress);
-  }
-  std::string DefaultKernel() const override { return kernels_.catalog().default_name; }
-
- private:
-  images::ImageService& images_;
-  kernels::KernelService& kernels_;
-};
-
-class Wiring final : public RuntimeWiring {
- public:
-  Wiring(Artifacts a, const Config& config, const StateLayout& layout, Clock& clock)
-      : a_(std::move(a)),
-        artifacts_(*a_.images, *a_.kernels),
-        runtime_(MakeVmRuntime(config, layout, *a_.runner, clock)) {}
-  SandboxRuntime* runtime() override { return runtime_.get(); }
-  ArtifactStore& artifacts() override { return artifacts_; }
-
- private:
-  Artifacts a_;
-  ServiceArtifacts artifacts_;
-  std::unique_ptr<SandboxRuntime> runtime_;
-};
-
 int Fail(const Status& s) { return PrintError(s); }
-
-// Opens the host state for a command; prints and returns false on failure.
-struct Host {
-  std::unique_ptr<StateStore> store;
-  std::unique_ptr<Clock> clock;
-  Artifacts artifacts;
-};
-
-Result<Host> OpenHost(const RuntimeCommandContext& ctx) {
-  Host h;
-  BANGER_RETURN_IF_ERROR(EnsureLayout(ctx.layout));
-  BANGER_ASSIGN_OR_RETURN(h.store, StateStore::Open(ctx.layout.root));
-  h.clock = MakeSystemClock();
-  BANGER_ASSIGN_OR_RETURN(h.artifacts, MakeArtifacts(ctx.config, ctx.layout, *h.store, *h.clock));
-  return h;
-}
 
 nlohmann::json ImageJson(const ImageRecord& r) {
   return {{"name", r.name},         {"id", r.id},          {"source", r.source},
@@ -168,26 +31,14 @@ nlohmann::json KernelJson(const KernelRecord& r) {
 
 }  // namespace
 
-Result<std::unique_ptr<RuntimeWiring>> MakeRuntimeWiring(const Config& config, const StateLayout& layout,
-                                                         StateStore& store, Clock& clock) {
-  BANGER_ASSIGN_OR_RETURN(Artifacts a, MakeArtifacts(config, layout, store, clock));
-  return std::unique_ptr<RuntimeWiring>(std::make_unique<Wiring>(std::move(a), config, layout, clock));
-}
-
-void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContext>()> context,
-                        int& exit_code) {
-  auto with_host = [context, &exit_code](const std::function<int(Host&, const RuntimeCommandContext&)>& body) {
-    auto ctx = context();
-    if (!ctx) {
-      exit_code = Fail(ctx.error());
+void AddArtifactCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
+  auto with_host = [open_host, &exit_code](const std::function<int(host::Host&)>& body) {
+    auto h = open_host();
+    if (!h) {
+      exit_code = Fail(h.error());
       return;
     }
-    auto host = OpenHost(*ctx);
-    if (!host) {
-      exit_code = Fail(host.error());
-      return;
-    }
-    exit_code = body(*host, *ctx);
+    exit_code = body(**h);
   };
 
   // ---- image ----
@@ -202,7 +53,7 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
   pull->add_option("--name", *pull_name, "Name to install it under");
   pull->add_option("--size", *pull_size, "Root disk size (e.g. 4GiB); default max(1.25 x tree, 1GiB)");
   pull->callback([=] {
-    with_host([=](Host& h, const RuntimeCommandContext&) {
+    with_host([=](host::Host& h) {
       images::PullRequest req;
       req.name = *pull_name;
       if (!pull_size->empty()) {
@@ -212,10 +63,10 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
       }
       // Pulling what is already installed from the same source is a no-op.
       std::string name = !req.name.empty() ? req.name
-                         : h.artifacts.images->catalog().Find(*pull_ref) != nullptr
+                         : h.images().catalog().Find(*pull_ref) != nullptr
                              ? *pull_ref
                              : images::DeriveImageName(*pull_ref);
-      if (auto existing = h.artifacts.images->Find(name); existing.ok() && existing->has_value() &&
+      if (auto existing = h.images().Find(name); existing.ok() && existing->has_value() &&
                                                          (*existing)->source == *pull_ref) {
         std::printf("✓ image %s: already installed%s\n", name.c_str(),
                     (*existing)->digest.empty() ? "" : (" (" + (*existing)->digest + ")").c_str());
@@ -223,7 +74,7 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
       }
       ProgressLine bar(*pull_ref);
       req.progress = [&bar](const oci::PullProgress& p) { bar.Update(p.phase, p.done_bytes, p.total_bytes); };
-      auto r = h.artifacts.images->Pull(*pull_ref, req);
+      auto r = h.images().Pull(*pull_ref, req);
       bar.Done();
       if (!r) return Fail(r.error());
       std::printf("✓ image %s: %s (%s)\n", r->name.c_str(), r->digest.c_str(), HumanBytes(r->size_bytes).c_str());
@@ -235,8 +86,8 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
   auto* ls_out = new std::string("table");
   ls->add_option("-o,--output", *ls_out, "table|json")->check(CLI::IsMember({"table", "json"}));
   ls->callback([=] {
-    with_host([=](Host& h, const RuntimeCommandContext&) {
-      auto list = h.artifacts.images->List();
+    with_host([=](host::Host& h) {
+      auto list = h.images().List();
       if (!list) return Fail(list.error());
       if (*ls_out == "json") {
         nlohmann::json items = nlohmann::json::array();
@@ -245,7 +96,7 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
         return 0;
       }
       std::vector<std::vector<std::string>> rows = {{"NAME", "SOURCE", "DIGEST", "SIZE", "AGE"}};
-      int64_t now = h.clock->NowUnix();
+      int64_t now = h.clock().NowUnix();
       for (const auto& r : *list) {
         rows.push_back({r.name, r.source, r.digest.substr(0, 19), HumanBytes(r.size_bytes), Age(r.created_at, now)});
       }
@@ -258,10 +109,10 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
   auto* rm_names = new std::vector<std::string>();
   rm->add_option("names", *rm_names, "Image names")->required();
   rm->callback([=] {
-    with_host([=](Host& h, const RuntimeCommandContext&) {
+    with_host([=](host::Host& h) {
       int rc = 0;
       for (const auto& n : *rm_names) {
-        Status s = h.artifacts.images->Remove(n);
+        Status s = h.images().Remove(n);
         if (!s.ok()) {
           std::fprintf(stderr, "✗ image %s: %s\n", n.c_str(), s.message().c_str());
           rc = 1;
@@ -281,14 +132,14 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
   imp->add_option("--name", *imp_name, "Image name")->required();
   imp->add_option("--size", *imp_size, "Root disk size");
   imp->callback([=] {
-    with_host([=](Host& h, const RuntimeCommandContext&) {
+    with_host([=](host::Host& h) {
       uint64_t size = 0;
       if (!imp_size->empty()) {
         auto sz = ParseByteSize(*imp_size);
         if (!sz) return Fail(sz.error().WithContext("--size"));
         size = *sz;
       }
-      auto r = h.artifacts.images->Import(*imp_path, *imp_name, size);
+      auto r = h.images().Import(*imp_path, *imp_name, size);
       if (!r) return Fail(r.error());
       std::printf("✓ image %s: imported (%s)\n", r->name.c_str(), HumanBytes(r->size_bytes).c_str());
       return 0;
@@ -297,8 +148,8 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
 
   auto* prune = image->add_subcommand("prune", "Remove cached blobs and leftovers no image uses");
   prune->callback([=] {
-    with_host([=](Host& h, const RuntimeCommandContext&) {
-      auto r = h.artifacts.images->Prune();
+    with_host([=](host::Host& h) {
+      auto r = h.images().Prune();
       if (!r) return Fail(r.error());
       std::printf("✓ pruned %zu staging leftovers, %zu orphaned images, %llu blobs (%s freed)\n",
                   r->removed_staging.size(), r->removed_orphans.size(),
@@ -309,12 +160,12 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
 
   auto* catalog = image->add_subcommand("catalog", "List the image catalog");
   catalog->callback([=] {
-    with_host([=](Host& h, const RuntimeCommandContext&) {
+    with_host([=](host::Host& h) {
       std::vector<std::vector<std::string>> rows = {{"NAME", "INSTALLED", "DESCRIPTION"}};
-      const auto& cat = h.artifacts.images->catalog();
+      const auto& cat = h.images().catalog();
       for (const auto& n : cat.Names()) {
         const auto* e = cat.Find(n);
-        rows.push_back({n, h.artifacts.images->IsPresent(n) ? "yes" : "no", e ? e->description : ""});
+        rows.push_back({n, h.images().IsPresent(n) ? "yes" : "no", e ? e->description : ""});
       }
       std::cout << RenderTable(rows);
       return 0;
@@ -328,9 +179,9 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
   auto* kpull_name = new std::string();
   kpull->add_option("name", *kpull_name, "Catalog name (or \"default\")")->required();
   kpull->callback([=] {
-    with_host([=](Host& h, const RuntimeCommandContext&) {
+    with_host([=](host::Host& h) {
       ProgressLine bar("kernel " + *kpull_name);
-      auto r = h.artifacts.kernels->Pull(*kpull_name, [&bar](uint64_t d, uint64_t t) { bar.Update("", d, t); });
+      auto r = h.kernels().Pull(*kpull_name, [&bar](uint64_t d, uint64_t t) { bar.Update("", d, t); });
       bar.Done();
       if (!r) return Fail(r.error());
       std::printf("✓ kernel %s: %s\n", r->name.c_str(), r->version.c_str());
@@ -347,13 +198,13 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
   kimp->add_option("--modules", *kimp_modules, "Modules directory (lib/modules/<version>)");
   kimp->add_option("--initrd", *kimp_initrd, "Initrd to keep with the kernel");
   kimp->callback([=] {
-    with_host([=](Host& h, const RuntimeCommandContext&) {
+    with_host([=](host::Host& h) {
       kernels::ImportKernelRequest req;
       req.name = *kimp_name;
       req.kernel = *kimp_kernel;
       req.modules_dir = *kimp_modules;
       req.initrd = *kimp_initrd;
-      auto r = h.artifacts.kernels->Import(req);
+      auto r = h.kernels().Import(req);
       if (!r) return Fail(r.error());
       std::printf("✓ kernel %s: %s%s\n", r->name.c_str(), r->version.c_str(),
                   r->vmlinux_path.empty() ? "" : " (vmlinux extracted)");
@@ -364,8 +215,8 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
   auto* kls_out = new std::string("table");
   kls->add_option("-o,--output", *kls_out, "table|json")->check(CLI::IsMember({"table", "json"}));
   kls->callback([=] {
-    with_host([=](Host& h, const RuntimeCommandContext&) {
-      auto list = h.artifacts.kernels->List();
+    with_host([=](host::Host& h) {
+      auto list = h.kernels().List();
       if (!list) return Fail(list.error());
       if (*kls_out == "json") {
         nlohmann::json items = nlohmann::json::array();
@@ -374,7 +225,7 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
         return 0;
       }
       std::vector<std::vector<std::string>> rows = {{"NAME", "VERSION", "SOURCE", "VMLINUX", "AGE"}};
-      int64_t now = h.clock->NowUnix();
+      int64_t now = h.clock().NowUnix();
       for (const auto& r : *list) {
         rows.push_back({r.name, r.version, r.source, r.vmlinux_path.empty() ? "no" : "yes", Age(r.created_at, now)});
       }
@@ -386,10 +237,10 @@ void AddRuntimeCommands(CLI::App& app, std::function<Result<RuntimeCommandContex
   auto* krm_names = new std::vector<std::string>();
   krm->add_option("names", *krm_names, "Kernel names")->required();
   krm->callback([=] {
-    with_host([=](Host& h, const RuntimeCommandContext&) {
+    with_host([=](host::Host& h) {
       int rc = 0;
       for (const auto& n : *krm_names) {
-        Status s = h.artifacts.kernels->Remove(n);
+        Status s = h.kernels().Remove(n);
         if (!s.ok()) {
           std::fprintf(stderr, "✗ kernel %s: %s\n", n.c_str(), s.message().c_str());
           rc = 1;

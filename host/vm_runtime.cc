@@ -1,21 +1,19 @@
-#include "cli/vm_runtime.h"
+#include "host/vm_runtime.h"
 
-#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdlib>
-#include <nlohmann/json.hpp>
 
 #include "base/files.h"
 #include "base/sha256.h"
 #include "base/strings.h"
+#include "images/image_config.h"
 #include "kernels/vmlinux.h"
 #include "providers/agent_client.h"
 #include "providers/initramfs.h"
 #include "providers/qemu_hypervisor.h"
-#include "reconciler/engine.h"
 
-namespace banger::cli {
+namespace banger::host {
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
@@ -47,49 +45,6 @@ fs::path ConsoleLogOf(const SandboxRecord& record) {
 
 namespace {
 
-bool OnPath(const std::string& program) {
-  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
-  const char* path = std::getenv("PATH");
-  for (const auto& dir : Split(path ? path : "/usr/bin:/bin", ':')) {
-    if (!dir.empty() && ::access((dir + "/" + program).c_str(), X_OK) == 0) return true;
-  }
-  return false;
-}
-
-// The image's OCI config (entrypoint, cmd, env, workdir), if it has one.
-void ApplyImageConfig(const std::string& config_json, GuestConfig& guest) {
-  if (config_json.empty()) return;
-  auto j = nlohmann::json::parse(config_json, nullptr, false);
-  if (j.is_discarded()) return;
-  const nlohmann::json* c = j.contains("config") ? &j["config"] : &j;
-  if (!c->is_object()) return;
-  auto strings = [](const nlohmann::json& v) {
-    std::vector<std::string> out;
-    if (v.is_array()) {
-      for (const auto& s : v) {
-        if (s.is_string()) out.push_back(s.get<std::string>());
-      }
-    }
-    return out;
-  };
-  std::vector<std::string> argv;
-  if (c->contains("Entrypoint")) argv = strings((*c)["Entrypoint"]);
-  if (c->contains("Cmd")) {
-    auto cmd = strings((*c)["Cmd"]);
-    argv.insert(argv.end(), cmd.begin(), cmd.end());
-  }
-  guest.entrypoint = argv;
-  if (c->contains("Env")) {
-    for (const auto& kv : strings((*c)["Env"])) {
-      size_t eq = kv.find('=');
-      if (eq != std::string::npos) guest.entrypoint_env[kv.substr(0, eq)] = kv.substr(eq + 1);
-    }
-  }
-  if (c->contains("WorkingDir") && (*c)["WorkingDir"].is_string()) {
-    guest.workdir = (*c)["WorkingDir"].get<std::string>();
-  }
-}
-
 class VmRuntime final : public SandboxRuntime {
  public:
   VmRuntime(const Config& config, const StateLayout& layout, CommandRunner& runner, Clock& clock)
@@ -108,7 +63,7 @@ class VmRuntime final : public SandboxRuntime {
   std::string_view Kind() const override { return "qemu"; }
 
   Status CheckAvailable() override {
-    if (!OnPath(qemu_binary_)) {
+    if (!FindProgram(qemu_binary_)) {
       return FailedPrecondition("no hypervisor available: " + qemu_binary_ +
                                 " is not installed (run scripts/setup.sh, which installs qemu-system-x86)");
     }
@@ -157,14 +112,12 @@ class VmRuntime final : public SandboxRuntime {
       }
       g.files.push_back(std::move(gf));
     }
-    ApplyImageConfig(req.image.config_json, g);
+    images::ImageRunConfig run = images::ParseImageRunConfig(req.image.config_json);
+    g.entrypoint = std::move(run.entrypoint);
+    g.entrypoint_env = std::move(run.env);
+    g.workdir = std::move(run.workdir);
     if (spec.network.mode != NetworkMode::kNone) {
-      GuestNetwork n;
-      n.address = "10.0.2.15";
-      n.prefix = 24;
-      n.gateway = "10.0.2.2";
-      n.dns = {"10.0.2.3"};
-      g.network = n;
+      g.network = UserNetworkGuestAddress();
       c.user_network.enabled = true;
       c.user_network.restrict = spec.network.mode == NetworkMode::kIsolated;
       for (const auto& p : spec.network.ports) {
@@ -299,4 +252,4 @@ std::unique_ptr<SandboxRuntime> MakeVmRuntime(const Config& config, const StateL
   return std::make_unique<VmRuntime>(config, layout, runner, clock);
 }
 
-}  // namespace banger::cli
+}  // namespace banger::host

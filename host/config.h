@@ -7,7 +7,7 @@
 
 #include "base/status.h"
 
-namespace banger {
+namespace banger::host {
 
 struct Config {
   std::string path;                   // file it was read from ("" = defaults)
@@ -26,4 +26,4 @@ Result<Config> LoadConfig(const std::string& explicit_path);
 /// The config rendered as YAML (for `banger config show`).
 std::string RenderConfig(const Config& config);
 
-}  // namespace banger
+}  // namespace banger::host

@@ -1,4 +1,4 @@
-#include "cli/config.h"
+#include "host/config.h"
 
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -9,7 +9,7 @@
 #include "base/files.h"
 #include "base/strings.h"
 
-namespace banger {
+namespace banger::host {
 
 namespace {
 
@@ -117,4 +117,4 @@ std::string RenderConfig(const Config& c) {
          e.c_str() + "\n";
 }
 
-}  // namespace banger
+}  // namespace banger::host

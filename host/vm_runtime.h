@@ -8,12 +8,12 @@
 
 #include "base/clock.h"
 #include "base/command_runner.h"
-#include "cli/config.h"
+#include "host/config.h"
 #include "providers/hypervisor.h"
 #include "reconciler/ports.h"
 #include "state/layout.h"
 
-namespace banger::cli {
+namespace banger::host {
 
 /// Where the guest agent binary is: $BANGER_AGENT, else beside the banger
 /// binary in the build tree (../agent/banger-agent) or the install tree
@@ -23,6 +23,7 @@ std::filesystem::path FindAgentBinary();
 /// Runtime directory of a sandbox: <state>/sandboxes/<id>.
 std::filesystem::path SandboxRuntimeDir(const StateLayout& layout, const std::string& id);
 
+/// The QEMU-backed SandboxRuntime, configured by `config` (accel, machine).
 std::unique_ptr<SandboxRuntime> MakeVmRuntime(const Config& config, const StateLayout& layout,
                                               CommandRunner& runner, Clock& clock);
 
@@ -31,4 +32,4 @@ std::filesystem::path AgentSocketOf(const SandboxRecord& record);
 /// The serial console log of a recorded sandbox (for `banger logs`).
 std::filesystem::path ConsoleLogOf(const SandboxRecord& record);
 
-}  // namespace banger::cli
+}  // namespace banger::host
