@@ -110,6 +110,8 @@ class Engine {
   /// record afresh, plans it (PlanSandbox) and carries the change out.
   ConvergeOutcome Converge(const ConvergeRequest& request);
 
+  const EngineOptions& options() const { return options_; }
+
   /// The lock file of a sandbox, "" when locking is disabled.
   std::filesystem::path LockPathOf(const std::string& name) const;
 
