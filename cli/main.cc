@@ -17,6 +17,7 @@
 #include "cli/artifact_commands.h"
 #include "cli/output.h"
 #include "cli/vm_commands.h"
+#include "cli/watch_commands.h"
 #include "host/config.h"
 #include "host/host.h"
 #include "host/vm_runtime.h"
@@ -718,6 +719,7 @@ int Main(int argc, char** argv) {
   version->callback([&] { std::printf("banger %s\n", BANGER_VERSION); });
 
   AddArtifactCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
+  AddWatchCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
 
   try {
     app.parse(argc, argv);
