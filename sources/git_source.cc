@@ -256,24 +256,31 @@ Status WriteTree(git_repository* repo, const git_tree* tree, const fs::path& dir
 }
 
 // Spec files below `dir` (or `dir` itself if a file) that resolve inside
-// `root`. Directory symlinks are not followed, so a repository cannot make
-// banger read the host's files as specs; file symlinks are kept only if they
-// stay inside the tree.
-std::vector<fs::path> SpecFilesInside(const fs::path& dir, const fs::path& root) {
+// `root`. Directory symlinks below `dir` are not followed, so a repository
+// cannot make banger read the host's files as specs; `dir` itself and file
+// symlinks are used only if they stay inside the tree (else a diagnostic).
+std::vector<fs::path> SpecFilesInside(const fs::path& dir, const fs::path& root, Diagnostics& diags) {
   std::vector<fs::path> out;
   auto inside = [&](const fs::path& p) {
     std::error_code ec;
     fs::path c = fs::weakly_canonical(p, ec);
     return !ec && IsWithin(c, root);
   };
+  auto refuse = [&](const fs::path& p) {
+    diags.AddError({p.string(), 0, 0}, "a symlink leading outside the repository; not loaded");
+  };
   std::error_code ec;
-  fs::file_status st = fs::symlink_status(dir, ec);
+  fs::file_status st = fs::status(dir, ec);  // follows `current`
   if (ec || !fs::exists(st)) {
     out.push_back(dir);  // the loader reports it as missing
     return out;
   }
+  if (!inside(dir)) {
+    refuse(dir);
+    return out;
+  }
   if (!fs::is_directory(st)) {
-    if (inside(dir)) out.push_back(dir);
+    out.push_back(dir);
     return out;
   }
   fs::recursive_directory_iterator it(dir, ec);
@@ -282,7 +289,11 @@ std::vector<fs::path> SpecFilesInside(const fs::path& dir, const fs::path& root)
     if (ext != ".yaml" && ext != ".yml") continue;
     std::error_code sec;
     if (!it->is_regular_file(sec)) continue;  // follows file symlinks
-    if (inside(it->path())) out.push_back(it->path());
+    if (inside(it->path())) {
+      out.push_back(it->path());
+    } else {
+      refuse(it->path());
+    }
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -480,8 +491,10 @@ Result<SourceSnapshot> GitSource::Fetch() {
   // across commits (their content digest is part of the spec hash anyway).
   const fs::path root = fs::weakly_canonical(tree_dir, ec);
   const fs::path spec_dir = path == "." ? current : current / path;
-  std::vector<fs::path> files = SpecFilesInside(spec_dir, root);
+  Diagnostics refused;
+  std::vector<fs::path> files = SpecFilesInside(spec_dir, root, refused);
   snap.specs = files.empty() ? LoadResult{} : LoadSpecPaths(files);
+  snap.specs.diagnostics.Append(refused);
 
   // files[].source must stay inside the repository: `..` or a symlink could
   // otherwise make a commit ship any host file into a sandbox.

@@ -227,6 +227,32 @@ TEST_F(GitSourceTest, FileSourcesMustStayInsideTheRepository) {
   EXPECT_TRUE(fs::is_symlink(cache_ / "current/specs/link"));
 }
 
+TEST_F(GitSourceTest, SpecSymlinksLeavingTheRepositoryAreNotLoaded) {
+  // Given host specs outside the repository, neither a committed *.yaml
+  // symlink nor a `path` that is a symlink makes banger load them.
+  ASSERT_TRUE(MakeDirs(dir_.path() / "host").ok());
+  ASSERT_TRUE(WriteFileAtomic(dir_.path() / "host/host.yaml", SpecYaml("host")).ok());
+  Commit({{"specs/web.yaml", SpecYaml("web")}}, "one");
+  fs::create_symlink(dir_.path() / "host/host.yaml", work_ / "specs/evil.yaml");
+  fs::create_symlink(dir_.path() / "host", work_ / "specs/hostdir");
+  fs::create_symlink(dir_.path() / "host", work_ / "linked");
+  Commit({}, "symlinks");
+
+  GitSource source(Options());
+  SourceSnapshot snap = MustFetch(source);
+  EXPECT_EQ(Names(snap), std::vector<std::string>{"web"});
+  std::string text = snap.specs.diagnostics.ToString();
+  EXPECT_NE(text.find("specs/evil.yaml: error: a symlink leading outside the repository"), std::string::npos)
+      << text;
+
+  GitSourceOptions o = Options("trunk", "linked");
+  o.cache_dir = cache_ / "linked";
+  GitSource linked(o);
+  SourceSnapshot l = MustFetch(linked);
+  EXPECT_TRUE(l.specs.specs.empty());
+  EXPECT_TRUE(l.specs.diagnostics.HasErrors()) << l.specs.diagnostics.ToString();
+}
+
 TEST_F(GitSourceTest, MissingRepositoryIsAnErrorNamingTheUrl) {
   GitSourceOptions o = Options();
   o.url = (dir_.path() / "nope.git").string();
