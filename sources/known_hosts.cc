@@ -3,7 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include <fnmatch.h>
+#include <cctype>
 
 #include "base/base64.h"
 #include "base/files.h"
@@ -34,6 +34,31 @@ bool MatchHashed(std::string_view entry, const std::string& name) {
   return HmacSha1(*salt, name) == *mac;
 }
 
+// OpenSSH's match_pattern: `*` and `?` only (so `[host]:port` is literal),
+// case-insensitive.
+bool GlobMatch(std::string_view pattern, std::string_view name) {
+  size_t p = 0, n = 0, star = std::string_view::npos, resume = 0;
+  auto same = [](char a, char b) {
+    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+  };
+  while (n < name.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || (pattern[p] != '*' && same(pattern[p], name[n])))) {
+      ++p;
+      ++n;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      resume = n;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      n = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
 // OpenSSH semantics: any negated match rejects; otherwise any positive match.
 bool MatchHostField(const std::string& field, const std::string& name) {
   if (StartsWith(field, "|1|")) return MatchHashed(field, name);
@@ -42,7 +67,7 @@ bool MatchHostField(const std::string& field, const std::string& name) {
     bool negate = StartsWith(raw, "!");
     std::string pattern = negate ? raw.substr(1) : raw;
     if (pattern.empty()) continue;
-    if (fnmatch(pattern.c_str(), name.c_str(), FNM_CASEFOLD) == 0) {
+    if (GlobMatch(pattern, name)) {
       if (negate) return false;
       matched = true;
     }

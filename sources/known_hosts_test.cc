@@ -63,6 +63,9 @@ TEST_F(KnownHostsTest, PlainAndPortEntriesMatch) {
   EXPECT_TRUE(CheckKnownHost(known_hosts_, "git.example.org", 2222, Blob(key_line_)).ok());
   Status wrong_port = CheckKnownHost(known_hosts_, "git.example.org", 22, Blob(key_line_));
   EXPECT_EQ(wrong_port.code(), StatusCode::kPermissionDenied);
+  // `[` is literal, not a glob bracket expression.
+  EXPECT_FALSE(CheckKnownHost(known_hosts_, "g", 2222, Blob(key_line_)).ok());
+  EXPECT_TRUE(CheckKnownHost(known_hosts_, "EXAMPLE.com", 22, Blob(key_line_)).ok());
 }
 
 TEST_F(KnownHostsTest, UnknownHostIsRefusedNamingHostAndFile) {
