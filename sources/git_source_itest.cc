@@ -253,6 +253,37 @@ TEST_F(GitSourceTest, SpecSymlinksLeavingTheRepositoryAreNotLoaded) {
   EXPECT_TRUE(l.specs.diagnostics.HasErrors()) << l.specs.diagnostics.ToString();
 }
 
+TEST_F(GitSourceTest, TreeEntriesThatWouldEscapeAreRefused) {
+  // Given commits whose trees (crafted with --literally, as git itself
+  // refuses them) hold entries named ".." or "a/b", Fetch fails instead of
+  // writing outside its tree.
+  Commit({{"specs/web.yaml", SpecYaml("web")}}, "one");
+  std::string blob = WorkGit({"hash-object", "-w", "--", "specs/web.yaml"});
+  ASSERT_EQ(blob.size(), 40u);
+  std::string raw_sha;
+  for (size_t i = 0; i < 40; i += 2) raw_sha.push_back(static_cast<char>(std::stoi(blob.substr(i, 2), nullptr, 16)));
+  for (const std::string& name : {std::string(".."), std::string("a/b")}) {
+    fs::path tree_file = dir_.path() / "tree.bin";
+    ASSERT_TRUE(WriteFileAtomic(tree_file, "100644 " + name + std::string(1, '\0') + raw_sha).ok());
+    std::string tree = WorkGit({"hash-object", "-w", "-t", "tree", "--literally", tree_file.string()});
+    std::string commit = WorkGit({"commit-tree", tree, "-m", "evil"});
+    ASSERT_EQ(commit.size(), 40u);
+    WorkGit({"push", "-q", "-f", "origin", commit + ":refs/heads/evil"});
+
+    GitSourceOptions o = Options("evil", ".");
+    o.cache_dir = cache_ / "evil";
+    GitSource source(o);
+    Result<SourceSnapshot> r = source.Fetch();
+    ASSERT_FALSE(r.ok()) << name;
+    EXPECT_NE(r.error().message().find("refusing tree entry"), std::string::npos) << r.error().ToString();
+    EXPECT_FALSE(fs::exists(cache_ / "evil/current")) << name;
+    EXPECT_FALSE(fs::exists(cache_ / "evil/trees/web.yaml")) << name;
+    EXPECT_FALSE(fs::exists(cache_ / "evil/web.yaml")) << name;
+    // The staging directory is gone too.
+    EXPECT_TRUE(fs::is_empty(cache_ / "evil/trees")) << name;
+  }
+}
+
 TEST_F(GitSourceTest, MissingRepositoryIsAnErrorNamingTheUrl) {
   GitSourceOptions o = Options();
   o.url = (dir_.path() / "nope.git").string();
