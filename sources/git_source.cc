@@ -116,6 +116,7 @@ struct CallbackState {
   fs::path ssh_dir;
   int port = 22;
   std::vector<std::string> ssh_candidates;  // "" = ssh-agent, else a private key file
+  bool https = false;  // the token is only ever sent over https://
   int ssh_attempts = 0;
   int token_attempts = 0;
   std::string error;  // our own explanation, preferred over libgit2's
@@ -148,6 +149,12 @@ int AcquireCredential(git_credential** out, const char* url, const char* usernam
   }
   if (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) {
     const std::string& env = st->options->token_env;
+    if (!st->https) {
+      // SSH password prompts and plain http: the token is not for them.
+      st->error = "the server asks for a password; banger sends tokens only over https://";
+      git_error_set_str(GIT_ERROR_NET, st->error.c_str());
+      return GIT_EAUTH;
+    }
     const char* token = env.empty() ? nullptr : getenv(env.c_str());
     if (!token || !*token) {
       st->error = env.empty() ? "the server asks for credentials; pass a token with --token-env"
@@ -351,6 +358,7 @@ Result<SourceSnapshot> GitSource::Fetch() {
   state.options = &options_;
   state.ssh_dir = options_.ssh_dir;
   state.port = SshPort(options_.url);
+  state.https = StartsWith(options_.url, "https://");
   if (getenv("SSH_AUTH_SOCK")) state.ssh_candidates.push_back("");
   for (const char* key : {"id_ed25519", "id_ecdsa", "id_rsa"}) {
     std::error_code ec;

@@ -24,7 +24,8 @@ struct GitSourceOptions {
   /// the latest one.
   std::filesystem::path cache_dir;
   /// Name of an environment variable holding an HTTPS token, sent as the
-  /// password (user name from the URL, else "git"). Empty: none.
+  /// password (user name from the URL, else "git") and only over https://.
+  /// Read at each Fetch(), never stored. Empty: none.
   std::string token_env;
   /// Keys (id_ed25519, id_ecdsa, id_rsa) and known_hosts for SSH. Empty:
   /// $HOME/.ssh.
