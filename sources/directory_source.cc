@@ -119,7 +119,8 @@ struct DirectorySource::Watcher {
       return false;
     }
     Watch& w = it->second;
-    if (ev.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) return w.recursive;
+    // A watched directory went away: whatever it held is gone too.
+    if (ev.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) return true;
     std::string name = ev.len > 0 ? std::string(ev.name) : std::string();
     if (w.names.count(name)) return true;
     if (!w.recursive) return false;

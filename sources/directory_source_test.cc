@@ -179,6 +179,23 @@ TEST(DirectorySourceTest, WatchedFileIsFilteredByName) {
   EXPECT_GE(changes.count(), 1);
 }
 
+TEST(DirectorySourceTest, DeletionsNotify) {
+  // Given a followed file and a followed directory, deleting the file or the
+  // whole directory is reported.
+  TempDir dir;
+  Write(dir.path() / "web.yaml", kWeb);
+  Write(dir.path() / "specs/db.yaml", kWeb);
+  DirectorySource source({dir.path() / "web.yaml", dir.path() / "specs"});
+  ChangeCounter changes;
+  ASSERT_TRUE(source.StartNotifications(changes.Callback()).ok());
+  fs::remove(dir.path() / "web.yaml");
+  ASSERT_TRUE(changes.WaitForMoreThan(0));
+  int seen = changes.count();
+  fs::remove_all(dir.path() / "specs");
+  EXPECT_TRUE(changes.WaitForMoreThan(seen));
+  source.StopNotifications();
+}
+
 TEST(DirectorySourceTest, StopJoinsAndIsIdempotent) {
   TempDir dir;
   ASSERT_TRUE(MakeDirs(dir.path() / "specs").ok());
