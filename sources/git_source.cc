@@ -390,6 +390,15 @@ Result<SourceSnapshot> GitSource::Fetch() {
     if (int rc = git_remote_connect(remote.get(), GIT_DIRECTION_FETCH, &callbacks, nullptr, nullptr); rc < 0) {
       return fail(rc, "");
     }
+    const git_remote_head** heads = nullptr;
+    size_t count = 0;
+    if (int rc = git_remote_ls(&heads, &count, remote.get()); rc < 0) return fail(rc, ": listing refs");
+    auto advertised = [&](const std::string& name) {
+      for (size_t i = 0; i < count; ++i) {
+        if (name == heads[i]->name) return true;
+      }
+      return false;
+    };
     std::string full;
     if (options_.ref.empty()) {
       git_buf buf = GIT_BUF_INIT;
@@ -399,17 +408,15 @@ Result<SourceSnapshot> GitSource::Fetch() {
       if (rc < 0) return fail(rc, ": resolving the default branch");
     } else if (StartsWith(options_.ref, "refs/")) {
       full = options_.ref;
-    } else {
-      const git_remote_head** heads = nullptr;
-      size_t count = 0;
-      if (int rc = git_remote_ls(&heads, &count, remote.get()); rc < 0) return fail(rc, ": listing refs");
-      for (const std::string& candidate : {"refs/heads/" + options_.ref, "refs/tags/" + options_.ref}) {
-        for (size_t i = 0; i < count && full.empty(); ++i) {
-          if (candidate == heads[i]->name) full = candidate;
-        }
-        if (!full.empty()) break;
-      }
-      if (full.empty()) return NotFound(what + ": no branch or tag named " + options_.ref);
+    } else if (advertised("refs/heads/" + options_.ref)) {
+      full = "refs/heads/" + options_.ref;
+    } else if (advertised("refs/tags/" + options_.ref)) {
+      full = "refs/tags/" + options_.ref;
+    }
+    // A ref the remote does not have would fetch nothing and leave the
+    // previous commit in place: say so instead.
+    if (full.empty() || !advertised(full)) {
+      return NotFound(what + ": the remote has no branch or tag named " + options_.ref);
     }
     refspecs = {"+" + full + ":" + kFetchedRef};
   }

@@ -176,6 +176,17 @@ TEST_F(GitSourceTest, TagsFullRefsAndCommitIds) {
   GitSource branch(o);
   EXPECT_EQ(MustFetch(branch).revision, later);
 
+  // A ref that disappears is an error, not a stale commit.
+  WorkGit({"push", "-q", "origin", "HEAD:refs/heads/gone"});
+  GitSourceOptions g = Options("refs/heads/gone");
+  g.cache_dir = cache_ / "gone";
+  GitSource gone(g);
+  EXPECT_EQ(MustFetch(gone).revision, later);
+  WorkGit({"push", "-q", "origin", ":refs/heads/gone"});
+  Result<SourceSnapshot> after = gone.Fetch();
+  ASSERT_FALSE(after.ok());
+  EXPECT_EQ(after.error().code(), StatusCode::kNotFound) << after.error().ToString();
+
   GitSourceOptions missing = Options("no-such-branch");
   missing.cache_dir = cache_ / "missing";
   GitSource none(missing);
