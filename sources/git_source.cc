@@ -370,8 +370,15 @@ Result<SourceSnapshot> GitSource::Fetch() {
     return s;
   };
 
+  // An anonymous remote (nothing written to the mirror's config). The URL is
+  // used as given: url.*.insteadOf rewriting is skipped, which also avoids a
+  // per-call leak in libgit2 1.5's config regex matching (fixed upstream by
+  // libgit2#6382), since a watcher fetches for as long as it runs.
+  git_remote_create_options create_opts = GIT_REMOTE_CREATE_OPTIONS_INIT;
+  create_opts.repository = repo;
+  create_opts.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
   git_remote* raw_remote = nullptr;
-  if (int rc = git_remote_create_anonymous(&raw_remote, repo, options_.url.c_str()); rc < 0) {
+  if (int rc = git_remote_create_with_opts(&raw_remote, options_.url.c_str(), &create_opts); rc < 0) {
     return fail(rc, "");
   }
   RemotePtr remote(raw_remote);
