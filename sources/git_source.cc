@@ -387,6 +387,10 @@ Result<SourceSnapshot> GitSource::Fetch() {
   callbacks.certificate_check = CheckCertificate;
   callbacks.payload = &state;
 
+  // Proxies as git uses them (http.proxy, HTTPS_PROXY and friends).
+  git_proxy_options proxy = GIT_PROXY_OPTIONS_INIT;
+  proxy.type = GIT_PROXY_AUTO;
+
   const bool by_commit = IsCommitId(options_.ref);
   std::vector<std::string> refspecs;
   if (by_commit) {
@@ -394,7 +398,7 @@ Result<SourceSnapshot> GitSource::Fetch() {
     // and tag, then look the commit up.
     refspecs = {"+refs/heads/*:refs/banger/heads/*", "+refs/tags/*:refs/banger/tags/*"};
   } else {
-    if (int rc = git_remote_connect(remote.get(), GIT_DIRECTION_FETCH, &callbacks, nullptr, nullptr); rc < 0) {
+    if (int rc = git_remote_connect(remote.get(), GIT_DIRECTION_FETCH, &callbacks, &proxy, nullptr); rc < 0) {
       return fail(rc, "");
     }
     const git_remote_head** heads = nullptr;
@@ -433,6 +437,7 @@ Result<SourceSnapshot> GitSource::Fetch() {
   git_strarray specs_arr{specs_c.data(), specs_c.size()};
   git_fetch_options fetch_opts = GIT_FETCH_OPTIONS_INIT;
   fetch_opts.callbacks = callbacks;
+  fetch_opts.proxy_opts = proxy;
   fetch_opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
   fetch_opts.update_fetchhead = 0;
   fetch_opts.prune = GIT_FETCH_NO_PRUNE;
