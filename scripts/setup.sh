@@ -9,7 +9,7 @@ PACKAGES=(
   # libraries
   libyaml-cpp-dev libsqlite3-dev libcurl4-openssl-dev libzstd-dev libarchive-dev
   libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libssl-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libgit2-dev
   # runtime: VMs, disks, kernels, images
   qemu-system-x86 qemu-utils e2fsprogs busybox-static linux-image-amd64 debootstrap
   iproute2 nftables xz-utils zstd lz4 cpio kmod openssh-client
