@@ -306,6 +306,15 @@ std::vector<fs::path> SpecFilesInside(const fs::path& dir, const fs::path& root,
   return out;
 }
 
+int CountPacks(const fs::path& repo_dir) {
+  int n = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(repo_dir / "objects/pack", ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().extension() == ".pack") ++n;
+  }
+  return n;
+}
+
 void ReplaceAll(std::string& s, const std::string& from, const std::string& to) {
   for (size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) {
     s.replace(pos, from.size(), to);
@@ -343,8 +352,12 @@ Result<SourceSnapshot> GitSource::Fetch() {
   BANGER_RETURN_IF_ERROR(MakeDirs(cache, 0700).WithContext(what));
 
   // The mirror: a bare repository only banger writes to.
+  const fs::path repo_dir = cache / "repo.git";
+  if (CountPacks(repo_dir) > options_.max_mirror_packs) {
+    impl_->repo.reset();
+    BANGER_RETURN_IF_ERROR(RemoveAll(repo_dir).WithContext(what + ": re-creating the mirror"));
+  }
   if (!impl_->repo) {
-    fs::path repo_dir = cache / "repo.git";
     git_repository* raw = nullptr;
     std::error_code ec;
     int rc = fs::exists(repo_dir / "HEAD", ec) ? git_repository_open_bare(&raw, repo_dir.c_str())

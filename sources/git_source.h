@@ -30,6 +30,10 @@ struct GitSourceOptions {
   /// Keys (id_ed25519, id_ecdsa, id_rsa) and known_hosts for SSH. Empty:
   /// $HOME/.ssh.
   std::filesystem::path ssh_dir;
+  /// libgit2 never repacks: every fetch that brings commits adds a pack file.
+  /// Once the mirror holds more than this many, it is deleted and fetched
+  /// afresh (one full fetch) instead of slowing down forever.
+  int max_mirror_packs = 64;
 };
 
 /// Not thread-safe: Fetch() is called from one thread at a time (the

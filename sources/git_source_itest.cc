@@ -295,6 +295,44 @@ TEST_F(GitSourceTest, TreeEntriesThatWouldEscapeAreRefused) {
   }
 }
 
+TEST_F(GitSourceTest, MirrorIsRecreatedWhenPacksPileUp) {
+  // Given a source fetching many times, the mirror never holds much more
+  // than max_mirror_packs pack files, and fetches stay correct.
+  auto packs = [&] {
+    int n = 0;
+    std::error_code ec;
+    for (fs::directory_iterator it(cache_ / "repo.git/objects/pack", ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->path().extension() == ".pack") ++n;
+    }
+    return n;
+  };
+  GitSourceOptions o = Options();
+  o.max_mirror_packs = 2;
+  GitSource source(o);
+  // Without the limit, every fetch of new commits adds a pack.
+  GitSourceOptions unlimited_opts = Options();
+  unlimited_opts.cache_dir = cache_ / "unlimited";
+  GitSource unlimited(unlimited_opts);
+  int most = 0;
+  for (int i = 0; i < 5; ++i) {
+    std::string sha = Commit({{"specs/web.yaml", SpecYaml("web", "  cpus: " + std::to_string(i + 1) + "\n")}},
+                             "commit " + std::to_string(i));
+    SourceSnapshot snap = MustFetch(source);
+    EXPECT_EQ(snap.revision, sha);
+    ASSERT_EQ(snap.specs.specs.size(), 1u);
+    EXPECT_EQ(snap.specs.specs[0].spec.cpus, static_cast<uint32_t>(i + 1));
+    most = std::max(most, packs());
+    EXPECT_EQ(MustFetch(unlimited).revision, sha);
+  }
+  int unlimited_packs = 0;
+  for (const auto& e : fs::directory_iterator(cache_ / "unlimited/repo.git/objects/pack")) {
+    if (e.path().extension() == ".pack") ++unlimited_packs;
+  }
+  EXPECT_EQ(unlimited_packs, 5);
+  EXPECT_GE(most, 1);
+  EXPECT_LE(most, 3);
+}
+
 TEST_F(GitSourceTest, MissingRepositoryIsAnErrorNamingTheUrl) {
   GitSourceOptions o = Options();
   o.url = (dir_.path() / "nope.git").string();
