@@ -41,7 +41,13 @@ Watcher::~Watcher() = default;
 void Watcher::RecordSource(const std::function<void(SourceRecord&)>& edit) {
   std::lock_guard<std::mutex> l(record_mu_);
   SourceRecord r;
-  if (auto got = store_.GetSource(source_.Key()); got.ok()) r = *got;
+  if (auto got = store_.GetSource(source_.Key()); got.ok()) {
+    r = *got;
+  } else if (got.error().code() != StatusCode::kNotFound) {
+    // Never overwrite a row we could not read with a partial one.
+    spdlog::warn("reading the status of {}: {}", source_.Key(), got.error().ToString());
+    return;
+  }
   r.key = source_.Key();
   r.url = source_.Url();
   r.ref = source_.Ref();
