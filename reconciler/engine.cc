@@ -455,8 +455,9 @@ Status Engine::DeleteLocked(const std::string& name) {
     // (a QEMU whose command line names the sandbox's directory), so a VM
     // that an interrupted apply started but never recorded is removed too.
     bool has_vm = r.pid != 0 || !r.runtime_dir.empty() || !r.disk_path.empty();
-    if (runtime_ != nullptr || has_vm) {
-      BANGER_RETURN_IF_ERROR(RequireRuntime());
+    Status available = RequireRuntime();
+    if (has_vm && !available.ok()) return available;
+    if (available.ok()) {
       r.phase = SandboxPhase::kDeleting;
       BANGER_RETURN_IF_ERROR(store_.UpdateObserved(r));
       BANGER_RETURN_IF_ERROR(runtime_->Destroy(r));
@@ -476,10 +477,10 @@ Status Engine::StopSandbox(const std::string& name) {
 Status Engine::StopLocked(SandboxRecord rec) {
   const std::string name = rec.name;
   return RunStep(name, "stop_vm", "user request", [&]() -> Status {
-    if (rec.pid != 0 || runtime_ != nullptr) {
-      BANGER_RETURN_IF_ERROR(RequireRuntime());
-      BANGER_RETURN_IF_ERROR(runtime_->Stop(rec, options_.stop_grace));
-    }
+    Status available = RequireRuntime();
+    if (rec.pid != 0 && !available.ok()) return available;
+    // With pid 0 the runtime still finds a VM an interrupted apply launched.
+    if (available.ok()) BANGER_RETURN_IF_ERROR(runtime_->Stop(rec, options_.stop_grace));
     rec.phase = SandboxPhase::kStopped;
     rec.stopped_by_user = true;
     rec.pid = 0;

@@ -14,7 +14,7 @@ PACKAGES=(
   qemu-system-x86 qemu-utils e2fsprogs busybox-static linux-image-amd64 debootstrap
   iproute2 nftables xz-utils zstd lz4 cpio kmod openssh-client
   # tests and benchmarks: a real OCI registry, reference tools
-  docker-registry skopeo umoci hyperfine sqlite3
+  docker-registry skopeo umoci hyperfine sqlite3 bc
 )
 
 if [ "$(id -u)" -ne 0 ]; then
