@@ -580,14 +580,53 @@ Status Engine::Refresh() {
     return rec.restart_count > 0 && rec.ready_at > 0 &&
            now - rec.ready_at >= static_cast<int64_t>(options_.backoff_reset.count());
   };
+  // What the observation of `rec` changes, if anything (Inspect is read-only).
+  auto observe = [&](SandboxRecord& rec, bool& changed, bool& crashed) -> Status {
+    changed = crashed = false;
+    if (rec.phase == SandboxPhase::kReady && ran_stably(rec)) {
+      // It ran long enough: its next failure starts a fresh restart budget.
+      rec.restart_count = 0;
+      rec.next_retry_at = 0;
+      changed = true;
+    }
+    if (rec.pid == 0 || (rec.phase != SandboxPhase::kReady && rec.phase != SandboxPhase::kBooting &&
+                         rec.phase != SandboxPhase::kUnknown)) {
+      return OkStatus();
+    }
+    if (runtime_ == nullptr) {
+      if (rec.phase != SandboxPhase::kUnknown) changed = true;
+      rec.phase = SandboxPhase::kUnknown;
+      rec.last_error = "no hypervisor available to inspect the VM";
+      return OkStatus();
+    }
+    RuntimeObservation obs = runtime_->Inspect(rec);
+    if (!obs.alive) {
+      rec.phase = SandboxPhase::kFailed;
+      rec.last_error = "VM process " + std::to_string(rec.pid) + " is gone" +
+                       (obs.detail.empty() ? "" : " (" + obs.detail + ")");
+      rec.pid = 0;
+      rec.pid_start_time = 0;
+      changed = crashed = true;
+    } else if (!obs.responsive && rec.phase == SandboxPhase::kReady) {
+      rec.phase = SandboxPhase::kUnknown;
+      rec.last_error = "VM process alive but not answering: " + obs.detail;
+      changed = true;
+    } else if (obs.responsive && rec.phase == SandboxPhase::kUnknown) {
+      rec.phase = SandboxPhase::kReady;
+      rec.last_error.clear();
+      changed = true;
+    }
+    return OkStatus();
+  };
   for (const auto& listed : records) {
-    bool watch_vm = listed.pid != 0 && (listed.phase == SandboxPhase::kReady ||
-                                        listed.phase == SandboxPhase::kBooting ||
-                                        listed.phase == SandboxPhase::kUnknown);
-    bool reset = listed.phase == SandboxPhase::kReady && ran_stably(listed);
-    if (!watch_vm && !reset) continue;
-    // A sandbox another process (or another thread of this one) is working
-    // on is that worker's to record; observing it now would race with it.
+    // Look first without the lock: a healthy sandbox costs no lock and no write.
+    SandboxRecord peek = listed;
+    bool changed = false, crashed = false;
+    BANGER_RETURN_IF_ERROR(observe(peek, changed, crashed));
+    if (!changed) continue;
+    // Something to record. A sandbox another process (or another thread of
+    // this one) is working on is that worker's to record: observing it now
+    // would race with it.
     auto lock = LockSandbox(listed.name, "observe", /*wait=*/false);
     if (!lock) {
       if (lock.error().code() == StatusCode::kUnavailable) continue;
@@ -599,41 +638,10 @@ Status Engine::Refresh() {
       return fresh.error();
     }
     SandboxRecord rec = std::move(*fresh);
-    if (ran_stably(rec)) {
-      // It ran long enough: its next failure starts a fresh restart budget.
-      rec.restart_count = 0;
-      rec.next_retry_at = 0;
-      BANGER_RETURN_IF_ERROR(store_.UpdateObserved(rec));
-    }
-    if (rec.pid == 0) continue;
-    if (rec.phase != SandboxPhase::kReady && rec.phase != SandboxPhase::kBooting &&
-        rec.phase != SandboxPhase::kUnknown) {
-      continue;
-    }
-    if (runtime_ == nullptr) {
-      rec.phase = SandboxPhase::kUnknown;
-      rec.last_error = "no hypervisor available to inspect the VM";
-      BANGER_RETURN_IF_ERROR(store_.UpdateObserved(rec));
-      continue;
-    }
-    RuntimeObservation obs = runtime_->Inspect(rec);
-    if (!obs.alive) {
-      rec.phase = SandboxPhase::kFailed;
-      rec.last_error = "VM process " + std::to_string(rec.pid) + " is gone" +
-                       (obs.detail.empty() ? "" : " (" + obs.detail + ")");
-      rec.pid = 0;
-      rec.pid_start_time = 0;
-      BANGER_RETURN_IF_ERROR(store_.UpdateObserved(rec));
-      Event(rec.name, "Warning", "Crashed", rec.last_error);
-    } else if (!obs.responsive && rec.phase == SandboxPhase::kReady) {
-      rec.phase = SandboxPhase::kUnknown;
-      rec.last_error = "VM process alive but not answering: " + obs.detail;
-      BANGER_RETURN_IF_ERROR(store_.UpdateObserved(rec));
-    } else if (obs.responsive && rec.phase == SandboxPhase::kUnknown) {
-      rec.phase = SandboxPhase::kReady;
-      rec.last_error.clear();
-      BANGER_RETURN_IF_ERROR(store_.UpdateObserved(rec));
-    }
+    BANGER_RETURN_IF_ERROR(observe(rec, changed, crashed));
+    if (!changed) continue;
+    BANGER_RETURN_IF_ERROR(store_.UpdateObserved(rec));
+    if (crashed) Event(rec.name, "Warning", "Crashed", rec.last_error);
   }
   return OkStatus();
 }

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <functional>
 #include <mutex>
+#include <unordered_map>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -53,17 +54,76 @@ Status SqliteError(sqlite3* db, int rc, std::string_view what) {
 }
 
 // ---------------------------------------------------------------------------
+// Prepared statements are kept per connection and reused: preparing was
+// most of the cost of a watcher's resync pass (one GetSandbox per sandbox).
+// A connection is used under its store's mutex; the cache's own mutex only
+// guards the map. A statement already in use (a nested identical query) is
+// prepared afresh instead.
+// ---------------------------------------------------------------------------
+struct CachedStmt {
+  sqlite3_stmt* stmt = nullptr;
+  bool in_use = false;
+};
+std::mutex g_stmt_cache_mu;
+std::unordered_map<sqlite3*, std::unordered_map<std::string, CachedStmt>>& StmtCache() {
+  static auto* cache = new std::unordered_map<sqlite3*, std::unordered_map<std::string, CachedStmt>>();
+  return *cache;
+}
+
+// Finalizes every cached statement of `db` (before closing it).
+void ForgetStatements(sqlite3* db) {
+  std::lock_guard<std::mutex> l(g_stmt_cache_mu);
+  auto it = StmtCache().find(db);
+  if (it == StmtCache().end()) return;
+  for (auto& [sql, c] : it->second) sqlite3_finalize(c.stmt);
+  StmtCache().erase(it);
+}
+
+// ---------------------------------------------------------------------------
 // Thin RAII statement wrapper.
 // ---------------------------------------------------------------------------
 class Stmt {
  public:
   Stmt(sqlite3* db, std::string_view sql) : db_(db) {
+    {
+      std::lock_guard<std::mutex> l(g_stmt_cache_mu);
+      auto& per_db = StmtCache()[db];
+      auto it = per_db.find(std::string(sql));
+      if (it != per_db.end() && !it->second.in_use) {
+        it->second.in_use = true;
+        stmt_ = it->second.stmt;
+        cached_ = &it->second;
+        return;
+      }
+      if (it == per_db.end()) {
+        int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                                    &stmt_, nullptr);
+        if (rc != SQLITE_OK) {
+          status_ = SqliteError(db, rc, "prepare \"" + std::string(sql.substr(0, 60)) + "\"");
+          return;
+        }
+        auto& entry = per_db[std::string(sql)];
+        entry.stmt = stmt_;
+        entry.in_use = true;
+        cached_ = &entry;
+        return;
+      }
+    }
     int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr);
     if (rc != SQLITE_OK) {
       status_ = SqliteError(db, rc, "prepare \"" + std::string(sql.substr(0, 60)) + "\"");
     }
   }
-  ~Stmt() { sqlite3_finalize(stmt_); }
+  ~Stmt() {
+    if (cached_ == nullptr) {
+      sqlite3_finalize(stmt_);
+      return;
+    }
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    std::lock_guard<std::mutex> l(g_stmt_cache_mu);
+    cached_->in_use = false;
+  }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
 
@@ -122,6 +182,7 @@ class Stmt {
 
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
+  CachedStmt* cached_ = nullptr;  // entries are never moved: unordered_map nodes are stable
   Status status_;
 };
 
@@ -314,7 +375,10 @@ class SqliteStateStore final : public StateStore {
  public:
   SqliteStateStore(sqlite3* db, std::string path, std::shared_ptr<const Clock> clock)
       : db_(db), path_(std::move(path)), clock_(std::move(clock)) {}
-  ~SqliteStateStore() override { sqlite3_close_v2(db_); }
+  ~SqliteStateStore() override {
+    ForgetStatements(db_);
+    sqlite3_close_v2(db_);
+  }
 
   Status Migrate(const std::vector<Migration>& migrations);
 
