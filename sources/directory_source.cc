@@ -155,9 +155,6 @@ std::string DirectorySource::Url() const {
 std::string DirectorySource::Ref() const { return ""; }
 
 Result<SourceSnapshot> DirectorySource::Fetch() {
-  SourceSnapshot snap;
-  snap.specs = LoadSpecPaths(paths_);
-
   std::vector<fs::path> files;
   for (const fs::path& p : paths_) {
     std::error_code ec;
@@ -184,15 +181,37 @@ Result<SourceSnapshot> DirectorySource::Fetch() {
       h.Update("unreadable\n");
     }
   }
+  const std::string files_digest = h.HexDigest();
+  {
+    std::lock_guard<std::mutex> l(cache_mu_);
+    if (cached_ && cached_files_digest_ == files_digest) {
+      bool same = true;
+      for (const SpecDocument& doc : cached_->specs.specs) {
+        for (const FileSpec& file : doc.spec.files) {
+          if (!file.source) continue;
+          auto digest = Sha256File(*file.source);
+          if (!digest.ok() || *digest != file.source_sha256) same = false;
+        }
+      }
+      if (same) return *cached_;
+    }
+  }
+  SourceSnapshot snap;
+  snap.specs = LoadSpecPaths(paths_);
+  Sha256 rev;
+  rev.Update(files_digest + "\n");
   // Host files named by `files[].source` are part of what an apply would do.
   for (const SpecDocument& doc : snap.specs.specs) {
     for (const FileSpec& file : doc.spec.files) {
       if (!file.source) continue;
-      h.Update("source " + std::to_string(file.source->size()) + " " + *file.source + " " +
-               file.source_sha256 + "\n");
+      rev.Update("source " + std::to_string(file.source->size()) + " " + *file.source + " " +
+                 file.source_sha256 + "\n");
     }
   }
-  snap.revision = "sha256:" + h.HexDigest();
+  snap.revision = "sha256:" + rev.HexDigest();
+  std::lock_guard<std::mutex> l(cache_mu_);
+  cached_files_digest_ = files_digest;
+  cached_ = snap;
   return snap;
 }
 

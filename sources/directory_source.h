@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,6 +57,12 @@ class DirectorySource : public SpecSource {
   std::vector<std::filesystem::path> paths_;
   std::mutex mu_;  // guards watcher_ (Start/Stop from different threads)
   std::unique_ptr<Watcher> watcher_;
+  // The last snapshot and the digest of the spec files it was parsed from:
+  // a resync that finds the same files (and the same files[].source
+  // contents) returns it instead of parsing every spec again.
+  std::mutex cache_mu_;
+  std::string cached_files_digest_;
+  std::optional<SourceSnapshot> cached_;
 };
 
 }  // namespace banger
