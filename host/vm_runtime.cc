@@ -77,6 +77,12 @@ class VmRuntime final : public SandboxRuntime {
 
   Result<BootResult> Boot(const BootRequest& req) override {
     const SandboxSpec& spec = req.spec;
+    if (spec.hypervisor == HypervisorKind::kFirecracker) {
+      // Never boot QEMU and record it for a spec that asked for Firecracker.
+      return FailedPrecondition(
+          "spec.hypervisor: firecracker is not available in this banger build (only qemu); use "
+          "hypervisor: qemu or auto");
+    }
     BANGER_ASSIGN_OR_RETURN(fs::path initramfs, EnsureInitramfs(req.kernel));
     VmLaunchConfig c;
     c.sandbox_id = req.record.id;
