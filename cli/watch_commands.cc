@@ -107,14 +107,6 @@ int RunWatch(host::Host& h, const WatchFlags& f) {
     wo.interval = *d;
   }
 
-  // SIGTERM/SIGINT are taken by one thread (sigwait) so that stopping is
-  // ordinary code, not a signal handler. Blocked before any thread starts.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
   static std::atomic<bool> cancel{false};
   EngineOptions eo = h.DefaultEngineOptions(f.parallel);
   eo.cancel = &cancel;
@@ -137,6 +129,15 @@ int RunWatch(host::Host& h, const WatchFlags& f) {
     return kExitError;
   }
 
+  // SIGTERM/SIGINT are taken by one thread (sigwait) so that stopping is
+  // ordinary code, not a signal handler. Blocked before Run starts any thread.
+  // (--once keeps the default action: a signal ends it like an interrupted
+  // apply, and the next run converges.)
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::thread signals([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
