@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -16,6 +17,7 @@
 #include "base/sha256.h"
 #include "base/strings.h"
 #include "cli/output.h"
+#include "host/metrics_server.h"
 #include "reconciler/engine.h"
 #include "reconciler/plan.h"
 #include "reconciler/watcher.h"
@@ -54,7 +56,7 @@ class LogSink final : public EventSink {
 
 struct WatchFlags {
   std::vector<std::string> files;
-  std::string git_url, git_ref, git_path = ".", token_env, set_name, interval;
+  std::string git_url, git_ref, git_path = ".", token_env, set_name, interval, listen;
   bool prune = false, once = false;
   int parallel = 0;
 };
@@ -127,6 +129,40 @@ int RunWatch(host::Host& h, const WatchFlags& f) {
     }
     for (const auto& p : r.problems) spdlog::error("not converged: {}", p);
     return kExitError;
+  }
+
+  std::unique_ptr<host::MetricsServer> metrics;
+  if (!f.listen.empty()) {
+    const std::string key = source->Key();
+    const int64_t started = h.clock().NowUnix();
+    const int64_t stale_after = 3 * std::chrono::duration_cast<std::chrono::seconds>(wo.interval).count() + 10;
+    auto served = host::MetricsServer::Start(f.listen, [&, key, started, stale_after](const std::string& path)
+                                                           -> std::pair<int, std::string> {
+      WatchMetrics m = watcher.Metrics();
+      int64_t now = h.clock().NowUnix();
+      if (path == "/healthz") {
+        int64_t last = m.passes > 0 ? m.last_pass_unix : started;
+        if (now - last > stale_after) {
+          return {503, "stale: no pass for " + std::to_string(now - last) + "s\n"};
+        }
+        return {200, "ok\n"};
+      }
+      if (path == "/metrics") {
+        std::map<std::string, int> phases;
+        if (auto recs = h.store().ListSandboxes(); recs.ok()) {
+          for (const auto& r : *recs) phases[std::string(ToString(r.phase))]++;
+        }
+        return {200, RenderWatchMetrics(m, key, phases)};
+      }
+      return {404, "not found: try /healthz or /metrics\n"};
+    });
+    if (!served) {
+      PrintError(served.error());
+      return kExitUsage;
+    }
+    metrics = std::move(*served);
+    spdlog::info("serving /healthz and /metrics on {}:{}", f.listen.substr(0, f.listen.rfind(':')),
+                 metrics->port());
   }
 
   // SIGTERM/SIGINT are taken by one thread (sigwait) so that stopping is
@@ -259,6 +295,8 @@ void AddWatchCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
   watch->add_option("--parallel", f->parallel, "Sandboxes worked on at once (default: config, 4)")
       ->check(CLI::Range(1, 64));
   watch->add_flag("--once", f->once, "One complete pass, then exit 0 if converged, 1 if not");
+  watch->add_option("--listen", f->listen,
+                    "Serve GET /healthz and /metrics (Prometheus) on HOST:PORT, e.g. 127.0.0.1:9464 (off by default)");
   auto* status = app.add_subcommand("status", "What each watched source last applied, and what is not converged");
   auto status_output = std::make_shared<std::string>("text");
   status->add_option("-o,--output", *status_output, "text|json")->check(CLI::IsMember({"text", "json"}));

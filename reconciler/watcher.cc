@@ -72,6 +72,18 @@ std::map<std::string, Watcher::Desired> Watcher::DesiredFromRecords() {
 
 void Watcher::Pass() {
   const int64_t now = clock_.NowUnix();
+  const auto started = clock_.SteadyNow();
+  struct CountPass {
+    Watcher* w;
+    std::chrono::steady_clock::time_point started;
+    int64_t now;
+    ~CountPass() {
+      std::lock_guard<std::mutex> l(w->metrics_mu_);
+      w->metrics_.passes++;
+      w->metrics_.last_pass_unix = now;
+      w->metrics_.last_pass_seconds = std::chrono::duration<double>(w->clock_.SteadyNow() - started).count();
+    }
+  } count_pass{this, started, now};
   auto snap = source_.Fetch();
   bool good = false;
   std::string problem;
@@ -226,6 +238,8 @@ void Watcher::FinishKey(const std::string& key, const std::string& error) {
       r.last_error.clear();
       r.last_error_revision.clear();
       r.last_success_at = now;
+      std::lock_guard<std::mutex> ml(metrics_mu_);
+      metrics_.last_success_unix = now;
     } else if (!errors.empty()) {
       r.last_result = "error";
       r.last_error = errors;
@@ -277,6 +291,10 @@ void Watcher::ConvergeKey(const std::string& key) {
     return;
   }
   std::string what = std::string(ToString(r.action)) + " (" + out.change.reason + ") at " + revision;
+  {
+    std::lock_guard<std::mutex> l(metrics_mu_);
+    (r.status.ok() ? metrics_.applies : metrics_.failures)[std::string(ToString(r.action))]++;
+  }
   if (r.status.ok()) {
     spdlog::info("sandbox {}: {}: done in {}{}", key, what, Seconds(r.took),
                  r.address.empty() ? "" : ", at " + r.address);
@@ -378,6 +396,59 @@ bool Watcher::Run(milliseconds grace) {
   }
   for (auto& t : workers) t.join();
   return true;
+}
+
+WatchMetrics Watcher::Metrics() {
+  std::lock_guard<std::mutex> l(metrics_mu_);
+  return metrics_;
+}
+
+namespace {
+
+std::string Escape(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string RenderWatchMetrics(const WatchMetrics& m, const std::string& source_key,
+                               const std::map<std::string, int>& sandboxes_by_phase) {
+  std::string src = "source=\"" + Escape(source_key) + "\"";
+  std::string out;
+  auto metric = [&](const std::string& name, const std::string& type, const std::string& help) {
+    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  };
+  char buf[64];
+  metric("banger_watch_passes_total", "counter", "Passes (read, observe, plan) completed.");
+  out += "banger_watch_passes_total{" + src + "} " + std::to_string(m.passes) + "\n";
+  metric("banger_watch_pass_duration_seconds", "gauge", "Duration of the last pass.");
+  std::snprintf(buf, sizeof(buf), "%.6f", m.last_pass_seconds);
+  out += "banger_watch_pass_duration_seconds{" + src + "} " + buf + "\n";
+  metric("banger_watch_applies_total", "counter", "Changes carried out, by action.");
+  for (const auto& [action, n] : m.applies) {
+    out += "banger_watch_applies_total{" + src + ",action=\"" + action + "\"} " + std::to_string(n) + "\n";
+  }
+  metric("banger_watch_failures_total", "counter", "Changes that failed, by action.");
+  for (const auto& [action, n] : m.failures) {
+    out += "banger_watch_failures_total{" + src + ",action=\"" + action + "\"} " + std::to_string(n) + "\n";
+  }
+  metric("banger_watch_last_success_timestamp_seconds", "gauge",
+         "Unix time of the last pass that found everything converged (0: never).");
+  out += "banger_watch_last_success_timestamp_seconds{" + src + "} " + std::to_string(m.last_success_unix) + "\n";
+  metric("banger_sandboxes", "gauge", "Sandboxes by phase.");
+  for (const auto& [phase, n] : sandboxes_by_phase) {
+    out += "banger_sandboxes{phase=\"" + phase + "\"} " + std::to_string(n) + "\n";
+  }
+  return out;
 }
 
 void Watcher::Stop() {

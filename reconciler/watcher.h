@@ -52,6 +52,21 @@ struct WatchOptions {
   std::chrono::milliseconds busy_retry{std::chrono::seconds(2)};
 };
 
+/// Counters for `banger watch --listen` (/metrics).
+struct WatchMetrics {
+  int64_t passes = 0;
+  double last_pass_seconds = 0;
+  std::map<std::string, int64_t> applies;    // by action ("create", "restart", ...), succeeded
+  std::map<std::string, int64_t> failures;   // by action, failed
+  int64_t last_success_unix = 0;             // last pass that found everything converged
+  int64_t last_pass_unix = 0;
+};
+
+/// Prometheus text exposition of `m` for source `source_key`, with the
+/// number of sandboxes in each phase (all sandboxes of the state directory).
+std::string RenderWatchMetrics(const WatchMetrics& m, const std::string& source_key,
+                               const std::map<std::string, int>& sandboxes_by_phase);
+
 /// What one complete pass (RunOnce) found.
 struct PassResult {
   bool converged = false;       // source read, specs valid, every change applied, all Ready
@@ -86,6 +101,8 @@ class Watcher {
 
   /// Passes completed so far (for tests and metrics).
   int passes() const { return passes_.load(); }
+  /// A copy of the counters (thread-safe).
+  WatchMetrics Metrics();
 
  private:
   struct Desired {
@@ -125,6 +142,8 @@ class Watcher {
   bool stop_ = false;
 
   std::atomic<int> passes_{0};
+  std::mutex metrics_mu_;
+  WatchMetrics metrics_;
   std::atomic<int> busy_workers_{0};
 };
 

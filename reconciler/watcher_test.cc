@@ -131,6 +131,18 @@ TEST_F(WatcherTest, NewRevisionIsAppliedAndRecordedAsApplied) {
   EXPECT_EQ(rt_.boots(), boots);
 }
 
+TEST_F(WatcherTest, MetricsCountPassesAndApplies) {
+  src_.Set("rev1", {MakeSpec("web"), MakeSpec("db")});
+  auto engine = MakeEngine(clock_);
+  Watcher w(*store_, *engine, src_, clock_, WatchOptions{});
+  ASSERT_TRUE(w.RunOnce().converged);
+  WatchMetrics m = w.Metrics();
+  EXPECT_EQ(m.passes, 1);
+  EXPECT_EQ(m.applies["create"], 2);
+  EXPECT_TRUE(m.failures.empty());
+  EXPECT_EQ(m.last_success_unix, clock_.NowUnix());
+}
+
 TEST_F(WatcherTest, EditsAreCarriedOutAsUpdateRestartOrReplace) {
   src_.Set("rev1", {MakeSpec("web")});
   ASSERT_TRUE(Once().converged);
@@ -290,6 +302,32 @@ TEST_F(WatcherTest, AChangeToASandboxStillBootingIsAppliedAfterThatBoot) {
   EXPECT_EQ(Get("web").phase, SandboxPhase::kReady);
   EXPECT_EQ(rt_.max_concurrent_boots(), 1);
   EXPECT_EQ(Count("boot web keep-disk"), 1) << "the change restarted web once after the first boot";
+}
+
+}  // namespace
+}  // namespace banger
+
+namespace banger {
+namespace {
+
+TEST(WatchMetricsTest, RendersPrometheusText) {
+  WatchMetrics m;
+  m.passes = 7;
+  m.last_pass_seconds = 0.25;
+  m.applies["create"] = 2;
+  m.failures["restart"] = 1;
+  m.last_success_unix = 1700000000;
+  std::string text = RenderWatchMetrics(m, "git:file:///r#main:\"x\"", {{"Ready", 3}, {"Failed", 1}});
+  EXPECT_NE(text.find("# TYPE banger_watch_passes_total counter\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("banger_watch_passes_total{source=\"git:file:///r#main:\\\"x\\\"\"} 7\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("banger_watch_pass_duration_seconds{source=\"git:file:///r#main:\\\"x\\\"\"} 0.250000\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("action=\"create\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("banger_watch_failures_total{"), std::string::npos);
+  EXPECT_NE(text.find("banger_watch_last_success_timestamp_seconds{source=\"git:file:///r#main:\\\"x\\\"\"} 1700000000\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("banger_sandboxes{phase=\"Ready\"} 3\n"), std::string::npos);
 }
 
 }  // namespace
