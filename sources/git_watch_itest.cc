@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <map>
+#include <iostream>
 #include <regex>
+#include <thread>
 
 #include "base/command_runner.h"
 #include "base/files.h"
@@ -291,7 +293,7 @@ TEST_F(GitWatchTest, ABadCommitChangesNothingAndTheNextGoodOneApplies) {
   EXPECT_EQ(rt_.calls().size(), calls) << Join(rt_.calls(), ", ");
   s = Row();
   EXPECT_EQ(s.last_result, "error");
-  EXPECT_TRUE(std::regex_search(s.last_error, std::regex("specs/web\\.yaml:[0-9]+:[0-9]+: error")))
+  EXPECT_TRUE(std::regex_search(s.last_error, std::regex("specs/web\\.yaml:[0-9]+:[0-9]+: error: invalid YAML")))
       << s.last_error;
   EXPECT_EQ(s.last_error_revision, broken);
   EXPECT_EQ(s.applied_revision, good);
@@ -408,6 +410,112 @@ TEST_F(GitWatchTest, OfTwoCommitsPushedBetweenPassesOnlyTheNewestIsApplied) {
   EXPECT_EQ(s.seen_revision, newest);
   EXPECT_EQ(s.applied_revision, newest);
   EXPECT_EQ(s.applied_summary, "web: 3 cpus, add db");
+}
+
+TEST_F(GitWatchTest, ACommitWithOneBadFileAppliesNoneOfItsChanges) {
+  // Given a commit that edits web validly and adds a broken db, then neither
+  // change is made: a revision applies whole or not at all.
+  std::string good = Commit({{"specs/web.yaml", SpecYaml({.name = "web"})}}, "add web");
+  ASSERT_TRUE(Once().converged);
+  const int boots = rt_.boots();
+  std::string bad = Commit({{"specs/web.yaml", SpecYaml({.name = "web", .cpus = 2})},
+                            {"specs/db.yaml", SpecYaml({.name = "db"}) + "  cpus: 0\n"}},
+                           "web: 2 cpus, add db");
+  PassResult r = Once();
+  EXPECT_FALSE(r.converged);
+  EXPECT_EQ(SpecOf("web").cpus, 1u) << "the valid half of a bad commit was applied";
+  EXPECT_FALSE(Exists("db"));
+  EXPECT_EQ(rt_.boots(), boots);
+  SourceRecord s = Row();
+  EXPECT_NE(s.last_error.find("specs/db.yaml:7:9: error: spec.cpus"), std::string::npos) << s.last_error;
+  EXPECT_EQ(s.last_error_revision, bad);
+  EXPECT_EQ(s.applied_revision, good);
+}
+
+TEST_F(GitWatchTest, AForcePushedRollbackIsApplied) {
+  // Given main rewound to an older commit with a force push, the watcher
+  // applies that older commit (the mirror follows non-fast-forward updates).
+  std::string old = Commit({{"specs/web.yaml", SpecYaml({.name = "web"})}}, "add web");
+  Commit({{"specs/web.yaml", SpecYaml({.name = "web", .image = "alpine"})}}, "web on alpine");
+  ASSERT_TRUE(Once().converged);
+  ASSERT_EQ(SpecOf("web").image, "alpine");
+  WorkGit({"reset", "-q", "--hard", old});
+  WorkGit({"push", "-q", "-f", "origin", "HEAD:refs/heads/main"});
+  PassResult r = Once();
+  EXPECT_TRUE(r.converged) << Problems(r);
+  EXPECT_EQ(r.revision, old);
+  EXPECT_EQ(SpecOf("web").image, "busybox");
+  EXPECT_EQ(Row().applied_revision, old);
+  EXPECT_EQ(Row().applied_summary, "add web");
+}
+
+TEST_F(GitWatchTest, RemovingTheLastSpecRemovesTheDirectoryAndIsReportedNotPruned) {
+  // git does not keep empty directories: deleting the last spec removes
+  // `specs/` from the commit. The watcher treats a missing --path as an
+  // error (a typo in --path must not prune everything), so nothing is deleted.
+  std::string good = Commit({{"specs/web.yaml", SpecYaml({.name = "web"})}, {"README.md", "hi"}}, "add web");
+  ASSERT_TRUE(Once(/*prune=*/true).converged);
+  std::string gone = Commit({}, "drop web", {"specs/web.yaml"});
+  PassResult r = Once(/*prune=*/true);
+  EXPECT_FALSE(r.converged);
+  EXPECT_EQ(Get("web").phase, SandboxPhase::kReady);
+  EXPECT_EQ(Count("destroy web"), 0);
+  SourceRecord s = Row();
+  EXPECT_EQ(s.last_result, "error");
+  EXPECT_NE(s.last_error.find("specs"), std::string::npos) << s.last_error;
+  EXPECT_EQ(s.last_error_revision, gone);
+  EXPECT_EQ(s.applied_revision, good);
+  std::cerr << "last_error when the directory is gone: " << s.last_error << "\n";
+}
+
+TEST_F(GitWatchTest, ARunningWatcherAppliesPushedCommitsAtItsResync) {
+  // `banger watch` (no --once): one Watcher over many passes. A git source
+  // sends no notifications, so pushed commits arrive with the resync.
+  auto real = MakeSystemClock();
+  EngineOptions eo;
+  eo.locks_dir = dir_.path() / "locks";
+  Engine engine(*store_, &rt_, artifacts_, *real, sink_, eo);
+  std::string first = Commit({{"specs/web.yaml", SpecYaml({.name = "web"})}}, "add web");
+  WatchOptions o;
+  o.interval = std::chrono::milliseconds(50);
+  Watcher w(*store_, engine, Source(), *real, o);
+  bool clean = false;
+  std::thread loop([&] { clean = w.Run(); });
+  auto wait_applied = [&](const std::string& sha) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto row = store_->GetSource(Source().Key());
+      if (row.ok() && row->applied_revision == sha) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  };
+  EXPECT_TRUE(wait_applied(first));
+  std::string bad = Commit({{"specs/web.yaml", SpecYaml({.name = "web"}) + "  cpus: 0\n"}}, "web: 0 cpus");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto row = store_->GetSource(Source().Key());
+    if (row.ok() && row->last_error_revision == bad) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  int passes = w.passes();
+  while (w.passes() < passes + 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  SourceRecord s = Row();
+  EXPECT_EQ(s.last_result, "error") << "a later pass over the same bad commit cleared the error";
+  EXPECT_EQ(s.last_error_revision, bad);
+  EXPECT_EQ(s.applied_revision, first);
+  std::string fixed = Commit({{"specs/web.yaml", SpecYaml({.name = "web", .cpus = 2})}}, "web: 2 cpus");
+  EXPECT_TRUE(wait_applied(fixed));
+  w.Stop();
+  loop.join();
+  EXPECT_TRUE(clean);
+  EXPECT_EQ(SpecOf("web").cpus, 2u);
+  EXPECT_EQ(Row().last_result, "ok");
+  EXPECT_EQ(Row().last_error, "");
+  EXPECT_EQ(Count("boot web fresh"), 1);
+  EXPECT_EQ(Count("boot web keep-disk"), 1);
 }
 
 }  // namespace
