@@ -158,6 +158,13 @@ class GitWatchTest : public ::testing::Test {
     return static_cast<int>(std::count(calls.begin(), calls.end(), call));
   }
   int Boots(const std::string& name) { return Count("boot " + name + " fresh") + Count("boot " + name + " keep-disk"); }
+  int InvalidSpecsEvents() {
+    auto events = store_->ListEvents("", 0);
+    EXPECT_TRUE(events.ok());
+    if (!events.ok()) return -1;
+    return static_cast<int>(std::count_if(events->begin(), events->end(),
+                                          [](const EventRecord& e) { return e.reason == "InvalidSpecs"; }));
+  }
   static std::string Problems(const PassResult& r) { return Join(r.problems, "\n"); }
 
   TempDir dir_;
@@ -279,6 +286,14 @@ TEST_F(GitWatchTest, ABadCommitChangesNothingAndTheNextGoodOneApplies) {
   EXPECT_EQ(s.seen_revision, bad);
   EXPECT_EQ(s.applied_revision, good);
   EXPECT_EQ(s.applied_summary, "web and db");
+  EXPECT_EQ(InvalidSpecsEvents(), 1);
+
+  // The next pass over the same bad commit reports the same, once.
+  r = Once(/*prune=*/true);
+  EXPECT_FALSE(r.converged);
+  EXPECT_EQ(Row().last_error_revision, bad);
+  EXPECT_EQ(rt_.calls().size(), calls) << Join(rt_.calls(), ", ");
+  EXPECT_EQ(InvalidSpecsEvents(), 1) << "the same bad commit was reported again as a new event";
 
   // Broken YAML (an unclosed flow sequence) in the next commit: the same.
   std::string broken =
@@ -506,6 +521,7 @@ TEST_F(GitWatchTest, ARunningWatcherAppliesPushedCommitsAtItsResync) {
   EXPECT_EQ(s.last_result, "error") << "a later pass over the same bad commit cleared the error";
   EXPECT_EQ(s.last_error_revision, bad);
   EXPECT_EQ(s.applied_revision, first);
+  EXPECT_EQ(InvalidSpecsEvents(), 1) << "every pass over the same bad commit added an event";
   std::string fixed = Commit({{"specs/web.yaml", SpecYaml({.name = "web", .cpus = 2})}}, "web: 2 cpus");
   EXPECT_TRUE(wait_applied(fixed));
   w.Stop();
