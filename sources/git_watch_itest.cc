@@ -534,5 +534,35 @@ TEST_F(GitWatchTest, ARunningWatcherAppliesPushedCommitsAtItsResync) {
   EXPECT_EQ(Count("boot web keep-disk"), 1);
 }
 
+TEST_F(GitWatchTest, ACommitThatFailsToApplyIsReportedWithItsSha) {
+  // Given a valid commit whose sandbox cannot be created (its image cannot be
+  // pulled), the status names the sandbox, the error and the commit, and the
+  // applied revision stays at the last commit that applied.
+  std::string good = Commit({{"specs/web.yaml", SpecYaml({.name = "web"})}}, "add web");
+  ASSERT_TRUE(Once().converged);
+  artifacts_.SetUnpullable("nosuch");
+  std::string failing = Commit({{"specs/db.yaml", SpecYaml({.name = "db", .image = "nosuch"})}}, "add db");
+  PassResult r = Once();
+  EXPECT_FALSE(r.converged);
+  EXPECT_NE(Problems(r).find("sandbox db"), std::string::npos) << Problems(r);
+  SourceRecord s = Row();
+  EXPECT_EQ(s.last_result, "error");
+  EXPECT_NE(s.last_error.find("sandbox db: "), std::string::npos) << s.last_error;
+  EXPECT_NE(s.last_error.find("nosuch"), std::string::npos) << s.last_error;
+  EXPECT_EQ(s.last_error_revision, failing);
+  EXPECT_EQ(s.seen_revision, failing);
+  EXPECT_EQ(s.applied_revision, good);
+  EXPECT_EQ(Get("web").phase, SandboxPhase::kReady);
+
+  std::string fixed = Commit({{"specs/db.yaml", SpecYaml({.name = "db", .image = "alpine"})}}, "db on alpine");
+  r = Once();
+  EXPECT_TRUE(r.converged) << Problems(r);
+  s = Row();
+  EXPECT_EQ(s.applied_revision, fixed);
+  EXPECT_EQ(s.last_result, "ok");
+  EXPECT_EQ(s.last_error, "");
+  EXPECT_EQ(Get("db").phase, SandboxPhase::kReady);
+}
+
 }  // namespace
 }  // namespace banger
