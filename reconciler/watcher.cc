@@ -101,18 +101,25 @@ void Watcher::Pass() {
     problem = "invalid specs at " + snap->revision + ":\n" + text;
     spdlog::error("source {} at {}: invalid specs; nothing changes until they are fixed:\n{}", source_.Url(),
                   Short(snap->revision), text);
+    // One event per bad revision, not one per pass over it (the row says
+    // whether this error was already recorded, also by an earlier run).
+    bool already_recorded = false;
     RecordSource([&](SourceRecord& r) {
+      already_recorded = r.last_result == "error" && r.last_error_revision == snap->revision &&
+                         r.last_error == text;
       r.seen_revision = snap->revision;
       r.last_attempt_at = now;
       r.last_result = "error";
       r.last_error = text;
       r.last_error_revision = snap->revision;
     });
-    EventRecord e;
-    e.type = "Warning";
-    e.reason = "InvalidSpecs";
-    e.message = source_.Url() + " at " + snap->revision + ": " + text;
-    (void)store_.AddEvent(e);
+    if (!already_recorded) {
+      EventRecord e;
+      e.type = "Warning";
+      e.reason = "InvalidSpecs";
+      e.message = source_.Url() + " at " + snap->revision + ": " + text;
+      (void)store_.AddEvent(e);
+    }
   } else {
     good = true;
     std::map<std::string, Desired> next;
