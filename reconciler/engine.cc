@@ -209,7 +209,8 @@ ConvergeOutcome Engine::Converge(const ConvergeRequest& req) {
     r.status = s.ok() ? s : s.WithContext("sandbox " + req.name);
     return out;
   };
-  auto lock = LockSandbox(req.name, req.desired ? "apply" : "delete", req.wait_for_lock);
+  auto lock = LockSandbox(req.name, !req.purpose.empty() ? req.purpose : req.desired ? "apply" : "delete",
+                          req.wait_for_lock);
   if (!lock) {
     if (!req.wait_for_lock && lock.error().code() == StatusCode::kUnavailable) {
       out.busy = true;

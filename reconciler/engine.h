@@ -74,6 +74,9 @@ struct ConvergeRequest {
   RecoveryMode recovery = RecoveryMode::kAlways;
   /// false: if another process holds the sandbox, return busy at once.
   bool wait_for_lock = true;
+  /// Written into the lock file so others can say who holds it ("apply",
+  /// "watch"); empty: "apply" or "delete".
+  std::string purpose;
 };
 
 struct ConvergeOutcome {

@@ -279,6 +279,7 @@ void Watcher::ConvergeKey(const std::string& key) {
   req.prune = prune;
   req.recovery = RecoveryMode::kPolicy;
   req.wait_for_lock = false;
+  req.purpose = "watch";
   ConvergeOutcome out = engine_.Converge(req);
   if (out.busy) {
     spdlog::info("sandbox {}: {} is working on it; looking again in {}", key, out.holder,
