@@ -13,8 +13,8 @@ PACKAGES=(
   # runtime: VMs, disks, kernels, images
   qemu-system-x86 qemu-utils e2fsprogs busybox-static linux-image-amd64 debootstrap
   iproute2 nftables xz-utils zstd lz4 cpio kmod openssh-client
-  # tests and benchmarks: a real OCI registry, reference tools
-  docker-registry skopeo umoci hyperfine sqlite3 bc
+  # tests and benchmarks: a real OCI registry, a real sshd, reference tools
+  docker-registry openssh-server skopeo umoci hyperfine sqlite3 bc
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -41,5 +41,11 @@ fi
 # tests start their own registries on loopback and do not need it.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
   $SUDO systemctl stop docker-registry || true
+fi
+# openssh-server likewise enables and starts the system sshd on :22; banger's
+# tests start their own sshd on a loopback port and do not need it.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet ssh 2>/dev/null; then
+  $SUDO systemctl stop ssh || true
+  $SUDO systemctl disable --quiet ssh || true
 fi
 echo "banger setup: dependencies present"

@@ -141,9 +141,19 @@ int AcquireCredential(git_credential** out, const char* url, const char* usernam
                                           nullptr);
       if (rc == 0) return 0;
     }
-    st->error = "SSH authentication as " + user + " failed (tried " +
-                (getenv("SSH_AUTH_SOCK") ? std::string("ssh-agent and ") : std::string()) +
-                "the keys id_ed25519, id_ecdsa, id_rsa in " + st->ssh_dir.string() + ")";
+    // Name what was actually offered: "tried the keys ..." when the directory
+    // holds none of them sends people looking in the wrong place.
+    std::string tried;
+    for (const std::string& c : st->ssh_candidates) {
+      tried += (tried.empty() ? "" : ", ") + (c.empty() ? std::string("ssh-agent") : c);
+    }
+    st->error = "SSH authentication as " + user + " failed";
+    if (tried.empty()) {
+      st->error += ": no ssh-agent (SSH_AUTH_SOCK is unset) and no key file (id_ed25519, id_ecdsa, id_rsa) in " +
+                   st->ssh_dir.string();
+    } else {
+      st->error += " (tried " + tried + ")";
+    }
     git_error_set_str(GIT_ERROR_SSH, st->error.c_str());
     return GIT_EAUTH;
   }
