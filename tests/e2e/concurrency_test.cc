@@ -141,7 +141,7 @@ TEST_F(ConcurrencyTest, ObserversDuringABootAbandonNothingAndStartNoSecondVm) {
     EXPECT_NE(phase_during, "Failed") << "get during a boot showed it as Failed:\n" << get.stdout_data;
   }
   EXPECT_EQ(during, first) << "an observer started or killed a VM while the apply was booting it\nreconcile:\n"
-                           << rec.stdout_data << rec.stderr_data;
+                           << rec.stdout_data << rec.stderr_data << "\napply:\n" << apply.Output();
 
   json it = GetItem("watched");
   EXPECT_EQ(it["status"].value("phase", ""), "Ready") << it.dump(2) << "\n" << apply.Output();

@@ -55,8 +55,10 @@ inline std::string ReadCmdline(int pid) {
   return s;
 }
 
-// Pids of QEMU processes whose command line contains `needle` (zombies and
-// exiting processes have an empty cmdline and are not counted).
+// Pids of QEMU processes (qemu-system-*, not qemu-img, which banger runs on
+// the sandbox's disk just before it starts QEMU) whose command line contains
+// `needle` (zombies and exiting processes have an empty cmdline and are not
+// counted).
 inline std::vector<int> QemuPidsMentioning(const std::string& needle) {
   std::vector<int> out;
   std::error_code ec;
@@ -67,7 +69,7 @@ inline std::vector<int> QemuPidsMentioning(const std::string& needle) {
     std::string cmd = ReadCmdline(pid);
     if (cmd.find(needle) == std::string::npos) continue;
     std::string argv0 = cmd.substr(0, cmd.find(' '));
-    if (fs::path(argv0).filename().string().rfind("qemu", 0) == 0) out.push_back(pid);
+    if (fs::path(argv0).filename().string().rfind("qemu-system", 0) == 0) out.push_back(pid);
   }
   return out;
 }
