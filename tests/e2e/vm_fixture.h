@@ -47,10 +47,18 @@ using testing::TempDir;
 // ---------------------------------------------------------------------------
 // Processes on this host that belong to a test (by state dir in argv).
 
+// Plain open/read, not std::ifstream: reading the cmdline of a process that
+// exits meanwhile fails with ESRCH, which basic_filebuf turns into a thrown
+// std::ios_base::failure.
 inline std::string ReadCmdline(int pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  if (!f) return "";
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  int fd = ::open(("/proc/" + std::to_string(pid) + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  std::string s;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0) s.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  if (n < 0) return "";
   std::replace(s.begin(), s.end(), '\0', ' ');
   return s;
 }
