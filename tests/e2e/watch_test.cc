@@ -163,7 +163,9 @@ TEST_F(WatchTest, WatchGitBootsCommittedSandboxAndSurvivesSigterm) {
   EXPECT_EQ(it["status"].value("pid", 0), pid2) << it.dump(2);
 
   // A second watcher on the same state dir refuses to start and names the first.
+  auto t_second = steady_clock::now();
   CommandOutput second = Banger({"watch", "--git", url, "--path", "specs", "--interval", "2s"}, seconds(60));
+  EXPECT_LT(steady_clock::now() - t_second, seconds(10)) << "the second watcher must refuse at once";
   EXPECT_EQ(second.exit_code, 1) << second.stdout_data << second.stderr_data;
   EXPECT_NE(second.stderr_data.find("pid " + std::to_string(watch.pid())), std::string::npos) << second.stderr_data;
   EXPECT_NE(second.stderr_data.find("another banger watch is already running"), std::string::npos)
