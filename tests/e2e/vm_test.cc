@@ -1,7 +1,8 @@
 // End-to-end tests with real VMs: the `banger` binary boots QEMU guests (TCG
 // here) from specs written into a private temp dir, each test with its own
 // state dir. A guard deletes the test's sandboxes and SIGKILLs every QEMU
-// process whose command line names the test's state dir, also on failure.
+// process whose command line names the test's state dir, also on failure
+// (fixture and guard: tests/e2e/vm_fixture.h).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -26,241 +27,18 @@
 #include "base/command_runner.h"
 #include "base/files.h"
 #include "oci/test_layers.h"
+#include "tests/e2e/vm_fixture.h"
 #include "tests/support/oci_registry.h"
 #include "tests/support/test_util.h"
 
 namespace banger {
 namespace {
 
-namespace fs = std::filesystem;
-using json = nlohmann::json;
-using std::chrono::milliseconds;
-using std::chrono::seconds;
-using std::chrono::steady_clock;
-using testing::TempDir;
+using namespace e2e;  // NOLINT: the shared VM fixture (tests/e2e/vm_fixture.h)
 
-// ---------------------------------------------------------------------------
-// Processes on this host that belong to a test (by state dir in argv).
-
-std::string ReadCmdline(int pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  if (!f) return "";
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  std::replace(s.begin(), s.end(), '\0', ' ');
-  return s;
-}
-
-// Pids of QEMU processes whose command line contains `needle` (zombies and
-// exiting processes have an empty cmdline and are not counted).
-std::vector<int> QemuPidsMentioning(const std::string& needle) {
-  std::vector<int> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/proc", ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    int pid = std::stoi(name);
-    std::string cmd = ReadCmdline(pid);
-    if (cmd.find(needle) == std::string::npos) continue;
-    std::string argv0 = cmd.substr(0, cmd.find(' '));
-    if (fs::path(argv0).filename().string().rfind("qemu", 0) == 0) out.push_back(pid);
-  }
-  return out;
-}
-
-void KillByPid(int pid) {
-  auto start = ProcessStartTime(pid);
-  if (!start) return;
-  ProcessIdentity id{pid, *start};
-  (void)SignalProcess(id, SIGKILL);
-  for (int i = 0; i < 200 && ProcessAlive(id); ++i) std::this_thread::sleep_for(milliseconds(10));
-}
-
-// Deletes the test's sandboxes through banger, then kills whatever QEMU is left
-// for the state dir, and any banger child the test started.
-class VmGuard {
- public:
-  VmGuard() = default;
-  VmGuard(const VmGuard&) = delete;
-  VmGuard& operator=(const VmGuard&) = delete;
-  void Init(std::vector<std::string> banger_prefix, std::string state_dir) {
-    prefix_ = std::move(banger_prefix);
-    state_dir_ = std::move(state_dir);
-  }
-  void Track(const std::string& sandbox) { names_.insert(sandbox); }
-  void TrackProcess(ProcessIdentity id) { children_.push_back(id); }
-
-  ~VmGuard() {
-    for (const ProcessIdentity& id : children_) {
-      (void)SignalProcess(id, SIGKILL);
-      for (int i = 0; i < 200 && ProcessAlive(id); ++i) std::this_thread::sleep_for(milliseconds(10));
-    }
-    if (state_dir_.empty()) return;
-    auto runner = MakePosixCommandRunner();
-    if (fs::exists(state_dir_)) {
-      for (const std::string& n : names_) {
-        CommandSpec spec;
-        spec.argv = prefix_;
-        spec.argv.insert(spec.argv.end(), {"delete", n, "--yes"});
-        spec.env["NO_COLOR"] = "1";
-        spec.timeout = std::chrono::minutes(2);
-        (void)runner->Run(spec);
-      }
-    }
-    std::vector<int> left = QemuPidsMentioning(state_dir_);
-    for (int pid : left) KillByPid(pid);
-  }
-
- private:
-  std::vector<std::string> prefix_;
-  std::string state_dir_;
-  std::set<std::string> names_;
-  std::vector<ProcessIdentity> children_;
-};
-
-// ---------------------------------------------------------------------------
-
-struct SpecOptions {
-  std::string image = "busybox";
-  int cpus = 1;
-  std::string memory = "256MiB";
-  std::string network = "network:\n    mode: none\n";
-  std::string restart_policy = "Never";
-  std::string readiness = R"(["cat", "/etc/hostname"])";
-  std::string extra;  // more lines under spec:, indented by two spaces
-};
-
-std::string SpecYaml(const std::string& name, const SpecOptions& o) {
-  return "apiVersion: banger.dev/v1\n"
-         "kind: Sandbox\n"
-         "metadata:\n"
-         "  name: " + name + "\n"
-         "spec:\n"
-         "  image: \"" + o.image + "\"\n"
-         "  cpus: " + std::to_string(o.cpus) + "\n"
-         "  memory: " + o.memory + "\n"
-         "  " + o.network +
-         "  readiness:\n"
-         "    command: " + o.readiness + "\n"
-         "    timeout: 120s\n"
-         "  restartPolicy: " + o.restart_policy + "\n" + o.extra;
-}
-
-class VmTest : public ::testing::Test {
+class VmTest : public VmFixture {
  protected:
-  void SetUp() override {
-    if (!fs::exists("/usr/bin/qemu-system-x86_64")) GTEST_SKIP() << "qemu-system-x86_64 is not installed";
-    ASSERT_FALSE(dir_.path().empty());
-    state_ = (dir_.path() / "state").string();
-    config_ = Write("config.yaml", "parallel: 2\n");
-    guard_.Init(Prefix(), state_);
-  }
-
-  // On failure, or when a command was unusually slow, prints every banger
-  // command the test ran with its exit code and duration.
-  void TearDown() override {
-    if (!HasFailure() && !slow_) return;
-    std::string all;
-    for (const std::string& l : timeline_) all += "  " + l + "\n";
-    std::printf("%s commands:\n%s", HasFailure() ? "failed test" : "slow test", all.c_str());
-  }
-
-  std::vector<std::string> Prefix() const {
-    return {BANGER_EXE, "--state-dir", state_, "--config", config_};
-  }
-
-  CommandOutput Banger(std::vector<std::string> args, std::chrono::milliseconds timeout = std::chrono::minutes(5)) {
-    CommandSpec spec;
-    spec.argv = Prefix();
-    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-    spec.env["NO_COLOR"] = "1";
-    spec.timeout = timeout;
-    auto t0 = steady_clock::now();
-    auto out = runner_->Run(spec);
-    double secs = std::chrono::duration<double>(steady_clock::now() - t0).count();
-    std::string line = "banger";
-    for (const std::string& a : args) line += " " + a;
-    char took[64];
-    std::snprintf(took, sizeof(took), " -> exit %d in %.1f s", out.ok() ? out->exit_code : -1, secs);
-    timeline_.push_back(line + took);
-    if (secs > 20) slow_ = true;
-    EXPECT_TRUE(out.ok()) << "banger " << args[0] << ": " << out.error().ToString();
-    return out.ok() ? *out : CommandOutput{-1, "", ""};
-  }
-
-  std::string Write(const std::string& name, const std::string& content) {
-    fs::path p = dir_.path() / name;
-    fs::create_directories(p.parent_path());
-    EXPECT_TRUE(WriteFileAtomic(p, content).ok());
-    return p.string();
-  }
-
-  // Writes specs/<name>.yaml and remembers the sandbox for the guard.
-  std::string WriteSpec(const std::string& name, const SpecOptions& o) {
-    guard_.Track(name);
-    return Write("specs/" + name + ".yaml", SpecYaml(name, o));
-  }
-
-  CommandOutput Apply(const std::string& spec_file) {
-    return Banger({"apply", "-f", spec_file, "--yes"}, std::chrono::minutes(5));
-  }
-
-  json GetItems() {
-    CommandOutput out = Banger({"get", "-o", "json"});
-    EXPECT_EQ(out.exit_code, 0) << out.stderr_data;
-    json j = json::parse(out.stdout_data, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << "get -o json printed: " << out.stdout_data;
-    if (j.is_discarded() || !j.contains("items")) return json::array();
-    return j["items"];
-  }
-
-  json GetItem(const std::string& name) {
-    for (const json& it : GetItems()) {
-      if (it.value("name", "") == name) return it;
-    }
-    return json();
-  }
-
-  std::string Phase(const std::string& name) {
-    json it = GetItem(name);
-    if (it.is_null()) return "<absent>";
-    return it["status"].value("phase", "<none>");
-  }
-
-  CommandOutput Exec(const std::string& name, std::vector<std::string> argv) {
-    std::vector<std::string> args = {"exec", name, "--"};
-    args.insert(args.end(), argv.begin(), argv.end());
-    return Banger(args, std::chrono::minutes(2));
-  }
-
-  std::vector<int> Qemus() const { return QemuPidsMentioning(state_); }
-
-  std::string Logs(const std::string& name) {
-    CommandOutput out = Banger({"logs", name});
-    std::string s = out.stdout_data;
-    if (s.size() > 3000) s = "..." + s.substr(s.size() - 3000);
-    return s;
-  }
-
-  // Applies and asserts Ready; returns the apply output for diagnostics.
-  void ApplyReady(const std::string& spec_file, const std::string& name) {
-    auto t0 = steady_clock::now();
-    CommandOutput out = Apply(spec_file);
-    double secs = std::chrono::duration<double>(steady_clock::now() - t0).count();
-    RecordProperty("apply_seconds_" + name, std::to_string(secs));
-    ASSERT_EQ(out.exit_code, 0) << "apply failed:\n" << out.stdout_data << out.stderr_data
-                                << "\nconsole:\n" << Logs(name);
-    ASSERT_EQ(Phase(name), "Ready") << out.stdout_data << out.stderr_data;
-  }
-
   void InterruptedApplyConverges(const std::string& name, milliseconds delay);
-
-  std::vector<std::string> timeline_;
-  bool slow_ = false;
-  TempDir dir_;
-  std::string state_;
-  std::string config_;
-  std::unique_ptr<CommandRunner> runner_ = MakePosixCommandRunner();
-  VmGuard guard_;  // declared after dir_: runs before the temp dir is removed
 };
 
 // 1. -------------------------------------------------------------------------
