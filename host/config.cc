@@ -63,7 +63,7 @@ Result<Config> LoadConfig(const std::string& explicit_path) {
                                                    "images", "kernels"};
     for (auto it = root.begin(); it != root.end(); ++it) {
       std::string key = it->first.as<std::string>();
-      const YAML::Node& v = it->second;
+      const YAML::Node v = it->second;  // a copy: it-> returns a proxy that dies with the expression
       if (key == "defaultKernel") {
         c.default_kernel = v.as<std::string>();
       } else if (key == "accel") {
