@@ -45,21 +45,22 @@ wait_ready() {  # prints the time at which quick was first seen Ready
 }
 
 # Warm caches: image, kernel, initramfs.
-$B apply -f "$QUICK" --yes >/dev/null
-$B delete quick --yes >/dev/null
+$B apply -f "$QUICK" --yes >/dev/null 2>&1
+$B delete quick --yes >/dev/null 2>&1
 
 echo "== plain apply to Ready ($RUNS runs)"
 for i in $(seq 1 "$RUNS"); do
-  t0=$(now); $B apply -f "$QUICK" --yes >/dev/null; t1=$(now)
+  t0=$(now); $B apply -f "$QUICK" --yes >/dev/null 2>&1; t1=$(now)
   printf "apply run %d: %.2f s\n" "$i" "$(echo "$t1 - $t0" | bc)"
-  $B delete quick --yes >/dev/null
+  $B delete quick --yes >/dev/null 2>&1
 done
 
 echo "== commit to Ready through banger watch --git ($RUNS runs)"
 git init -q --bare -b main "$WORK/specs.git"
 git clone -q "$WORK/specs.git" "$WORK/clone" 2>/dev/null
-mkdir -p "$WORK/clone/specs"
-(cd "$WORK/clone" && git commit -q --allow-empty -m init && git push -q origin main)
+# specs/.keep: git keeps no empty directories, and a missing --path is an error, not a prune.
+mkdir -p "$WORK/clone/specs" && touch "$WORK/clone/specs/.keep"
+(cd "$WORK/clone" && git add specs && git commit -q -m init && git push -q origin main)
 $BANGER --log-level info --state-dir "$STATE" watch --git "file://$WORK/specs.git" --path specs --prune \
   --interval 1s 2>"$WORK/watch.log" &
 WATCHER=$!
