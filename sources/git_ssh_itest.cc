@@ -23,6 +23,7 @@
 #include "base/files.h"
 #include "base/strings.h"
 #include "sources/git_source.h"
+#include "sources/git_testing.h"
 #include "tests/support/oci_registry.h"
 #include "tests/support/test_util.h"
 
@@ -166,17 +167,7 @@ class GitSshTest : public ::testing::Test {
     return std::string(Trim(out->stdout_data));
   }
 
-  std::string Git(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {"git"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return Run(argv, {{"GIT_AUTHOR_NAME", "Banger Test"},
-                      {"GIT_AUTHOR_EMAIL", "test@banger.invalid"},
-                      {"GIT_COMMITTER_NAME", "Banger Test"},
-                      {"GIT_COMMITTER_EMAIL", "test@banger.invalid"},
-                      {"GIT_CONFIG_NOSYSTEM", "1"},
-                      {"GIT_CONFIG_GLOBAL", "/dev/null"},
-                      {"HOME", root_.string()}});
-  }
+  std::string Git(const std::vector<std::string>& args) { return testing::RunGit(*runner_, root_, args); }
 
   void KeyGen(const fs::path& file) {
     Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", file.filename().string(), "-f", file.string()});

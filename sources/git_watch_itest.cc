@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "base/command_runner.h"
+#include "sources/git_testing.h"
 #include "base/files.h"
 #include "base/strings.h"
 #include "reconciler/engine.h"
@@ -72,23 +73,7 @@ class GitWatchTest : public ::testing::Test {
     engine_ = std::make_unique<Engine>(*store_, &rt_, artifacts_, clock_, sink_, eo);
   }
 
-  // Runs git with a fixed identity and no user or system configuration.
-  std::string Git(const std::vector<std::string>& args) {
-    CommandSpec spec;
-    spec.argv = {"git"};
-    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-    spec.env = {{"GIT_AUTHOR_NAME", "Banger Test"},  {"GIT_AUTHOR_EMAIL", "test@banger.invalid"},
-                {"GIT_COMMITTER_NAME", "Banger Test"}, {"GIT_COMMITTER_EMAIL", "test@banger.invalid"},
-                {"GIT_CONFIG_NOSYSTEM", "1"},        {"HOME", dir_.path().string()},
-                {"GIT_CONFIG_GLOBAL", "/dev/null"}};
-    spec.timeout = std::chrono::seconds(60);
-    Result<CommandOutput> out = RunChecked(*runner_, spec);
-    if (!out.ok()) {
-      ADD_FAILURE() << out.error().ToString();
-      return "";
-    }
-    return std::string(Trim(out->stdout_data));
-  }
+  std::string Git(const std::vector<std::string>& args) { return testing::RunGit(*runner_, dir_.path(), args); }
 
   std::string WorkGit(std::vector<std::string> args) {
     args.insert(args.begin(), {"-C", work_.string()});
