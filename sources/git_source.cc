@@ -358,6 +358,21 @@ Result<SourceSnapshot> GitSource::Fetch() {
       "fetching " + options_.url + " " + (options_.ref.empty() ? std::string("(default branch)") : options_.ref);
   BANGER_ASSIGN_OR_RETURN(std::string path, NormalizeRepoPath(options_.path));
   if (options_.cache_dir.empty()) return InvalidArgument(what + ": no cache directory");
+  // A local repository (a plain path or file://) that is not there: say so,
+  // rather than libgit2's "unsupported URL protocol".
+  {
+    std::string local;
+    if (StartsWith(options_.url, "file://")) {
+      local = options_.url.substr(7);
+    } else if (options_.url.find("://") == std::string::npos && !options_.url.empty() &&
+               (options_.url[0] == '/' || options_.url[0] == '.')) {
+      local = options_.url;
+    }
+    std::error_code ec;
+    if (!local.empty() && !fs::exists(local, ec)) {
+      return NotFound(what + ": no git repository at " + local);
+    }
+  }
   const fs::path cache = options_.cache_dir;
   BANGER_RETURN_IF_ERROR(MakeDirs(cache, 0700).WithContext(what));
 
