@@ -6,6 +6,8 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -174,14 +176,32 @@ int RunWatch(host::Host& h, const WatchFlags& f) {
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  bool run_returned = false;
   std::thread signals([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     spdlog::info("{}: stopping; sandboxes keep running", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     cancel = true;
     watcher.Stop();
+    // A pass stuck in a fetch (a stalled remote) must not keep the process
+    // alive: whatever is unfinished after the grace period is left, exactly
+    // like any interruption, to the next run.
+    std::unique_lock<std::mutex> l(done_mu);
+    if (!done_cv.wait_for(l, std::chrono::seconds(8), [&] { return run_returned; })) {
+      spdlog::warn("a pass did not finish in time; exiting now (the next run converges what was interrupted)");
+      spdlog::default_logger()->flush();
+      std::fflush(nullptr);
+      std::_Exit(kExitOk);
+    }
   });
   bool clean = watcher.Run();
+  {
+    std::lock_guard<std::mutex> l(done_mu);
+    run_returned = true;
+    done_cv.notify_all();
+  }
   if (!clean) {
     spdlog::warn("left unfinished work for the next run (it converges what was interrupted)");
     spdlog::default_logger()->flush();
