@@ -133,6 +133,18 @@ int RunWatch(host::Host& h, const WatchFlags& f) {
     return kExitError;
   }
 
+  // SIGTERM/SIGINT are taken by one thread (sigwait) so that stopping is
+  // ordinary code, not a signal handler. Blocked before any thread starts
+  // (the metrics server's, the watcher's), or the kernel could deliver them
+  // to a thread that still has the default action.
+  // (--once keeps the default action: a signal ends it like an interrupted
+  // apply, and the next run converges.)
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
   std::unique_ptr<host::MetricsServer> metrics;
   if (!f.listen.empty()) {
     const std::string key = source->Key();
@@ -167,15 +179,6 @@ int RunWatch(host::Host& h, const WatchFlags& f) {
                  metrics->port());
   }
 
-  // SIGTERM/SIGINT are taken by one thread (sigwait) so that stopping is
-  // ordinary code, not a signal handler. Blocked before Run starts any thread.
-  // (--once keeps the default action: a signal ends it like an interrupted
-  // apply, and the next run converges.)
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::mutex done_mu;
   std::condition_variable done_cv;
   bool run_returned = false;

@@ -1,10 +1,22 @@
 // End-to-end tests of the `banger` binary: what a user types and sees.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "base/command_runner.h"
 #include "base/files.h"
+#include "tests/e2e/vm_fixture.h"
+#include "tests/support/oci_registry.h"
 #include "tests/support/test_util.h"
 
 namespace banger {
@@ -196,6 +208,85 @@ TEST_F(CliTest, UserCatalogEntriesAreListed) {
   ASSERT_EQ(out.exit_code, 0) << out.stderr_data;
   EXPECT_NE(out.stdout_data.find("alpine"), std::string::npos);
   EXPECT_NE(out.stdout_data.find("busybox"), std::string::npos) << "built-in entries stay";
+}
+
+}  // namespace
+}  // namespace banger
+
+namespace banger {
+namespace {
+
+// GET http://127.0.0.1:port/path; the whole response ("" when unreachable).
+std::string LoopbackGet(int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  std::string req = "GET " + path + " HTTP/1.0\r\n\r\n";
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      ::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+TEST_F(CliTest, WatchServesHealthAndMetricsAndStopsOnSigtermWithExitZero) {
+  // Given a watcher over an empty spec directory with --listen; then /healthz
+  // and /metrics answer on loopback, status shows the source with this
+  // watcher running, and SIGTERM ends it with exit code 0.
+  std::filesystem::create_directories(dir_.path() / "specs");
+  int port = testing::FreeLoopbackPort();
+  ASSERT_GT(port, 0);
+  std::vector<std::string> argv = {BANGER_EXE, "--state-dir", (dir_.path() / "state").string(), "--config",
+                                   (dir_.path() / "config.yaml").string(), "watch", "-f",
+                                   (dir_.path() / "specs").string(), "--interval", "500ms", "--listen",
+                                   "127.0.0.1:" + std::to_string(port)};
+  e2e::Background watcher;  // our own child: its exit status is ours to read; killed if still running
+  ASSERT_TRUE(watcher.Start(argv, {{"NO_COLOR", "1"}}, dir_.path() / "watch.out", dir_.path() / "watch.err"));
+
+  std::string metrics;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    metrics = LoopbackGet(port, "/metrics");
+    if (metrics.find("banger_watch_passes_total{") != std::string::npos &&
+        metrics.find("} 0\r\n") == std::string::npos && metrics.find("passes_total{source=\"path:") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(metrics.rfind("HTTP/1.0 200 OK", 0), 0u) << metrics << watcher.Output();
+  EXPECT_NE(metrics.find("# TYPE banger_watch_passes_total counter"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("banger_watch_last_success_timestamp_seconds{"), std::string::npos) << metrics;
+  std::string health = LoopbackGet(port, "/healthz");
+  EXPECT_EQ(health.rfind("HTTP/1.0 200 OK", 0), 0u) << health;
+  EXPECT_NE(health.find("\r\n\r\nok\n"), std::string::npos) << health;
+
+  CommandOutput status = Banger({"status", "-o", "json"});
+  ASSERT_EQ(status.exit_code, 0) << status.stderr_data;
+  auto j = nlohmann::json::parse(status.stdout_data, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << status.stdout_data;
+  ASSERT_EQ(j["sources"].size(), 1u) << status.stdout_data;
+  EXPECT_EQ(j["sources"][0]["watcher"].value("pid", 0), watcher.pid()) << status.stdout_data;
+  EXPECT_TRUE(j["sources"][0]["watcher"].value("running", false)) << status.stdout_data;
+
+  // A second watcher on the same state directory is refused, naming the first.
+  CommandOutput second = Banger({"watch", "-f", (dir_.path() / "specs").string(), "--once"});
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_NE(second.stderr_data.find("pid " + std::to_string(watcher.pid())), std::string::npos) << second.stderr_data;
+
+  watcher.Signal(SIGTERM);
+  std::optional<int> code = watcher.Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(code.has_value()) << "banger watch did not exit within 10 s of SIGTERM";
+  EXPECT_EQ(*code, 0) << watcher.Output();
+  EXPECT_NE(watcher.Stderr().find("stopped"), std::string::npos) << watcher.Output();
 }
 
 }  // namespace
