@@ -304,6 +304,47 @@ TEST_F(WatcherTest, AChangeToASandboxStillBootingIsAppliedAfterThatBoot) {
   EXPECT_EQ(Count("boot web keep-disk"), 1) << "the change restarted web once after the first boot";
 }
 
+TEST_F(WatcherTest, AWatcherPassNextToAnApplyBootsOneVm) {
+  // Given an apply (another engine, as another process would be) in the
+  // middle of booting web; when a watcher pass over the same spec runs, it
+  // leaves web to the apply: no second boot; once the apply is done, the
+  // next pass finds web converged.
+  auto real = MakeSystemClock();
+  std::latch in_boot(1), release(1);
+  std::atomic<bool> held{false};
+  rt_.on_boot = [&](const std::string&) {
+    if (held.exchange(true)) return;
+    in_boot.count_down();
+    release.wait();
+  };
+  auto applier = MakeEngine(*real);
+  auto s2 = StateStore::Open(dir_.path() / "state");
+  ASSERT_TRUE(s2.ok());
+  EngineOptions o;
+  o.locks_dir = dir_.path() / "locks";
+  Engine watch_engine(**s2, &rt_, artifacts_, *real, sink_, o);
+  // The apply's plan and the source declare the same spec, in the same set.
+  src_.Set("rev1", {MakeSpec("web")});
+  PlanOptions po;
+  po.owner = src_.Key();
+  Plan p = ComputePlan({MakeDoc(MakeSpec("web"), "specs/web.yaml")}, {}, po);
+  ApplyReport rep;
+  std::thread t([&] { rep = applier->Apply(p); });
+  in_boot.wait();
+  Watcher w(**s2, watch_engine, src_, *real, WatchOptions{});
+  PassResult during = w.RunOnce();
+  EXPECT_FALSE(during.converged) << "web was still booting";
+  EXPECT_EQ(Count("boot web fresh"), 1) << "the watcher booted a second VM";
+  release.count_down();
+  t.join();
+  ASSERT_TRUE(rep.ok()) << rep.results[0].status.ToString();
+  Watcher w2(**s2, watch_engine, src_, *real, WatchOptions{});
+  PassResult after = w2.RunOnce();
+  EXPECT_TRUE(after.converged) << Problems(after);
+  EXPECT_EQ(rt_.boots(), 1);
+  EXPECT_EQ(rt_.running(), std::set<std::string>{"web"});
+}
+
 }  // namespace
 }  // namespace banger
 
