@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "base/files.h"
+#include "base/parallel.h"
 #include "base/sha256.h"
 #include "base/strings.h"
 #include "spec/loader.h"
@@ -65,19 +66,6 @@ Change RestartOf(const SandboxRecord& rec, SandboxSpec spec, std::string reason)
   c.desired_hash = rec.spec_hash;
   c.current = rec;
   return c;
-}
-
-// Runs fn(0..n-1) on up to `parallel` threads (this one included).
-void RunParallel(size_t n, int parallel, const std::function<void(size_t)>& fn) {
-  std::atomic<size_t> next{0};
-  auto worker = [&] {
-    for (size_t i = next++; i < n; i = next++) fn(i);
-  };
-  size_t threads_n = std::min<size_t>(n, static_cast<size_t>(std::max(1, parallel)));
-  std::vector<std::thread> threads;
-  for (size_t t = 1; t < threads_n; ++t) threads.emplace_back(worker);
-  worker();
-  for (auto& t : threads) t.join();
 }
 
 }  // namespace
@@ -472,11 +460,6 @@ Status Engine::DeleteLocked(const std::string& name) {
 Status Engine::StopSandbox(const std::string& name) {
   BANGER_ASSIGN_OR_RETURN(FileLock lock, LockSandbox(name, "stop", /*wait=*/true));
   BANGER_ASSIGN_OR_RETURN(SandboxRecord rec, store_.GetSandbox(name));
-  return StopLocked(std::move(rec));
-}
-
-Status Engine::StopLocked(SandboxRecord rec) {
-  const std::string name = rec.name;
   return RunStep(name, "stop_vm", "user request", [&]() -> Status {
     Status available = RequireRuntime();
     if (rec.pid != 0 && !available.ok()) return available;
@@ -495,10 +478,6 @@ Status Engine::StopLocked(SandboxRecord rec) {
 Status Engine::StartSandbox(const std::string& name) {
   BANGER_ASSIGN_OR_RETURN(FileLock lock, LockSandbox(name, "start", /*wait=*/true));
   BANGER_ASSIGN_OR_RETURN(SandboxRecord rec, store_.GetSandbox(name));
-  return StartLocked(rec);
-}
-
-Status Engine::StartLocked(const SandboxRecord& rec) {
   BANGER_ASSIGN_OR_RETURN(SandboxSpec spec, RecordSpec(rec));
   ChangeResult r;
   return Restart(RestartOf(rec, std::move(spec), "start requested"), rec, r);

@@ -148,8 +148,6 @@ class Engine {
   Status Restart(const Change& change, const SandboxRecord& current, ChangeResult& result);
   Status BootAndWait(SandboxRecord& record, const SandboxSpec& spec, bool fresh_disk,
                      ChangeResult& result);
-  Status StopLocked(SandboxRecord rec);
-  Status StartLocked(const SandboxRecord& rec);
   Status DeleteLocked(const std::string& name);
   bool Cancelled() const { return options_.cancel != nullptr && options_.cancel->load(); }
   Status RunStep(const std::string& sandbox, const std::string& step, const std::string& detail,

@@ -1,12 +1,12 @@
 #include "reconciler/plan.h"
 
 #include <algorithm>
-#include <atomic>
 #include <thread>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "base/parallel.h"
 #include "base/sha256.h"
 #include "base/strings.h"
 #include "spec/loader.h"
@@ -344,18 +344,7 @@ Plan ComputePlan(const std::vector<SpecDocument>& desired,
     canonical[i].second = Sha256Hex(canonical[i].first);  // == SpecHash
   };
   size_t workers = desired.size() < 256 ? 1 : std::min<size_t>(8, std::max(1u, std::thread::hardware_concurrency()));
-  if (workers <= 1) {
-    for (size_t i = 0; i < desired.size(); ++i) canonicalise(i);
-  } else {
-    std::atomic<size_t> next{0};
-    std::vector<std::thread> threads;
-    for (size_t t = 0; t < workers; ++t) {
-      threads.emplace_back([&] {
-        for (size_t i = next++; i < desired.size(); i = next++) canonicalise(i);
-      });
-    }
-    for (auto& t : threads) t.join();
-  }
+  RunParallel(desired.size(), static_cast<int>(workers), canonicalise);
 
   plan.changes.reserve(desired.size());
   std::unordered_map<std::string, bool> desired_names;
