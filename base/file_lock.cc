@@ -135,12 +135,4 @@ Result<FileLock> FileLock::Acquire(const fs::path& path, const std::string& purp
   }
 }
 
-bool LockHeld(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return false;
-  bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-  ::close(fd);
-  return held;
-}
-
 }  // namespace banger

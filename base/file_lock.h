@@ -68,8 +68,4 @@ class FileLock {
 /// Reads the holder recorded in a lock file (best effort; pid 0 if unknown).
 LockHolder ReadLockHolder(const std::filesystem::path& path);
 
-/// True if someone holds the lock at `path` right now (without taking it for
-/// longer than the check). A missing file is not held.
-bool LockHeld(const std::filesystem::path& path);
-
 }  // namespace banger
