@@ -122,22 +122,27 @@ void Watcher::Pass() {
     }
   } else {
     good = true;
-    std::map<std::string, Desired> next;
-    for (const auto& doc : snap->specs.specs) {
-      std::string json = CanonicalJson(doc.spec);
-      std::string hash = Sha256Hex(json);
-      next.emplace(doc.spec.name, Desired{doc, std::move(json), std::move(hash)});
-    }
+    bool unchanged;
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (!have_good_ || snap->revision != good_revision_) {
-        spdlog::info("source {}: revision {}{}", source_.Url(), snap->revision,
-                     snap->summary.empty() ? "" : " (" + snap->summary + ")");
-        good_revision_ = snap->revision;
-        good_summary_ = snap->summary;
-        outstanding_.clear();
-        key_errors_.clear();
+      unchanged = have_good_ && snap->revision == good_revision_;
+    }
+    // The same revision means the same specs: desired_ already holds them
+    // with their canonical forms, so a resync does not recompute them.
+    if (!unchanged) {
+      std::map<std::string, Desired> next;
+      for (const auto& doc : snap->specs.specs) {
+        std::string json = CanonicalJson(doc.spec);
+        std::string hash = Sha256Hex(json);
+        next.emplace(doc.spec.name, Desired{doc, std::move(json), std::move(hash)});
       }
+      spdlog::info("source {}: revision {}{}", source_.Url(), snap->revision,
+                   snap->summary.empty() ? "" : " (" + snap->summary + ")");
+      std::lock_guard<std::mutex> l(mu_);
+      good_revision_ = snap->revision;
+      good_summary_ = snap->summary;
+      outstanding_.clear();
+      key_errors_.clear();
       desired_ = std::move(next);
       have_good_ = true;
     }
