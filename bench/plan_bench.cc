@@ -13,6 +13,7 @@
 #include <string>
 
 #include "base/files.h"
+#include "bench/bench_specs.h"
 #include "reconciler/plan.h"
 #include "spec/loader.h"
 #include "state/state_store.h"
@@ -22,31 +23,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string SpecText(int i) {
-  std::string n = "sb-" + std::to_string(i);
-  return "apiVersion: banger.dev/v1\nkind: Sandbox\nmetadata:\n  name: " + n +
-         "\n  labels: {team: bench, shard: \"" + std::to_string(i % 16) +
-         "\"}\nspec:\n  image: busybox\n  cpus: 1\n  memory: 256MiB\n  network:\n    mode: nat\n"
-         "    ports:\n      - {host: " + std::to_string(20000 + i) + ", guest: 80}\n"
-         "  env: {APP_ENV: bench}\n  readiness:\n    command: [\"true\"]\n    timeout: 30s\n"
-         "---\n";
-}
-
 // Writes N specs (100 per file) and a state database where each is applied
 // and Ready. Returns the owner used.
 std::string MakeFixture(const fs::path& dir, int n) {
-  fs::create_directories(dir / "specs");
-  std::string file;
-  int file_no = 0;
-  for (int i = 0; i < n; ++i) {
-    file += SpecText(i);
-    if ((i + 1) % 100 == 0 || i + 1 == n) {
-      char name[32];
-      std::snprintf(name, sizeof(name), "specs-%05d.yaml", file_no++);
-      (void)WriteFileAtomic(dir / "specs" / name, file);
-      file.clear();
-    }
-  }
+  bench::WriteSpecFiles(dir / "specs", n);
   LoadResult loaded = LoadSpecPaths({dir / "specs"});
   if (loaded.diagnostics.HasErrors()) {
     std::fprintf(stderr, "%s", loaded.diagnostics.ToString().c_str());

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/files.h"
+#include "bench/bench_specs.h"
 #include "reconciler/engine.h"
 #include "reconciler/watcher.h"
 #include "sources/directory_source.h"
@@ -25,16 +26,6 @@ namespace banger {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string SpecText(int i) {
-  std::string n = "sb-" + std::to_string(i);
-  return "apiVersion: banger.dev/v1\nkind: Sandbox\nmetadata:\n  name: " + n +
-         "\n  labels: {team: bench, shard: \"" + std::to_string(i % 16) +
-         "\"}\nspec:\n  image: busybox\n  cpus: 1\n  memory: 256MiB\n  network:\n    mode: nat\n"
-         "    ports:\n      - {host: " + std::to_string(20000 + i) + ", guest: 80}\n"
-         "  env: {APP_ENV: bench}\n  readiness:\n    command: [\"true\"]\n    timeout: 30s\n"
-         "---\n";
-}
 
 long PeakRssKiB() {
   rusage u{};
@@ -49,15 +40,7 @@ int Main(int argc, char** argv) {
   if (!tmp) return 1;
   ScopedRemove cleanup(*tmp);
   fs::path specs = *tmp / "specs";
-  fs::create_directories(specs);
-  std::string file;
-  for (int i = 0, f = 0; i < n; ++i) {
-    file += SpecText(i);
-    if ((i + 1) % 100 == 0 || i + 1 == n) {
-      (void)WriteFileAtomic(specs / ("specs-" + std::to_string(f++) + ".yaml"), file);
-      file.clear();
-    }
-  }
+  bench::WriteSpecFiles(specs, n);
   auto store = StateStore::Open(*tmp / "state");
   if (!store) {
     std::fprintf(stderr, "%s\n", store.error().ToString().c_str());
