@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,12 +19,35 @@
 
 namespace banger {
 
+/// One line of a guest's /etc/hosts: a peer sandbox and the names it answers to.
+struct HostEntry {
+  std::string address;
+  std::vector<std::string> names;   // "db", "db.banger"
+  bool operator==(const HostEntry&) const = default;
+};
+
+/// A sandbox's place on a bridged network, decided by the engine (leased
+/// address, tap created beforehand) and handed to the runtime at boot.
+struct NetworkAttachment {
+  std::string network;       // banger network name
+  std::string bridge;        // host bridge interface
+  std::string tap;           // host tap interface, created before Boot
+  std::string mac;           // guest MAC ("02:..."), deterministic per sandbox
+  std::string address;       // guest IPv4
+  int prefix = 24;
+  std::string gateway;       // the bridge's address
+  std::vector<std::string> dns;
+  std::vector<HostEntry> hosts;  // every other sandbox of the network
+};
+
 struct BootRequest {
   SandboxRecord record;      // id, name, runtime_dir (may be empty on first boot)
   SandboxSpec spec;
   ImageRecord image;
   KernelRecord kernel;
   bool fresh_disk = true;    // false on restart: keep the sandbox's writable disk
+  /// Set for network.mode bridged: boot with a NIC on `tap`.
+  std::optional<NetworkAttachment> network;
 };
 
 struct BootResult {
@@ -58,6 +83,96 @@ class SandboxRuntime {
   virtual Status Stop(const SandboxRecord& record, std::chrono::milliseconds grace) = 0;
   /// Stops and removes every process, socket, disk and directory. OK if gone.
   virtual Status Destroy(const SandboxRecord& record) = 0;
+  /// Replaces the banger-managed block of the running guest's /etc/hosts
+  /// with `hosts` (peers come and go while it runs).
+  virtual Status UpdateHosts(const SandboxRecord& record, const std::vector<HostEntry>& hosts) = 0;
+};
+
+/// A banger bridge as the host should have it.
+struct BridgeConfig {
+  std::string network;       // banger network name, for messages
+  std::string bridge;        // interface name ("bgr-default")
+  std::string subnet;        // "10.213.0.0/24"
+  std::string gateway;       // the bridge's own address ("10.213.0.1")
+  int prefix = 24;
+  bool nat = true;           // masquerade traffic from the subnet leaving the host
+  bool isolated = false;     // sandboxes of this network cannot reach each other
+  bool operator==(const BridgeConfig&) const = default;
+};
+
+/// A sandbox's tap, enslaved to its network's bridge.
+struct TapConfig {
+  std::string tap;
+  std::string bridge;
+  bool isolated = false;     // bridge port isolation (the network's `isolated`)
+  bool operator==(const TapConfig&) const = default;
+};
+
+/// A published port: DNAT from host_address:host_port to guest_address:guest_port.
+struct PublishedPort {
+  std::string sandbox;
+  std::string protocol = "tcp";        // "tcp" | "udp"
+  std::string host_address = "127.0.0.1";  // "0.0.0.0": every local address
+  uint16_t host_port = 0;
+  std::string guest_address;
+  uint16_t guest_port = 0;
+  std::string bridge;                  // the guest's bridge (for loopback SNAT)
+  bool operator==(const PublishedPort&) const = default;
+};
+
+/// Everything the `inet banger` nftables table holds, rendered from the state.
+struct NetworkRules {
+  std::vector<BridgeConfig> bridges;   // sorted by bridge name
+  std::vector<PublishedPort> ports;    // sorted by (host_address, protocol, host_port)
+  bool operator==(const NetworkRules&) const = default;
+};
+
+/// What the host has of one interface.
+struct LinkObservation {
+  std::string name;
+  std::string kind;          // "bridge", "tun", ... ("" when unknown)
+  std::string master;        // bridge it is enslaved to, "" if none
+  bool up = false;
+  bool isolated = false;     // bridge port isolation flag
+  std::vector<std::string> addresses;  // IPv4 "a.b.c.d/N"
+};
+
+/// The host side of bridged networking: bridges, taps and the `inet banger`
+/// nftables table, all inside one network namespace (the host's, or the one
+/// BANGER_NETNS names). Every method is idempotent and checks before it acts;
+/// errors name the interface or rule that failed. The real driver is
+/// network/host_driver.cc; unit tests use FakeNetworkDriver.
+class NetworkDriver {
+ public:
+  virtual ~NetworkDriver() = default;
+  /// FailedPrecondition saying what to do when bridged networking cannot
+  /// work here (no CAP_NET_ADMIN, no ip/nft, no /dev/net/tun, missing netns).
+  virtual Status CheckAvailable() = 0;
+  /// The network namespace everything is done in ("" = the host's).
+  virtual std::string Namespace() const = 0;
+  /// Creates or repairs the bridge: present, up, holding gateway/prefix,
+  /// forwarding enabled on it.
+  virtual Status EnsureBridge(const BridgeConfig& bridge) = 0;
+  /// Removes the bridge. OK if absent.
+  virtual Status DeleteBridge(const std::string& bridge) = 0;
+  /// Creates or repairs the tap: present, enslaved to its bridge, up, with the
+  /// isolation flag as given.
+  virtual Status EnsureTap(const TapConfig& tap) = 0;
+  /// Removes the tap. OK if absent.
+  virtual Status DeleteTap(const std::string& tap) = 0;
+  /// Replaces table `inet banger` with exactly `rules`, atomically (one nft
+  /// transaction). With no bridges and no ports the table is removed.
+  virtual Status ApplyRules(const NetworkRules& rules) = 0;
+  /// Whether the live table is the one ApplyRules(rules) writes (false when
+  /// it is missing, flushed or edited).
+  virtual Result<bool> RulesCurrent(const NetworkRules& rules) = 0;
+  /// Every interface of the namespace, by name.
+  virtual Result<std::map<std::string, LinkObservation>> ObserveLinks() = 0;
+  /// IPv4 prefixes the namespace routes (except the default route), so a
+  /// default subnet can avoid them.
+  virtual Result<std::vector<std::string>> RoutedPrefixes() = 0;
+  /// Nameservers a guest can use (the host's, minus loopback ones).
+  virtual std::vector<std::string> GuestResolvers() = 0;
 };
 
 struct Progress {
