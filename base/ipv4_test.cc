@@ -17,7 +17,9 @@ TEST(Ipv4, RejectsMalformedAddresses) {
   for (const char* bad : {"", "10.0.0", "10.0.0.0.1", "256.1.1.1", "01.2.3.4", "a.b.c.d", "1..2.3", "1.2.3.4 ", "-1.2.3.4"}) {
     auto r = ParseIpv4(bad);
     EXPECT_FALSE(r.ok()) << bad;
-    if (!r.ok()) EXPECT_NE(r.error().message().find("not an IPv4 address"), std::string::npos);
+    if (!r.ok()) {
+      EXPECT_NE(r.error().message().find("not an IPv4 address"), std::string::npos);
+    }
   }
 }
 

@@ -77,7 +77,8 @@ Engine::Engine(StateStore& store, SandboxRuntime* runtime, ArtifactStore& artifa
       artifacts_(artifacts),
       clock_(clock),
       sink_(sink),
-      options_(std::move(options)) {
+      options_(std::move(options)),
+      networks_(store, options_.network_driver, clock, options_.locks_dir) {
   if (!options_.locks_dir.empty()) {
     Status s = MakeDirs(options_.locks_dir, 0700);
     if (!s.ok()) spdlog::warn("sandbox locks: {}", s.ToString());
@@ -156,12 +157,46 @@ Status Engine::MarkFailed(SandboxRecord record, const Status& error) {
 }
 
 ApplyReport Engine::Apply(const Plan& plan) {
+  ApplyReport report;
+  // Networks first (sandboxes join them), deletions of networks last (once
+  // their sandboxes are gone).
+  std::map<std::string, Status> network_failed;
+  auto apply_network = [&](const NetworkChange& n) {
+    auto start = clock_.SteadyNow();
+    Status s = networks_.Apply(n);
+    ChangeResult r;
+    r.name = "network/" + n.name;
+    r.action = n.action;
+    r.status = s;
+    r.took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.SteadyNow() - start);
+    if (s.ok()) {
+      Event("", "Normal", n.action == Action::kDelete ? "NetworkDeleted" : "NetworkApplied",
+            "network " + n.name + ": " + std::string(ToString(n.action)) + " (" + n.reason + ")");
+    } else {
+      network_failed[n.name] = s;
+    }
+    report.results.push_back(std::move(r));
+  };
+  for (const auto& n : plan.networks) {
+    if (n.action != Action::kNoOp && n.action != Action::kDelete) apply_network(n);
+  }
   std::vector<const Change*> work;
   for (const auto& c : plan.changes) {
-    if (c.action != Action::kNoOp) work.push_back(&c);
+    if (c.action == Action::kNoOp) continue;
+    if (c.desired && c.desired->spec.network.mode == NetworkMode::kBridged) {
+      auto failed = network_failed.find(c.desired->spec.network.name);
+      if (failed != network_failed.end()) {
+        report.results.push_back({c.name, c.action,
+                                  FailedPrecondition("network " + failed->first + " could not be applied: " +
+                                                     failed->second.message()),
+                                  {}, "", ""});
+        continue;
+      }
+    }
+    work.push_back(&c);
   }
-  ApplyReport report;
-  report.results.resize(work.size());
+  const size_t first = report.results.size();
+  report.results.resize(first + work.size());
   RunParallel(work.size(), options_.parallel, [&](size_t i) {
     const Change& c = *work[i];
     ConvergeRequest req;
@@ -175,8 +210,8 @@ ApplyReport Engine::Apply(const Plan& plan) {
     req.recovery = c.recovery ? RecoveryMode::kPolicy : RecoveryMode::kAlways;
     req.wait_for_lock = true;
     ConvergeOutcome out = Converge(req);
-    report.results[i] = std::move(out.result);
-    ChangeResult& r = report.results[i];
+    report.results[first + i] = std::move(out.result);
+    ChangeResult& r = report.results[first + i];
     if (r.action != c.action && r.status.ok() && r.note.empty()) {
       r.note = r.action == Action::kNoOp ? "already " + std::string(c.action == Action::kDelete ? "deleted" : "up to date") +
                                                " (changed by another banger process meanwhile)"
@@ -184,6 +219,9 @@ ApplyReport Engine::Apply(const Plan& plan) {
                                                " (the sandbox changed meanwhile)";
     }
   });
+  for (const auto& n : plan.networks) {
+    if (n.action == Action::kDelete) apply_network(n);
+  }
   return report;
 }
 
@@ -268,6 +306,10 @@ Status Engine::ExecuteChange(const Change& change, ChangeResult& result) {
       rec.updated_at = clock_.NowUnix();
       return RunStep(change.name, "update_record", "in place", [&] {
         BANGER_RETURN_IF_ERROR(store_.PutSandbox(rec));
+        if (change.desired->spec.network.mode == NetworkMode::kBridged) {
+          // Published ports are rules: apply them without touching the VM.
+          BANGER_RETURN_IF_ERROR(networks_.SyncRules());
+        }
         Event(change.name, "Normal", "Updated", "updated in place (" + change.reason + ")");
         return OkStatus();
       });
@@ -349,13 +391,27 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
   });
   if (!s.ok()) return fail(s);
 
+  std::optional<NetworkAttachment> attachment;
+  if (spec.network.mode == NetworkMode::kBridged) {
+    s = RunStep(name, "attach_network", spec.network.name, [&]() -> Status {
+      auto a = networks_.Attach(rec, spec);
+      if (!a) return a.error();
+      attachment = std::move(*a);
+      rec.address = attachment->address;
+      return OkStatus();
+    });
+  } else {
+    s = networks_.Detach(rec);  // left bridged mode: give the address back
+  }
+  if (!s.ok()) return fail(s);
+
   rec.image_ref = image.name;
   rec.kernel_ref = kernel.name;
   rec.phase = SandboxPhase::kBooting;
   s = store_.UpdateObserved(rec);
   if (!s.ok()) return fail(s);
   s = RunStep(name, "boot_vm", image.name, [&]() -> Status {
-    BootRequest req{rec, spec, image, kernel, fresh_disk};
+    BootRequest req{rec, spec, image, kernel, fresh_disk, attachment};
     auto booted = runtime_->Boot(req);
     if (!booted) return booted.error();
     rec.hypervisor = booted->hypervisor;
@@ -363,7 +419,7 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
     rec.pid_start_time = booted->process.start_time;
     rec.runtime_dir = booted->runtime_dir;
     rec.disk_path = booted->disk_path;
-    rec.address = booted->address;
+    if (!booted->address.empty()) rec.address = booted->address;
     return store_.UpdateObserved(rec);
   });
   if (!s.ok()) return fail(s);
@@ -422,7 +478,23 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
   if (!s.ok()) return s;
   result.address = rec.address;
   Event(name, "Normal", "Ready", "sandbox is ready" + (rec.address.empty() ? "" : " at " + rec.address));
+  if (attachment) PushHosts(attachment->network, name);
   return OkStatus();
+}
+
+void Engine::PushHosts(const std::string& network, const std::string& except) {
+  if (runtime_ == nullptr) return;
+  auto members = networks_.Members(network);
+  if (!members) return;
+  for (const auto& member : *members) {
+    if (member == except) continue;
+    auto rec = store_.GetSandbox(member);
+    if (!rec.ok() || rec->phase != SandboxPhase::kReady || rec->pid == 0) continue;  // gets them at boot
+    auto hosts = networks_.HostsFor(network, member);
+    if (!hosts) continue;
+    Status s = runtime_->UpdateHosts(*rec, *hosts);
+    if (!s.ok()) spdlog::warn("sandbox {}: updating /etc/hosts: {}", member, s.ToString());
+  }
 }
 
 Status Engine::DeleteSandbox(const std::string& name) {
@@ -451,8 +523,12 @@ Status Engine::DeleteLocked(const std::string& name) {
       BANGER_RETURN_IF_ERROR(store_.UpdateObserved(r));
       BANGER_RETURN_IF_ERROR(runtime_->Destroy(r));
     }
+    std::string network;
+    if (auto lease = store_.GetLease(name); lease.ok()) network = lease->network;
+    BANGER_RETURN_IF_ERROR(networks_.Detach(r));
     BANGER_RETURN_IF_ERROR(store_.DeleteSandbox(name));
     Event(name, "Normal", "Deleted", "sandbox deleted");
+    if (!network.empty()) PushHosts(network, name);
     return OkStatus();
   });
 }
@@ -495,6 +571,9 @@ ApplyReport Engine::Reconcile() {
   if (Status s = Refresh(); !s.ok()) {
     report.results.push_back({"", Action::kNoOp, s, {}, "", ""});
     return report;
+  }
+  if (Status s = RepairNetworks(); !s.ok()) {
+    report.results.push_back({"", Action::kNoOp, s, {}, "", ""});
   }
   auto records = store_.ListSandboxes();
   if (!records) {
@@ -622,6 +701,24 @@ Status Engine::Refresh() {
     if (!changed) continue;
     BANGER_RETURN_IF_ERROR(store_.UpdateObserved(rec));
     if (crashed) Event(rec.name, "Warning", "Crashed", rec.last_error);
+  }
+  return OkStatus();
+}
+
+Status Engine::RepairNetworks() {
+  auto report = networks_.Repair();
+  if (!report) return report.error().WithContext("repairing bridged networking");
+  for (const auto& what : report->repaired) Event("", "Warning", "NetworkRepaired", what);
+  for (const auto& [name, why] : report->lost) {
+    // The VM holds a dead tap: only a restart gives it a network again.
+    auto lock = LockSandbox(name, "observe", /*wait=*/false);
+    if (!lock) continue;  // its holder is booting it anew
+    auto rec = store_.GetSandbox(name);
+    if (!rec.ok() || rec->phase != SandboxPhase::kReady) continue;
+    rec->phase = SandboxPhase::kFailed;
+    rec->last_error = why;
+    BANGER_RETURN_IF_ERROR(store_.UpdateObserved(*rec));
+    Event(name, "Warning", "NetworkLost", why);
   }
   return OkStatus();
 }

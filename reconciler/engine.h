@@ -14,6 +14,7 @@
 
 #include "base/clock.h"
 #include "base/file_lock.h"
+#include "reconciler/network_controller.h"
 #include "reconciler/plan.h"
 #include "reconciler/ports.h"
 #include "state/state_store.h"
@@ -43,6 +44,9 @@ struct EngineOptions {
   std::chrono::milliseconds lock_wait{std::chrono::minutes(30)};
   /// When set and true, waits (locks, readiness) give up with Cancelled.
   const std::atomic<bool>* cancel = nullptr;
+  /// Bridged networking (bridges, taps, nftables); null: bridged sandboxes
+  /// fail with a clear error and networks cannot be applied.
+  NetworkDriver* network_driver = nullptr;
 };
 
 /// Delay before automatic restart attempt number `failures` + 1:
@@ -140,6 +144,15 @@ class Engine {
   /// Boots a stopped sandbox again (clears the user-stop mark).
   Status StartSandbox(const std::string& name);
 
+  /// Bridged networking: networks, leases, taps and rules.
+  NetworkController& networks() { return networks_; }
+
+  /// Repairs drift of bridged networking (NetworkController::Repair) and
+  /// marks running sandboxes whose tap vanished as failed, so the restart
+  /// policy brings them back with a working NIC. Part of Reconcile and of
+  /// every watch pass.
+  Status RepairNetworks();
+
  private:
   Result<FileLock> LockSandbox(const std::string& name, const std::string& purpose, bool wait);
   ChangeResult ApplyChange(const Change& change, bool wait_for_lock);
@@ -149,6 +162,8 @@ class Engine {
   Status BootAndWait(SandboxRecord& record, const SandboxSpec& spec, bool fresh_disk,
                      ChangeResult& result);
   Status DeleteLocked(const std::string& name);
+  /// Sends every running member of `network` (but `except`) its new peers.
+  void PushHosts(const std::string& network, const std::string& except);
   bool Cancelled() const { return options_.cancel != nullptr && options_.cancel->load(); }
   Status RunStep(const std::string& sandbox, const std::string& step, const std::string& detail,
                  const std::function<Status()>& body);
@@ -164,6 +179,7 @@ class Engine {
   Clock& clock_;
   EventSink& sink_;
   EngineOptions options_;
+  NetworkController networks_;
 };
 
 /// Parses the spec stored in a record (its canonical JSON).

@@ -62,6 +62,7 @@ constexpr ClassRule kClassRules[] = {
     {"spec.restartPolicy", FieldClass::kInPlace},
     {"spec.cpus", FieldClass::kRestart},
     {"spec.memory", FieldClass::kRestart},
+    {"spec.network.ports", FieldClass::kInPlace},  // bridged: nftables rules (user mode: restart)
     {"spec.network", FieldClass::kRestart},
     {"spec.env", FieldClass::kRestart},
     {"spec.files", FieldClass::kRestart},
@@ -167,8 +168,9 @@ PlanSummary Plan::Summary() const {
 }
 
 bool Plan::HasChanges() const {
-  return std::any_of(changes.begin(), changes.end(),
-                     [](const Change& c) { return c.action != Action::kNoOp; });
+  return std::any_of(changes.begin(), changes.end(), [](const Change& c) { return c.action != Action::kNoOp; }) ||
+         std::any_of(networks.begin(), networks.end(),
+                     [](const NetworkChange& c) { return c.action != Action::kNoOp; });
 }
 
 std::string OwnerFor(const std::vector<std::string>& spec_paths, const std::string& set_name) {
@@ -284,7 +286,17 @@ Change PlanSandbox(const SpecDocument* desired, std::string canonical_json, std:
   std::string recovery = RecoveryReason(rec);
   bool policy = options.recovery == RecoveryMode::kPolicy;
   if (rec.spec_hash != c.desired_hash) {
-    c.diffs = DiffCanonicalSpecs(rec.spec_json, c.desired_json);
+    // A record written by an older banger may spell the same spec differently
+    // (new fields, renamed values): compare it in today's canonical form.
+    std::string recorded = rec.spec_json;
+    if (auto old = SpecFromCanonicalJson(rec.spec_json); old.ok()) recorded = CanonicalJson(*old);
+    c.diffs = DiffCanonicalSpecs(recorded, c.desired_json);
+    for (auto& d : c.diffs) {
+      // QEMU's user-mode forwards are fixed at launch; bridged ports are rules.
+      if (d.path == "spec.network.ports" && doc.spec.network.mode != NetworkMode::kBridged) {
+        d.field_class = FieldClass::kRestart;
+      }
+    }
     FieldClass worst = FieldClass::kInPlace;
     const FieldDiff* cause = nullptr;
     for (const auto& d : c.diffs) {
@@ -295,7 +307,7 @@ Change PlanSandbox(const SpecDocument* desired, std::string canonical_json, std:
     }
     c.action = c.diffs.empty() ? Action::kUpdate : ActionFor(worst);
     if (cause == nullptr) {
-      c.reason = "spec changed";
+      c.reason = recorded == c.desired_json ? "record rewritten in this banger's canonical form" : "spec changed";
     } else if (worst == FieldClass::kReplace) {
       c.reason = DisplayPath(cause->path) + " forces replacement";
     } else if (worst == FieldClass::kRestart) {
@@ -427,12 +439,28 @@ std::string RenderPlanText(const Plan& plan, bool color) {
   for (const auto& e : plan.errors) out += paint(kRed, "error: ") + e + "\n";
   if (!plan.errors.empty()) return out;
   PlanSummary s = plan.Summary();
+  std::string network_lines;
+  for (const auto& n : plan.networks) {
+    if (n.action == Action::kNoOp) continue;
+    std::string sym = Pad(std::string(ActionSymbol(n.action)), 3);
+    std::string head = "  " + paint(ColorFor(n.action), sym) + " " + Pad("network/" + n.name, 28) + " ";
+    std::string verb = n.action == Action::kUpdate ? "update in place" : std::string(ToString(n.action));
+    network_lines += head + Pad(verb, 8) + " (" + n.reason + ")\n";
+    for (const auto& d : n.diffs) {
+      network_lines += "      " + paint(kYellow, "~") + " " + DisplayPath(d.path) + ": " +
+                       (d.old_value.empty() ? "(none)" : d.old_value) + " -> " +
+                       (d.new_value.empty() ? "(none)" : d.new_value) +
+                       (d.field_class == FieldClass::kReplace ? "   " + paint(kBold, "# forces replacement") : "") +
+                       "\n";
+    }
+  }
   if (!plan.HasChanges()) {
     out += "No changes. " + std::to_string(s.unchanged) +
            (s.unchanged == 1 ? " sandbox is" : " sandboxes are") + " up to date.\n";
     return out;
   }
   out += "banger will perform these actions:\n\n";
+  out += network_lines;
   for (const auto& c : plan.changes) {
     if (c.action == Action::kNoOp) continue;
     std::string sym = Pad(std::string(ActionSymbol(c.action)), 3);
@@ -479,7 +507,13 @@ std::string RenderPlanText(const Plan& plan, bool color) {
   }
   out += "\nPlan: " + std::to_string(s.create) + " to create, " + std::to_string(s.update) +
          " to update, " + std::to_string(s.restart) + " to restart, " + std::to_string(s.replace) +
-         " to replace, " + std::to_string(s.remove) + " to delete.\n";
+         " to replace, " + std::to_string(s.remove) + " to delete.";
+  int network_changes = static_cast<int>(std::count_if(plan.networks.begin(), plan.networks.end(),
+                                                       [](const NetworkChange& n) { return n.action != Action::kNoOp; }));
+  if (network_changes > 0) {
+    out += " Networks: " + std::to_string(network_changes) + (network_changes == 1 ? " change." : " changes.");
+  }
+  out += "\n";
   return out;
 }
 
@@ -505,6 +539,22 @@ std::string RenderPlanJson(const Plan& plan) {
     jc["pulls"] = c.pulls;
     if (!c.desired_hash.empty()) jc["specHash"] = c.desired_hash;
     j["changes"].push_back(std::move(jc));
+  }
+  j["networks"] = json::array();
+  for (const auto& n : plan.networks) {
+    json jn;
+    jn["name"] = n.name;
+    jn["action"] = std::string(ToString(n.action));
+    jn["reason"] = n.reason;
+    jn["implicit"] = n.implicit;
+    jn["diffs"] = json::array();
+    for (const auto& d : n.diffs) {
+      jn["diffs"].push_back({{"path", DisplayPath(d.path)},
+                             {"before", d.old_value.empty() ? json(nullptr) : json::parse(d.old_value, nullptr, false)},
+                             {"after", d.new_value.empty() ? json(nullptr) : json::parse(d.new_value, nullptr, false)},
+                             {"class", std::string(ToString(d.field_class))}});
+    }
+    j["networks"].push_back(std::move(jn));
   }
   PlanSummary s = plan.Summary();
   j["summary"] = {{"create", s.create},   {"update", s.update}, {"restart", s.restart},

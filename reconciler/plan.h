@@ -56,12 +56,33 @@ struct Change {
   int64_t retry_at = 0;
 };
 
+struct NetworkChange {
+  std::string name;
+  Action action = Action::kNoOp;   // kCreate, kUpdate, kReplace, kDelete or kNoOp
+  std::string owner;
+  std::string reason;
+  std::vector<FieldDiff> diffs;
+  std::optional<NetworkDocument> desired;  // absent for delete and implicit networks
+  std::string desired_json;
+  std::string desired_hash;
+  std::optional<NetworkRecord> current;
+  /// The implicit `default` network, created because bridged sandboxes need it.
+  bool implicit = false;
+};
+
+/// What the host has recorded about networks.
+struct NetworkObservations {
+  std::vector<NetworkRecord> networks;
+  std::vector<LeaseRecord> leases;
+};
+
 struct PlanSummary {
   int create = 0, update = 0, restart = 0, replace = 0, remove = 0, unchanged = 0;
 };
 
 struct Plan {
   std::vector<Change> changes;        // sorted by name
+  std::vector<NetworkChange> networks;  // sorted by name (PlanNetworks)
   std::vector<std::string> errors;    // conflicts that stop apply (e.g. owned by another set)
   std::string owner;                  // the apply set the plan is for
   PlanSummary Summary() const;

@@ -192,7 +192,7 @@ INSTANTIATE_TEST_SUITE_P(
                       ClassCase{"spec.cpus", FieldClass::kRestart},
                       ClassCase{"spec.memory", FieldClass::kRestart},
                       ClassCase{"spec.network.mode", FieldClass::kRestart},
-                      ClassCase{"spec.network.ports", FieldClass::kRestart},
+                      ClassCase{"spec.network.ports", FieldClass::kInPlace},
                       ClassCase{"spec.env.APP_ENV", FieldClass::kRestart},
                       ClassCase{"spec.files", FieldClass::kRestart},
                       ClassCase{"spec.ssh.authorizedKeys", FieldClass::kRestart},

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "base/sha256.h"
+#include "reconciler/network_plan.h"
 #include "base/strings.h"
 #include "spec/loader.h"
 
@@ -144,6 +145,7 @@ void Watcher::Pass() {
       outstanding_.clear();
       key_errors_.clear();
       desired_ = std::move(next);
+      desired_networks_ = snap->specs.networks;
       have_good_ = true;
     }
     RecordSource([&](SourceRecord& r) {
@@ -162,6 +164,7 @@ void Watcher::Pass() {
 
   // Observe the host before deciding anything.
   if (Status s = engine_.Refresh(); !s.ok()) spdlog::warn("observing sandboxes: {}", s.ToString());
+  if (Status s = engine_.RepairNetworks(); !s.ok()) spdlog::warn("repairing networks: {}", s.ToString());
 
   auto records = store_.ListSandboxes();
   if (!records) {
@@ -178,6 +181,56 @@ void Watcher::Pass() {
   o.now = clock_.NowUnix();
   o.max_restart_attempts = engine_.options().max_restart_attempts;
   std::vector<std::string> conflicts;
+  // Networks: created and updated here, before the workers boot sandboxes on
+  // them; a network to prune goes once no sandbox uses it any more.
+  bool plan_networks;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    plan_networks = have_good_;
+  }
+  if (plan_networks) {
+    Plan plan;
+    plan.owner = owner_;
+    std::vector<SpecDocument> docs;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [name, d] : desired_) docs.push_back(d.doc);
+      if (prune) {
+        for (const auto& rec : *records) {
+          if (!desired_.count(rec.name) && rec.owner == owner_) plan.changes.push_back(Change{.name = rec.name, .action = Action::kDelete});
+        }
+      }
+    }
+    NetworkObservations observed;
+    auto nets = store_.ListNetworks();
+    auto leases = store_.ListLeases("");
+    if (nets.ok() && leases.ok()) {
+      observed.networks = std::move(*nets);
+      observed.leases = std::move(*leases);
+      std::vector<NetworkDocument> declared;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        declared = desired_networks_;
+      }
+      PlanNetworks(declared, docs, *records, observed, o, plan);
+      for (const auto& e : plan.errors) conflicts.push_back(e);
+      for (const auto& n : plan.networks) {
+        if (n.action == Action::kNoOp) continue;
+        if (n.action == Action::kDelete) {
+          if (std::any_of(observed.leases.begin(), observed.leases.end(),
+                          [&](const LeaseRecord& l) { return l.network == n.name; })) {
+            continue;  // its sandboxes are being deleted; next pass
+          }
+        }
+        Status s = engine_.networks().Apply(n);
+        if (!s.ok()) {
+          conflicts.push_back("network " + n.name + ": " + s.message());
+        } else {
+          spdlog::info("network {}: {} ({})", n.name, ToString(n.action), n.reason);
+        }
+      }
+    }
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& [name, d] : desired_) {
@@ -206,6 +259,9 @@ void Watcher::Pass() {
         }
       }
     }
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
     conflicts_ = conflicts;
   }
   for (const auto& c : conflicts) spdlog::error("{}", c);

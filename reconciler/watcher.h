@@ -129,6 +129,7 @@ class Watcher {
   std::mutex mu_;                             // guards everything below
   std::condition_variable cv_;
   std::map<std::string, Desired> desired_;    // by sandbox name
+  std::vector<NetworkDocument> desired_networks_;  // `kind: Network` documents of that revision
   bool have_good_ = false;                    // desired_ comes from a valid revision
   bool prune_now_ = false;                    // the last pass read a valid revision
   std::string good_revision_, good_summary_;  // revision desired_ comes from

@@ -28,7 +28,7 @@ Json ToJson(const SandboxSpec& s) {
 
   Json ports = Json::array();
   for (const PortMapping& p : s.network.ports) {
-    ports.push_back({{"host", p.host}, {"guest", p.guest}, {"protocol", ToString(p.protocol)}});
+    ports.push_back({{"host", p.host}, {"guest", p.guest}, {"protocol", ToString(p.protocol)}, {"address", p.address}});
   }
   Json files = Json::array();
   for (const FileSpec& f : s.files) {
@@ -46,7 +46,11 @@ Json ToJson(const SandboxSpec& s) {
       {"cpus", s.cpus},
       {"memory", FormatByteSize(s.memory_bytes)},
       {"disk", s.disk_bytes == 0 ? std::string("auto") : FormatByteSize(s.disk_bytes)},
-      {"network", {{"mode", ToString(s.network.mode)}, {"ports", ports}}},
+      {"network",
+       {{"mode", ToString(s.network.mode)},
+        {"name", s.network.name},
+        {"address", s.network.address},
+        {"ports", ports}}},
       {"ssh", {{"authorizedKeys", s.ssh_authorized_keys}}},
       {"env", env},
       {"files", files},
@@ -120,11 +124,17 @@ Result<SandboxSpec> FromJson(const Json& root) {
   }
   if (const Json* net = Member(sp, "network")) {
     if (const Json* j = Member(*net, "mode")) {
-      BANGER_ASSIGN_OR_RETURN(s.network.mode,
-                              ParseEnum(*j, "spec.network.mode",
-                                        {NetworkMode::kNat, NetworkMode::kIsolated,
-                                         NetworkMode::kNone}));
+      if (j->is_string() && j->get<std::string>() == "nat") {
+        s.network.mode = NetworkMode::kUser;  // recorded by a banger before bridged networking
+      } else {
+        BANGER_ASSIGN_OR_RETURN(s.network.mode,
+                                ParseEnum(*j, "spec.network.mode",
+                                          {NetworkMode::kBridged, NetworkMode::kUser, NetworkMode::kIsolated,
+                                           NetworkMode::kNone}));
+      }
     }
+    if (const Json* j = Member(*net, "name")) s.network.name = j->get<std::string>();
+    if (const Json* j = Member(*net, "address")) s.network.address = j->get<std::string>();
     if (const Json* ports = Member(*net, "ports")) {
       for (const Json& p : *ports) {
         PortMapping m;
@@ -134,6 +144,7 @@ Result<SandboxSpec> FromJson(const Json& root) {
           BANGER_ASSIGN_OR_RETURN(m.protocol, ParseEnum(*proto, "spec.network.ports[].protocol",
                                                         {Protocol::kTcp, Protocol::kUdp}));
         }
+        if (const Json* a = Member(p, "address")) m.address = a->get<std::string>();
         s.network.ports.push_back(m);
       }
     }
@@ -207,6 +218,40 @@ std::string CanonicalJson(const SandboxSpec& spec) {
 }
 
 std::string SpecHash(const SandboxSpec& spec) { return Sha256Hex(CanonicalJson(spec)); }
+
+std::string CanonicalNetworkJson(const NetworkSpecDoc& n) {
+  Json labels = Json::object();
+  for (const auto& [k, v] : n.labels) labels[k] = v;
+  Json root = {{"apiVersion", kApiVersion},
+               {"kind", kKindNetwork},
+               {"metadata", {{"name", n.name}, {"labels", labels}}},
+               {"spec", {{"subnet", n.subnet}, {"nat", n.nat}, {"isolated", n.isolated}}}};
+  return root.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+Result<NetworkSpecDoc> NetworkSpecFromCanonicalJson(std::string_view json) {
+  try {
+    Json root = Json::parse(json.begin(), json.end());
+    const Json* kind = Member(root, "kind");
+    if (!kind || kind->get<std::string>() != kKindNetwork) return InvalidArgument("kind: must be \"Network\"");
+    NetworkSpecDoc n;
+    if (const Json* md = Member(root, "metadata")) {
+      if (const Json* j = Member(*md, "name")) n.name = j->get<std::string>();
+      if (const Json* j = Member(*md, "labels")) {
+        for (const auto& [k, v] : j->items()) n.labels[k] = v.get<std::string>();
+      }
+    }
+    if (n.name.empty()) return InvalidArgument("metadata.name: missing");
+    if (const Json* sp = Member(root, "spec")) {
+      if (const Json* j = Member(*sp, "subnet")) n.subnet = j->get<std::string>();
+      if (const Json* j = Member(*sp, "nat")) n.nat = j->get<bool>();
+      if (const Json* j = Member(*sp, "isolated")) n.isolated = j->get<bool>();
+    }
+    return n;
+  } catch (const std::exception& e) {
+    return InvalidArgument(std::string("invalid canonical network JSON: ") + e.what());
+  }
+}
 
 Result<SandboxSpec> SpecFromCanonicalJson(std::string_view json) {
   try {

@@ -24,7 +24,7 @@ TEST(CanonicalTest, MinimalSpecHasAllDefaultsExplicit) {
   EXPECT_EQ(CanonicalJson(s),
             R"({"apiVersion":"banger.dev/v1","kind":"Sandbox","metadata":{"labels":{},"name":"web"},)"
             R"("spec":{"cpus":1,"disk":"auto","env":{},"files":[],"hypervisor":"auto",)"
-            R"("image":"busybox","kernel":"","memory":"512MiB","network":{"mode":"nat","ports":[]},)"
+            R"("image":"busybox","kernel":"","memory":"512MiB","network":{"address":"","mode":"bridged","name":"default","ports":[]},)"
             R"("provision":[],"readiness":{"command":[],"timeout":"2m"},"restartPolicy":"Always",)"
             R"("ssh":{"authorizedKeys":[]}}})");
 }
@@ -34,7 +34,7 @@ TEST(CanonicalTest, HashIsSha256OfCanonicalJsonAndStable) {
   EXPECT_EQ(SpecHash(s), Sha256Hex(CanonicalJson(s)));
   // Golden: stored specs are compared by this hash, so changing the canonical
   // form replaces every sandbox. Update deliberately, never casually.
-  EXPECT_EQ(SpecHash(s), "15a925e7b6133e38920a8660e445a96901d788dd50b75fa9fc187a7a4b5ec17c");
+  EXPECT_EQ(SpecHash(s), "ff87952382a542c4eee75ad542c4d18e4fba4827ddb3bc3a400d8e33a46fc480");
   EXPECT_EQ(SpecHash(s), SpecHash(MustParse(DocWith(""))));
 }
 
@@ -51,7 +51,7 @@ TEST(CanonicalTest, EquivalentSpellingsHaveEqualCanonicalForm) {
       "kind: Sandbox\napiVersion: banger.dev/v1\n"
       "spec:\n  files:\n    - {path: /a, content: a, mode: \"0644\"}\n    - {path: /b, content: b}\n"
       "  readiness: {command: [sh, -c, \"true\"], timeout: 120s}\n"
-      "  network:\n    mode: nat\n    ports:\n      - {host: 8000, guest: 80, protocol: tcp}\n"
+      "  network:\n    mode: bridged\n    ports:\n      - {host: 8000, guest: 80, protocol: tcp}\n"
       "      - {host: 9000, guest: 90}\n"
       "  env: {Y: 2, X: 1}\n  memory: 1GiB\n  image: busybox\n  cpus: 1\n  disk: auto\n"
       "  restartPolicy: Always\n  hypervisor: auto\n  kernel: \"\"\n"

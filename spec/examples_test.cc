@@ -47,9 +47,9 @@ TEST(ExamplesTest, DebianPublishesSsh) {
   EXPECT_EQ(s.cpus, 2u);
   EXPECT_EQ(s.memory_bytes, 1ull << 30);
   EXPECT_EQ(s.disk_bytes, 4ull << 30);
-  EXPECT_EQ(s.network.mode, NetworkMode::kNat);
+  EXPECT_EQ(s.network.mode, NetworkMode::kBridged);
   ASSERT_EQ(s.network.ports.size(), 1u);
-  EXPECT_EQ(s.network.ports[0], (PortMapping{2222, 22, Protocol::kTcp}));
+  EXPECT_EQ(s.network.ports[0], (PortMapping{2222, 22, Protocol::kTcp, "127.0.0.1"}));
   EXPECT_EQ(s.ssh_authorized_keys.size(), 1u);
   EXPECT_FALSE(s.env.empty());
   EXPECT_FALSE(s.files.empty());

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "base/files.h"
+#include "base/ipv4.h"
 #include "base/sha256.h"
 #include "base/strings.h"
 #include "spec/names.h"
@@ -40,8 +41,9 @@ const std::vector<std::string> kMetadataFields = {"name", "labels"};
 const std::vector<std::string> kSpecFields = {
     "image", "kernel", "cpus",      "memory",    "disk",          "network",   "ssh",
     "env",   "files",  "provision", "readiness", "restartPolicy", "hypervisor"};
-const std::vector<std::string> kNetworkFields = {"mode", "ports"};
-const std::vector<std::string> kPortFields = {"host", "guest", "protocol"};
+const std::vector<std::string> kNetworkFields = {"mode", "name", "address", "ports"};
+const std::vector<std::string> kPortFields = {"host", "guest", "protocol", "address"};
+const std::vector<std::string> kNetworkDocSpecFields = {"subnet", "nat", "isolated"};
 const std::vector<std::string> kSshFields = {"authorizedKeys"};
 const std::vector<std::string> kFileFields = {"path", "content", "source", "mode"};
 const std::vector<std::string> kReadinessFields = {"command", "timeout"};
@@ -138,14 +140,14 @@ class DocParser {
     }
     if (const Field* f = Find(*top, "kind")) {
       if (auto v = String(*f, "kind"); v && *v != kKindSandbox) {
-        Error(f->value, "kind", std::string("must be \"") + kKindSandbox + "\", got " + Quote(*v) +
-                                    DidYouMean(*v, {kKindSandbox}));
+        Error(f->value, "kind", std::string("must be \"") + kKindSandbox + "\" or \"" + kKindNetwork +
+                                    "\", got " + Quote(*v) + DidYouMean(*v, {kKindSandbox, kKindNetwork}));
       }
     } else {
       Error(root, "kind", "required field is missing");
     }
     if (const Field* f = Find(*top, "metadata")) {
-      ParseMetadata(f->value, spec);
+      ParseMetadata(f->value, spec.name, spec.labels);
     } else {
       Error(root, "metadata", "required field is missing");
     }
@@ -157,6 +159,51 @@ class DocParser {
     if (errors_ > 0) return std::nullopt;
     NormalizeSpec(spec);
     return spec;
+  }
+
+  /// A `kind: Network` document (the caller checked the kind).
+  std::optional<NetworkSpecDoc> ParseNetworkDocument(const YamlNode& root) {
+    NetworkSpecDoc net;
+    auto top = Fields(root, "", kTopFields);
+    if (!top) return std::nullopt;
+    if (const Field* f = Find(*top, "apiVersion")) {
+      if (auto v = String(*f, "apiVersion"); v && *v != kApiVersion) {
+        Error(f->value, "apiVersion", std::string("must be \"") + kApiVersion + "\", got " + Quote(*v));
+      }
+    } else {
+      Error(root, "apiVersion", "required field is missing");
+    }
+    if (const Field* f = Find(*top, "metadata")) {
+      ParseMetadata(f->value, net.name, net.labels);
+    } else {
+      Error(root, "metadata", "required field is missing");
+    }
+    if (const Field* f = Find(*top, "spec")) {
+      if (auto m = Fields(f->value, "spec", kNetworkDocSpecFields)) {
+        if (const Field* sub = Find(*m, "subnet")) {
+          if (auto v = String(*sub, "spec.subnet")) {
+            Result<Ipv4Prefix> p = ParseIpv4Prefix(*v);
+            if (!p.ok()) {
+              Error(sub->value, "spec.subnet", p.error().message());
+            } else if (p->length < 8 || p->length > 29) {
+              Error(sub->value, "spec.subnet",
+                    "the prefix length must be between /8 and /29 (room for the bridge and sandboxes), got " +
+                        Quote(*v));
+            } else {
+              net.subnet = ToString(*p);
+            }
+          }
+        }
+        if (const Field* b = Find(*m, "nat")) {
+          if (auto v = Bool(b->value, "spec.nat")) net.nat = *v;
+        }
+        if (const Field* b = Find(*m, "isolated")) {
+          if (auto v = Bool(b->value, "spec.isolated")) net.isolated = *v;
+        }
+      }
+    }
+    if (errors_ > 0) return std::nullopt;
+    return net;
   }
 
   SourceLocation Loc(const YamlNode& n) const {
@@ -328,7 +375,17 @@ class DocParser {
     return out;
   }
 
-  void ParseMetadata(const YamlNode& n, SandboxSpec& spec) {
+  std::optional<bool> Bool(const YamlNode& n, const std::string& path) {
+    if (n.IsScalar()) {
+      const std::string& s = n.Scalar();
+      if (s == "true") return true;
+      if (s == "false") return false;
+    }
+    Error(n, path, "must be true or false, got " + Describe(n));
+    return std::nullopt;
+  }
+
+  void ParseMetadata(const YamlNode& n, std::string& name, std::map<std::string, std::string>& labels) {
     auto m = Fields(n, "metadata", kMetadataFields);
     if (!m) return;
     if (const Field* f = Find(*m, "name")) {
@@ -338,14 +395,14 @@ class DocParser {
                 "must be a DNS label (1-63 characters of a-z, 0-9 and '-', starting and ending "
                 "with a letter or digit), got " + Quote(*v));
         } else {
-          spec.name = *v;
+          name = *v;
         }
       }
     } else {
       Error(n, "metadata.name", "required field is missing");
     }
     if (const Field* f = Find(*m, "labels")) {
-      spec.labels = StringMap(
+      labels = StringMap(
           f->value, "metadata.labels",
           [](const std::string& k) {
             return IsLabelKey(k) ? std::string()
@@ -458,24 +515,52 @@ class DocParser {
     if (!m) return;
     bool mode_ok = true;
     if (const Field* f = Find(*m, "mode")) {
-      static const EnumTable<NetworkMode> kTable = {{"nat", NetworkMode::kNat},
+      // "nat" is the old name of user mode, kept so existing specs load.
+      static const EnumTable<NetworkMode> kTable = {{"bridged", NetworkMode::kBridged},
+                                                    {"user", NetworkMode::kUser},
+                                                    {"nat", NetworkMode::kUser},
                                                     {"isolated", NetworkMode::kIsolated},
                                                     {"none", NetworkMode::kNone}};
       auto v = Enum(*f, path + ".mode", kTable);
       if (v) net.mode = *v;
       mode_ok = v.has_value();
     }
+    for (const char* which : {"name", "address"}) {
+      const Field* f = Find(*m, which);
+      if (f == nullptr) continue;
+      const std::string p = Join(path, which);
+      auto v = String(*f, p);
+      if (!v) continue;
+      if (mode_ok && net.mode != NetworkMode::kBridged) {
+        Error(f->value, p, std::string("only applies to network mode bridged, not ") + Quote(ToString(net.mode)));
+        continue;
+      }
+      if (std::string_view(which) == "name") {
+        if (!IsDnsLabel(*v)) {
+          Error(f->value, p, "must be the name of a kind: Network document (a DNS label), got " + Quote(*v));
+        } else {
+          net.name = *v;
+        }
+      } else {
+        Result<Ipv4> a = ParseIpv4(*v);
+        if (!a.ok()) {
+          Error(f->value, p, a.error().message());
+        } else {
+          net.address = ToString(*a);
+        }
+      }
+    }
     const Field* ports = Find(*m, "ports");
     if (!ports) return;
     const std::string ports_path = path + ".ports";
     if (!ExpectSequence(ports->value, ports_path, "a list of port mappings")) return;
     std::vector<YamlNode> items = ports->value.items();
-    if (mode_ok && net.mode != NetworkMode::kNat && !items.empty()) {
+    if (mode_ok && (net.mode == NetworkMode::kNone || net.mode == NetworkMode::kIsolated) && !items.empty()) {
       Error(ports->value, ports_path,
-            "ports can only be published with network mode nat, not " +
+            "ports can only be published with network mode bridged or user, not " +
                 Quote(ToString(net.mode)));
     }
-    std::map<std::pair<uint16_t, Protocol>, size_t> used;
+    std::map<std::pair<uint16_t, Protocol>, std::vector<std::pair<std::string, size_t>>> used;
     for (size_t i = 0; i < items.size(); ++i) {
       const YamlNode& item = items[i];
       std::string p = Index(ports_path, i);
@@ -507,14 +592,31 @@ class DocParser {
           ok = false;
         }
       }
+      if (const Field* f = Find(*pm, "address")) {
+        if (auto v = String(*f, Join(p, "address"))) {
+          Result<Ipv4> a = ParseIpv4(*v);
+          if (!a.ok()) {
+            Error(f->value, Join(p, "address"), a.error().message() + " (use 127.0.0.1, 0.0.0.0 or a host address)");
+            ok = false;
+          } else {
+            port.address = ToString(*a);
+          }
+        } else {
+          ok = false;
+        }
+      }
       if (!ok) continue;
-      auto [it, inserted] = used.emplace(std::make_pair(port.host, port.protocol), i);
-      if (!inserted) {
+      auto& same_port = used[std::make_pair(port.host, port.protocol)];
+      auto clash = std::find_if(same_port.begin(), same_port.end(), [&](const auto& other) {
+        return other.first == port.address || other.first == "0.0.0.0" || port.address == "0.0.0.0";
+      });
+      if (clash != same_port.end()) {
         Error(Find(*pm, "host")->value, Join(p, "host"),
               "host port " + std::to_string(port.host) + "/" + std::string(ToString(port.protocol)) +
-                  " is already published by " + Index(ports_path, it->second));
+                  " is already published by " + Index(ports_path, clash->second));
         continue;
       }
+      same_port.emplace_back(port.address, i);
       net.ports.push_back(port);
     }
   }
@@ -720,6 +822,14 @@ class DocParser {
   int errors_ = 0;
 };
 
+bool IsNetworkDocument(const YamlNode& doc) {
+  if (!doc.IsMap()) return false;
+  for (const auto& [key, value] : doc.entries()) {
+    if (key.IsScalar() && key.Scalar() == "kind") return value.IsScalar() && value.Scalar() == kKindNetwork;
+  }
+  return false;
+}
+
 /// Parses every document; duplicates are not yet checked.
 LoadResult ParseAllDocuments(std::string_view text, const std::string& filename) {
   LoadResult result;
@@ -732,6 +842,11 @@ LoadResult ParseAllDocuments(std::string_view text, const std::string& filename)
   YamlDocuments docs = ParseYamlDocuments(text);
   for (const YamlNode& doc : docs.roots) {
     DocParser parser(filename, base_dir, &result.diagnostics);
+    if (IsNetworkDocument(doc)) {
+      std::optional<NetworkSpecDoc> net = parser.ParseNetworkDocument(doc);
+      if (net) result.networks.push_back({std::move(*net), parser.Loc(doc)});
+      continue;
+    }
     std::optional<SandboxSpec> spec = parser.Parse(doc);
     if (spec) result.specs.push_back({std::move(*spec), parser.Loc(doc)});
   }
@@ -757,9 +872,20 @@ void RejectDuplicateNames(LoadResult& result) {
       duplicated.insert(doc.spec.name);
     }
   }
-  if (duplicated.empty()) return;
-  std::erase_if(result.specs,
-                [&](const SpecDocument& d) { return duplicated.count(d.spec.name) > 0; });
+  if (!duplicated.empty()) {
+    std::erase_if(result.specs, [&](const SpecDocument& d) { return duplicated.count(d.spec.name) > 0; });
+  }
+  std::map<std::string, SourceLocation> first_net;
+  std::set<std::string> duplicated_nets;
+  for (const NetworkDocument& doc : result.networks) {
+    auto [it, inserted] = first_net.emplace(doc.spec.name, doc.location);
+    if (!inserted) {
+      result.diagnostics.AddError(doc.location, "network " + Quote(doc.spec.name) + " is defined twice (also at " +
+                                                    FormatLocation(it->second) + ")");
+      duplicated_nets.insert(doc.spec.name);
+    }
+  }
+  std::erase_if(result.networks, [&](const NetworkDocument& d) { return duplicated_nets.count(d.spec.name) > 0; });
 }
 
 }  // namespace
@@ -767,8 +893,8 @@ void RejectDuplicateNames(LoadResult& result) {
 void NormalizeSpec(SandboxSpec& spec) {
   std::stable_sort(spec.network.ports.begin(), spec.network.ports.end(),
                    [](const PortMapping& a, const PortMapping& b) {
-                     return std::tie(a.host, a.protocol, a.guest) <
-                            std::tie(b.host, b.protocol, b.guest);
+                     return std::tie(a.host, a.protocol, a.address, a.guest) <
+                            std::tie(b.host, b.protocol, b.address, b.guest);
                    });
   std::stable_sort(spec.files.begin(), spec.files.end(),
                    [](const FileSpec& a, const FileSpec& b) { return a.path < b.path; });
@@ -841,6 +967,7 @@ LoadResult LoadSpecPaths(const std::vector<std::filesystem::path>& paths) {
   for (auto& one : per_file) {
     result.diagnostics.Append(one.diagnostics);
     for (auto& doc : one.specs) result.specs.push_back(std::move(doc));
+    for (auto& doc : one.networks) result.networks.push_back(std::move(doc));
   }
   RejectDuplicateNames(result);
   return result;

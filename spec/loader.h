@@ -14,8 +14,9 @@
 namespace banger {
 
 struct LoadResult {
-  std::vector<SpecDocument> specs;  // only documents without errors
-  Diagnostics diagnostics;          // every problem in every file
+  std::vector<SpecDocument> specs;        // only documents without errors
+  std::vector<NetworkDocument> networks;  // `kind: Network` documents without errors
+  Diagnostics diagnostics;                // every problem in every file
 };
 
 /// Parses one YAML text holding one or more `---`-separated documents.
@@ -38,6 +39,10 @@ std::string CanonicalJson(const SandboxSpec& spec);
 
 /// sha256 hex of CanonicalJson(spec).
 std::string SpecHash(const SandboxSpec& spec);
+
+/// Canonical JSON of a `kind: Network` document, and the way back.
+std::string CanonicalNetworkJson(const NetworkSpecDoc& spec);
+Result<NetworkSpecDoc> NetworkSpecFromCanonicalJson(std::string_view json);
 
 /// Inverse of CanonicalJson, for specs stored in the state database.
 Result<SandboxSpec> SpecFromCanonicalJson(std::string_view json);

@@ -76,7 +76,7 @@ spec:
   EXPECT_EQ(s.cpus, 4u);
   EXPECT_EQ(s.memory_bytes, 2ull << 30);
   EXPECT_EQ(s.disk_bytes, 8ull << 30);
-  EXPECT_EQ(s.network.mode, NetworkMode::kNat);
+  EXPECT_EQ(s.network.mode, NetworkMode::kUser);  // "nat" is user mode's old name
   ASSERT_EQ(s.network.ports.size(), 2u);
   // Normalised order: by host port.
   EXPECT_EQ(s.network.ports[0], (PortMapping{5353, 53, Protocol::kUdp}));
@@ -104,6 +104,41 @@ spec:
   EXPECT_EQ(s.hypervisor, HypervisorKind::kQemu);
 }
 
+TEST(LoaderTest, NetworkDocumentsLoadBesideSandboxes) {
+  LoadResult r = Parse(
+      "apiVersion: banger.dev/v1\nkind: Network\nmetadata: {name: backend}\n"
+      "spec: {subnet: 10.213.7.0/24, nat: false, isolated: true}\n---\n" +
+      DocWith("  network: {name: backend, address: 10.213.7.20, ports: [{host: 80, guest: 80, address: 0.0.0.0}]}\n"));
+  ASSERT_EQ(r.diagnostics.ToString(), "");
+  ASSERT_EQ(r.networks.size(), 1u);
+  EXPECT_EQ(r.networks[0].spec, (NetworkSpecDoc{"backend", {}, "10.213.7.0/24", false, true}));
+  EXPECT_EQ(r.networks[0].location.line, 1);
+  ASSERT_EQ(r.specs.size(), 1u);
+  EXPECT_EQ(r.specs[0].spec.network.name, "backend");
+  EXPECT_EQ(r.specs[0].spec.network.address, "10.213.7.20");
+  EXPECT_EQ(r.specs[0].spec.network.ports[0].address, "0.0.0.0");
+  auto back = NetworkSpecFromCanonicalJson(CanonicalNetworkJson(r.networks[0].spec));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, r.networks[0].spec);
+}
+
+TEST(LoaderTest, NetworkDocumentErrorsNameFileLineAndField) {
+  LoadResult r = Parse(
+      "apiVersion: banger.dev/v1\nkind: Network\nmetadata: {name: backend}\n"
+      "spec:\n  subnet: 10.213.7.1/24\n  nat: yes-please\n  mtu: 9000\n---\n"
+      "apiVersion: banger.dev/v1\nkind: Network\nmetadata: {name: tiny}\nspec: {subnet: 10.0.0.0/30}\n---\n"
+      "apiVersion: banger.dev/v1\nkind: Network\nmetadata: {name: wide}\n---\n"
+      "apiVersion: banger.dev/v1\nkind: Network\nmetadata: {name: wide}\n");
+  EXPECT_EQ(r.diagnostics.ToString(),
+            "t.yaml:5:11: error: spec.subnet: \"10.213.7.1/24\" has host bits set (did you mean 10.213.7.0/24?)\n"
+            "t.yaml:6:8: error: spec.nat: must be true or false, got \"yes-please\"\n"
+            "t.yaml:7:3: error: spec.mtu: unknown field\n"
+            "t.yaml:12:16: error: spec.subnet: the prefix length must be between /8 and /29 (room for the bridge "
+            "and sandboxes), got \"10.0.0.0/30\"\n"
+            "t.yaml:18:1: error: network \"wide\" is defined twice (also at t.yaml:14:1)\n");
+  EXPECT_TRUE(r.networks.empty());
+}
+
 TEST(LoaderTest, OmittedFieldsGetDefaults) {
   LoadResult r = Parse(DocWith(""));
   ASSERT_EQ(r.diagnostics.ToString(), "");
@@ -113,7 +148,9 @@ TEST(LoaderTest, OmittedFieldsGetDefaults) {
   EXPECT_EQ(s.memory_bytes, 512ull << 20);
   EXPECT_EQ(s.disk_bytes, 0u);
   EXPECT_EQ(s.kernel, "");
-  EXPECT_EQ(s.network.mode, NetworkMode::kNat);
+  EXPECT_EQ(s.network.mode, NetworkMode::kBridged);
+  EXPECT_EQ(s.network.name, "default");
+  EXPECT_EQ(s.network.address, "");
   EXPECT_TRUE(s.network.ports.empty());
   EXPECT_EQ(s.restart_policy, RestartPolicy::kAlways);
   EXPECT_EQ(s.hypervisor, HypervisorKind::kAuto);
@@ -221,12 +258,27 @@ INSTANTIATE_TEST_SUITE_P(
         RuleCase{"NetworkWrongType", DocWith("  network: nat\n"),
                  "t.yaml:7:12: error: spec.network: expected a mapping, got \"nat\"\n"},
         RuleCase{"NetworkModeNearMiss", DocWith("  network: {mode: nta}\n"),
-                 "t.yaml:7:19: error: spec.network.mode: must be one of nat, isolated, none; "
+                 "t.yaml:7:19: error: spec.network.mode: must be one of bridged, user, nat, isolated, none; "
                  "got \"nta\" (did you mean \"nat\"?)\n"},
         RuleCase{"PortsNeedNat",
                  DocWith("  network:\n    mode: none\n    ports:\n      - {host: 80, guest: 80}\n"),
                  "t.yaml:10:7: error: spec.network.ports: ports can only be published with "
-                 "network mode nat, not \"none\"\n"},
+                 "network mode bridged or user, not \"none\"\n"},
+        RuleCase{"NetworkNameOnlyWhenBridged",
+                 DocWith("  network:\n    mode: user\n    name: backend\n"),
+                 "t.yaml:9:11: error: spec.network.name: only applies to network mode bridged, not \"user\"\n"},
+        RuleCase{"NetworkAddressMalformed",
+                 DocWith("  network:\n    address: 10.1.2\n"),
+                 "t.yaml:8:14: error: spec.network.address: \"10.1.2\" is not an IPv4 address (want a.b.c.d)\n"},
+        RuleCase{"PortAddressMalformed",
+                 DocWith("  network:\n    ports:\n      - {host: 80, guest: 80, address: localhost}\n"),
+                 "t.yaml:9:40: error: spec.network.ports[0].address: \"localhost\" is not an IPv4 address "
+                 "(want a.b.c.d) (use 127.0.0.1, 0.0.0.0 or a host address)\n"},
+        RuleCase{"PortOnAllAddressesClashes",
+                 DocWith("  network:\n    ports:\n      - {host: 80, guest: 80}\n"
+                         "      - {host: 80, guest: 81, address: 0.0.0.0}\n"),
+                 "t.yaml:10:16: error: spec.network.ports[1].host: host port 80/tcp is already published by "
+                 "spec.network.ports[0]\n"},
         RuleCase{"PortOutOfRange",
                  DocWith("  network:\n    ports:\n      - {host: 70000, guest: 0}\n"),
                  "t.yaml:9:16: error: spec.network.ports[0].host: must be an integer between 1 "
@@ -334,7 +386,7 @@ INSTANTIATE_TEST_SUITE_P(
                  "apiVersion: banger.dev/v2\nkind: sandbox\nmetadata: {name: a}\nspec: {image: x}\n",
                  "t.yaml:1:13: error: apiVersion: must be \"banger.dev/v1\", got "
                  "\"banger.dev/v2\"\n"
-                 "t.yaml:2:7: error: kind: must be \"Sandbox\", got \"sandbox\" (did you mean "
+                 "t.yaml:2:7: error: kind: must be \"Sandbox\" or \"Network\", got \"sandbox\" (did you mean "
                  "\"Sandbox\"?)\n"},
         RuleCase{"MissingEverything", "metadata: {name: a}\n",
                  "t.yaml:1:1: error: apiVersion: required field is missing\n"

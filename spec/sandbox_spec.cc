@@ -4,7 +4,8 @@ namespace banger {
 
 std::string_view ToString(NetworkMode m) {
   switch (m) {
-    case NetworkMode::kNat: return "nat";
+    case NetworkMode::kBridged: return "bridged";
+    case NetworkMode::kUser: return "user";
     case NetworkMode::kIsolated: return "isolated";
     case NetworkMode::kNone: return "none";
   }

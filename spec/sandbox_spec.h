@@ -14,6 +14,10 @@ namespace banger {
 
 inline constexpr char kApiVersion[] = "banger.dev/v1";
 inline constexpr char kKindSandbox[] = "Sandbox";
+inline constexpr char kKindNetwork[] = "Network";
+/// The network a bridged sandbox joins when it names none; it exists without
+/// being declared (docs/networking.md).
+inline constexpr char kDefaultNetwork[] = "default";
 
 /// Where a value came from in the user's files (1-based line and column).
 struct SourceLocation {
@@ -23,20 +27,28 @@ struct SourceLocation {
   bool operator==(const SourceLocation&) const = default;
 };
 
-enum class NetworkMode { kNat, kIsolated, kNone };
+/// bridged: a tap on a banger bridge, a leased address (docs/networking.md).
+/// user: QEMU's user-mode NAT (no host interfaces; "nat" is its old name).
+/// isolated: user mode without outbound access. none: no NIC.
+enum class NetworkMode { kBridged, kUser, kIsolated, kNone };
 enum class Protocol { kTcp, kUdp };
 enum class RestartPolicy { kAlways, kOnFailure, kNever };
 enum class HypervisorKind { kAuto, kQemu, kFirecracker };
+
+inline constexpr char kDefaultPortAddress[] = "127.0.0.1";
 
 struct PortMapping {
   uint16_t host = 0;
   uint16_t guest = 0;
   Protocol protocol = Protocol::kTcp;
+  std::string address = kDefaultPortAddress;  // host address it is published on
   bool operator==(const PortMapping&) const = default;
 };
 
 struct NetworkSpec {
-  NetworkMode mode = NetworkMode::kNat;
+  NetworkMode mode = NetworkMode::kBridged;
+  std::string name = kDefaultNetwork;  // bridged: the network joined
+  std::string address;                 // bridged: fixed IPv4, "" = leased
   std::vector<PortMapping> ports;
   bool operator==(const NetworkSpec&) const = default;
 };
@@ -82,6 +94,21 @@ struct SandboxSpec {
 struct SpecDocument {
   SandboxSpec spec;
   SourceLocation location;  // of the document's start (the `apiVersion` line)
+};
+
+/// A `kind: Network` document: a bridge, its subnet and its policy.
+struct NetworkSpecDoc {
+  std::string name;                     // DNS label; bridge names derive from it
+  std::map<std::string, std::string> labels;
+  std::string subnet;                   // "10.213.5.0/24"; "" = chosen at apply
+  bool nat = true;                      // masquerade outbound traffic
+  bool isolated = false;                // sandboxes of it cannot reach each other
+  bool operator==(const NetworkSpecDoc&) const = default;
+};
+
+struct NetworkDocument {
+  NetworkSpecDoc spec;
+  SourceLocation location;
 };
 
 std::string_view ToString(NetworkMode m);

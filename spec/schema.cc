@@ -41,7 +41,9 @@ std::string SpecJsonSchema() {
                  {"description", "Port on the host. Unique per protocol."}}},
        {"guest", {{"type", "integer"}, {"minimum", 1}, {"maximum", 65535},
                   {"description", "Port in the guest."}}},
-       {"protocol", {{"enum", {"tcp", "udp"}}, {"default", "tcp"}}}},
+       {"protocol", {{"enum", {"tcp", "udp"}}, {"default", "tcp"}}},
+       {"address", {{"type", "string"}, {"default", "127.0.0.1"},
+                    {"description", "Host IPv4 address the port is published on (0.0.0.0: all)."}}}},
       J::array({"host", "guest"}));
 
   J file = Obj(
@@ -58,10 +60,16 @@ std::string SpecJsonSchema() {
       J::array({"path"}));
   file["oneOf"] = J::array({J{{"required", J::array({"content"})}}, J{{"required", J::array({"source"})}}});
 
-  J network = Obj({{"mode", {{"enum", {"nat", "isolated", "none"}}, {"default", "nat"}}},
+  J network = Obj({{"mode", {{"enum", {"bridged", "user", "nat", "isolated", "none"}}, {"default", "bridged"},
+                             {"description", "bridged: a tap on a banger network; user: QEMU user-mode NAT "
+                                             "(\"nat\" is its old name); isolated: user mode without outbound "
+                                             "access; none: no network."}}},
+                   {"name", Pattern("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+                                    "bridged: the kind: Network joined (default: \"default\").")},
+                   {"address", Str("bridged: a fixed IPv4 address inside the network's subnet.")},
                    {"ports", {{"type", "array"},
                               {"items", port},
-                              {"description", "Published ports; only with mode nat."}}}});
+                              {"description", "Published ports; with mode bridged or user."}}}});
 
   J ssh_key = Pattern("^(ssh-ed25519|ssh-rsa|ecdsa-sha2-[^ ]+|sk-[^ ]+) AAAA[A-Za-z0-9+/]+={0,2}( .*)?$",
                       "OpenSSH public key line.");
@@ -124,6 +132,18 @@ std::string SpecJsonSchema() {
           {{"type", "string"}, {"pattern", "^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"}}}}}},
       J::array({"name"}));
 
+  J network_doc = {
+      {"type", "object"},
+      {"additionalProperties", false},
+      {"required", {"apiVersion", "kind", "metadata"}},
+      {"properties",
+       {{"apiVersion", {{"const", kApiVersion}}},
+        {"kind", {{"const", kKindNetwork}}},
+        {"metadata", metadata},
+        {"spec", Obj({{"subnet", Str("IPv4 subnet, /8 to /29; chosen to avoid the host's routes when omitted.")},
+                      {"nat", {{"type", "boolean"}, {"default", true}}},
+                      {"isolated", {{"type", "boolean"}, {"default", false}}}})}}},
+  };
   J schema = {
       {"$schema", "https://json-schema.org/draft/2020-12/schema"},
       {"$id", "https://banger.dev/schemas/sandbox-v1.json"},
@@ -138,7 +158,15 @@ std::string SpecJsonSchema() {
         {"metadata", metadata},
         {"spec", spec}}},
   };
-  return schema.dump(2);
+  // A file holds Sandbox and Network documents.
+  J both = {{"$schema", schema["$schema"]},
+            {"$id", schema["$id"]},
+            {"title", "banger document (Sandbox or Network)"},
+            {"description", "A declarative microVM sandbox or network (see docs/spec-reference.md)."},
+            {"oneOf", J::array({schema, network_doc})}};
+  both["oneOf"][0].erase("$schema");
+  both["oneOf"][0].erase("$id");
+  return both.dump(2);
 }
 
 }  // namespace banger

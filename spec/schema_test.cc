@@ -18,17 +18,25 @@ std::set<std::string> Keys(const json& properties) {
   return out;
 }
 
+/// The Sandbox branch of the schema (a file holds Sandbox or Network documents).
+json SandboxSchema() { return json::parse(SpecJsonSchema()).at("oneOf").at(0); }
+json NetworkSchema() { return json::parse(SpecJsonSchema()).at("oneOf").at(1); }
+
 TEST(SchemaTest, IsValidJsonSchemaDocument) {
-  json schema = json::parse(SpecJsonSchema());  // throws (fails the test) if invalid
-  EXPECT_EQ(schema.at("$schema"), "https://json-schema.org/draft/2020-12/schema");
+  json top = json::parse(SpecJsonSchema());  // throws (fails the test) if invalid
+  EXPECT_EQ(top.at("$schema"), "https://json-schema.org/draft/2020-12/schema");
+  json schema = SandboxSchema();
   EXPECT_EQ(schema.at("type"), "object");
   EXPECT_EQ(schema.at("additionalProperties"), false);
   EXPECT_EQ(schema.at("properties").at("apiVersion").at("const"), "banger.dev/v1");
   EXPECT_EQ(schema.at("properties").at("kind").at("const"), "Sandbox");
+  EXPECT_EQ(NetworkSchema().at("properties").at("kind").at("const"), "Network");
+  EXPECT_EQ(Keys(NetworkSchema().at("properties").at("spec").at("properties")),
+            (std::set<std::string>{"subnet", "nat", "isolated"}));
 }
 
 TEST(SchemaTest, DescribesEveryFieldAndForbidsOthers) {
-  json schema = json::parse(SpecJsonSchema());
+  json schema = SandboxSchema();
   const json& props = schema.at("properties");
   EXPECT_EQ(Keys(props), (std::set<std::string>{"apiVersion", "kind", "metadata", "spec"}));
   EXPECT_EQ(Keys(props.at("metadata").at("properties")),
@@ -40,9 +48,9 @@ TEST(SchemaTest, DescribesEveryFieldAndForbidsOthers) {
                                    "env", "files", "provision", "readiness", "restartPolicy",
                                    "hypervisor"}));
   const json& sp = spec.at("properties");
-  EXPECT_EQ(Keys(sp.at("network").at("properties")), (std::set<std::string>{"mode", "ports"}));
+  EXPECT_EQ(Keys(sp.at("network").at("properties")), (std::set<std::string>{"mode", "name", "address", "ports"}));
   EXPECT_EQ(Keys(sp.at("network").at("properties").at("ports").at("items").at("properties")),
-            (std::set<std::string>{"host", "guest", "protocol"}));
+            (std::set<std::string>{"host", "guest", "protocol", "address"}));
   EXPECT_EQ(Keys(sp.at("ssh").at("properties")), (std::set<std::string>{"authorizedKeys"}));
   EXPECT_EQ(Keys(sp.at("files").at("items").at("properties")),
             (std::set<std::string>{"path", "content", "source", "mode"}));
@@ -51,14 +59,14 @@ TEST(SchemaTest, DescribesEveryFieldAndForbidsOthers) {
   EXPECT_EQ(sp.at("restartPolicy").at("enum"), json({"Always", "OnFailure", "Never"}));
   EXPECT_EQ(sp.at("hypervisor").at("enum"), json({"auto", "qemu", "firecracker"}));
   EXPECT_EQ(sp.at("network").at("properties").at("mode").at("enum"),
-            json({"nat", "isolated", "none"}));
+            json({"bridged", "user", "nat", "isolated", "none"}));
   EXPECT_EQ(sp.at("cpus").at("maximum"), 64);
 }
 
 TEST(SchemaTest, UnknownFieldsTheLoaderRejectsAreOutsideTheSchema) {
   // The loader and the schema must agree on the field set: a field the schema
   // lists is accepted by the loader.
-  json schema = json::parse(SpecJsonSchema());
+  json schema = SandboxSchema();
   for (const auto& [field, def] : schema.at("properties").at("spec").at("properties").items()) {
     if (field == "image") continue;  // already set in the document below
     std::string yaml = "apiVersion: banger.dev/v1\nkind: Sandbox\nmetadata: {name: a}\n"

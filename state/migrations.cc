@@ -118,12 +118,41 @@ CREATE TABLE sources (
 ) STRICT;
 )sql";
 
+// Bridged networking (issue 8): declared and implicit networks, and address
+// leases. A lease belongs to a sandbox for its whole life (restart and
+// replace keep it); the primary key makes an address impossible to hand out
+// twice, whichever process asks.
+constexpr std::string_view kMigration3 = R"sql(
+CREATE TABLE networks (
+  name        TEXT    PRIMARY KEY,
+  owner       TEXT    NOT NULL DEFAULT '',
+  declared    INTEGER NOT NULL DEFAULT 0 CHECK (declared IN (0, 1)),
+  spec_json   TEXT    NOT NULL,
+  spec_hash   TEXT    NOT NULL,
+  subnet      TEXT    NOT NULL,
+  gateway     TEXT    NOT NULL,
+  bridge      TEXT    NOT NULL UNIQUE,
+  created_at  INTEGER NOT NULL DEFAULT 0,
+  updated_at  INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+CREATE TABLE leases (
+  network     TEXT    NOT NULL REFERENCES networks(name),
+  address     TEXT    NOT NULL,
+  sandbox     TEXT    NOT NULL UNIQUE,
+  mac         TEXT    NOT NULL,
+  created_at  INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (network, address)
+) STRICT;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& BuiltinMigrations() {
   static const std::vector<Migration> kMigrations = {
       {1, kMigration1},
       {2, kMigration2},
+      {3, kMigration3},
   };
   return kMigrations;
 }

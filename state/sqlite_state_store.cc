@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <functional>
 #include <mutex>
@@ -333,6 +334,51 @@ SourceRecord ReadSource(const Stmt& s) {
   r.watcher.start_time = static_cast<uint64_t>(s.Int(14));
   r.updated_at = s.Int(15);
   return r;
+}
+
+constexpr std::string_view kNetworkColumns =
+    "name, owner, declared, spec_json, spec_hash, subnet, gateway, bridge, created_at, updated_at";
+
+NetworkRecord ReadNetwork(const Stmt& s) {
+  NetworkRecord r;
+  r.name = s.Text(0);
+  r.owner = s.Text(1);
+  r.declared = s.Int(2) != 0;
+  r.spec_json = s.Text(3);
+  r.spec_hash = s.Text(4);
+  r.subnet = s.Text(5);
+  r.gateway = s.Text(6);
+  r.bridge = s.Text(7);
+  r.created_at = s.Int(8);
+  r.updated_at = s.Int(9);
+  return r;
+}
+
+constexpr std::string_view kLeaseColumns = "network, address, sandbox, mac, created_at";
+
+LeaseRecord ReadLease(const Stmt& s) {
+  return LeaseRecord{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Int(4)};
+}
+
+std::string Dotted(uint32_t a) {
+  return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 0xff) + "." +
+         std::to_string((a >> 8) & 0xff) + "." + std::to_string(a & 0xff);
+}
+
+uint32_t FromDotted(const std::string& text) {
+  uint32_t v = 0;
+  int parts = 0;
+  unsigned cur = 0;
+  for (char c : text + ".") {
+    if (c == '.') {
+      v = (v << 8) | (cur & 0xff);
+      cur = 0;
+      ++parts;
+    } else {
+      cur = cur * 10 + static_cast<unsigned>(c - '0');
+    }
+  }
+  return parts == 4 ? v : 0;
 }
 
 constexpr std::string_view kImageColumns =
@@ -745,6 +791,176 @@ class SqliteStateStore final : public StateStore {
       s.Bind(1, key);
       return s.Run();
     }).WithContext(Where("delete source " + key));
+  }
+
+  Result<std::vector<NetworkRecord>> ListNetworks() override {
+    std::vector<NetworkRecord> out;
+    BANGER_RETURN_IF_ERROR(Read([&]() -> Status {
+      Stmt s(db_, "SELECT " + std::string(kNetworkColumns) + " FROM networks ORDER BY name");
+      return Collect(s, out, ReadNetwork);
+    }).WithContext(Where("list networks")));
+    return out;
+  }
+
+  Result<NetworkRecord> GetNetwork(const std::string& name) override {
+    NetworkRecord r;
+    bool found = false;
+    BANGER_RETURN_IF_ERROR(Read([&]() -> Status {
+      Stmt s(db_, "SELECT " + std::string(kNetworkColumns) + " FROM networks WHERE name = ?1");
+      s.Bind(1, name);
+      BANGER_ASSIGN_OR_RETURN(found, s.Step());
+      if (found) r = ReadNetwork(s);
+      return OkStatus();
+    }).WithContext(Where("get network " + name)));
+    if (!found) return NotFound("network \"" + name + "\" not found");
+    return r;
+  }
+
+  Status PutNetwork(const NetworkRecord& r) override {
+    if (r.name.empty() || r.bridge.empty() || r.subnet.empty()) {
+      return InvalidArgument("PutNetwork: name, bridge and subnet are required");
+    }
+    const int64_t now = Now();
+    return Write([&]() -> Status {
+      Stmt clash(db_, "SELECT name FROM networks WHERE bridge = ?1 AND name != ?2");
+      clash.Bind(1, r.bridge).Bind(2, r.name);
+      BANGER_ASSIGN_OR_RETURN(bool taken, clash.Step());
+      if (taken) {
+        return AlreadyExists("bridge " + r.bridge + " already belongs to network " + clash.Text(0));
+      }
+      Stmt s(db_, "INSERT INTO networks (" + std::string(kNetworkColumns) +
+                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(name) DO UPDATE SET "
+                      "owner = excluded.owner, declared = excluded.declared, spec_json = excluded.spec_json, "
+                      "spec_hash = excluded.spec_hash, subnet = excluded.subnet, gateway = excluded.gateway, "
+                      "bridge = excluded.bridge, updated_at = excluded.updated_at");
+      s.Bind(1, r.name).Bind(2, r.owner).Bind(3, r.declared).Bind(4, r.spec_json).Bind(5, r.spec_hash);
+      s.Bind(6, r.subnet).Bind(7, r.gateway).Bind(8, r.bridge).Bind(9, r.created_at != 0 ? r.created_at : now);
+      s.Bind(10, now);
+      return s.Run();
+    }).WithContext(Where("record network " + r.name));
+  }
+
+  Status DeleteNetwork(const std::string& name) override {
+    return Write([&]() -> Status {
+      Stmt users(db_, "SELECT sandbox FROM leases WHERE network = ?1 ORDER BY sandbox");
+      users.Bind(1, name);
+      std::vector<std::string> names;
+      BANGER_RETURN_IF_ERROR(Collect(users, names, [](const Stmt& st) { return st.Text(0); }));
+      if (!names.empty()) {
+        std::string list;
+        for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+        return FailedPrecondition("network " + name + " is still used by sandbox " + list);
+      }
+      Stmt s(db_, "DELETE FROM networks WHERE name = ?1");
+      s.Bind(1, name);
+      return s.Run();
+    }).WithContext(Where("delete network " + name));
+  }
+
+  Result<std::vector<LeaseRecord>> ListLeases(const std::string& network) override {
+    std::vector<LeaseRecord> out;
+    BANGER_RETURN_IF_ERROR(Read([&]() -> Status {
+      Stmt s(db_, "SELECT " + std::string(kLeaseColumns) + " FROM leases WHERE ?1 = '' OR network = ?1");
+      s.Bind(1, network);
+      return Collect(s, out, ReadLease);
+    }).WithContext(Where("list leases")));
+    std::sort(out.begin(), out.end(), [](const LeaseRecord& a, const LeaseRecord& b) {
+      return std::make_pair(a.network, FromDotted(a.address)) < std::make_pair(b.network, FromDotted(b.address));
+    });
+    return out;
+  }
+
+  Result<LeaseRecord> GetLease(const std::string& sandbox) override {
+    LeaseRecord r;
+    bool found = false;
+    BANGER_RETURN_IF_ERROR(Read([&]() -> Status {
+      Stmt s(db_, "SELECT " + std::string(kLeaseColumns) + " FROM leases WHERE sandbox = ?1");
+      s.Bind(1, sandbox);
+      BANGER_ASSIGN_OR_RETURN(found, s.Step());
+      if (found) r = ReadLease(s);
+      return OkStatus();
+    }).WithContext(Where("get lease of " + sandbox)));
+    if (!found) return NotFound("sandbox " + sandbox + " has no address lease");
+    return r;
+  }
+
+  Result<LeaseRecord> AcquireLease(const LeaseRequest& q) override {
+    if (q.network.empty() || q.sandbox.empty()) return InvalidArgument("AcquireLease: network and sandbox are required");
+    LeaseRecord out;
+    const int64_t now = Now();
+    BANGER_RETURN_IF_ERROR(Write([&]() -> Status {
+      Stmt mine(db_, "SELECT " + std::string(kLeaseColumns) + " FROM leases WHERE sandbox = ?1");
+      mine.Bind(1, q.sandbox);
+      BANGER_ASSIGN_OR_RETURN(bool has, mine.Step());
+      if (has) {
+        LeaseRecord cur = ReadLease(mine);
+        if (cur.network == q.network && (q.fixed_address.empty() || q.fixed_address == cur.address)) {
+          out = cur;
+          return OkStatus();
+        }
+        Stmt drop(db_, "DELETE FROM leases WHERE sandbox = ?1");
+        drop.Bind(1, q.sandbox);
+        BANGER_RETURN_IF_ERROR(drop.Run());
+      }
+      std::string address = q.fixed_address;
+      if (!address.empty()) {
+        Stmt holder(db_, "SELECT sandbox FROM leases WHERE network = ?1 AND address = ?2");
+        holder.Bind(1, q.network).Bind(2, address);
+        BANGER_ASSIGN_OR_RETURN(bool taken, holder.Step());
+        if (taken) {
+          return AlreadyExists("address " + address + " on network " + q.network + " is leased to sandbox " +
+                               holder.Text(0));
+        }
+      } else {
+        Stmt used(db_, "SELECT address FROM leases WHERE network = ?1");
+        used.Bind(1, q.network);
+        std::vector<std::string> taken;
+        BANGER_RETURN_IF_ERROR(Collect(used, taken, [](const Stmt& st) { return st.Text(0); }));
+        std::vector<uint32_t> nums;
+        for (const auto& t : taken) nums.push_back(FromDotted(t));
+        std::sort(nums.begin(), nums.end());
+        for (uint64_t a = q.first; a <= q.last; ++a) {
+          if (!std::binary_search(nums.begin(), nums.end(), static_cast<uint32_t>(a))) {
+            address = Dotted(static_cast<uint32_t>(a));
+            break;
+          }
+        }
+        if (address.empty()) {
+          return ResourceExhausted("network " + q.network + " has no free address left (" +
+                                   std::to_string(taken.size()) + " leased); use a larger subnet");
+        }
+      }
+      Stmt ins(db_, "INSERT INTO leases (" + std::string(kLeaseColumns) + ") VALUES (?1, ?2, ?3, ?4, ?5)");
+      ins.Bind(1, q.network).Bind(2, address).Bind(3, q.sandbox).Bind(4, q.mac).Bind(5, now);
+      BANGER_RETURN_IF_ERROR(ins.Run());
+      out = LeaseRecord{q.network, address, q.sandbox, q.mac, now};
+      return OkStatus();
+    }).WithContext(Where("lease an address on network " + q.network + " for " + q.sandbox)));
+    return out;
+  }
+
+  Status RestoreLease(const LeaseRecord& l) override {
+    return Write([&]() -> Status {
+      Stmt holder(db_, "SELECT sandbox FROM leases WHERE network = ?1 AND address = ?2");
+      holder.Bind(1, l.network).Bind(2, l.address);
+      BANGER_ASSIGN_OR_RETURN(bool taken, holder.Step());
+      if (taken && holder.Text(0) != l.sandbox) {
+        return AlreadyExists("address " + l.address + " on network " + l.network + " is leased to sandbox " +
+                             holder.Text(0));
+      }
+      Stmt s(db_, "INSERT OR REPLACE INTO leases (" + std::string(kLeaseColumns) + ") VALUES (?1, ?2, ?3, ?4, ?5)");
+      s.Bind(1, l.network).Bind(2, l.address).Bind(3, l.sandbox).Bind(4, l.mac);
+      s.Bind(5, l.created_at != 0 ? l.created_at : Now());
+      return s.Run();
+    }).WithContext(Where("restore the lease of " + l.sandbox));
+  }
+
+  Status ReleaseLease(const std::string& sandbox) override {
+    return Write([&]() -> Status {
+      Stmt s(db_, "DELETE FROM leases WHERE sandbox = ?1");
+      s.Bind(1, sandbox);
+      return s.Run();
+    }).WithContext(Where("release the lease of " + sandbox));
   }
 
   Result<std::optional<std::string>> GetSetting(const std::string& key) override {

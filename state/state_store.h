@@ -123,6 +123,42 @@ struct SourceRecord {
   int64_t updated_at = 0;
 };
 
+/// A network: declared by a `kind: Network` document, or the implicit
+/// `default` one created on first use (declared = false).
+struct NetworkRecord {
+  std::string name;
+  std::string owner;         // apply set that declared it ("" when implicit)
+  bool declared = false;
+  std::string spec_json;     // CanonicalNetworkJson as last applied
+  std::string spec_hash;
+  std::string subnet;        // in force: the declared one, or the one chosen
+  std::string gateway;       // the bridge's address (first host of subnet)
+  std::string bridge;        // host interface name
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+};
+
+/// An address leased to a sandbox on a network.
+struct LeaseRecord {
+  std::string network;
+  std::string address;
+  std::string sandbox;
+  std::string mac;
+  int64_t created_at = 0;
+};
+
+/// What AcquireLease should hand out.
+struct LeaseRequest {
+  std::string network;
+  std::string sandbox;
+  std::string mac;
+  /// A fixed address (spec.network.address), else "" to take the lowest free
+  /// address of [first, last].
+  std::string fixed_address;
+  uint32_t first = 0;        // host-order IPv4 range of dynamic addresses
+  uint32_t last = 0;
+};
+
 class StateStore {
  public:
   /// Opens (creating if needed) `dir/state.db`, runs pending migrations.
@@ -211,6 +247,31 @@ class StateStore {
   /// Inserts or replaces the row; updated_at is set to now.
   virtual Status PutSource(const SourceRecord& source) = 0;
   virtual Status DeleteSource(const std::string& key) = 0;
+
+  // --- networks and address leases ---
+  virtual Result<std::vector<NetworkRecord>> ListNetworks() = 0;
+  /// NotFound if absent.
+  virtual Result<NetworkRecord> GetNetwork(const std::string& name) = 0;
+  /// Inserts or replaces the row (created_at kept from the first insert).
+  /// AlreadyExists when another network has the same bridge.
+  virtual Status PutNetwork(const NetworkRecord& network) = 0;
+  /// FailedPrecondition (naming them) while sandboxes hold leases on it.
+  virtual Status DeleteNetwork(const std::string& name) = 0;
+  /// Leases of one network (all networks when empty), by address.
+  virtual Result<std::vector<LeaseRecord>> ListLeases(const std::string& network) = 0;
+  /// The sandbox's lease; NotFound if it has none.
+  virtual Result<LeaseRecord> GetLease(const std::string& sandbox) = 0;
+  /// In one transaction: the sandbox's existing lease on request.network if
+  /// it has one (and the fixed address, if any, matches), else a new one. A
+  /// lease the sandbox holds on another network (or at another fixed
+  /// address) is released first. AlreadyExists naming the holder when the
+  /// fixed address is taken; ResourceExhausted when the range is full.
+  virtual Result<LeaseRecord> AcquireLease(const LeaseRequest& request) = 0;
+  /// Re-inserts a known lease (repairing a lost row); AlreadyExists naming
+  /// the holder if the address went to someone else.
+  virtual Status RestoreLease(const LeaseRecord& lease) = 0;
+  /// OK if the sandbox has none.
+  virtual Status ReleaseLease(const std::string& sandbox) = 0;
 
   // --- misc key/value (cached probe verdicts, serials) ---
   virtual Result<std::optional<std::string>> GetSetting(const std::string& key) = 0;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -667,6 +668,110 @@ TEST_F(StateStoreTest, SettingsSetGetOverwriteAndMissing) {
   auto empty = store_->GetSetting("empty");
   ASSERT_TRUE(empty->has_value()) << "an empty value is still a value";
   EXPECT_EQ(store_->SetSetting("", "x").code(), StatusCode::kInvalidArgument);
+}
+
+// --- networks and leases -------------------------------------------------------
+
+NetworkRecord MakeNetwork(const std::string& name, const std::string& bridge, const std::string& subnet) {
+  NetworkRecord n;
+  n.name = name;
+  n.spec_json = "{}";
+  n.spec_hash = "h";
+  n.subnet = subnet;
+  n.gateway = subnet.substr(0, subnet.rfind('.')) + ".1";
+  n.bridge = bridge;
+  return n;
+}
+
+constexpr uint32_t kNet10 = (10u << 24) | (213u << 16);  // 10.213.0.0
+
+TEST_F(StateStoreTest, NetworksRoundTripAndBridgesAreUnique) {
+  ASSERT_TRUE(store_->PutNetwork(MakeNetwork("default", "bgr-default", "10.213.0.0/24")).ok());
+  auto got = store_->GetNetwork("default");
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_EQ(got->subnet, "10.213.0.0/24");
+  EXPECT_EQ(got->gateway, "10.213.0.1");
+  EXPECT_EQ(got->created_at, kT0);
+  Status clash = store_->PutNetwork(MakeNetwork("other", "bgr-default", "10.213.1.0/24"));
+  EXPECT_EQ(clash.code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(clash.message().find("bridge bgr-default already belongs to network default"), std::string::npos);
+  EXPECT_EQ(store_->GetNetwork("nope").error().code(), StatusCode::kNotFound);
+}
+
+TEST_F(StateStoreTest, LeasesAreStablePerSandboxAndReleasedOnRequest) {
+  ASSERT_TRUE(store_->PutNetwork(MakeNetwork("default", "bgr-default", "10.213.0.0/24")).ok());
+  LeaseRequest q{"default", "web", "02:00:00:00:00:01", "", kNet10 + 2, kNet10 + 254};
+  auto a = store_->AcquireLease(q);
+  ASSERT_TRUE(a.ok()) << a.error().ToString();
+  EXPECT_EQ(a->address, "10.213.0.2");
+  auto again = store_->AcquireLease(q);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->address, "10.213.0.2");  // restart/replace keep it
+  q.sandbox = "db";
+  EXPECT_EQ(store_->AcquireLease(q)->address, "10.213.0.3");
+  Status busy = store_->DeleteNetwork("default");
+  EXPECT_EQ(busy.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(busy.message().find("still used by sandbox db, web"), std::string::npos) << busy.message();
+  ASSERT_TRUE(store_->ReleaseLease("web").ok());
+  EXPECT_EQ(store_->GetLease("web").error().code(), StatusCode::kNotFound);
+  q.sandbox = "cache";
+  EXPECT_EQ(store_->AcquireLease(q)->address, "10.213.0.2");  // freed addresses are reused
+}
+
+TEST_F(StateStoreTest, FixedAddressesConflictNamingTheHolder) {
+  ASSERT_TRUE(store_->PutNetwork(MakeNetwork("default", "bgr-default", "10.213.0.0/24")).ok());
+  LeaseRequest q{"default", "web", "m1", "10.213.0.50", kNet10 + 2, kNet10 + 254};
+  ASSERT_EQ(store_->AcquireLease(q)->address, "10.213.0.50");
+  q.sandbox = "db";
+  auto taken = store_->AcquireLease(q);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.error().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(taken.error().message().find("leased to sandbox web"), std::string::npos);
+  // Changing the fixed address moves the lease.
+  q.sandbox = "web";
+  q.fixed_address = "10.213.0.51";
+  ASSERT_EQ(store_->AcquireLease(q)->address, "10.213.0.51");
+  EXPECT_EQ(store_->ListLeases("default")->size(), 1u);
+}
+
+TEST_F(StateStoreTest, FullRangeIsResourceExhausted) {
+  ASSERT_TRUE(store_->PutNetwork(MakeNetwork("tiny", "bgr-tiny", "10.213.0.0/29")).ok());
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(store_->AcquireLease({"tiny", "s" + std::to_string(i), "m", "", kNet10 + 2, kNet10 + 6}).ok());
+  }
+  auto full = store_->AcquireLease({"tiny", "s9", "m", "", kNet10 + 2, kNet10 + 6});
+  ASSERT_FALSE(full.ok());
+  EXPECT_EQ(full.error().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(full.error().message().find("no free address"), std::string::npos);
+}
+
+TEST_F(StateStoreTest, ConcurrentAcquiresFromSeparateConnectionsNeverShareAnAddress) {
+  ASSERT_TRUE(store_->PutNetwork(MakeNetwork("default", "bgr-default", "10.213.0.0/24")).ok());
+  // Separate StateStore objects: separate SQLite connections, like separate processes.
+  constexpr int kN = 8;
+  std::vector<std::string> got(kN);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kN; ++i) {
+    threads.emplace_back([&, i] {
+      auto s = StateStore::Open(dir_.path() / "state");
+      ASSERT_TRUE(s.ok());
+      auto l = (*s)->AcquireLease({"default", "sb" + std::to_string(i), "m", "", kNet10 + 2, kNet10 + 254});
+      ASSERT_TRUE(l.ok()) << l.error().ToString();
+      got[i] = l->address;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(std::set<std::string>(got.begin(), got.end()).size(), static_cast<size_t>(kN));
+}
+
+TEST_F(StateStoreTest, RestoreLeaseRefusesAnAddressSomeoneElseHolds) {
+  ASSERT_TRUE(store_->PutNetwork(MakeNetwork("default", "bgr-default", "10.213.0.0/24")).ok());
+  ASSERT_TRUE(store_->AcquireLease({"default", "web", "m", "", kNet10 + 2, kNet10 + 254}).ok());
+  ASSERT_TRUE(store_->ReleaseLease("web").ok());
+  ASSERT_TRUE(store_->RestoreLease({"default", "10.213.0.2", "web", "m", 0}).ok());
+  EXPECT_EQ(store_->GetLease("web")->address, "10.213.0.2");
+  Status s = store_->RestoreLease({"default", "10.213.0.2", "db", "m", 0});
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
 }
 
 }  // namespace

@@ -58,13 +58,37 @@ Result<BootResult> FakeRuntime::Boot(const BootRequest& request) {
   int pid = next_pid_++;
   running_pid_[name] = pid;
   disks_.insert(name);
+  networks_[name] = request.network;
+  if (request.network) hosts_[name] = request.network->hosts;
   BootResult r;
   r.hypervisor = "fake";
   r.process = {pid, 42};
   r.runtime_dir = "/fake/sandboxes/" + request.record.id;
   r.disk_path = r.runtime_dir + "/disk.qcow2";
-  r.address = "10.0.0." + std::to_string(pid % 250);
+  r.address = request.network ? request.network->address
+              : request.spec.network.mode == NetworkMode::kNone ? ""
+                                                                 : "10.0.2.15";
   return r;
+}
+
+Status FakeRuntime::UpdateHosts(const SandboxRecord& record, const std::vector<HostEntry>& hosts) {
+  Record("update-hosts " + record.name + " " + std::to_string(hosts.size()));
+  std::lock_guard<std::mutex> l(mu_);
+  if (!running_pid_.count(record.name)) return Unavailable("fake: " + record.name + " is not running");
+  hosts_[record.name] = hosts;
+  return OkStatus();
+}
+
+std::optional<NetworkAttachment> FakeRuntime::network_of(const std::string& name) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = networks_.find(name);
+  return it == networks_.end() ? std::nullopt : it->second;
+}
+
+std::vector<HostEntry> FakeRuntime::hosts_of(const std::string& name) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = hosts_.find(name);
+  return it == hosts_.end() ? std::vector<HostEntry>{} : it->second;
 }
 
 Status FakeRuntime::WaitAgent(const SandboxRecord& record, std::chrono::milliseconds) {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -25,6 +26,7 @@ class FakeRuntime : public SandboxRuntime {
   RuntimeObservation Inspect(const SandboxRecord& record) override;
   Status Stop(const SandboxRecord& record, std::chrono::milliseconds grace) override;
   Status Destroy(const SandboxRecord& record) override;
+  Status UpdateHosts(const SandboxRecord& record, const std::vector<HostEntry>& hosts) override;
 
   // --- scripting ---
   void SetAvailable(Status s) { available_ = std::move(s); }
@@ -40,6 +42,10 @@ class FakeRuntime : public SandboxRuntime {
   int boots() const { return boots_.load(); }
   int max_concurrent_boots() const { return max_concurrent_.load(); }
   std::set<std::string> running() const;
+  /// The network each sandbox was last booted with (absent: not bridged).
+  std::optional<NetworkAttachment> network_of(const std::string& name) const;
+  /// The /etc/hosts entries last pushed to a running sandbox.
+  std::vector<HostEntry> hosts_of(const std::string& name) const;
   /// If set, Boot sleeps this long (real time) to let tests observe overlap.
   std::chrono::milliseconds boot_delay{0};
   /// If set, called at the start of every Boot (outside the fake's lock), so
@@ -55,6 +61,8 @@ class FakeRuntime : public SandboxRuntime {
   std::map<std::pair<std::string, std::string>, int> exec_exits_;
   std::map<std::string, int> running_pid_;   // name -> fake pid
   std::set<std::string> disks_;              // names with a disk
+  std::map<std::string, std::optional<NetworkAttachment>> networks_;
+  std::map<std::string, std::vector<HostEntry>> hosts_;
   int next_pid_ = 1000;
   std::atomic<int> boots_{0};
   std::atomic<int> in_boot_{0};

@@ -56,6 +56,8 @@ SandboxSpec MakeSpec(const std::string& name, const std::string& image) {
   SandboxSpec s;
   s.name = name;
   s.image = image;
+  // User-mode networking needs no host network; bridged tests ask for it.
+  s.network.mode = NetworkMode::kUser;
   return s;
 }
 

@@ -42,6 +42,7 @@ class FakeClock : public Clock {
 };
 
 /// A valid spec with defaults, for building test inputs.
+/// A spec with network mode user (bridged tests set it themselves).
 SandboxSpec MakeSpec(const std::string& name, const std::string& image = "busybox");
 SpecDocument MakeDoc(const SandboxSpec& spec, const std::string& file = "specs/test.yaml");
 
