@@ -18,6 +18,8 @@
 #include "cli/output.h"
 #include "cli/vm_commands.h"
 #include "cli/watch_commands.h"
+#include "cli/network_commands.h"
+#include "reconciler/network_plan.h"
 #include "host/config.h"
 #include "host/host.h"
 #include "host/vm_runtime.h"
@@ -113,7 +115,12 @@ Result<Plan> MakePlan(Context& ctx, const LoadResult& specs, const std::vector<s
   o.artifact_present = [&a](std::string_view kind, const std::string& name) {
     return kind == "image" ? a.ImagePresent(name) : a.KernelPresent(name);
   };
-  return ComputePlan(specs.specs, observed, o);
+  Plan plan = ComputePlan(specs.specs, observed, o);
+  NetworkObservations networks;
+  BANGER_ASSIGN_OR_RETURN(networks.networks, ctx.store().ListNetworks());
+  BANGER_ASSIGN_OR_RETURN(networks.leases, ctx.store().ListLeases(""));
+  PlanNetworks(specs.networks, specs.specs, observed, networks, o, plan);
+  return plan;
 }
 
 bool Confirm(const std::string& question) {
@@ -131,11 +138,12 @@ std::string ResultLine(const ChangeResult& r) {
   std::string verb(ToString(r.action));
   if (!r.status.ok()) return "✗ " + r.name + ": " + verb + " failed after " + secs + ": " + r.status.message();
   std::string what;
+  const bool network = StartsWith(r.name, "network/");
   switch (r.action) {
-    case Action::kCreate: what = "created, Ready"; break;
+    case Action::kCreate: what = network ? "created" : "created, Ready"; break;
     case Action::kUpdate: what = "updated in place"; break;
     case Action::kRestart: what = "restarted, Ready"; break;
-    case Action::kReplace: what = "replaced, Ready"; break;
+    case Action::kReplace: what = network ? "replaced" : "replaced, Ready"; break;
     case Action::kDelete: what = "deleted"; break;
     case Action::kNoOp: what = "unchanged"; break;
   }
@@ -477,10 +485,12 @@ int Main(int argc, char** argv) {
   std::vector<std::string> del_names, del_files;
   bool del_yes = false;
   del->add_option("names", del_names, "Sandbox names");
-  del->add_option("-f,--filename", del_files, "Delete the sandboxes these specs define");
+  del->add_option("-f,--filename", del_files,
+                  "Delete the sandboxes these specs define, then the networks they declare (once unused)");
   del->add_flag("-y,--yes", del_yes, "Do not ask for confirmation");
   del->callback([&] {
     std::vector<std::string> names = del_names;
+    std::vector<NetworkDocument> del_networks;
     if (!del_files.empty()) {
       LoadResult specs;
       if (!LoadSpecs(del_files, specs)) {
@@ -488,8 +498,9 @@ int Main(int argc, char** argv) {
         return;
       }
       for (const auto& s : specs.specs) names.push_back(s.spec.name);
+      del_networks = specs.networks;
     }
-    if (names.empty()) {
+    if (names.empty() && del_networks.empty()) {
       std::fprintf(stderr, "error: name a sandbox or pass -f PATH\n");
       exit_code = kExitUsage;
       return;
@@ -510,6 +521,22 @@ int Main(int argc, char** argv) {
         exit_code = kExitError;
       } else {
         std::printf("✓ %s: deleted\n", n.c_str());
+      }
+    }
+    // The networks declared in those files go too, once no sandbox uses them.
+    for (const auto& doc : del_networks) {
+      auto rec = ctx.store().GetNetwork(doc.spec.name);
+      if (!rec || !rec->declared) continue;
+      NetworkChange c;
+      c.name = doc.spec.name;
+      c.action = Action::kDelete;
+      c.current = *rec;
+      Status s = engine.networks().Apply(c);
+      if (!s.ok()) {
+        std::fprintf(stderr, "✗ network/%s: %s\n", c.name.c_str(), s.message().c_str());
+        exit_code = kExitError;
+      } else {
+        std::printf("✓ network/%s: deleted\n", c.name.c_str());
       }
     }
   });
@@ -720,6 +747,7 @@ int Main(int argc, char** argv) {
 
   AddArtifactCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddWatchCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
+  AddNetworkCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
 
   try {
     app.parse(argc, argv);

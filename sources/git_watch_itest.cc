@@ -49,6 +49,7 @@ std::string SpecYaml(const Yaml& y) {
   }
   out += "spec:\n  image: " + y.image + "\n";
   if (y.cpus != 0) out += "  cpus: " + std::to_string(y.cpus) + "\n";
+  out += "  network: {mode: user}\n";  // the fake runtime needs no host network
   return out;
 }
 

@@ -100,7 +100,9 @@ TEST_F(CliTest, SchemaIsJson) {
   ASSERT_EQ(out.exit_code, 0);
   auto j = nlohmann::json::parse(out.stdout_data, nullptr, false);
   ASSERT_FALSE(j.is_discarded());
-  EXPECT_TRUE(j.contains("properties"));
+  ASSERT_TRUE(j.contains("oneOf"));  // a file holds Sandbox and Network documents
+  EXPECT_EQ(j["oneOf"][0]["properties"]["kind"]["const"], "Sandbox");
+  EXPECT_EQ(j["oneOf"][1]["properties"]["kind"]["const"], "Network");
 }
 
 TEST_F(CliTest, PlanOnEmptyHostShowsCreateAndDetailedExitCodeTwo) {
