@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <system_error>
 #include <utility>
 
@@ -88,7 +89,17 @@ class HostNetworkDriver final : public NetworkDriver {
     // The script goes to nft on stdin: nothing to write, so no file is left
     // behind when banger dies mid-apply.
     auto loaded = Run(Exec("nft", {"-f", "-"}), RenderNftTable(rules));
-    return loaded.status().WithContext("loading nft table inet banger");
+    BANGER_RETURN_IF_ERROR(loaded.status().WithContext("loading nft table inet banger"));
+    // Packets to a port published beyond loopback arrive on an uplink and are
+    // forwarded into the bridge: that takes the global switch, also for a
+    // network without nat (whose EnsureBridge leaves it alone).
+    auto beyond_loopback = std::find_if(rules.ports.begin(), rules.ports.end(), [](const PublishedPort& p) {
+      return !StartsWith(p.host_address, "127.");
+    });
+    if (beyond_loopback == rules.ports.end()) return OkStatus();
+    return EnsureSysctls({{"net.ipv4.ip_forward", "port " + std::to_string(beyond_loopback->host_port) + "/" +
+                                                      beyond_loopback->protocol + " is published on " +
+                                                      beyond_loopback->host_address}});
   }
 
   Result<bool> RulesCurrent(const NetworkRules& rules) override {

@@ -463,6 +463,12 @@ TEST_F(TrafficTest, PortPublishedOnEveryAddressIsReachableFromOutside) {
   ASSERT_TRUE(driver_->ApplyRules(Published(true)).ok());
   // No SNAT for outside clients: the guest sees the real source.
   EXPECT_EQ(TcpThroughTo(outside_->name(), "192.0.2.1", 18443, 443), "192.0.2.2");
+  // Also into a network without nat, whose bridge leaves ip_forward alone:
+  // ApplyRules turns it on for ports published beyond loopback.
+  InNs({"sysctl", "-q", "-w", "net.ipv4.ip_forward=0"});
+  ASSERT_TRUE(driver_->ApplyRules(Published(false)).ok());
+  EXPECT_EQ(InNs({"sysctl", "-n", "net.ipv4.ip_forward"}), "1\n");
+  EXPECT_EQ(TcpThroughTo(outside_->name(), "192.0.2.1", 18443, 443), "192.0.2.2");
   // A loopback-only port is not published outside.
   std::string error;
   Fd refused = ConnectFrom(outside_->name(), "192.0.2.1", 18080, milliseconds(1000), &error);

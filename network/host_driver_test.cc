@@ -265,9 +265,23 @@ TEST_F(HostDriverTest, DeletesAreIdempotentAndCheckTheKind) {
 }
 
 TEST_F(HostDriverTest, ApplyRulesLoadsTheWholeTableOnStdinInOneRun) {
+  runner_.Reply("ip netns exec ns1 sysctl -n net.ipv4.ip_forward", "1\n");
   ASSERT_TRUE(Driver()->ApplyRules(TypicalRules()).ok());
-  EXPECT_EQ(runner_.runs, Lines{"ip netns exec ns1 nft -f -"});
+  EXPECT_EQ(runner_.runs, (Lines{"ip netns exec ns1 nft -f -", "ip netns exec ns1 sysctl -n net.ipv4.ip_forward"}));
   EXPECT_EQ(runner_.stdins[0], RenderNftTable(TypicalRules()));
+}
+
+TEST_F(HostDriverTest, PortsPublishedBeyondLoopbackNeedIpForward) {
+  // Even when no network masquerades: outside clients are forwarded in.
+  runner_.Reply("ip netns exec ns1 sysctl -n net.ipv4.ip_forward", "0\n");
+  ASSERT_TRUE(Driver()->ApplyRules(TypicalRules()).ok());
+  EXPECT_EQ(runner_.runs.back(), "ip netns exec ns1 sysctl -q -w net.ipv4.ip_forward=1");
+
+  runner_.runs.clear();
+  NetworkRules loopback_only = TypicalRules();
+  loopback_only.ports = {loopback_only.ports[2], loopback_only.ports[3]};
+  ASSERT_TRUE(Driver()->ApplyRules(loopback_only).ok());
+  EXPECT_EQ(runner_.runs, Lines{"ip netns exec ns1 nft -f -"});
 }
 
 TEST_F(HostDriverTest, ApplyRulesRejectsInvalidRulesBeforeRunningAnything) {
