@@ -12,7 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libgit2-dev
   # runtime: VMs, disks, kernels, images
   qemu-system-x86 qemu-utils e2fsprogs busybox-static linux-image-amd64 debootstrap
-  iproute2 nftables xz-utils zstd lz4 cpio kmod openssh-client
+  iproute2 nftables procps xz-utils zstd lz4 cpio kmod openssh-client
   # tests and benchmarks: a real OCI registry, a real sshd, reference tools
   docker-registry openssh-server skopeo umoci hyperfine sqlite3 bc
 )
