@@ -715,6 +715,12 @@ int Main(int argc, char** argv) {
     check("/dev/kvm", std::filesystem::exists("/dev/kvm", ec)
                           ? OkStatus()
                           : FailedPrecondition("absent: sandboxes run under software emulation (slower)"));
+    NetworkDriver& net = ctx.host().network();
+    check("bridged networking" + (net.Namespace().empty() ? std::string() : " in network namespace " + net.Namespace()),
+          net.CheckAvailable().ok()
+              ? OkStatus()
+              : FailedPrecondition(net.CheckAvailable().message() +
+                                   " (sandboxes with network.mode: user or none still work)"));
     std::string kernel = ctx.host().artifacts().DefaultKernel();
     check("default kernel " + kernel,
           ctx.host().artifacts().KernelPresent(kernel)

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "host/vm_runtime.h"
+#include "network/host_driver.h"
 #include "images/catalog.h"
 #include "kernels/catalog.h"
 #include "kernels/oci_fetcher.h"
@@ -101,6 +102,7 @@ Result<std::unique_ptr<Host>> Host::Open(const HostOptions& options) {
 
   h->artifacts_ = std::make_unique<ServiceArtifacts>(*h->images_, *h->kernels_);
   h->runtime_ = MakeVmRuntime(h->config_, h->layout_, *h->runner_, *h->clock_);
+  h->network_ = network::MakeHostNetworkDriver(*h->runner_, h->config_.netns);
   return h;
 }
 
@@ -108,6 +110,7 @@ EngineOptions Host::DefaultEngineOptions(int parallel) const {
   EngineOptions o;
   o.parallel = parallel > 0 ? parallel : config_.parallel;
   o.locks_dir = LocksDir();
+  o.network_driver = network_.get();
   return o;
 }
 

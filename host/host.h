@@ -49,6 +49,9 @@ class Host {
   ArtifactStore& artifacts() { return *artifacts_; }
   /// Null when no hypervisor can run on this host.
   SandboxRuntime* runtime() { return runtime_.get(); }
+  /// Bridged networking on this host (or in the namespace config().netns
+  /// names); its CheckAvailable says what is missing.
+  NetworkDriver& network() { return *network_; }
 
   /// An engine over this host's ports; `parallel` 0 takes the config's.
   /// Sandboxes are locked in LocksDir() while the engine works on them.
@@ -80,6 +83,7 @@ class Host {
   std::unique_ptr<kernels::KernelService> kernels_;
   std::unique_ptr<ArtifactStore> artifacts_;
   std::unique_ptr<SandboxRuntime> runtime_;
+  std::unique_ptr<NetworkDriver> network_;
 };
 
 }  // namespace banger::host
