@@ -49,6 +49,15 @@ std::optional<AgentConfig> ParseAgentConfig(std::string_view json, std::string* 
   } else if (!net.IsNull()) {
     return fail("config.json: network must be an object or null");
   }
+  const JsonValue& hosts = j["hosts"];
+  if (!hosts.IsArray() && !hosts.IsNull()) return fail("config.json: hosts must be a list");
+  for (const auto& h : hosts.AsArray()) {
+    if (!h.IsObject()) return fail("config.json: hosts entries must be objects");
+    c.hosts.push_back({h["address"].AsString(), h["names"].AsStringList()});
+  }
+  if (std::string why = agent_protocol::ValidateHostsEntries(c.hosts); !why.empty()) {
+    return fail("config.json: " + why);
+  }
   for (const auto& f : j["files"].AsArray()) {
     AgentFile af;
     af.path = f["path"].AsString();

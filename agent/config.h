@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "providers/agent_protocol.h"
+
 namespace banger::agent {
 
 struct AgentNetwork {
@@ -31,6 +33,7 @@ struct AgentConfig {
   std::string agent_port = "banger.agent";
   std::string init = "auto";  // auto | image | agent
   std::optional<AgentNetwork> network;
+  std::vector<agent_protocol::HostsEntry> hosts;  // the /etc/hosts block (peers)
   std::vector<AgentFile> files;
   std::vector<std::string> authorized_keys;
   std::vector<std::string> env;  // "K=V"

@@ -51,6 +51,7 @@ TEST(AgentConfigTest, ParsesFullConfig) {
     "hostname": "web-1",
     "network": {"address": "10.0.0.2", "prefix": 24, "gateway": "10.0.0.1", "dns": ["1.1.1.1"]},
     "files": [{"path": "/etc/motd", "content_base64": "aGk=", "mode": 384}],
+    "hosts": [{"address": "10.99.0.7", "names": ["peer", "peer.banger"]}, {"address": "10.99.0.8", "names": ["db"]}],
     "authorized_keys": ["ssh-ed25519 AAAA test"],
     "env": {"A": "1"},
     "entrypoint": {"argv": ["sleep", "1000"], "env": {"B": "2"}, "workdir": "/tmp"},
@@ -70,6 +71,31 @@ TEST(AgentConfigTest, ParsesFullConfig) {
   EXPECT_EQ(c->workdir, "/tmp");
   EXPECT_EQ(c->init, "agent");
   EXPECT_EQ(c->root_device, "/dev/vda");
+  ASSERT_EQ(c->hosts.size(), 2u);
+  EXPECT_EQ(c->hosts[0].address, "10.99.0.7");
+  EXPECT_EQ(c->hosts[0].names, (std::vector<std::string>{"peer", "peer.banger"}));
+  EXPECT_EQ(c->hosts[1].names, std::vector<std::string>{"db"});
+}
+
+TEST(AgentConfigTest, HostsAreOptionalAndValidated) {
+  std::string err;
+  auto none = ParseAgentConfig(R"({"hostname": "x"})", &err);
+  ASSERT_TRUE(none) << err;
+  EXPECT_TRUE(none->hosts.empty());
+  auto null_hosts = ParseAgentConfig(R"({"hosts": null})", &err);
+  ASSERT_TRUE(null_hosts) << err;
+  EXPECT_TRUE(null_hosts->hosts.empty());
+
+  EXPECT_FALSE(ParseAgentConfig(R"({"hosts": [{"address": "10.0.0.1", "names": ["bad name"]}]})", &err));
+  EXPECT_NE(err.find("hosts entry 0"), std::string::npos) << err;
+  EXPECT_NE(err.find("bad name"), std::string::npos) << err;
+  EXPECT_FALSE(ParseAgentConfig(R"({"hosts": [{"address": "10.0.0.1\nevil", "names": ["a"]}]})", &err));
+  EXPECT_NE(err.find("not an IPv4"), std::string::npos) << err;
+  EXPECT_FALSE(ParseAgentConfig(R"({"hosts": [{"address": "10.0.0.1", "names": []}]})", &err));
+  EXPECT_NE(err.find("no names"), std::string::npos) << err;
+  EXPECT_FALSE(ParseAgentConfig(R"({"hosts": {"address": "10.0.0.1"}})", &err));
+  EXPECT_NE(err.find("hosts must be a list"), std::string::npos) << err;
+  EXPECT_FALSE(ParseAgentConfig(R"({"hosts": ["10.0.0.1 a"]})", &err));
 }
 
 TEST(AgentConfigTest, RejectsBadFieldsNamingThem) {

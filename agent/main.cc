@@ -2,7 +2,8 @@
 // channel. See docs/guest-agent.md for the boot sequence.
 //
 //   banger-agent                      as PID 1: boot the sandbox (normal use)
-//   banger-agent --serve-unix PATH    serve the protocol on a unix socket (host tests)
+//   banger-agent --serve-unix PATH [--env K=V]... [--hosts-file FILE]
+//                                     serve the protocol on a unix socket (host tests)
 //   banger-agent --version
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "agent/config.h"
+#include "agent/hosts_file.h"
 #include "agent/server.h"
 
 #ifndef BANGER_AGENT_VERSION
@@ -328,12 +330,18 @@ void WriteGuestFiles(const AgentConfig& c) {
     if (::sethostname(c.hostname.data(), c.hostname.size()) != 0) Log(Errno("sethostname"));
     ::mkdir("/etc", 0755);
     if (!WriteFile("/etc/hostname", c.hostname + "\n", 0644)) Log(Errno("write /etc/hostname"));
-    std::string hosts;
-    if (!ReadFile("/etc/hosts", &hosts) || hosts.find(" " + c.hostname) == std::string::npos) {
-      if (hosts.empty()) hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
-      if (hosts.back() != '\n') hosts += "\n";
-      hosts += "127.0.1.1\t" + c.hostname + "\n";
-      if (!WriteFile("/etc/hosts", hosts, 0644)) Log(Errno("write /etc/hosts"));
+  }
+  // /etc/hosts: the image's lines, a 127.0.1.1 line for the hostname unless
+  // the image maps it already, and banger's block of peers (replacing the one
+  // a previous boot of this disk wrote).
+  std::string hosts;
+  if (std::string err = ReadHostsFile("/etc/hosts", &hosts); !err.empty()) {
+    Log(err);
+  } else {
+    std::string updated = RewriteHostsBlock(EnsureHostnameLine(hosts, c.hostname), c.hosts);
+    if (updated != hosts) {
+      ::mkdir("/etc", 0755);
+      if (std::string werr = WriteHostsFile("/etc/hosts", updated); !werr.empty()) Log(werr);
     }
   }
   if (c.network && !c.network->dns.empty()) {
@@ -454,6 +462,7 @@ int RunAsInit() {
   ServerOptions opts;
   opts.agent_version = BANGER_AGENT_VERSION;
   opts.base_env = MergeEnv(DefaultEnv(), config->env);
+  opts.hosts_path = "/etc/hosts";
   opts.power_off = [] { PowerOff(); };
 
   if (use_image_init) {
@@ -494,10 +503,13 @@ int main(int argc, char** argv) {
     opts.base_env = DefaultEnv();
     for (int i = 3; i + 1 < argc; i += 2) {
       if (std::string(argv[i]) == "--env") opts.base_env = MergeEnv(opts.base_env, {argv[i + 1]});
+      if (std::string(argv[i]) == "--hosts-file") opts.hosts_path = argv[i + 1];
     }
     return ServeUnixSocket(argv[2], opts);
   }
   if (::getpid() == 1) return RunAsInit();
-  std::fprintf(stderr, "usage: banger-agent (as PID 1) | --serve-unix PATH [--env K=V]... | --version\n");
+  std::fprintf(stderr,
+               "usage: banger-agent (as PID 1) | --serve-unix PATH [--env K=V]... [--hosts-file FILE] | "
+               "--version\n");
   return 2;
 }

@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 
+#include "agent/hosts_file.h"
 #include "providers/agent_protocol.h"
 
 extern char** environ;
@@ -323,6 +324,7 @@ class Server {
         if (opts_.power_off) opts_.power_off();
         stop_ = true;
         break;
+      case MessageType::kSetHosts: SetHosts(f); break;
       case MessageType::kHello:
       case MessageType::kPong:
       case MessageType::kStarted:
@@ -331,6 +333,7 @@ class Server {
       case MessageType::kExit:
       case MessageType::kPowerOffAck:
       case MessageType::kError:
+      case MessageType::kSetHostsAck:
       default:
         SendError(f.channel, std::string("unexpected message type ") +
                                  std::to_string(static_cast<int>(f.type)));
@@ -346,6 +349,35 @@ class Server {
       pollfd p{conn_fd_, POLLOUT, 0};
       ::poll(&p, 1, 50);
     }
+  }
+
+  // Replaces the banger block of the hosts file; answers on the request's
+  // channel with SET_HOSTS_ACK, or ERROR saying why nothing was written.
+  void SetHosts(const proto::Frame& f) {
+    std::string err;
+    auto entries = proto::DecodeSetHosts(f.payload, &err);
+    if (!entries) {
+      SendError(f.channel, err);
+      return;
+    }
+    if (opts_.hosts_path.empty()) {
+      SendError(f.channel, "SET_HOSTS: this agent has no hosts file (test mode without --hosts-file)");
+      return;
+    }
+    std::string current;
+    if (err = ReadHostsFile(opts_.hosts_path, &current); !err.empty()) {
+      SendError(f.channel, "SET_HOSTS: " + err);
+      return;
+    }
+    std::string updated = RewriteHostsBlock(current, *entries);
+    if (updated != current) {
+      if (err = WriteHostsFile(opts_.hosts_path, updated); !err.empty()) {
+        SendError(f.channel, "SET_HOSTS: " + err);
+        return;
+      }
+    }
+    Log("hosts: " + std::to_string(entries->size()) + " peer entries in " + opts_.hosts_path);
+    Send(proto::MessageType::kSetHostsAck, f.channel, proto::EncodeU32(static_cast<uint32_t>(entries->size())));
   }
 
   Session* Find(uint32_t id) {

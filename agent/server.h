@@ -1,6 +1,6 @@
-// The agent's channel server: serves exec/ping/poweroff requests from the host
-// over one byte stream (the virtio-serial port in a VM, or a unix socket when
-// run on a host for tests). Single-threaded, poll-based.
+// The agent's channel server: serves exec/ping/poweroff/set-hosts requests
+// from the host over one byte stream (the virtio-serial port in a VM, or a
+// unix socket when run on a host for tests). Single-threaded, poll-based.
 #pragma once
 
 #include <sys/types.h>
@@ -16,6 +16,9 @@ struct ServerOptions {
   std::string mode;                    // "init" or "server" (reported in HELLO)
   std::vector<std::string> base_env;   // "K=V" given to every exec (request env overrides)
   pid_t entrypoint_pid = 0;            // logged when reaped (PID-1 mode)
+  /// The file SET_HOSTS rewrites ("/etc/hosts" in a VM). Empty: SET_HOSTS is
+  /// refused (host test mode without --hosts-file must not touch the host's).
+  std::string hosts_path;
   /// Called after POWEROFF was acknowledged. In a VM it powers off and does not
   /// return; in host test mode it returns and the server loop ends.
   std::function<void()> power_off;

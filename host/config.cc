@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 
@@ -39,7 +40,30 @@ std::string SectionText(const std::string& text, std::string_view key) {
   return out;
 }
 
+// Applies $BANGER_NETNS over the file's network.netns.
+Status ApplyEnvironment(Config& c) {
+  if (const char* env = std::getenv("BANGER_NETNS")) {
+    c.netns = env;
+    if (std::string why = ValidateNetnsName(c.netns); !why.empty()) {
+      return InvalidArgument("BANGER_NETNS: " + why);
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace
+
+std::string ValidateNetnsName(const std::string& name) {
+  if (name.empty()) return "";
+  if (name.size() > 64) return "network namespace name \"" + name.substr(0, 64) + "...\" is too long";
+  if (name == "." || name == "..") return "\"" + name + "\" is not a network namespace name";
+  for (char ch : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) {
+      return "network namespace name \"" + name + "\" may hold only letters, digits, '-', '_' and '.'";
+    }
+  }
+  return "";
+}
 
 Result<Config> LoadConfig(const std::string& explicit_path) {
   Config c;
@@ -51,16 +75,22 @@ Result<Config> LoadConfig(const std::string& explicit_path) {
   if (path.empty()) {
     path = DefaultConfigPath();
     std::error_code ec;
-    if (path.empty() || !std::filesystem::exists(path, ec)) return c;
+    if (path.empty() || !std::filesystem::exists(path, ec)) {
+      BANGER_RETURN_IF_ERROR(ApplyEnvironment(c));
+      return c;
+    }
   }
   BANGER_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
   c.path = path;
   try {
     YAML::Node root = YAML::Load(text);
-    if (root.IsNull()) return c;
+    if (root.IsNull()) {
+      BANGER_RETURN_IF_ERROR(ApplyEnvironment(c));
+      return c;
+    }
     if (!root.IsMap()) return InvalidArgument(Where(path, root) + ": config must be a mapping");
     static const std::vector<std::string> kKeys = {"defaultKernel", "accel", "machine", "parallel",
-                                                   "images", "kernels"};
+                                                   "images", "kernels", "network"};
     for (auto it = root.begin(); it != root.end(); ++it) {
       std::string key = it->first.as<std::string>();
       const YAML::Node v = it->second;  // a copy: it-> returns a proxy that dies with the expression
@@ -81,6 +111,24 @@ Result<Config> LoadConfig(const std::string& explicit_path) {
         if (c.parallel < 1 || c.parallel > 64) {
           return InvalidArgument(Where(path, v) + ": parallel: must be between 1 and 64");
         }
+      } else if (key == "network") {
+        if (v.IsNull()) continue;
+        if (!v.IsMap()) return InvalidArgument(Where(path, v) + ": network: must be a mapping");
+        static const std::vector<std::string> kNetworkKeys = {"netns"};
+        for (auto nit = v.begin(); nit != v.end(); ++nit) {
+          std::string nkey = nit->first.as<std::string>();
+          const YAML::Node nv = nit->second;
+          if (nkey == "netns") {
+            c.netns = nv.IsNull() ? "" : nv.as<std::string>();
+            if (std::string why = ValidateNetnsName(c.netns); !why.empty()) {
+              return InvalidArgument(Where(path, nv) + ": network.netns: " + why);
+            }
+          } else {
+            std::string hint = ClosestMatch(nkey, kNetworkKeys);
+            return InvalidArgument(Where(path, nit->first) + ": unknown key \"network." + nkey + "\"" +
+                                   (hint.empty() ? "" : " (did you mean \"network." + hint + "\"?)"));
+          }
+        }
       } else if (key == "images" || key == "kernels") {
         // Catalog entries, parsed by the image and kernel catalogs, which
         // report errors against this file's own lines.
@@ -95,6 +143,7 @@ Result<Config> LoadConfig(const std::string& explicit_path) {
     return InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ":" +
                            std::to_string(e.mark.column + 1) + ": " + e.msg);
   }
+  BANGER_RETURN_IF_ERROR(ApplyEnvironment(c));
   return c;
 }
 
@@ -106,6 +155,8 @@ std::string RenderConfig(const Config& c) {
   e << YAML::Key << "accel" << YAML::Value << c.accel;
   e << YAML::Key << "machine" << YAML::Value << c.machine;
   e << YAML::Key << "parallel" << YAML::Value << c.parallel;
+  e << YAML::Key << "network" << YAML::Value << YAML::BeginMap << YAML::Key << "netns" << YAML::Value
+    << (c.netns.empty() ? std::string("(host namespace)") : c.netns) << YAML::EndMap;
   if (!c.image_catalog_yaml.empty()) {
     e << YAML::Key << "images" << YAML::Value << YAML::Load(c.image_catalog_yaml)["images"];
   }

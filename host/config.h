@@ -17,7 +17,14 @@ struct Config {
   int parallel = 4;
   std::string image_catalog_yaml;     // "images:" document: extra/overriding image catalog entries
   std::string kernel_catalog_yaml;    // "kernels:" document: extra/overriding kernel catalog entries
+  /// network.netns: the named network namespace (`ip netns`) holding banger's
+  /// bridges and taps, and in which QEMU is started. "" = the host's.
+  /// $BANGER_NETNS, when set, overrides the file (set but empty: the host's).
+  std::string netns;
 };
+
+/// "" if `name` can name a network namespace (`ip netns` file name), else why not.
+std::string ValidateNetnsName(const std::string& name);
 
 /// Reads `explicit_path` if given (must exist), else the default location if
 /// it exists, else defaults. Errors name the file, line and key.

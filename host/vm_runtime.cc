@@ -45,6 +45,13 @@ fs::path ConsoleLogOf(const SandboxRecord& record) {
 
 namespace {
 
+std::vector<GuestHost> ToGuestHosts(const std::vector<HostEntry>& hosts) {
+  std::vector<GuestHost> out;
+  out.reserve(hosts.size());
+  for (const auto& h : hosts) out.push_back({h.address, h.names});
+  return out;
+}
+
 class VmRuntime final : public SandboxRuntime {
  public:
   VmRuntime(const Config& config, const StateLayout& layout, CommandRunner& runner, Clock& clock)
@@ -55,6 +62,13 @@ class VmRuntime final : public SandboxRuntime {
                 : config.machine == "q35"   ? QemuMachine::kQ35
                                             : QemuMachine::kAuto;
     o.accel_cache_file = layout.root / "accel-verdict";
+    if (!config.netns.empty()) {
+      // QEMU opens its tap inside the namespace banger's taps live in. `ip
+      // netns exec` execs QEMU in place (same pid), and the QMP and agent
+      // sockets are files, reachable from the host's namespace.
+      o.launcher_prefix = {"ip", "netns", "exec", config.netns};
+    }
+    netns_ = config.netns;
     qemu_binary_ = o.qemu_binary;
     hv_ = MakeQemuHypervisor(runner, clock, o);
     agent_ = FindAgentBinary();
@@ -71,6 +85,17 @@ class VmRuntime final : public SandboxRuntime {
       return FailedPrecondition(
           "the guest agent binary banger-agent was not found beside banger or in libexec; "
           "set BANGER_AGENT to its path");
+    }
+    if (!netns_.empty()) {
+      if (!FindProgram("ip")) {
+        return FailedPrecondition("network.netns is \"" + netns_ +
+                                  "\" but the ip command (iproute2) is not installed");
+      }
+      std::error_code ec;
+      if (!fs::exists(fs::path("/run/netns") / netns_, ec)) {
+        return FailedPrecondition("network namespace \"" + netns_ + "\" (network.netns or BANGER_NETNS) does not "
+                                  "exist; create it with: ip netns add " + netns_);
+      }
     }
     return OkStatus();
   }
@@ -122,7 +147,22 @@ class VmRuntime final : public SandboxRuntime {
     g.entrypoint = std::move(run.entrypoint);
     g.entrypoint_env = std::move(run.env);
     g.workdir = std::move(run.workdir);
-    if (spec.network.mode != NetworkMode::kNone) {
+    if (req.network) {
+      // Bridged: a NIC on the tap the engine created, the leased address, and
+      // the network's other sandboxes in /etc/hosts. Published ports are the
+      // network driver's DNAT rules, not QEMU forwards.
+      const NetworkAttachment& n = *req.network;
+      if (n.tap.empty()) return InvalidArgument("bridged network " + n.network + ": no tap device given");
+      c.tap_device = n.tap;
+      c.mac_address = n.mac;
+      GuestNetwork gn;
+      gn.address = n.address;
+      gn.prefix = n.prefix;
+      gn.gateway = n.gateway;
+      gn.dns = n.dns;
+      g.network = std::move(gn);
+      g.hosts = ToGuestHosts(n.hosts);
+    } else if (spec.network.mode != NetworkMode::kNone) {
       g.network = UserNetworkGuestAddress();
       c.user_network.enabled = true;
       c.user_network.restrict = spec.network.mode == NetworkMode::kIsolated;
@@ -171,6 +211,24 @@ class VmRuntime final : public SandboxRuntime {
     cmd.argv = argv;
     BANGER_ASSIGN_OR_RETURN(ExecResult r, conn->Exec(cmd, "", timeout));
     return CommandOutput{r.exit_code, std::move(r.stdout_data), std::move(r.stderr_data)};
+  }
+
+  Status UpdateHosts(const SandboxRecord& rec, const std::vector<HostEntry>& hosts) override {
+    std::vector<GuestHost> entries = ToGuestHosts(hosts);
+    if (std::string why = agent_protocol::ValidateHostsEntries(entries); !why.empty()) {
+      return InvalidArgument("hosts of sandbox " + rec.name + ": " + why);
+    }
+    // A stopped VM has no socket to wait for: say so at once (no QMP query:
+    // the process is enough).
+    if (VmHandle h = HandleOf(rec); !ProcessAlive(h.process)) {
+      return Unavailable("sandbox " + rec.name + " is not running");
+    }
+    auto deadline = clock_.SteadyNow() + std::chrono::seconds(10);
+    auto conn = ConnectAgent(AgentSocketOf(rec), deadline);
+    if (!conn) return conn.error().WithContext("updating /etc/hosts of sandbox " + rec.name);
+    Status s = (*conn)->SetHosts(entries, deadline);
+    if (!s.ok()) return s.WithContext("updating /etc/hosts of sandbox " + rec.name);
+    return OkStatus();
   }
 
   RuntimeObservation Inspect(const SandboxRecord& rec) override {
@@ -248,6 +306,7 @@ class VmRuntime final : public SandboxRuntime {
   Clock& clock_;
   std::unique_ptr<Hypervisor> hv_;
   std::string qemu_binary_;
+  std::string netns_;
   fs::path agent_;
 };
 

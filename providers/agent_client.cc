@@ -201,6 +201,38 @@ class SocketAgentConnection final : public AgentConnection {
     }
   }
 
+  Status SetHosts(const std::vector<GuestHost>& hosts, SteadyTime deadline) override {
+    if (std::string why = proto::ValidateHostsEntries(hosts); !why.empty()) return InvalidArgument(why);
+    std::string payload = proto::EncodeSetHosts(hosts);
+    if (payload.size() + proto::kHeaderSize > proto::kMaxFrameLength) {
+      return InvalidArgument("hosts block of " + std::to_string(payload.size()) +
+                             " bytes does not fit in one agent frame");
+    }
+    // A request id from the exec id space: the reply comes on it, so a late
+    // reply to an abandoned request is never taken for this one's.
+    uint32_t id = next_id_++;
+    Queue(proto::MessageType::kSetHosts, id, payload);
+    while (true) {
+      auto f = ReadFrame(deadline);
+      if (!f.ok()) {
+        if (f.error().code() == StatusCode::kDeadlineExceeded) {
+          return DeadlineExceeded("guest agent did not acknowledge the hosts update on " + path_.string());
+        }
+        return f.error().WithContext("updating the guest's /etc/hosts");
+      }
+      if (f->channel != id) continue;
+      if (f->type == proto::MessageType::kSetHostsAck) return OkStatus();
+      if (f->type == proto::MessageType::kError) {
+        std::string error = proto::DecodeString(f->payload).value_or("error");
+        if (error.rfind("unexpected message type", 0) == 0) {
+          return FailedPrecondition("the guest agent is too old to update /etc/hosts (" + error +
+                                    "); restart the sandbox to give it the current agent");
+        }
+        return FailedPrecondition("guest agent could not update /etc/hosts: " + error);
+      }
+    }
+  }
+
   Status PowerOff(milliseconds timeout) override {
     auto deadline = steady_clock::now() + timeout;
     Queue(proto::MessageType::kPowerOff, 0, "");

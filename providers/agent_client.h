@@ -12,6 +12,7 @@
 
 #include "base/status.h"
 #include "providers/agent_protocol.h"
+#include "providers/guest_config.h"
 
 namespace banger {
 
@@ -62,6 +63,15 @@ class AgentConnection {
   /// Runs a command attached to local file descriptors until it exits;
   /// returns its exit code (128+signal when killed).
   virtual Result<int> ExecInteractive(const ExecCommand& command, const InteractiveOptions& io) = 0;
+
+  /// Replaces the banger-managed block of the guest's /etc/hosts with `hosts`
+  /// (no hosts: the block is removed). OK once the guest acknowledged the
+  /// write. InvalidArgument (nothing sent) for an entry the guest would
+  /// refuse; FailedPrecondition with the guest's reason when it could not
+  /// write, or saying so when the guest agent predates SET_HOSTS (a restart
+  /// gives the sandbox the current agent); DeadlineExceeded without an
+  /// answer by `deadline` (e.g. while another client holds the channel).
+  virtual Status SetHosts(const std::vector<GuestHost>& hosts, SteadyTime deadline) = 0;
 
   /// Asks the guest to power off; OK once acknowledged (or the channel closed).
   virtual Status PowerOff(std::chrono::milliseconds timeout) = 0;

@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <thread>
 
 #include "base/command_runner.h"
 #include "base/files.h"
@@ -27,15 +29,16 @@ using std::chrono::steady_clock;
 
 class AgentProcess {
  public:
-  AgentProcess() {
+  // with_hosts_file: the agent's SET_HOSTS writes dir()/hosts (else it has none).
+  explicit AgentProcess(bool with_hosts_file = false) {
     auto dir = MakeTempDir("agent-client-test");
     EXPECT_TRUE(dir.ok());
     dir_ = *dir;
     socket_ = dir_ / "agent.sock";
     runner_ = MakePosixCommandRunner();
-    auto id = runner_->StartDetached({.argv = {BANGER_AGENT_PATH, "--serve-unix", socket_.string(),
-                                               "--env", "BANGER_TEST=1"},
-                                      .log_file = dir_ / "agent.log"});
+    std::vector<std::string> argv = {BANGER_AGENT_PATH, "--serve-unix", socket_.string(), "--env", "BANGER_TEST=1"};
+    if (with_hosts_file) argv.insert(argv.end(), {"--hosts-file", (dir_ / "hosts").string()});
+    auto id = runner_->StartDetached({.argv = argv, .log_file = dir_ / "agent.log"});
     EXPECT_TRUE(id.ok()) << id.error().ToString();
     if (id) id_ = *id;
   }
@@ -45,6 +48,7 @@ class AgentProcess {
     (void)RemoveAll(dir_);
   }
   const fs::path& socket() const { return socket_; }
+  const fs::path& dir() const { return dir_; }
   const ProcessIdentity& id() const { return id_; }
 
   std::unique_ptr<AgentConnection> Connect() {
@@ -235,6 +239,203 @@ TEST(AgentClientTest, PowerOffIsAcknowledgedAndStopsTheAgent) {
   ASSERT_TRUE(c->PowerOff(milliseconds(5000)).ok());
   for (int i = 0; i < 200 && ProcessAlive(agent.id()); ++i) ::usleep(10000);
   EXPECT_FALSE(ProcessAlive(agent.id()));
+}
+
+constexpr std::string_view kImageHosts = "127.0.0.1\tlocalhost\n# the image's own comment\n10.1.2.3 printer";
+
+TEST(AgentClientTest, SetHostsReplacesTheBangerBlockAndKeepsTheRest) {
+  AgentProcess agent(/*with_hosts_file=*/true);
+  fs::path hosts = agent.dir() / "hosts";
+  ASSERT_TRUE(WriteFileAtomic(hosts, kImageHosts).ok());
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  auto deadline = [] { return steady_clock::now() + milliseconds(5000); };
+  Status s = c->SetHosts({{"10.99.0.7", {"peer", "peer.banger"}}}, deadline());
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  const std::string block1 =
+      "# banger: peers (managed by banger, do not edit)\n10.99.0.7\tpeer peer.banger\n# banger: end\n";
+  EXPECT_EQ(*ReadFile(hosts), std::string(kImageHosts) + "\n" + block1);
+  EXPECT_EQ(fs::status(hosts).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
+
+  s = c->SetHosts({{"10.99.0.7", {"peer"}}, {"10.99.0.9", {"cache", "cache.banger"}}}, deadline());
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(*ReadFile(hosts), std::string(kImageHosts) +
+                                  "\n# banger: peers (managed by banger, do not edit)\n10.99.0.7\tpeer\n"
+                                  "10.99.0.9\tcache cache.banger\n# banger: end\n");
+  // The same request again changes nothing; no peers removes the block.
+  ASSERT_TRUE(c->SetHosts({{"10.99.0.7", {"peer"}}, {"10.99.0.9", {"cache", "cache.banger"}}}, deadline()).ok());
+  ASSERT_TRUE(c->SetHosts({}, deadline()).ok());
+  EXPECT_EQ(*ReadFile(hosts), std::string(kImageHosts) + "\n");
+  // The connection is still good for execs.
+  auto r = c->Exec({.argv = {"echo", "after"}}, "", milliseconds(5000));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->stdout_data, "after\n");
+}
+
+TEST(AgentClientTest, SetHostsCreatesAMissingHostsFile) {
+  AgentProcess agent(/*with_hosts_file=*/true);
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->SetHosts({{"10.0.0.5", {"a"}}}, steady_clock::now() + milliseconds(5000)).ok());
+  EXPECT_EQ(*ReadFile(agent.dir() / "hosts"),
+            "# banger: peers (managed by banger, do not edit)\n10.0.0.5\ta\n# banger: end\n");
+}
+
+TEST(AgentClientTest, SetHostsRefusesMalformedEntriesBeforeSending) {
+  AgentProcess agent(/*with_hosts_file=*/true);
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  Status s = c->SetHosts({{"10.0.0.1", {"ok", "not ok"}}}, steady_clock::now() + milliseconds(5000));
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("'not ok'"), std::string::npos) << s.ToString();
+  s = c->SetHosts({{"10.0.0.1\n10.6.6.6", {"evil"}}}, steady_clock::now() + milliseconds(5000));
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_FALSE(fs::exists(agent.dir() / "hosts")) << "nothing reached the guest";
+}
+
+TEST(AgentClientTest, SetHostsWithoutAHostsFileIsAFailedPrecondition) {
+  AgentProcess agent;  // test mode without --hosts-file never touches the host's /etc/hosts
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  Status s = c->SetHosts({{"10.0.0.1", {"a"}}}, steady_clock::now() + milliseconds(5000));
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("no hosts file"), std::string::npos) << s.ToString();
+}
+
+// A raw client connection to the agent (bypassing the client's own checks).
+class RawConnection {
+ public:
+  explicit RawConnection(const fs::path& socket) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, socket.c_str(), sizeof(addr.sun_path) - 1);
+    for (int i = 0; i < 100 && !connected_; ++i) {
+      connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+      if (!connected_) ::usleep(50000);
+    }
+  }
+  ~RawConnection() { ::close(fd_); }
+  bool connected() const { return connected_; }
+  bool Send(const std::string& bytes) {
+    return ::write(fd_, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
+  }
+  // The next frame on `channel` (other channels' frames are skipped).
+  std::optional<proto::Frame> Next(uint32_t channel, milliseconds timeout = milliseconds(5000)) {
+    auto deadline = steady_clock::now() + timeout;
+    char buf[4096];
+    while (true) {
+      while (auto f = decoder_.Next()) {
+        if (f->channel == channel) return f;
+      }
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - steady_clock::now()).count();
+      pollfd p{fd_, POLLIN, 0};
+      if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) != 1) return std::nullopt;
+      ssize_t n = ::read(fd_, buf, sizeof(buf));
+      if (n <= 0) return std::nullopt;
+      decoder_.Feed(std::string_view(buf, static_cast<size_t>(n)));
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+  proto::FrameDecoder decoder_;
+};
+
+TEST(AgentClientTest, AgentRefusesMalformedSetHostsOnTheRequestChannel) {
+  AgentProcess agent(/*with_hosts_file=*/true);
+  fs::path hosts = agent.dir() / "hosts";
+  ASSERT_TRUE(WriteFileAtomic(hosts, kImageHosts).ok());
+  RawConnection raw(agent.socket());
+  ASSERT_TRUE(raw.connected());
+  // A name that would inject a second line, a truncated payload, and a good one.
+  std::string injected = proto::PayloadWriter().U32(1).Str("10.0.0.1").StrList({"a\n10.6.6.6 evil"}).Take();
+  ASSERT_TRUE(raw.Send(proto::EncodeFrame(proto::MessageType::kSetHosts, 5, injected) +
+                       proto::EncodeFrame(proto::MessageType::kSetHosts, 6, injected.substr(0, 10)) +
+                       proto::EncodeFrame(proto::MessageType::kSetHosts, 7,
+                                          proto::EncodeSetHosts({{"10.0.0.2", {"good"}}}))));
+  auto e5 = raw.Next(5);
+  ASSERT_TRUE(e5);
+  EXPECT_EQ(e5->type, proto::MessageType::kError);
+  EXPECT_NE(proto::DecodeString(e5->payload).value_or("").find("invalid host name"), std::string::npos);
+  auto e6 = raw.Next(6);
+  ASSERT_TRUE(e6);
+  EXPECT_EQ(e6->type, proto::MessageType::kError);
+  EXPECT_NE(proto::DecodeString(e6->payload).value_or("").find("malformed SET_HOSTS"), std::string::npos);
+  auto ack = raw.Next(7);
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->type, proto::MessageType::kSetHostsAck);
+  EXPECT_EQ(proto::DecodeU32(ack->payload), 1u);
+  std::string content = *ReadFile(hosts);
+  EXPECT_EQ(content.find("evil"), std::string::npos) << content;
+  EXPECT_NE(content.find("10.0.0.2\tgood\n"), std::string::npos) << content;
+}
+
+// An agent from before SET_HOSTS answers "unexpected message type": a fake
+// agent side that speaks the protocol of such an agent.
+TEST(AgentClientTest, SetHostsAgainstAnOlderAgentSaysSo) {
+  auto dir = MakeTempDir("agent-client-old");
+  ASSERT_TRUE(dir.ok());
+  fs::path path = *dir / "agent.sock";
+  int lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(lfd, 1), 0);
+  std::thread old_agent([lfd] {
+    int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    std::string hello = proto::EncodeFrame(proto::MessageType::kHello, 0,
+                                           proto::EncodeHello({1, "0.0.9", 1, "init"}));
+    (void)!::write(fd, hello.data(), hello.size());
+    proto::FrameDecoder d;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof(buf))) > 0) {
+      d.Feed(std::string_view(buf, static_cast<size_t>(n)));
+      while (auto f = d.Next()) {
+        std::string reply = proto::EncodeFrame(
+            proto::MessageType::kError, f->channel,
+            proto::EncodeString("unexpected message type " + std::to_string(static_cast<int>(f->type))));
+        (void)!::write(fd, reply.data(), reply.size());
+      }
+    }
+    ::close(fd);
+  });
+  {
+    auto c = ConnectAgent(path, steady_clock::now() + milliseconds(5000));
+    ASSERT_TRUE(c.ok()) << c.error().ToString();
+    ASSERT_TRUE((*c)->WaitHello(steady_clock::now() + milliseconds(5000)).ok());
+    Status s = (*c)->SetHosts({{"10.0.0.1", {"a"}}}, steady_clock::now() + milliseconds(5000));
+    EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+    EXPECT_NE(s.message().find("too old"), std::string::npos) << s.ToString();
+  }
+  old_agent.join();
+  ::close(lfd);
+  (void)RemoveAll(*dir);
+}
+
+TEST(AgentClientTest, SetHostsTimesOutWhenNobodyAnswers) {
+  auto dir = MakeTempDir("agent-client-silent");
+  ASSERT_TRUE(dir.ok());
+  fs::path path = *dir / "agent.sock";
+  int lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(lfd, 1), 0);  // never accepted: like QEMU while another client holds the channel
+  auto c = ConnectAgent(path, steady_clock::now() + milliseconds(5000));
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  auto start = steady_clock::now();
+  Status s = (*c)->SetHosts({{"10.0.0.1", {"a"}}}, start + milliseconds(300));
+  EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << s.ToString();
+  EXPECT_LT(steady_clock::now() - start, milliseconds(3000));
+  ::close(lfd);
+  (void)RemoveAll(*dir);
 }
 
 TEST(AgentClientTest, ConnectTimesOutWhenNoSocketAppears) {

@@ -5,7 +5,8 @@
 // Frame layout (all integers big-endian):
 //   u32 length   number of bytes that follow (type + channel + payload)
 //   u8  type     MessageType
-//   u32 channel  0 for connection-level messages, else the exec id chosen by the host
+//   u32 channel  0 for connection-level messages, else the exec (or SET_HOSTS
+//                request) id chosen by the host
 //   ... payload  type-specific, built with PayloadWriter / read with PayloadReader
 // Strings in payloads are u32 length + bytes. See docs/guest-agent.md.
 #pragma once
@@ -44,6 +45,8 @@ enum class MessageType : uint8_t {
   kPowerOff = 13,  // host->guest, ch 0: empty; guest acks with kPowerOffAck then powers off
   kPowerOffAck = 14,
   kError = 15,     // guest->host, ch 0 or id: str message (exec failed, bad frame, ...)
+  kSetHosts = 16,  // host->guest, ch id: HostsEntry list (replaces /etc/hosts' banger block)
+  kSetHostsAck = 17,  // guest->host, ch id: u32 number of entries written
 };
 
 inline const char* MessageTypeName(MessageType t) {
@@ -63,6 +66,8 @@ inline const char* MessageTypeName(MessageType t) {
     case MessageType::kPowerOff: return "POWEROFF";
     case MessageType::kPowerOffAck: return "POWEROFF_ACK";
     case MessageType::kError: return "ERROR";
+    case MessageType::kSetHosts: return "SET_HOSTS";
+    case MessageType::kSetHostsAck: return "SET_HOSTS_ACK";
   }
   return "UNKNOWN";
 }
@@ -326,6 +331,114 @@ inline std::optional<std::string> DecodeString(std::string_view p) {
   std::string s = r.Str();
   if (r.failed()) return std::nullopt;
   return s;
+}
+
+// ---- /etc/hosts entries (SET_HOSTS, and config.json's `hosts`) ---------------
+
+/// One line of the banger-managed block of a guest's /etc/hosts.
+struct HostsEntry {
+  std::string address;             // IPv4 dotted quad
+  std::vector<std::string> names;  // "db", "db.banger"
+  bool operator==(const HostsEntry&) const = default;
+};
+
+inline constexpr size_t kMaxHostsEntries = 4096;
+inline constexpr size_t kMaxNamesPerHostsEntry = 32;
+inline constexpr size_t kMaxHostName = 253;
+
+/// Strict dotted quad: four decimal octets 0-255, no leading zeros, nothing else.
+inline bool IsDottedQuad(std::string_view s) {
+  int octets = 0;
+  size_t i = 0;
+  while (true) {
+    size_t start = i;
+    unsigned v = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9' && i - start < 3) v = v * 10 + static_cast<unsigned>(s[i++] - '0');
+    size_t len = i - start;
+    if (len == 0 || v > 255 || (len > 1 && s[start] == '0')) return false;
+    if (++octets == 4) return i == s.size();
+    if (i >= s.size() || s[i] != '.') return false;
+    ++i;
+  }
+}
+
+/// A DNS-style host name: dot-separated labels of 1-63 letters, digits and
+/// hyphens (no leading or trailing hyphen), 253 characters at most, no
+/// leading, trailing or doubled dots.
+inline bool IsHostName(std::string_view s) {
+  if (s.empty() || s.size() > kMaxHostName) return false;
+  size_t label = 0;
+  for (size_t i = 0; i <= s.size(); ++i) {
+    if (i == s.size() || s[i] == '.') {
+      if (label == 0 || label > 63 || s[i - 1] == '-') return false;
+      label = 0;
+      continue;
+    }
+    char c = s[i];
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && !(c == '-' && label > 0)) return false;
+    ++label;
+  }
+  return true;
+}
+
+/// "" if every entry can be written as an /etc/hosts line, else what is wrong
+/// (naming the entry). Both ends check: the host before sending, the guest
+/// before writing.
+inline std::string ValidateHostsEntries(const std::vector<HostsEntry>& entries) {
+  if (entries.size() > kMaxHostsEntries) {
+    return std::to_string(entries.size()) + " hosts entries (at most " + std::to_string(kMaxHostsEntries) + ")";
+  }
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const HostsEntry& e = entries[i];
+    std::string where = "hosts entry " + std::to_string(i) + " (" + e.address.substr(0, 64) + ")";
+    if (!IsDottedQuad(e.address)) return where + ": address is not an IPv4 dotted quad";
+    if (e.names.empty()) return where + ": no names";
+    if (e.names.size() > kMaxNamesPerHostsEntry) {
+      return where + ": " + std::to_string(e.names.size()) + " names (at most " +
+             std::to_string(kMaxNamesPerHostsEntry) + ")";
+    }
+    for (const auto& n : e.names) {
+      if (!IsHostName(n)) return where + ": invalid host name '" + n.substr(0, 64) + "'";
+    }
+  }
+  return "";
+}
+
+/// SET_HOSTS payload: u32 count, then per entry str address + strlist names.
+inline std::string EncodeSetHosts(const std::vector<HostsEntry>& entries) {
+  PayloadWriter w;
+  w.U32(static_cast<uint32_t>(entries.size()));
+  for (const auto& e : entries) w.Str(e.address).StrList(e.names);
+  return w.Take();
+}
+
+/// Decodes and validates; nullopt with *error set when the payload is
+/// truncated, has trailing bytes or an entry fails ValidateHostsEntries.
+inline std::optional<std::vector<HostsEntry>> DecodeSetHosts(std::string_view p, std::string* error) {
+  auto fail = [&](std::string msg) -> std::optional<std::vector<HostsEntry>> {
+    if (error) *error = std::move(msg);
+    return std::nullopt;
+  };
+  PayloadReader r(p);
+  uint32_t n = r.U32();
+  if (r.failed()) return fail("malformed SET_HOSTS: truncated");
+  if (n > kMaxHostsEntries) return fail("malformed SET_HOSTS: " + std::to_string(n) + " entries (at most " +
+                                        std::to_string(kMaxHostsEntries) + ")");
+  std::vector<HostsEntry> out;
+  // Each entry needs at least 8 bytes: bound the count before reserving.
+  if (n > p.size() / 8) return fail("malformed SET_HOSTS: truncated");
+  out.reserve(n);
+  for (uint32_t i = 0; i < n && !r.failed(); ++i) {
+    HostsEntry e;
+    e.address = r.Str();
+    e.names = r.StrList();
+    out.push_back(std::move(e));
+  }
+  if (r.failed()) return fail("malformed SET_HOSTS: truncated");
+  if (!r.AtEnd()) return fail("malformed SET_HOSTS: trailing bytes");
+  if (std::string why = ValidateHostsEntries(out); !why.empty()) return fail("SET_HOSTS: " + why);
+  return out;
 }
 
 }  // namespace banger::agent_protocol

@@ -97,5 +97,63 @@ TEST(AgentProtocolTest, OversizedFrameIsAProtocolError) {
   EXPECT_FALSE(d.Next());
 }
 
+TEST(AgentProtocolTest, SetHostsRoundTrips) {
+  std::vector<HostsEntry> hosts = {{"10.99.0.7", {"peer", "peer.banger"}}, {"10.99.0.8", {"db"}}};
+  std::string payload = EncodeSetHosts(hosts);
+  // u32 count, then per entry: str address, strlist names.
+  EXPECT_EQ(payload.substr(0, 4), std::string("\0\0\0\2", 4));
+  EXPECT_EQ(payload.substr(4, 13), std::string("\0\0\0\x09" "10.99.0.7", 13));
+  std::string err;
+  auto back = DecodeSetHosts(payload, &err);
+  ASSERT_TRUE(back) << err;
+  EXPECT_EQ(*back, hosts);
+  auto empty = DecodeSetHosts(EncodeSetHosts({}), &err);
+  ASSERT_TRUE(empty) << err;
+  EXPECT_TRUE(empty->empty());
+  EXPECT_STREQ(MessageTypeName(MessageType::kSetHosts), "SET_HOSTS");
+  EXPECT_STREQ(MessageTypeName(MessageType::kSetHostsAck), "SET_HOSTS_ACK");
+}
+
+TEST(AgentProtocolTest, SetHostsRejectsTruncatedTrailingAndHugePayloads) {
+  std::string payload = EncodeSetHosts({{"10.0.0.1", {"a", "b"}}});
+  std::string err;
+  for (size_t n = 0; n < payload.size(); ++n) {
+    EXPECT_FALSE(DecodeSetHosts(payload.substr(0, n), &err)) << "prefix of " << n << " bytes decoded";
+  }
+  EXPECT_FALSE(DecodeSetHosts(payload + "x", &err));
+  EXPECT_NE(err.find("trailing"), std::string::npos) << err;
+  EXPECT_FALSE(DecodeSetHosts(PayloadWriter().U32(0xFFFFFFFF).Take(), &err));
+  EXPECT_NE(err.find("at most"), std::string::npos) << err;
+  // A count within the limit but beyond the bytes present must not reserve it.
+  EXPECT_FALSE(DecodeSetHosts(PayloadWriter().U32(4000).Take(), &err));
+  std::vector<HostsEntry> many(kMaxHostsEntries + 1, HostsEntry{"10.0.0.1", {"a"}});
+  EXPECT_FALSE(DecodeSetHosts(EncodeSetHosts(many), &err));
+}
+
+TEST(AgentProtocolTest, SetHostsValidatesAddressesAndNames) {
+  std::string err;
+  auto decode = [&](HostsEntry e) { return DecodeSetHosts(EncodeSetHosts({std::move(e)}), &err).has_value(); };
+  EXPECT_TRUE(decode({"0.0.0.0", {"a"}}));
+  EXPECT_TRUE(decode({"255.255.255.255", {"a-b.c-d.banger", "X9"}}));
+  for (const char* bad : {"", "10.0.0", "10.0.0.1.2", "10.0.0.256", "10.0.0.01", "1234.0.0.1", "10.0.0.1 ",
+                          "10.0.0.1\n", "::1", "10..0.1", "a.b.c.d", "-1.0.0.0"}) {
+    EXPECT_FALSE(decode({bad, {"a"}})) << "address '" << bad << "'";
+    EXPECT_NE(err.find("IPv4"), std::string::npos) << err;
+  }
+  for (const std::string& bad : {std::string(""), std::string("a b"), std::string("a\tb"), std::string("a\nb"),
+                                 std::string("#a"), std::string("-a"), std::string("a-"), std::string("a..b"),
+                                 std::string(".a"), std::string("a."), std::string("a_b"), std::string(64, 'x'),
+                                 std::string(254, 'a'), std::string("caf\xc3\xa9")}) {
+    EXPECT_FALSE(decode({"10.0.0.1", {"ok", bad}})) << "name '" << bad << "'";
+    EXPECT_NE(err.find("invalid host name"), std::string::npos) << err;
+  }
+  EXPECT_TRUE(decode({"10.0.0.1", {std::string(63, 'x') + "." + std::string(63, 'y')}}));
+  EXPECT_FALSE(decode({"10.0.0.1", {}}));
+  EXPECT_NE(err.find("no names"), std::string::npos) << err;
+  EXPECT_FALSE(decode({"10.0.0.1", std::vector<std::string>(kMaxNamesPerHostsEntry + 1, "a")}));
+  EXPECT_EQ(ValidateHostsEntries({{"10.0.0.1", {"ok"}}, {"10.0.0.2", {"no way"}}}).substr(0, 25),
+            "hosts entry 1 (10.0.0.2):");
+}
+
 }  // namespace
 }  // namespace banger::agent_protocol

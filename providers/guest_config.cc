@@ -26,6 +26,9 @@ std::string GuestConfigToJson(const GuestConfig& c) {
   } else {
     j["network"] = nullptr;
   }
+  json hosts = json::array();
+  for (const auto& h : c.hosts) hosts.push_back({{"address", h.address}, {"names", h.names}});
+  j["hosts"] = std::move(hosts);
   json files = json::array();
   for (const auto& f : c.files) {
     files.push_back({{"path", f.path}, {"content_base64", Base64Encode(f.content)}, {"mode", f.mode}});

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/base64.h"
+#include "providers/agent_protocol.h"
 
 namespace banger {
 
@@ -20,6 +21,10 @@ struct GuestNetwork {
   std::string gateway;  // empty: no default route
   std::vector<std::string> dns;
 };
+
+/// One line of the banger-managed block of the guest's /etc/hosts (a peer
+/// sandbox and the names it answers to). The same type travels in SET_HOSTS.
+using GuestHost = agent_protocol::HostsEntry;
 
 struct GuestFile {
   std::string path;     // absolute path in the guest
@@ -36,6 +41,9 @@ enum class GuestInitMode {
 struct GuestConfig {
   std::string hostname;
   std::optional<GuestNetwork> network;
+  /// Peers written between banger's markers in /etc/hosts at boot (replaced
+  /// later with AgentConnection::SetHosts).
+  std::vector<GuestHost> hosts;
   std::vector<GuestFile> files;
   std::vector<std::string> authorized_keys;
   std::map<std::string, std::string> env;  // for every process the agent starts

@@ -185,6 +185,7 @@ TEST(InitramfsTest, SandboxInitrdAppendsConfigCpioTheAgentCanParse) {
   g.entrypoint = {"sleep", "1000"};
   g.workdir = "/srv";
   g.init = GuestInitMode::kAgent;
+  g.hosts = {{"10.99.0.7", {"peer", "peer.banger"}}};
   fs::path out = t.path() / "initrd.img";
   ASSERT_TRUE(WriteSandboxInitrd(t.path() / "kernel.img", g, out).ok());
   std::string bytes = *ReadFile(out);
@@ -211,6 +212,7 @@ TEST(InitramfsTest, SandboxInitrdAppendsConfigCpioTheAgentCanParse) {
   EXPECT_EQ(parsed->entrypoint, g.entrypoint);
   EXPECT_EQ(parsed->workdir, "/srv");
   EXPECT_EQ(parsed->init, "agent");
+  EXPECT_EQ(parsed->hosts, g.hosts);
 }
 
 TEST(GuestConfigTest, Base64MatchesRfc4648Vectors) {

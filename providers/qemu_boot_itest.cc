@@ -419,5 +419,72 @@ TEST_F(QemuBootITest, NetworkIsConfiguredFromGuestConfigInsideANetns) {
   EXPECT_TRUE(ping.ok()) << "netns -> guest: " << ping.ToString();
 }
 
+// Bridged networking as banger sets it up: a bridge holding the gateway
+// address and the sandbox's tap enslaved to it, in a private network
+// namespace QEMU is started in. The guest gets its peers in /etc/hosts at
+// boot, and a new list while it runs (SET_HOSTS).
+TEST_F(QemuBootITest, BridgedTapWithPeersInEtcHostsUpdatedWhileRunning) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces, bridges and taps";
+  if (::access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/net/tun";
+  NetnsGuard ns("banger-br-" + std::to_string(::getpid()));  // deleted after the VM (declared first)
+  if (Status s = ns.Create(); !s.ok()) GTEST_SKIP() << "cannot create a network namespace: " << s.ToString();
+  ASSERT_TRUE(ns.Exec({"ip", "link", "set", "lo", "up"}).ok());
+  ASSERT_TRUE(ns.Exec({"ip", "link", "add", "bgbr0", "type", "bridge"}).ok());
+  ASSERT_TRUE(ns.Exec({"ip", "addr", "add", "10.99.0.1/24", "dev", "bgbr0"}).ok());
+  ASSERT_TRUE(ns.Exec({"ip", "link", "set", "bgbr0", "up"}).ok());
+  ASSERT_TRUE(ns.Exec({"ip", "tuntap", "add", "bgtap1", "mode", "tap"}).ok());
+  ASSERT_TRUE(ns.Exec({"ip", "link", "set", "bgtap1", "master", "bgbr0"}).ok());
+  ASSERT_TRUE(ns.Exec({"ip", "link", "set", "bgtap1", "up"}).ok());
+
+  GuestConfig g;
+  g.network = GuestNetwork{"eth0", "10.99.0.2", 24, "10.99.0.1", {"10.99.0.1"}};
+  g.hosts = {{"10.99.0.7", {"peer", "peer.banger"}}};
+  Vm vm("with-init", g, [&](VmLaunchConfig& c, QemuOptions& o) {
+    c.tap_device = "bgtap1";
+    c.mac_address = "02:42:0a:63:00:02";
+    o.launcher_prefix = {"ip", "netns", "exec", ns.name()};
+  });
+  ASSERT_TRUE(vm.Start());
+
+  // `ip netns exec` exec'd QEMU in place: the recorded pid is QEMU's, and the
+  // /proc scan that recovers an unrecorded QEMU finds it by its argv.
+  auto recovered = RecoverQemuProcess(vm.config().runtime_dir);
+  ASSERT_TRUE(recovered.ok()) << recovered.error().ToString();
+  EXPECT_EQ(recovered->pid, vm.handle().process.pid);
+  auto comm = ReadFile("/proc/" + std::to_string(vm.handle().process.pid) + "/comm");
+  ASSERT_TRUE(comm.ok());
+  EXPECT_EQ(Trim(*comm), "qemu-system-x86");
+
+  EXPECT_NE(vm.Run({"ip", "link", "show", "eth0"}).stdout_data.find("02:42:0a:63:00:02"), std::string::npos);
+  ExecResult ping = vm.Run({"ping", "-c", "1", "-W", "10", "10.99.0.1"});
+  EXPECT_EQ(ping.exit_code, 0) << "guest -> bridge: " << ping.stdout_data << ping.stderr_data;
+  Status back = ns.Exec({"/bin/busybox", "ping", "-c", "1", "-W", "10", "10.99.0.2"});
+  EXPECT_TRUE(back.ok()) << "bridge -> guest: " << back.ToString();
+
+  const std::string block1 =
+      "# banger: peers (managed by banger, do not edit)\n10.99.0.7\tpeer peer.banger\n# banger: end\n";
+  std::string hosts = vm.Run({"cat", "/etc/hosts"}).stdout_data;
+  EXPECT_NE(hosts.find("127.0.1.1\tvm-one\n" + block1), std::string::npos) << hosts;
+  EXPECT_EQ(vm.Run({"stat", "-c", "%a", "/etc/hosts"}).stdout_data, "644\n");
+
+  // Peers come and go while the guest runs.
+  Status set = vm.conn().SetHosts({{"10.99.0.7", {"peer", "peer.banger"}}, {"10.99.0.9", {"cache", "cache.banger"}}},
+                                  steady_clock::now() + seconds(20));
+  ASSERT_TRUE(set.ok()) << set.ToString();
+  hosts = vm.Run({"cat", "/etc/hosts"}).stdout_data;
+  EXPECT_NE(hosts.find("127.0.1.1\tvm-one\n# banger: peers (managed by banger, do not edit)\n"
+                       "10.99.0.7\tpeer peer.banger\n10.99.0.9\tcache cache.banger\n# banger: end\n"),
+            std::string::npos)
+      << hosts;
+  EXPECT_EQ(hosts.find("# banger: peers"), hosts.rfind("# banger: peers")) << "one block: " << hosts;
+  EXPECT_NE(hosts.find("127.0.0.1\tlocalhost\n"), std::string::npos) << hosts;
+  EXPECT_EQ(vm.Run({"stat", "-c", "%a", "/etc/hosts"}).stdout_data, "644\n");
+  EXPECT_EQ(vm.Run({"sh", "-c", "ls -a /etc | grep -c banger-hosts"}).stdout_data, "0\n") << "no temp file left";
+  // The guest's resolver reads the block (busybox resolves through /etc/hosts).
+  ExecResult resolve = vm.Run({"ping", "-c", "1", "-W", "1", "cache.banger"});
+  EXPECT_NE((resolve.stdout_data + resolve.stderr_data).find("10.99.0.9"), std::string::npos)
+      << resolve.stdout_data << resolve.stderr_data;
+}
+
 }  // namespace
 }  // namespace banger

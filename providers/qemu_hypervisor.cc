@@ -294,6 +294,11 @@ class QemuHypervisor final : public Hypervisor {
         }
       }
     }
+    // The agent refuses a config.json with a malformed hosts entry (a fatal
+    // boot error): refuse it here, before anything is started.
+    if (std::string why = agent_protocol::ValidateHostsEntries(c.guest.hosts); !why.empty()) {
+      return InvalidArgument("guest /etc/hosts: " + why);
+    }
     return OkStatus();
   }
 

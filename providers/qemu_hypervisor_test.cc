@@ -75,6 +75,25 @@ TEST(QemuArgvTest, Q35KvmMatchesGolden) {
   ExpectGolden("qemu_q35_kvm.argv", Render(BuildQemuArgv(c, QemuOptions{}, {true, false, 2445431})));
 }
 
+// Bridged networking: a tap NIC with the sandbox's MAC on both machines,
+// never user-mode networking beside it; the launcher prefix comes first.
+TEST(QemuArgvTest, TapWithMacOnMicrovmAndQ35) {
+  VmLaunchConfig c = FixedConfig();
+  QemuOptions o;
+  o.launcher_prefix = {"ip", "netns", "exec", "banger"};
+  for (bool microvm : {true, false}) {
+    std::vector<std::string> argv = BuildQemuArgv(c, o, {false, microvm, 0});
+    ASSERT_GE(argv.size(), 5u);
+    EXPECT_EQ(std::vector<std::string>(argv.begin(), argv.begin() + 5),
+              (std::vector<std::string>{"ip", "netns", "exec", "banger", o.qemu_binary}));
+    std::string joined = Join(argv, " ");
+    EXPECT_NE(joined.find("-netdev tap,id=net0,ifname=bgtap0,script=no,downscript=no"), std::string::npos) << joined;
+    std::string nic = std::string(microvm ? "virtio-net-device" : "virtio-net-pci") + ",netdev=net0,mac=52:54:00:12:34:56";
+    EXPECT_NE(joined.find("-device " + nic), std::string::npos) << joined;
+    EXPECT_EQ(joined.find("user,"), std::string::npos) << joined;
+  }
+}
+
 TEST(QemuArgvTest, NeverUsesQuietAndAlwaysSupervisesPanics) {
   auto argv = BuildQemuArgv(FixedConfig(), QemuOptions{}, {false, true});
   std::string joined = Join(argv, " ");
@@ -168,6 +187,11 @@ TEST_F(QemuBootTest, RejectsUnsafeInputsBeforeRunningAnything) {
   bad = config_;
   bad.sandbox_id = "../x";
   EXPECT_EQ(hv->Boot(bad).error().code(), StatusCode::kInvalidArgument);
+  bad = config_;
+  bad.guest.hosts = {{"10.0.0.1", {"peer\n10.6.6.6 evil"}}};
+  auto hosts = hv->Boot(bad);
+  EXPECT_EQ(hosts.error().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(hosts.error().message().find("invalid host name"), std::string::npos) << hosts.error().ToString();
   EXPECT_TRUE(runner_.runs.empty());
   EXPECT_TRUE(runner_.started.empty());
 }

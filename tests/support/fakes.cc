@@ -37,6 +37,44 @@ void FakeRuntime::Crash(const std::string& name) {
   running_pid_.erase(name);
 }
 
+void FakeRuntime::FailUpdateHosts(const std::string& name, int n, Status error) {
+  std::lock_guard<std::mutex> l(mu_);
+  update_hosts_failures_[name] = {n, std::move(error)};
+}
+
+std::optional<NetworkAttachment> FakeRuntime::boot_network(const std::string& name) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = boot_network_.find(name);
+  return it == boot_network_.end() ? std::nullopt : it->second;
+}
+
+std::vector<std::vector<HostEntry>> FakeRuntime::hosts_updates(const std::string& name) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = hosts_updates_.find(name);
+  return it == hosts_updates_.end() ? std::vector<std::vector<HostEntry>>{} : it->second;
+}
+
+std::optional<std::vector<HostEntry>> FakeRuntime::guest_hosts(const std::string& name) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = guest_hosts_.find(name);
+  if (it == guest_hosts_.end()) return std::nullopt;
+  return it->second;
+}
+
+Status FakeRuntime::UpdateHosts(const SandboxRecord& record, const std::vector<HostEntry>& hosts) {
+  std::lock_guard<std::mutex> l(mu_);
+  const std::string& name = record.name;
+  auto f = update_hosts_failures_.find(name);
+  if (f != update_hosts_failures_.end() && f->second.first > 0) {
+    --f->second.first;
+    return f->second.second;
+  }
+  if (!running_pid_.count(name)) return Unavailable("fake: " + name + " is not running");
+  hosts_updates_[name].push_back(hosts);
+  guest_hosts_[name] = hosts;
+  return OkStatus();
+}
+
 Result<BootResult> FakeRuntime::Boot(const BootRequest& request) {
   const std::string& name = request.record.name;
   Record("boot " + name + (request.fresh_disk ? " fresh" : " keep-disk"));
@@ -58,37 +96,15 @@ Result<BootResult> FakeRuntime::Boot(const BootRequest& request) {
   int pid = next_pid_++;
   running_pid_[name] = pid;
   disks_.insert(name);
-  networks_[name] = request.network;
-  if (request.network) hosts_[name] = request.network->hosts;
+  boot_network_[name] = request.network;
+  guest_hosts_[name] = request.network ? request.network->hosts : std::vector<HostEntry>{};
   BootResult r;
   r.hypervisor = "fake";
   r.process = {pid, 42};
   r.runtime_dir = "/fake/sandboxes/" + request.record.id;
   r.disk_path = r.runtime_dir + "/disk.qcow2";
-  r.address = request.network ? request.network->address
-              : request.spec.network.mode == NetworkMode::kNone ? ""
-                                                                 : "10.0.2.15";
+  r.address = request.network ? request.network->address : "10.0.0." + std::to_string(pid % 250);
   return r;
-}
-
-Status FakeRuntime::UpdateHosts(const SandboxRecord& record, const std::vector<HostEntry>& hosts) {
-  Record("update-hosts " + record.name + " " + std::to_string(hosts.size()));
-  std::lock_guard<std::mutex> l(mu_);
-  if (!running_pid_.count(record.name)) return Unavailable("fake: " + record.name + " is not running");
-  hosts_[record.name] = hosts;
-  return OkStatus();
-}
-
-std::optional<NetworkAttachment> FakeRuntime::network_of(const std::string& name) const {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = networks_.find(name);
-  return it == networks_.end() ? std::nullopt : it->second;
-}
-
-std::vector<HostEntry> FakeRuntime::hosts_of(const std::string& name) const {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = hosts_.find(name);
-  return it == hosts_.end() ? std::vector<HostEntry>{} : it->second;
 }
 
 Status FakeRuntime::WaitAgent(const SandboxRecord& record, std::chrono::milliseconds) {

@@ -5,8 +5,8 @@
 #include <atomic>
 #include <functional>
 #include <map>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -26,6 +26,7 @@ class FakeRuntime : public SandboxRuntime {
   RuntimeObservation Inspect(const SandboxRecord& record) override;
   Status Stop(const SandboxRecord& record, std::chrono::milliseconds grace) override;
   Status Destroy(const SandboxRecord& record) override;
+  /// Records `hosts` for the sandbox; Unavailable when it is not running.
   Status UpdateHosts(const SandboxRecord& record, const std::vector<HostEntry>& hosts) override;
 
   // --- scripting ---
@@ -36,16 +37,22 @@ class FakeRuntime : public SandboxRuntime {
   void SetExecExit(const std::string& name, const std::string& program, int code);
   /// Simulates the VM process dying.
   void Crash(const std::string& name);
+  /// The next `n` UpdateHosts of `name` fail with `error` (nothing recorded).
+  void FailUpdateHosts(const std::string& name, int n, Status error);
 
   // --- recording ---
   std::vector<std::string> calls() const;   // "boot web", "stop web", "destroy web", "exec web ls"
   int boots() const { return boots_.load(); }
   int max_concurrent_boots() const { return max_concurrent_.load(); }
   std::set<std::string> running() const;
-  /// The network each sandbox was last booted with (absent: not bridged).
-  std::optional<NetworkAttachment> network_of(const std::string& name) const;
-  /// The /etc/hosts entries last pushed to a running sandbox.
-  std::vector<HostEntry> hosts_of(const std::string& name) const;
+  /// BootRequest::network of the last boot of `name` (nullopt: user-mode or
+  /// no network, or never booted).
+  std::optional<NetworkAttachment> boot_network(const std::string& name) const;
+  /// Every successful UpdateHosts of `name`, oldest first.
+  std::vector<std::vector<HostEntry>> hosts_updates(const std::string& name) const;
+  /// What the guest's /etc/hosts block holds now: the last UpdateHosts since
+  /// the last boot, else the boot's network->hosts (nullopt: never booted).
+  std::optional<std::vector<HostEntry>> guest_hosts(const std::string& name) const;
   /// If set, Boot sleeps this long (real time) to let tests observe overlap.
   std::chrono::milliseconds boot_delay{0};
   /// If set, called at the start of every Boot (outside the fake's lock), so
@@ -61,8 +68,10 @@ class FakeRuntime : public SandboxRuntime {
   std::map<std::pair<std::string, std::string>, int> exec_exits_;
   std::map<std::string, int> running_pid_;   // name -> fake pid
   std::set<std::string> disks_;              // names with a disk
-  std::map<std::string, std::optional<NetworkAttachment>> networks_;
-  std::map<std::string, std::vector<HostEntry>> hosts_;
+  std::map<std::string, std::optional<NetworkAttachment>> boot_network_;  // by name, last boot
+  std::map<std::string, std::vector<std::vector<HostEntry>>> hosts_updates_;
+  std::map<std::string, std::vector<HostEntry>> guest_hosts_;
+  std::map<std::string, std::pair<int, Status>> update_hosts_failures_;
   int next_pid_ = 1000;
   std::atomic<int> boots_{0};
   std::atomic<int> in_boot_{0};

@@ -1,0 +1,210 @@
+// VmRuntime::Boot's translation of a BootRequest into QEMU's argv and the
+// guest's config.json, with a recording command runner (no QEMU is started).
+#include "host/vm_runtime.h"
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <optional>
+
+#include "base/files.h"
+#include "base/sha256.h"
+#include "base/strings.h"
+#include "providers/qemu_hypervisor.h"
+#include "tests/support/test_util.h"
+
+namespace banger::host {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+// Run succeeds; StartDetached records the argv and plays a QEMU whose guest
+// got as far as the agent (the console marker), reporting this test process
+// as the VMM so that Boot sees a live process. Tests must not Stop or
+// Destroy what it "started".
+class RecordingRunner final : public CommandRunner {
+ public:
+  Result<CommandOutput> Run(const CommandSpec& spec) override {
+    runs.push_back(spec.argv);
+    return CommandOutput{};
+  }
+  Result<ProcessIdentity> StartDetached(const CommandSpec& spec) override {
+    started.push_back(spec.argv);
+    BANGER_RETURN_IF_ERROR(WriteFileAtomic(spec.log_file.parent_path() / "console.log", "banger-agent: starting\n"));
+    BANGER_ASSIGN_OR_RETURN(uint64_t start, ProcessStartTime(::getpid()));
+    return ProcessIdentity{::getpid(), start};
+  }
+  std::vector<std::vector<std::string>> runs;
+  std::vector<std::vector<std::string>> started;
+};
+
+class VmRuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs::path root = dir_.path();
+    ASSERT_TRUE(WriteFileAtomic(root / "banger-agent", "not really an agent").ok());
+    agent_env_.emplace("BANGER_AGENT", (root / "banger-agent").string());
+    layout_ = LayoutAt(root / "state");
+    ASSERT_TRUE(EnsureLayout(layout_).ok());
+    fs::create_directories(root / "kernel");
+    kernel_.name = "k";
+    kernel_.kernel_path = (root / "kernel/bzImage").string();
+    ASSERT_TRUE(WriteFileAtomic(kernel_.kernel_path, "kernel").ok());
+    // The runtime's per-(kernel, agent) initramfs cache, filled beforehand so
+    // that no modules are needed.
+    auto hash = Sha256OfAgent();
+    ASSERT_TRUE(WriteFileAtomic(root / "kernel" / ("banger-initramfs-" + hash.substr(0, 12) + ".img"),
+                                "kernel initramfs")
+                    .ok());
+    image_.name = "busybox";
+    image_.rootfs_path = (root / "rootfs.ext4").string();
+    ASSERT_TRUE(WriteFileAtomic(image_.rootfs_path, "disk").ok());
+    config_.accel = "tcg";
+    config_.machine = "microvm";
+  }
+
+  std::string Sha256OfAgent() {
+    auto h = Sha256File(dir_.path() / "banger-agent");
+    EXPECT_TRUE(h.ok());
+    return h.ok() ? *h : std::string(64, '0');
+  }
+
+  BootRequest Request(const std::string& name) {
+    BootRequest r;
+    r.record.name = name;
+    r.record.id = "sb-" + name;
+    r.spec = testing::MakeSpec(name);
+    r.image = image_;
+    r.kernel = kernel_;
+    return r;
+  }
+
+  // Boots and returns QEMU's argv joined by spaces, and the initrd's bytes.
+  std::pair<std::string, std::string> Boot(const BootRequest& req, BootResult* result = nullptr) {
+    auto rt = MakeVmRuntime(config_, layout_, runner_, clock_);
+    auto r = rt->Boot(req);
+    EXPECT_TRUE(r.ok()) << r.error().ToString();
+    if (!r.ok() || runner_.started.empty()) return {};
+    if (result) *result = *r;
+    std::string initrd = ReadFile(SandboxRuntimeDir(layout_, req.record.id) / "initrd.img").value_or("");
+    return {Join(runner_.started.back(), " "), initrd};
+  }
+
+  struct ScopedEnv {
+    ScopedEnv(const char* n, const std::string& v) : name(n) {
+      if (const char* o = std::getenv(n)) old = o;
+      ::setenv(n, v.c_str(), 1);
+    }
+    ~ScopedEnv() {
+      if (old) ::setenv(name, old->c_str(), 1);
+      else ::unsetenv(name);
+    }
+    const char* name;
+    std::optional<std::string> old;
+  };
+
+  TempDir dir_;
+  std::optional<ScopedEnv> agent_env_;
+  StateLayout layout_;
+  KernelRecord kernel_;
+  ImageRecord image_;
+  Config config_;
+  RecordingRunner runner_;
+  testing::FakeClock clock_;
+};
+
+NetworkAttachment Bridged() {
+  NetworkAttachment n;
+  n.network = "default";
+  n.bridge = "bgr-default";
+  n.tap = "bgt-web";
+  n.mac = "02:42:0a:63:00:02";
+  n.address = "10.99.0.2";
+  n.prefix = 24;
+  n.gateway = "10.99.0.1";
+  n.dns = {"10.99.0.1"};
+  n.hosts = {{"10.99.0.7", {"peer", "peer.banger"}}};
+  return n;
+}
+
+TEST_F(VmRuntimeTest, BridgedBootUsesTheTapMacLeaseAndPeers) {
+  BootRequest req = Request("web");
+  req.network = Bridged();
+  req.spec.network.ports.push_back({});  // published by the network driver, not by QEMU
+  BootResult result;
+  auto [argv, initrd] = Boot(req, &result);
+  EXPECT_NE(argv.find("-netdev tap,id=net0,ifname=bgt-web,script=no,downscript=no"), std::string::npos) << argv;
+  EXPECT_NE(argv.find("virtio-net-device,netdev=net0,mac=02:42:0a:63:00:02"), std::string::npos) << argv;
+  EXPECT_EQ(argv.find("user,"), std::string::npos) << "no user-mode networking beside the tap: " << argv;
+  EXPECT_EQ(argv.find("hostfwd"), std::string::npos) << argv;
+  EXPECT_EQ(argv.rfind("qemu-system-x86_64", 0), 0u) << "no launcher without network.netns: " << argv;
+  EXPECT_EQ(result.address, "10.99.0.2");
+  // config.json travels uncompressed at the end of the initrd.
+  EXPECT_NE(initrd.find(R"("address": "10.99.0.2")"), std::string::npos);
+  EXPECT_NE(initrd.find(R"("gateway": "10.99.0.1")"), std::string::npos);
+  EXPECT_NE(initrd.find(R"("address": "10.99.0.7")"), std::string::npos) << "peer in hosts";
+  EXPECT_NE(initrd.find(R"("peer.banger")"), std::string::npos);
+}
+
+TEST_F(VmRuntimeTest, NetnsStartsQemuThroughIpNetnsExec) {
+  config_.netns = "banger-test";
+  BootRequest req = Request("web");
+  req.network = Bridged();
+  auto [argv, initrd] = Boot(req);
+  EXPECT_EQ(argv.rfind("ip netns exec banger-test qemu-system-x86_64 ", 0), 0u) << argv;
+}
+
+TEST_F(VmRuntimeTest, WithoutAnAttachmentTheUserModePathIsKept) {
+  BootRequest req = Request("web");
+  BootResult result;
+  auto [argv, initrd] = Boot(req, &result);
+  EXPECT_NE(argv.find("-netdev user,id=net0"), std::string::npos) << argv;
+  EXPECT_EQ(argv.find("tap,"), std::string::npos) << argv;
+  EXPECT_EQ(result.address, "10.0.2.15");
+  EXPECT_NE(initrd.find(R"("hosts": [])"), std::string::npos);
+
+  BootRequest none = Request("quiet");
+  none.spec.network.mode = NetworkMode::kNone;
+  auto [argv2, initrd2] = Boot(none, &result);
+  EXPECT_EQ(argv2.find("-netdev"), std::string::npos) << argv2;
+  EXPECT_EQ(result.address, "");
+}
+
+TEST_F(VmRuntimeTest, MalformedPeersAreRefusedBeforeQemuStarts) {
+  BootRequest req = Request("web");
+  req.network = Bridged();
+  req.network->hosts.push_back({"10.99.0.8", {"two words"}});
+  auto rt = MakeVmRuntime(config_, layout_, runner_, clock_);
+  auto r = rt->Boot(req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument) << r.error().ToString();
+  EXPECT_TRUE(runner_.started.empty());
+  SandboxRecord rec = req.record;
+  Status s = rt->UpdateHosts(rec, {{"10.99.0.8", {"two words"}}});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+}
+
+TEST_F(VmRuntimeTest, UpdateHostsOfAStoppedSandboxIsUnavailableAtOnce) {
+  auto rt = MakeVmRuntime(config_, layout_, runner_, clock_);
+  SandboxRecord rec;
+  rec.name = "web";
+  rec.id = "sb-web";
+  Status s = rt->UpdateHosts(rec, {{"10.99.0.7", {"peer"}}});
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("not running"), std::string::npos) << s.ToString();
+}
+
+TEST_F(VmRuntimeTest, CheckAvailableNamesAMissingNetns) {
+  config_.netns = "banger-no-such-namespace";
+  auto rt = MakeVmRuntime(config_, layout_, runner_, clock_);
+  Status s = rt->CheckAvailable();
+  if (!FindProgram("qemu-system-x86_64") || !FindProgram("ip")) GTEST_SKIP() << "qemu or ip not installed";
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("ip netns add banger-no-such-namespace"), std::string::npos) << s.ToString();
+}
+
+}  // namespace
+}  // namespace banger::host
