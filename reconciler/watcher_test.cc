@@ -8,6 +8,7 @@
 
 #include "base/strings.h"
 #include "spec/loader.h"
+#include "tests/support/fake_network.h"
 #include "tests/support/fakes.h"
 #include "tests/support/test_util.h"
 
@@ -43,6 +44,14 @@ class FakeSource final : public SpecSource {
     snap_.summary = "commit " + revision;
     for (const auto& s : specs) snap_.specs.specs.push_back(MakeDoc(s, "specs/" + s.name + ".yaml"));
   }
+  void AddNetwork(const std::string& name, const std::string& subnet) {
+    std::lock_guard<std::mutex> l(mu_);
+    NetworkDocument d;
+    d.spec.name = name;
+    d.spec.subnet = subnet;
+    d.location = {"specs/net.yaml", 1, 1};
+    snap_.specs.networks.push_back(d);
+  }
   void SetInvalid(const std::string& revision) {
     std::lock_guard<std::mutex> l(mu_);
     error_ = OkStatus();
@@ -76,6 +85,7 @@ class WatcherTest : public ::testing::Test {
   std::unique_ptr<Engine> MakeEngine(Clock& clock) {
     EngineOptions o;
     o.locks_dir = dir_.path() / "locks";
+    o.network_driver = &net_;
     return std::make_unique<Engine>(*store_, &rt_, artifacts_, clock, sink_, o);
   }
 
@@ -107,10 +117,50 @@ class WatcherTest : public ::testing::Test {
   std::unique_ptr<StateStore> store_;
   FakeArtifacts artifacts_;
   FakeRuntime rt_;
+  testing::FakeNetworkDriver net_;
   FakeClock clock_;
   NullEventSink sink_;
   FakeSource src_;
 };
+
+SandboxSpec OnNetwork(const std::string& name, const std::string& network) {
+  SandboxSpec s = MakeSpec(name);
+  s.network.mode = NetworkMode::kBridged;
+  s.network.name = network;
+  return s;
+}
+
+TEST_F(WatcherTest, DeclaredNetworksAreCreatedBeforeTheirSandboxesAndPrunedAfterThem) {
+  src_.Set("rev1", {OnNetwork("web", "backend")});
+  src_.AddNetwork("backend", "10.77.0.0/24");
+  PassResult r = Once(/*prune=*/true);
+  EXPECT_TRUE(r.converged) << Problems(r);
+  EXPECT_EQ(Get("web").phase, SandboxPhase::kReady);
+  EXPECT_EQ(Get("web").address, "10.77.0.2");
+  EXPECT_TRUE(net_.links().count("bgr-backend"));
+
+  // The next revision drops both: the sandbox goes, then (next pass) the network.
+  src_.Set("rev2", {});
+  r = Once(/*prune=*/true);
+  EXPECT_EQ(store_->GetSandbox("web").error().code(), StatusCode::kNotFound);
+  r = Once(/*prune=*/true);
+  EXPECT_TRUE(r.converged) << Problems(r);
+  EXPECT_EQ(store_->GetNetwork("backend").error().code(), StatusCode::kNotFound);
+  EXPECT_FALSE(net_.links().count("bgr-backend"));
+}
+
+TEST_F(WatcherTest, APassRepairsAFlushedTableAndADeletedBridge) {
+  src_.Set("rev1", {OnNetwork("web", "default")});
+  ASSERT_TRUE(Once().converged);
+  net_.FlushRules();
+  net_.RemoveLink("bgr-default");
+  PassResult r = Once();
+  EXPECT_TRUE(r.converged) << Problems(r);
+  EXPECT_TRUE(net_.links().count("bgr-default"));
+  auto rules = net_.rules();
+  ASSERT_TRUE(rules.has_value());
+  EXPECT_EQ(rules->bridges.size(), 1u);
+}
 
 TEST_F(WatcherTest, NewRevisionIsAppliedAndRecordedAsApplied) {
   src_.Set("rev1", {MakeSpec("web"), MakeSpec("db")});
