@@ -147,7 +147,16 @@ class HostNetworkDriver final : public NetworkDriver {
       spdlog::warn("no nameservers for guests: {}", text.error().message());
       return {};
     }
-    return ParseResolvers(*text);
+    std::vector<std::string> servers = ParseResolvers(*text);
+    if (servers.empty() && netns_.empty()) {
+      // A local stub (systemd-resolved's 127.0.0.53) is unreachable from a
+      // guest; the stub's own upstream servers are not.
+      if (auto upstream = ReadFile(options_.systemd_resolv_conf); upstream.ok()) {
+        servers = ParseResolvers(*upstream);
+      }
+    }
+    if (servers.empty()) spdlog::warn("no nameserver a guest can reach in {}; guests get the bridge address", path.string());
+    return servers;
   }
 
  private:

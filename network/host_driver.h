@@ -21,6 +21,9 @@ struct HostDriverOptions {
   std::filesystem::path tun_device = "/dev/net/tun";
   std::filesystem::path netns_dir = "/run/netns";          // named namespaces
   std::filesystem::path etc_dir = "/etc";                  // resolv.conf, netns/NS/resolv.conf
+  /// systemd-resolved's upstream servers, used when resolv.conf names only a
+  /// loopback stub.
+  std::filesystem::path systemd_resolv_conf = "/run/systemd/resolve/resolv.conf";
   /// Deadline for each ip/nft/sysctl run; they answer in milliseconds, and a
   /// hung one must not stall the reconciler.
   std::chrono::milliseconds command_timeout{std::chrono::seconds(30)};

@@ -353,6 +353,16 @@ TEST_F(HostDriverTest, GuestResolversPreferTheNamespacesResolvConf) {
   EXPECT_TRUE(Driver()->GuestResolvers().empty());
 }
 
+TEST_F(HostDriverTest, GuestResolversLookPastALoopbackStubToItsUpstreams) {
+  TempDir etc;
+  options_.etc_dir = etc.path();
+  options_.systemd_resolv_conf = etc.path() / "upstream.conf";
+  ASSERT_TRUE(WriteFileAtomic(etc.path() / "resolv.conf", "nameserver 127.0.0.53\noptions edns0\n").ok());
+  EXPECT_TRUE(Driver("")->GuestResolvers().empty());  // no upstream file yet
+  ASSERT_TRUE(WriteFileAtomic(options_.systemd_resolv_conf, "nameserver 192.0.2.7\nnameserver ::1\n").ok());
+  EXPECT_EQ(Driver("")->GuestResolvers(), Lines{"192.0.2.7"});
+}
+
 // Sets an environment variable for the scope, restoring the old value.
 class ScopedEnv {
  public:
