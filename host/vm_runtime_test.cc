@@ -19,6 +19,7 @@ namespace banger::host {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::ScopedEnv;
 using testing::TempDir;
 
 // Run succeeds; StartDetached records the argv and plays a QEMU whose guest
@@ -92,19 +93,6 @@ class VmRuntimeTest : public ::testing::Test {
     std::string initrd = ReadFile(SandboxRuntimeDir(layout_, req.record.id) / "initrd.img").value_or("");
     return {Join(runner_.started.back(), " "), initrd};
   }
-
-  struct ScopedEnv {
-    ScopedEnv(const char* n, const std::string& v) : name(n) {
-      if (const char* o = std::getenv(n)) old = o;
-      ::setenv(n, v.c_str(), 1);
-    }
-    ~ScopedEnv() {
-      if (old) ::setenv(name, old->c_str(), 1);
-      else ::unsetenv(name);
-    }
-    const char* name;
-    std::optional<std::string> old;
-  };
 
   TempDir dir_;
   std::optional<ScopedEnv> agent_env_;

@@ -16,6 +16,7 @@ namespace banger::network {
 namespace {
 
 namespace fs = std::filesystem;
+using banger::testing::ScopedEnv;
 using banger::testing::TempDir;
 using Lines = std::vector<std::string>;
 
@@ -363,27 +364,6 @@ TEST_F(HostDriverTest, GuestResolversLookPastALoopbackStubToItsUpstreams) {
   EXPECT_EQ(Driver("")->GuestResolvers(), Lines{"192.0.2.7"});
 }
 
-// Sets an environment variable for the scope, restoring the old value.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 class CheckAvailableTest : public HostDriverTest {
  protected:

@@ -8,6 +8,7 @@
 
 #include "base/ipv4.h"
 #include "base/strings.h"
+#include "network/json_fields.h"
 
 namespace banger::network {
 namespace {
@@ -18,16 +19,6 @@ using nlohmann::json;
 constexpr size_t kMaxInterfaceName = 15;
 constexpr int kCapNetAdmin = 12;
 
-const json* Find(const json& object, const char* key) {
-  if (!object.is_object()) return nullptr;
-  auto it = object.find(key);
-  return it == object.end() ? nullptr : &*it;
-}
-
-std::string StringField(const json& object, const char* key) {
-  const json* v = Find(object, key);
-  return v != nullptr && v->is_string() ? v->get<std::string>() : std::string();
-}
 
 bool BoolField(const json& object, const char* key) {
   const json* v = Find(object, key);

@@ -9,6 +9,7 @@
 
 #include "base/ipv4.h"
 #include "network/host_facts.h"
+#include "network/json_fields.h"
 
 namespace banger::network {
 namespace {
@@ -44,12 +45,7 @@ bool IsLoopback(const std::string& address) {
 }
 
 NetworkRules Sorted(NetworkRules rules) {
-  std::sort(rules.bridges.begin(), rules.bridges.end(),
-            [](const BridgeConfig& a, const BridgeConfig& b) { return a.bridge < b.bridge; });
-  std::sort(rules.ports.begin(), rules.ports.end(), [](const PublishedPort& a, const PublishedPort& b) {
-    return std::tie(a.host_address, a.protocol, a.host_port, a.sandbox) <
-           std::tie(b.host_address, b.protocol, b.host_port, b.sandbox);
-  });
+  SortNetworkRules(rules);
   return rules;
 }
 
@@ -205,16 +201,6 @@ Status CheckPortClashes(const std::vector<PublishedPort>& ports) {
   return OkStatus();
 }
 
-const json* Find(const json& object, const char* key) {
-  if (!object.is_object()) return nullptr;
-  auto it = object.find(key);
-  return it == object.end() ? nullptr : &*it;
-}
-
-std::string StringField(const json& object, const char* key) {
-  const json* v = Find(object, key);
-  return v != nullptr && v->is_string() ? v->get<std::string>() : std::string();
-}
 
 Result<json> ParseNftJson(std::string_view text) {
   json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);

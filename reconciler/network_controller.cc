@@ -10,6 +10,7 @@
 #include "base/ipv4.h"
 #include "base/sha256.h"
 #include "base/strings.h"
+#include "reconciler/network_plan.h"
 #include "spec/loader.h"
 
 namespace banger {
@@ -17,14 +18,6 @@ namespace {
 
 constexpr char kBridgePrefix[] = "bgr-";
 constexpr size_t kIfNameMax = 15;  // IFNAMSIZ - 1
-
-NetworkSpecDoc SpecOf(const NetworkRecord& rec) {
-  auto spec = NetworkSpecFromCanonicalJson(rec.spec_json);
-  if (spec.ok()) return *spec;
-  NetworkSpecDoc d;
-  d.name = rec.name;
-  return d;
-}
 
 }  // namespace
 
@@ -71,7 +64,7 @@ Result<NetworkController::Guard> NetworkController::Lock() {
 }
 
 BridgeConfig NetworkController::BridgeOf(const NetworkRecord& rec) const {
-  NetworkSpecDoc spec = SpecOf(rec);
+  NetworkSpecDoc spec = RecordedNetworkSpec(rec);
   BridgeConfig b;
   b.network = rec.name;
   b.bridge = rec.bridge;
@@ -285,12 +278,7 @@ Result<NetworkRules> NetworkController::DesiredRules() {
       rules.ports.push_back(pp);
     }
   }
-  std::sort(rules.bridges.begin(), rules.bridges.end(),
-            [](const BridgeConfig& a, const BridgeConfig& b) { return a.bridge < b.bridge; });
-  std::sort(rules.ports.begin(), rules.ports.end(), [](const PublishedPort& a, const PublishedPort& b) {
-    return std::tie(a.host_address, a.protocol, a.host_port, a.sandbox) <
-           std::tie(b.host_address, b.protocol, b.host_port, b.sandbox);
-  });
+  SortNetworkRules(rules);
   return rules;
 }
 
@@ -311,7 +299,7 @@ Result<std::vector<HostEntry>> NetworkController::HostsFor(const std::string& ne
   std::vector<HostEntry> out;
   auto net = store_.GetNetwork(network);
   if (!net.ok()) return net.error().code() == StatusCode::kNotFound ? Result<std::vector<HostEntry>>(out) : net.error();
-  if (SpecOf(*net).isolated) return out;
+  if (RecordedNetworkSpec(*net).isolated) return out;
   BANGER_ASSIGN_OR_RETURN(auto leases, store_.ListLeases(network));
   for (const auto& l : leases) {
     if (l.sandbox == sandbox) continue;

@@ -17,22 +17,6 @@ std::string At(const SourceLocation& loc) {
   return loc.file + (loc.line > 0 ? ":" + std::to_string(loc.line) : "") + ": ";
 }
 
-std::string Owned(const std::string& owner) {
-  if (StartsWith(owner, "set:")) return "apply set \"" + owner.substr(4) + "\"";
-  if (StartsWith(owner, "path:")) return "specs at " + owner.substr(5);
-  if (StartsWith(owner, "git:")) return "git source " + owner.substr(4);
-  return "\"" + owner + "\"";
-}
-
-/// The network spec of a record (implicit ones: the defaults).
-NetworkSpecDoc RecordedNetworkSpec(const NetworkRecord& rec) {
-  auto spec = NetworkSpecFromCanonicalJson(rec.spec_json);
-  if (spec.ok()) return *spec;
-  NetworkSpecDoc d;
-  d.name = rec.name;
-  return d;
-}
-
 /// The bridged network a sandbox will be on after the plan ("" if none).
 struct Member {
   std::string sandbox;
@@ -43,6 +27,14 @@ struct Member {
 };
 
 }  // namespace
+
+NetworkSpecDoc RecordedNetworkSpec(const NetworkRecord& rec) {
+  auto spec = NetworkSpecFromCanonicalJson(rec.spec_json);
+  if (spec.ok()) return *spec;
+  NetworkSpecDoc d;
+  d.name = rec.name;
+  return d;
+}
 
 FieldClass ClassifyNetworkField(std::string_view path) {
   if (path == "spec.subnet") return FieldClass::kReplace;
@@ -103,8 +95,8 @@ void PlanNetworks(const std::vector<NetworkDocument>& desired_networks,
     const NetworkRecord& rec = *it->second;
     c.current = rec;
     if (rec.declared && !rec.owner.empty() && !options.owner.empty() && rec.owner != options.owner) {
-      plan.errors.push_back(At(doc.location) + "network \"" + c.name + "\" is managed by " + Owned(rec.owner) +
-                            ", not by " + Owned(options.owner) + "; declare it in one place only");
+      plan.errors.push_back(At(doc.location) + "network \"" + c.name + "\" is managed by " + DescribeOwner(rec.owner) +
+                            ", not by " + DescribeOwner(options.owner) + "; declare it in one place only");
       continue;
     }
     NetworkSpecDoc before = RecordedNetworkSpec(rec);

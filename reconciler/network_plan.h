@@ -27,6 +27,9 @@ void PlanNetworks(const std::vector<NetworkDocument>& desired_networks,
                   const std::vector<SandboxRecord>& observed_sandboxes,
                   const NetworkObservations& observed, const PlanOptions& options, Plan& plan);
 
+/// The `kind: Network` spec a record holds (defaults for an implicit network).
+NetworkSpecDoc RecordedNetworkSpec(const NetworkRecord& record);
+
 /// The subnet a network record would get for a document ("" = chosen at apply).
 std::string DescribeSubnet(const NetworkChange& change);
 

@@ -181,16 +181,12 @@ std::string OwnerFor(const std::vector<std::string>& spec_paths, const std::stri
   return "path:" + Join(sorted, ",");
 }
 
-namespace {
-
 std::string DescribeOwner(const std::string& owner) {
   if (StartsWith(owner, "set:")) return "apply set \"" + owner.substr(4) + "\"";
   if (StartsWith(owner, "path:")) return "specs at " + owner.substr(5);
   if (StartsWith(owner, "git:")) return "git source " + owner.substr(4);
   return "\"" + owner + "\"";
 }
-
-}  // namespace
 
 std::string RecoveryReason(const SandboxRecord& rec) {
   if (rec.stopped_by_user) return "";

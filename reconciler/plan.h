@@ -136,6 +136,9 @@ std::string RenderPlanText(const Plan& plan, bool color);
 /// Machine-readable rendering (stable field names, documented in docs/cli.md).
 std::string RenderPlanJson(const Plan& plan);
 
+/// An owner for messages: `apply set "NAME"`, `specs at PATHS`, `git source URL`.
+std::string DescribeOwner(const std::string& owner);
+
 /// The owner string for an apply set: "set:NAME" if set_name is given, else
 /// "path:" + the sorted absolute spec paths joined by ",".
 std::string OwnerFor(const std::vector<std::string>& spec_paths, const std::string& set_name);

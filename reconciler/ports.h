@@ -3,6 +3,7 @@
 // built in host/ (host::Host); tests use the fakes in tests/support/.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "base/command_runner.h"
@@ -123,9 +125,19 @@ struct PublishedPort {
 /// Everything the `inet banger` nftables table holds, rendered from the state.
 struct NetworkRules {
   std::vector<BridgeConfig> bridges;   // sorted by bridge name
-  std::vector<PublishedPort> ports;    // sorted by (host_address, protocol, host_port)
+  std::vector<PublishedPort> ports;    // sorted by (host_address, protocol, host_port, sandbox)
   bool operator==(const NetworkRules&) const = default;
 };
+
+/// Puts `rules` in the order documented above (the order rules are rendered in).
+inline void SortNetworkRules(NetworkRules& rules) {
+  std::sort(rules.bridges.begin(), rules.bridges.end(),
+            [](const BridgeConfig& a, const BridgeConfig& b) { return a.bridge < b.bridge; });
+  std::sort(rules.ports.begin(), rules.ports.end(), [](const PublishedPort& a, const PublishedPort& b) {
+    return std::tie(a.host_address, a.protocol, a.host_port, a.sandbox) <
+           std::tie(b.host_address, b.protocol, b.host_port, b.sandbox);
+  });
+}
 
 /// What the host has of one interface.
 struct LinkObservation {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "base/clock.h"
@@ -45,5 +46,19 @@ class FakeClock : public Clock {
 /// A spec with network mode user (bridged tests set it themselves).
 SandboxSpec MakeSpec(const std::string& name, const std::string& image = "busybox");
 SpecDocument MakeDoc(const SandboxSpec& spec, const std::string& file = "specs/test.yaml");
+
+/// Sets (or, with nullopt, unsets) an environment variable for one scope and
+/// restores the old value afterwards.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, std::optional<std::string> value);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
 
 }  // namespace banger::testing
