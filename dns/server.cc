@@ -85,6 +85,7 @@ struct Server::State {
   }
 
   Status EnterNamespace();
+  Status CheckPortPermission();
   Result<Socket> Bind(const std::string& address);
   Status Sync(const std::vector<std::string>& addresses, bool first);
   Status Refresh(bool first);
@@ -111,6 +112,30 @@ Status Server::State::EnterNamespace() {
     return ErrnoStatus(err, "entering network namespace " + options.netns + " (setns needs root or CAP_SYS_ADMIN)");
   }
   spdlog::debug("dns: serving inside network namespace {}", options.netns);
+  return OkStatus();
+}
+
+// With no network to bind yet, a missing privilege for a low port would only
+// show once the first bridge appears: probe it now. The probe binds a
+// loopback address (IP_FREEBIND: whether or not loopback is up) and closes
+// it at once; a busy port is not our question and passes.
+Status Server::State::CheckPortPermission() {
+  if (options.port == 0 || options.port >= 1024) return OkStatus();
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoStatus(errno, "socket");
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(options.port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  int err = errno;
+  ::close(fd);
+  if (rc != 0 && (err == EACCES || err == EPERM)) {
+    return PermissionDenied("port " + std::to_string(options.port) +
+                            " needs root or CAP_NET_BIND_SERVICE (try --port above 1023 for a test)");
+  }
   return OkStatus();
 }
 
@@ -193,6 +218,7 @@ Status Server::State::Refresh(bool first) {
   if (refresh_failing) spdlog::info("dns: reading networks and leases works again");
   refresh_failing = false;
   if (first && snapshot->addresses.empty()) {
+    BANGER_RETURN_IF_ERROR(CheckPortPermission());
     spdlog::info("dns: no banger networks yet; answering on each bridge address once one exists");
   }
   names = std::move(snapshot->names);
