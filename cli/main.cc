@@ -18,6 +18,7 @@
 #include "cli/output.h"
 #include "cli/vm_commands.h"
 #include "cli/watch_commands.h"
+#include "cli/dns_commands.h"
 #include "cli/network_commands.h"
 #include "reconciler/network_plan.h"
 #include "host/config.h"
@@ -754,6 +755,7 @@ int Main(int argc, char** argv) {
   AddArtifactCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddWatchCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddNetworkCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
+  AddDnsCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
 
   try {
     app.parse(argc, argv);

@@ -12,12 +12,14 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "base/file_lock.h"
 #include "base/sha256.h"
 #include "base/strings.h"
+#include "cli/dns_commands.h"
 #include "cli/output.h"
 #include "host/metrics_server.h"
 #include "reconciler/engine.h"
@@ -59,7 +61,7 @@ class LogSink final : public EventSink {
 struct WatchFlags {
   std::vector<std::string> files;
   std::string git_url, git_ref, git_path = ".", token_env, set_name, interval, listen;
-  bool prune = false, once = false;
+  bool prune = false, once = false, dns = false;
   int parallel = 0;
 };
 
@@ -144,6 +146,15 @@ int RunWatch(host::Host& h, const WatchFlags& f) {
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  // The DNS responder (NAME.banger) answers from the same state database;
+  // its thread enters the network namespace by itself, this one stays.
+  std::optional<HostDns> dns;
+  if (f.dns) {
+    auto served = StartHostDns(h, 53, "watch --dns");
+    if (!served) return PrintError(served.error());
+    dns = std::move(*served);
+  }
 
   std::unique_ptr<host::MetricsServer> metrics;
   if (!f.listen.empty()) {
@@ -320,6 +331,8 @@ void AddWatchCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
   watch->add_flag("--once", f->once, "One complete pass, then exit 0 if converged, 1 if not");
   watch->add_option("--listen", f->listen,
                     "Serve GET /healthz and /metrics (Prometheus) on HOST:PORT, e.g. 127.0.0.1:9464 (off by default)");
+  watch->add_flag("--dns", f->dns,
+                  "Also answer NAME.banger on every bridge address, port 53, like `banger dns` (off by default)");
   auto* status = app.add_subcommand("status", "What each watched source last applied, and what is not converged");
   auto status_output = std::make_shared<std::string>("text");
   status->add_option("-o,--output", *status_output, "text|json")->check(CLI::IsMember({"text", "json"}));
@@ -327,6 +340,11 @@ void AddWatchCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
   watch->callback([f, open_host, &exit_code, &app] {
     if (f->files.empty() == f->git_url.empty()) {
       std::fprintf(stderr, "error: watch needs either -f PATH... or --git URL (not both)\n");
+      exit_code = kExitUsage;
+      return;
+    }
+    if (f->dns && f->once) {
+      std::fprintf(stderr, "error: --dns answers for as long as the watcher runs; it cannot be used with --once\n");
       exit_code = kExitUsage;
       return;
     }
