@@ -3,40 +3,24 @@
 // deletes (with everything in them), never the host's own network.
 #include "network/host_driver.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
-#include <cstring>
-#include <thread>
+#include <algorithm>
+#include <memory>
 
 #include "base/files.h"
 #include "base/strings.h"
 #include "network/nft_test_rules.h"
+#include "tests/support/netns.h"
 
 namespace banger::network {
 namespace {
 
 using std::chrono::milliseconds;
 using Lines = std::vector<std::string>;
-
-std::string SkipReason() {
-  if (::geteuid() != 0) return "needs root to create network namespaces, bridges and taps";
-  for (const char* program : {"ip", "nft", "sysctl"}) {
-    if (!FindProgram(program)) {
-      return std::string("needs `") + program + "` on PATH (scripts/setup.sh installs iproute2, nftables, procps)";
-    }
-  }
-  if (!std::filesystem::exists("/dev/net/tun")) return "needs /dev/net/tun for taps";
-  return "";
-}
 
 // Passes every command to the real runner and records it; a command whose
 // text holds `fail_containing` fails instead of running (fault injection).
@@ -70,137 +54,16 @@ std::string Must(CommandRunner& runner, const Lines& argv) {
   return out->stdout_data;
 }
 
-// A private network namespace "banger-it-<pid>-<n>", deleted with everything
-// in it when the guard dies, also when the test fails.
-class ScopedNetns {
- public:
-  explicit ScopedNetns(CommandRunner& runner) : runner_(runner) {
-    static std::atomic<int> counter{0};
-    name_ = "banger-it-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-    CommandSpec add;
-    add.argv = {"ip", "netns", "add", name_};
-    auto out = RunChecked(runner_, add);
-    created_ = out.ok();
-    EXPECT_TRUE(created_) << "ip netns add " << name_ << ": " << out.status().ToString();
-  }
-  ~ScopedNetns() {
-    if (created_) (void)Must(runner_, {"ip", "netns", "del", name_});
-  }
-  ScopedNetns(const ScopedNetns&) = delete;
-  ScopedNetns& operator=(const ScopedNetns&) = delete;
-
-  const std::string& name() const { return name_; }
-  bool created() const { return created_; }
-
- private:
-  CommandRunner& runner_;
-  std::string name_;
-  bool created_ = false;
-};
-
-// --- sockets inside namespaces ---------------------------------------------
-
-struct Fd {
-  explicit Fd(int f = -1) : fd(f) {}
-  Fd(Fd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    std::swap(fd, o.fd);
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-  int fd;
-};
-
-// A socket made inside network namespace `netns`. A socket belongs to the
-// namespace it was created in, so binding, connecting and sending through it
-// work there from any thread; it is made on a helper thread because setns
-// switches only the calling thread.
-Fd SocketIn(const std::string& netns, int type) {
-  int made = -1;
-  std::thread t([&] {
-    int ns = ::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC);
-    if (ns < 0) return;
-    if (::setns(ns, CLONE_NEWNET) == 0) made = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
-    ::close(ns);
-  });
-  t.join();
-  EXPECT_GE(made, 0) << "socket in " << netns << ": " << std::strerror(errno);
-  return Fd(made);
-}
-
-sockaddr_in Address(const std::string& ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  ::inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
-  return a;
-}
-
-std::string AddressText(const sockaddr_in& a) {
-  char buf[INET_ADDRSTRLEN] = {};
-  ::inet_ntop(AF_INET, &a.sin_addr, buf, sizeof(buf));
-  return buf;
-}
-
-bool Readable(int fd, milliseconds timeout) {
-  pollfd p{fd, POLLIN, 0};
-  return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1;
-}
-
-Fd Listener(const std::string& netns, const std::string& ip, uint16_t port) {
-  Fd s = SocketIn(netns, SOCK_STREAM);
-  int one = 1;
-  ::setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in a = Address(ip, port);
-  EXPECT_EQ(::bind(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << ip << ":" << port << " "
-                                                                          << std::strerror(errno);
-  EXPECT_EQ(::listen(s.fd, 4), 0);
-  return s;
-}
-
-// Connects from `netns` within `timeout`; the socket, or -1 with errno's text in *error.
-Fd ConnectFrom(const std::string& netns, const std::string& ip, uint16_t port, milliseconds timeout,
-               std::string* error) {
-  Fd s = SocketIn(netns, SOCK_STREAM);
-  ::fcntl(s.fd, F_SETFL, O_NONBLOCK);
-  sockaddr_in a = Address(ip, port);
-  if (::connect(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 && errno != EINPROGRESS) {
-    *error = std::strerror(errno);
-    return Fd();
-  }
-  pollfd p{s.fd, POLLOUT, 0};
-  if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) {
-    *error = "timed out";
-    return Fd();
-  }
-  int err = 0;
-  socklen_t len = sizeof(err);
-  ::getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &err, &len);
-  if (err != 0) {
-    *error = std::strerror(err);
-    return Fd();
-  }
-  return s;
-}
-
-// Accepts one connection and returns the peer address the server sees.
-std::string AcceptPeer(int listener, Fd* conn) {
-  if (!Readable(listener, milliseconds(3000))) return "(no connection)";
-  sockaddr_in peer{};
-  socklen_t len = sizeof(peer);
-  *conn = Fd(::accept4(listener, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC));
-  return conn->fd < 0 ? "(accept failed)" : AddressText(peer);
-}
-
-std::string ReadSome(int fd) {
-  if (!Readable(fd, milliseconds(3000))) return "(nothing)";
-  char buf[256];
-  ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "(closed)";
-}
+using testing::AcceptPeer;
+using testing::Address;
+using testing::AddressText;
+using testing::ConnectFrom;
+using testing::Fd;
+using testing::Listener;
+using testing::Readable;
+using testing::ReadSome;
+using testing::ScopedNetns;
+using testing::SocketIn;
 
 // --- fixture -----------------------------------------------------------------
 
@@ -211,9 +74,9 @@ BridgeConfig DefaultBridge(bool nat = true) {
 class HostDriverIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
-    ns_ = std::make_unique<ScopedNetns>(runner_);
-    ASSERT_TRUE(ns_->created());
+    if (std::string why = testing::NetnsSkipReason(); !why.empty()) GTEST_SKIP() << why;
+    ns_ = std::make_unique<ScopedNetns>("banger-it");
+    ASSERT_TRUE(ns_->created()) << ns_->error();
     driver_ = MakeHostNetworkDriver(runner_, ns_->name());
     Status available = driver_->CheckAvailable();
     ASSERT_TRUE(available.ok()) << available.ToString();
@@ -383,8 +246,8 @@ class TrafficTest : public HostDriverIntegrationTest {
   void SetUp() override {
     HostDriverIntegrationTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    guest_ = std::make_unique<ScopedNetns>(runner_);
-    outside_ = std::make_unique<ScopedNetns>(runner_);
+    guest_ = std::make_unique<ScopedNetns>("banger-it");
+    outside_ = std::make_unique<ScopedNetns>("banger-it");
     ASSERT_TRUE(guest_->created() && outside_->created());
     ASSERT_TRUE(driver_->EnsureBridge(DefaultBridge()).ok());
     Ip({"link", "add", "bgv-guest", "type", "veth", "peer", "name", "eth0", "netns", guest_->name()});

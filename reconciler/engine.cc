@@ -478,20 +478,39 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
   if (!s.ok()) return s;
   result.address = rec.address;
   Event(name, "Normal", "Ready", "sandbox is ready" + (rec.address.empty() ? "" : " at " + rec.address));
-  if (attachment) PushHosts(attachment->network, name);
+  if (attachment) PushHosts(attachment->network, name, &attachment->hosts);
   return OkStatus();
 }
 
-void Engine::PushHosts(const std::string& network, const std::string& except) {
+void Engine::PushHosts(const std::string& network, const std::string& booted,
+                       const std::vector<HostEntry>* booted_with) {
   if (runtime_ == nullptr) return;
+  // One push at a time per network, across processes: each computes the lists
+  // from the state when it holds the lock, so the last list a guest gets is
+  // the newest (two pushes racing could otherwise deliver an old list last).
+  FileLock lock;
+  if (!options_.locks_dir.empty()) {
+    auto l = FileLock::Acquire(options_.locks_dir / ("hosts-" + network + ".lock"), "hosts", clock_,
+                               clock_.SteadyNow() + std::chrono::minutes(2), {}, [this] { return Cancelled(); },
+                               std::chrono::milliseconds(20));
+    if (l) {
+      lock = std::move(*l);
+    } else {
+      spdlog::warn("network {}: updating the peers in /etc/hosts without the lock: {}", network,
+                   l.error().ToString());
+    }
+  }
   auto members = networks_.Members(network);
   if (!members) return;
   for (const auto& member : *members) {
-    if (member == except) continue;
     auto rec = store_.GetSandbox(member);
     if (!rec.ok() || rec->phase != SandboxPhase::kReady || rec->pid == 0) continue;  // gets them at boot
     auto hosts = networks_.HostsFor(network, member);
     if (!hosts) continue;
+    // The sandbox that just became Ready booted with the peers leased when it
+    // was attached; a peer that leased later and became Ready first skipped
+    // it (it was still booting), so it is updated too unless nothing changed.
+    if (member == booted && booted_with != nullptr && *hosts == *booted_with) continue;
     Status s = runtime_->UpdateHosts(*rec, *hosts);
     if (!s.ok()) spdlog::warn("sandbox {}: updating /etc/hosts: {}", member, s.ToString());
   }
@@ -528,7 +547,7 @@ Status Engine::DeleteLocked(const std::string& name) {
     BANGER_RETURN_IF_ERROR(networks_.Detach(r));
     BANGER_RETURN_IF_ERROR(store_.DeleteSandbox(name));
     Event(name, "Normal", "Deleted", "sandbox deleted");
-    if (!network.empty()) PushHosts(network, name);
+    if (!network.empty()) PushHosts(network, name, nullptr);
     return OkStatus();
   });
 }

@@ -162,8 +162,10 @@ class Engine {
   Status BootAndWait(SandboxRecord& record, const SandboxSpec& spec, bool fresh_disk,
                      ChangeResult& result);
   Status DeleteLocked(const std::string& name);
-  /// Sends every running member of `network` (but `except`) its new peers.
-  void PushHosts(const std::string& network, const std::string& except);
+  /// Sends every Ready member of `network` its peers as the state has them
+  /// now, one push per network at a time. `booted` (just Ready, or just
+  /// deleted) is skipped if it booted with that list (`booted_with`).
+  void PushHosts(const std::string& network, const std::string& booted, const std::vector<HostEntry>* booted_with);
   bool Cancelled() const { return options_.cancel != nullptr && options_.cancel->load(); }
   Status RunStep(const std::string& sandbox, const std::string& step, const std::string& detail,
                  const std::function<Status()>& body);

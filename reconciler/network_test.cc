@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <latch>
 #include <set>
+#include <thread>
 
 #include "reconciler/engine.h"
 #include "reconciler/network_plan.h"
@@ -206,8 +208,50 @@ TEST_F(NetworkEngineTest, DeleteReleasesEverythingAndTheLastSandboxTakesTheImpli
   EXPECT_FALSE(net_.rules().has_value());  // the table is gone with the last network
 }
 
-TEST_F(NetworkEngineTest, DeclaredIsolatedNetworkHidesPeersAndIsolatesTaps) {
+// web is attached (its lease taken, its boot list empty) and still booting
+// when db is created, boots and becomes Ready: db's push skips web, which is
+// not Ready yet. web must still end up listing db once it is Ready itself.
+TEST_F(NetworkEngineTest, SandboxThatBecomesReadyLastLearnsPeersThatBecameReadyFirst) {
+  std::latch web_in_boot(1), release_web(1);
+  rt_.on_boot = [&](const std::string& name) {
+    if (name != "web") return;
+    web_in_boot.count_down();
+    release_web.wait();
+  };
+  std::thread first([&] {
+    Engine e = MakeEngine();
+    Apply(e, PlanFor({Bridged("web")}));
+  });
+  web_in_boot.wait();
+  {
+    Engine e = MakeEngine();
+    Apply(e, PlanFor({Bridged("db")}));
+  }
+  EXPECT_EQ(Get("db").phase, SandboxPhase::kReady);
+  EXPECT_NE(Get("web").phase, SandboxPhase::kReady);
+  release_web.count_down();
+  first.join();
+  rt_.on_boot = nullptr;
+
+  ASSERT_EQ(Get("web").phase, SandboxPhase::kReady);
+  ASSERT_TRUE(rt_.boot_network("web").has_value());
+  EXPECT_TRUE(rt_.boot_network("web")->hosts.empty()) << "web was attached before db had a lease";
+  EXPECT_EQ(rt_.guest_hosts("web").value_or(std::vector<HostEntry>{}),
+            (std::vector<HostEntry>{{Get("db").address, {"db", "db.banger"}}}));
+  EXPECT_EQ(rt_.guest_hosts("db").value_or(std::vector<HostEntry>{}),
+            (std::vector<HostEntry>{{Get("web").address, {"web", "web.banger"}}}));
+
+  // A sandbox whose boot list is already current is not sent it again.
+  size_t web_updates = rt_.hosts_updates("web").size();
   Engine e = MakeEngine();
+  Apply(e, PlanFor({Bridged("web"), Bridged("db"), Bridged("cache")}));
+  EXPECT_TRUE(rt_.hosts_updates("cache").empty());
+  EXPECT_EQ(rt_.hosts_updates("web").size(), web_updates + 1);
+}
+
+TEST_F(NetworkEngineTest, DeclaredIsolatedNetworkHidesPeersAndIsolatesTaps) {
+  // One at a time: which of two parallel creates leases first is not defined.
+  Engine e = MakeEngine(/*parallel=*/1);
   auto nets = std::vector<NetworkDocument>{Net("backend", "10.77.0.0/24", /*isolated=*/true)};
   Plan plan = PlanFor({Bridged("a", "backend"), Bridged("b", "backend")}, nets);
   ASSERT_EQ(plan.networks.size(), 1u);

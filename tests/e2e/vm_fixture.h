@@ -1,8 +1,9 @@
 // Shared fixture for end-to-end tests with real VMs: the `banger` binary boots
-// QEMU guests (TCG here) from specs written into a private temp dir, each test
-// with its own state dir. A guard deletes the test's sandboxes and SIGKILLs
-// every QEMU process whose command line names the test's state dir, and every
-// background banger process the test started, also on failure.
+// QEMU guests (TCG here) from specs written into a private temp dir, with its
+// own state dir (BangerEnv: one per test in VmFixture, or one per suite). A
+// guard deletes the sandboxes and SIGKILLs every QEMU process whose command
+// line names that state dir, and every background banger process the test
+// started, also on failure.
 #pragma once
 
 #include <errno.h>
@@ -97,9 +98,13 @@ class VmGuard {
   VmGuard() = default;
   VmGuard(const VmGuard&) = delete;
   VmGuard& operator=(const VmGuard&) = delete;
-  void Init(std::vector<std::string> banger_prefix, std::string state_dir) {
+  // `env` is added to the guard's banger commands, as to the test's (so that
+  // deleting a bridged sandbox happens in the test's network namespace).
+  void Init(std::vector<std::string> banger_prefix, std::string state_dir,
+            std::map<std::string, std::string> env = {}) {
     prefix_ = std::move(banger_prefix);
     state_dir_ = std::move(state_dir);
+    env_ = std::move(env);
   }
   void Track(const std::string& sandbox) { names_.insert(sandbox); }
   void TrackProcess(ProcessIdentity id) { children_.push_back(id); }
@@ -116,6 +121,7 @@ class VmGuard {
         CommandSpec spec;
         spec.argv = prefix_;
         spec.argv.insert(spec.argv.end(), {"delete", n, "--yes"});
+        spec.env = env_;
         spec.env["NO_COLOR"] = "1";
         spec.timeout = std::chrono::minutes(2);
         (void)runner->Run(spec);
@@ -128,6 +134,7 @@ class VmGuard {
  private:
   std::vector<std::string> prefix_;
   std::string state_dir_;
+  std::map<std::string, std::string> env_;
   std::set<std::string> names_;
   std::vector<ProcessIdentity> children_;
 };
@@ -267,23 +274,27 @@ inline std::string SpecYaml(const std::string& name, const SpecOptions& o) {
          "  restartPolicy: " + o.restart_policy + "\n" + o.extra;
 }
 
-class VmFixture : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!fs::exists("/usr/bin/qemu-system-x86_64")) GTEST_SKIP() << "qemu-system-x86_64 is not installed";
+// One banger set-up: a private temp dir with a state dir and a config file,
+// banger commands run against them (with `env_` added to their environment),
+// and a guard that deletes the sandboxes they made and kills what is left,
+// also on failure. VmFixture gives each test its own; a suite that shares
+// booted sandboxes between its tests keeps one from SetUpTestSuite to
+// TearDownTestSuite (tests/e2e/network_test.cc).
+class BangerEnv {
+ public:
+  BangerEnv() = default;
+  BangerEnv(const BangerEnv&) = delete;
+  BangerEnv& operator=(const BangerEnv&) = delete;
+
+  // Writes config.yaml with `config`; `env` goes to every banger command,
+  // the guard's included.
+  void Init(const std::string& config = "parallel: 2\n", std::map<std::string, std::string> env = {}) {
     ASSERT_FALSE(dir_.path().empty());
     state_ = (dir_.path() / "state").string();
-    config_ = Write("config.yaml", "parallel: 2\n");
-    guard_.Init(Prefix(), state_);
-  }
-
-  // On failure, or when a command was unusually slow, prints every banger
-  // command the test ran with its exit code and duration.
-  void TearDown() override {
-    if (!HasFailure() && !slow_) return;
-    std::string all;
-    for (const std::string& l : timeline_) all += "  " + l + "\n";
-    std::printf("%s commands:\n%s", HasFailure() ? "failed test" : "slow test", all.c_str());
+    config_ = Write("config.yaml", config);
+    env_ = std::move(env);
+    env_["NO_COLOR"] = "1";
+    guard_.Init(Prefix(), state_, env_);
   }
 
   std::vector<std::string> Prefix() const {
@@ -294,7 +305,7 @@ class VmFixture : public ::testing::Test {
     CommandSpec spec;
     spec.argv = Prefix();
     spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-    spec.env["NO_COLOR"] = "1";
+    spec.env = env_;
     spec.timeout = timeout;
     auto t0 = steady_clock::now();
     auto out = runner_->Run(spec);
@@ -317,7 +328,7 @@ class VmFixture : public ::testing::Test {
     std::string line = "banger";
     for (const std::string& a : args) line += " " + a;
     timeline_.push_back(line + " (background, " + label + ")");
-    if (!bg.Start(argv, {{"NO_COLOR", "1"}}, dir_.path() / (label + ".out"), dir_.path() / (label + ".err"))) {
+    if (!bg.Start(argv, env_, dir_.path() / (label + ".out"), dir_.path() / (label + ".err"))) {
       return false;
     }
     guard_.TrackProcess(bg.identity());
@@ -383,10 +394,17 @@ class VmFixture : public ::testing::Test {
     auto t0 = steady_clock::now();
     CommandOutput out = Apply(spec_file);
     double secs = std::chrono::duration<double>(steady_clock::now() - t0).count();
-    RecordProperty("apply_seconds_" + name, std::to_string(secs));
+    ::testing::Test::RecordProperty("apply_seconds_" + name, std::to_string(secs));
     ASSERT_EQ(out.exit_code, 0) << "apply failed:\n" << out.stdout_data << out.stderr_data
                                 << "\nconsole:\n" << Logs(name);
     ASSERT_EQ(Phase(name), "Ready") << out.stdout_data << out.stderr_data;
+  }
+
+  // The banger commands run from entry `from` of the timeline on, one a line.
+  std::string Timeline(size_t from = 0) const {
+    std::string all;
+    for (size_t i = from; i < timeline_.size(); ++i) all += "  " + timeline_[i] + "\n";
+    return all;
   }
 
   std::vector<std::string> timeline_;
@@ -394,8 +412,25 @@ class VmFixture : public ::testing::Test {
   TempDir dir_;
   std::string state_;
   std::string config_;
+  std::map<std::string, std::string> env_;
   std::unique_ptr<CommandRunner> runner_ = MakePosixCommandRunner();
   VmGuard guard_;  // declared after dir_: runs before the temp dir is removed
+};
+
+// Each test with its own BangerEnv (state dir, config, guard).
+class VmFixture : public ::testing::Test, public BangerEnv {
+ protected:
+  void SetUp() override {
+    if (!fs::exists("/usr/bin/qemu-system-x86_64")) GTEST_SKIP() << "qemu-system-x86_64 is not installed";
+    ASSERT_NO_FATAL_FAILURE(Init());
+  }
+
+  // On failure, or when a command was unusually slow, prints every banger
+  // command the test ran with its exit code and duration.
+  void TearDown() override {
+    if (!HasFailure() && !slow_) return;
+    std::printf("%s commands:\n%s", HasFailure() ? "failed test" : "slow test", Timeline().c_str());
+  }
 };
 
 }  // namespace banger::e2e
