@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Network benchmark (issue 8), side by side, inside a private network namespace:
-#   1. TCP throughput, 64 MiB of zeros (dd | nc), into a busybox `nc -l` in a guest:
-#      host -> guest and guest -> guest, bridged vs user mode. User mode has no
-#      guest-to-guest path except through a port QEMU forwards on the host, so that
-#      is what the user-mode guest -> guest row measures.
+#   1. TCP throughput: one HTTP download of 64 MiB (from tmpfs) served by busybox httpd
+#      in a guest, to the host side of the namespace (curl) and to another guest (busybox
+#      wget), bridged vs user mode; the byte count is checked. User mode has no
+#      guest-to-guest path except through a port QEMU forwards on the host, so that is
+#      what the user-mode guest -> guest row measures.
 #   2. Request round trip: 50 HTTP GETs of a 2-byte file from busybox httpd in the
 #      guest (curl, new connection each): from the host side of the namespace and
 #      from another guest (busybox wget), bridged vs user mode; plus ICMP ping for
@@ -25,7 +26,7 @@ export BANGER_NETNS=$NS
 B="$BANGER --log-level error --state-dir $WORK/state"
 MIB=64
 
-for tool in hyperfine curl ip nft bc; do
+for tool in hyperfine curl ip nft bc busybox; do
   command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
 [[ -x "$BANGER" ]] || { echo "missing $BANGER (ninja -C $BUILD_DIR banger banger-agent)" >&2; exit 1; }
@@ -63,43 +64,44 @@ SPEC
 {
   sandbox a bridged ""
   sandbox b bridged ""
-  sandbox u user "    ports: [{host: 18080, guest: 80}, {host: 15001, guest: 5001}]"
+  sandbox u user "    ports: [{host: 18080, guest: 80}]"
   sandbox v user ""
 } >"$WORK/specs.yaml"
-$B apply -f "$WORK/specs.yaml" --yes >/dev/null
-A=$($B get a -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["address"])')
-echo "a is $A (bridged); u is user mode with 127.0.0.1:18080 and :15001 forwarded in $NS"
+$B apply -f "$WORK/specs.yaml" --yes >/dev/null 2>&1
+A=$($B get a -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["address"])')
+echo "a is $A (bridged); u is user mode with 127.0.0.1:18080 forwarded in $NS"
 
-# Web roots and servers in a, b's peer a, and u.
+# Web roots (tmpfs, so the disk is not measured) and servers in a and u: a tiny
+# file for round trips and a $MIB MiB one for throughput.
 for g in a u; do
-  $B exec "$g" -- sh -c 'mkdir -p /www && printf ok >/www/x && httpd -p 80 -h /www' >/dev/null
+  $B exec "$g" -- sh -c "mkdir -p /www && mount -t tmpfs -o size=100m tmpfs /www && printf ok >/www/x &&
+    dd if=/dev/zero of=/www/big bs=1M count=$MIB 2>/dev/null && httpd -p 80 -h /www" >/dev/null
 done
 
 now() { date +%s.%N; }
-mbps() { echo "scale=1; $MIB / ($2 - $1)" | bc; }
 
-# start_sink GUEST: a one-shot `nc -l` on 5001 in GUEST, discarding what it gets.
-start_sink() {
-  $B exec "$1" -- sh -c 'nc -l -p 5001 >/dev/null' >/dev/null 2>&1 &
-  SINK=$!
-  sleep 1
+# MiB/s of one download of /big; fails unless all of it arrived.
+tp_host() {  # url
+  local out
+  out=$(in_ns curl -s -o /dev/null -w '%{size_download} %{time_total}' "$1")
+  [[ "${out%% *}" == "$((MIB * 1048576))" ]] || { echo "downloaded ${out%% *} bytes of $1, not $MIB MiB" >&2; exit 1; }
+  echo "scale=1; $MIB / ${out##* }" | bc
 }
-wait_sink() { wait "$SINK" 2>/dev/null || true; }
+tp_guest() {  # guest url
+  local t0 t1 got
+  t0=$(now)
+  got=$($B exec "$1" -- sh -c "wget -q -O - $2 | wc -c" | tr -dc '0-9')
+  t1=$(now)
+  [[ "$got" == "$((MIB * 1048576))" ]] || { echo "$1 downloaded ${got:-nothing} bytes of $2, not $MIB MiB" >&2; exit 1; }
+  echo "scale=1; $MIB / ($t1 - $t0)" | bc
+}
 
 echo
-echo "== TCP throughput, $MIB MiB (MiB/s, higher is better)"
-start_sink a
-t0=$(now); in_ns bash -c "dd if=/dev/zero bs=1M count=$MIB status=none >/dev/tcp/$A/5001"; t1=$(now); wait_sink
-echo "bridged  host -> guest   $(mbps "$t0" "$t1")"
-start_sink a
-t0=$(now); $B exec b -- sh -c "dd if=/dev/zero bs=1M count=$MIB 2>/dev/null | nc a 5001"; t1=$(now); wait_sink
-echo "bridged  guest -> guest  $(mbps "$t0" "$t1")   (includes one banger exec, ~0.1 s)"
-start_sink u
-t0=$(now); in_ns bash -c "dd if=/dev/zero bs=1M count=$MIB status=none >/dev/tcp/127.0.0.1/15001"; t1=$(now); wait_sink
-echo "user     host -> guest   $(mbps "$t0" "$t1")   (through QEMU's forward of 127.0.0.1:15001)"
-start_sink u
-t0=$(now); $B exec v -- sh -c "dd if=/dev/zero bs=1M count=$MIB 2>/dev/null | nc 10.0.2.2 15001"; t1=$(now); wait_sink
-echo "user     guest -> guest  $(mbps "$t0" "$t1")   (v -> host forward -> u; includes one banger exec)"
+echo "== TCP throughput: one HTTP download of $MIB MiB from busybox httpd in a guest (MiB/s, higher is better)"
+echo "bridged  guest -> host   $(tp_host "http://$A/big")"
+echo "user     guest -> host   $(tp_host "http://127.0.0.1:18080/big")   (QEMU's forward of 127.0.0.1:18080)"
+echo "bridged  guest -> guest  $(tp_guest b "http://a/big")   (wget in b; includes one banger exec, ~0.1 s)"
+echo "user     guest -> guest  $(tp_guest v "http://10.0.2.2:18080/big")   (v -> host forward -> u; includes one banger exec)"
 
 echo
 echo "== Round trip, 50 HTTP GETs (ms per request, lower is better)"
@@ -116,7 +118,7 @@ echo "bridged  host -> guest   $(rt_host "http://$A/x")"
 echo "user     host -> guest   $(rt_host "http://127.0.0.1:18080/x")"
 echo "bridged  guest -> guest  $(rt_guest b "http://a/x")   (wget in b, per request incl. 1/50 of an exec)"
 echo "user     guest -> guest  $(rt_guest v "http://10.0.2.2:18080/x")"
-echo "bridged  ping host -> guest (avg ms): $(in_ns ping -q -c 20 -i 0.2 "$A" | awk -F/ '/rtt/ {print $5}')"
+echo "bridged  ping host -> guest (avg ms): $(in_ns busybox ping -q -c 20 "$A" | awk -F/ '/round-trip/ {print $4}')"
 echo "bridged  ping guest -> guest (avg ms): $($B exec b -- ping -q -c 20 a | awk -F/ '/round-trip/ {print $4}')"
 
 echo
