@@ -15,6 +15,7 @@
 #include "base/files.h"
 #include "base/strings.h"
 #include "dns/server.h"
+#include "tests/support/netns.h"
 
 namespace banger::dns {
 namespace {
@@ -32,45 +33,6 @@ std::string SkipReason() {
   return "";
 }
 
-// Runs argv; fails the test (and returns "") unless it exits 0.
-std::string Must(CommandRunner& runner, const std::vector<std::string>& argv) {
-  CommandSpec spec;
-  spec.argv = argv;
-  spec.timeout = std::chrono::seconds(30);
-  auto out = RunChecked(runner, spec);
-  if (!out.ok()) {
-    ADD_FAILURE() << Join(argv, " ") << ": " << out.error().ToString();
-    return "";
-  }
-  return out->stdout_data;
-}
-
-// A private network namespace, deleted with everything in it at scope exit.
-class ScopedNetns {
- public:
-  explicit ScopedNetns(CommandRunner& runner) : runner_(runner) {
-    static std::atomic<int> counter{0};
-    name_ = "banger-dns-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-    CommandSpec add;
-    add.argv = {"ip", "netns", "add", name_};
-    auto out = RunChecked(runner_, add);
-    created_ = out.ok();
-    EXPECT_TRUE(created_) << "ip netns add " << name_ << ": " << out.status().ToString();
-  }
-  ~ScopedNetns() {
-    if (created_) (void)Must(runner_, {"ip", "netns", "del", name_});
-  }
-  ScopedNetns(const ScopedNetns&) = delete;
-  ScopedNetns& operator=(const ScopedNetns&) = delete;
-  const std::string& name() const { return name_; }
-  bool created() const { return created_; }
-
- private:
-  CommandRunner& runner_;
-  std::string name_;
-  bool created_ = false;
-};
-
 // What dig printed: the status word and the A records of the answer section.
 struct DigAnswer {
   std::string status;  // NOERROR, NXDOMAIN, REFUSED, ... ("" when dig got no answer)
@@ -82,7 +44,7 @@ class DnsItest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
-    netns_ = std::make_unique<ScopedNetns>(*runner_);
+    netns_ = std::make_unique<testing::ScopedNetns>("banger-dns");
     ASSERT_TRUE(netns_->created());
     Ip({"link", "set", "lo", "up"});
     AddBridge("bgr-default", "10.213.0.1/24");
@@ -99,7 +61,7 @@ class DnsItest : public ::testing::Test {
 
   void Ip(std::vector<std::string> args) {
     args.insert(args.begin(), {"ip", "-n", netns_->name()});
-    Must(*runner_, args);
+    testing::MustRun(*runner_, args);
   }
   void AddBridge(const std::string& name, const std::string& cidr) {
     Ip({"link", "add", name, "type", "bridge"});
@@ -173,7 +135,7 @@ class DnsItest : public ::testing::Test {
   }
 
   std::unique_ptr<CommandRunner> runner_ = MakePosixCommandRunner();
-  std::unique_ptr<ScopedNetns> netns_;
+  std::unique_ptr<testing::ScopedNetns> netns_;
   std::unique_ptr<ScopedRemove> dir_;
   std::unique_ptr<StateStore> store_;
 };
@@ -224,7 +186,7 @@ TEST_F(DnsItest, TheStubResolverOfTheCLibraryFindsSandboxesThroughIt) {
   ScopedRemove remove_etc(etc);
   std::filesystem::create_directories(etc);
   ASSERT_TRUE(WriteFileAtomic(etc / "resolv.conf", "nameserver 10.213.0.1\noptions timeout:1 attempts:1\n").ok());
-  std::string line = Must(*runner_, {"ip", "netns", "exec", netns_->name(), "getent", "hosts", "web.banger"});
+  std::string line = testing::MustRun(*runner_, {"ip", "netns", "exec", netns_->name(), "getent", "hosts", "web.banger"});
   EXPECT_EQ(line.substr(0, line.find_first_of(" \t")), "10.213.0.2") << line;
   CommandSpec unknown;
   unknown.argv = {"ip", "netns", "exec", netns_->name(), "getent", "hosts", "nobody.banger"};
@@ -236,9 +198,9 @@ TEST_F(DnsItest, TheStubResolverOfTheCLibraryFindsSandboxesThroughIt) {
 TEST_F(DnsItest, TheSocketsLiveInTheNamespaceNotOnTheHost) {
   auto server = Serve();
   ASSERT_TRUE(server.ok()) << server.error().ToString();
-  std::string inside = Must(*runner_, {"ip", "netns", "exec", netns_->name(), "ss", "-Hlun"});
+  std::string inside = testing::MustRun(*runner_, {"ip", "netns", "exec", netns_->name(), "ss", "-Hlun"});
   EXPECT_NE(inside.find("10.213.0.1:53"), std::string::npos) << inside;
-  std::string host = Must(*runner_, {"ss", "-Hlun"});
+  std::string host = testing::MustRun(*runner_, {"ss", "-Hlun"});
   EXPECT_EQ(host.find("10.213.0.1:53"), std::string::npos) << host;
 }
 

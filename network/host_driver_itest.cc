@@ -41,18 +41,7 @@ class RecordingRunner final : public CommandRunner {
   std::unique_ptr<CommandRunner> real_ = MakePosixCommandRunner();
 };
 
-// Runs argv, failing the test (and returning "") when it does not exit 0.
-std::string Must(CommandRunner& runner, const Lines& argv) {
-  CommandSpec spec;
-  spec.argv = argv;
-  spec.timeout = std::chrono::seconds(30);
-  auto out = RunChecked(runner, spec);
-  if (!out.ok()) {
-    ADD_FAILURE() << Join(argv, " ") << ": " << out.error().ToString();
-    return "";
-  }
-  return out->stdout_data;
-}
+using testing::MustRun;
 
 using testing::AcceptPeer;
 using testing::Address;
@@ -85,12 +74,12 @@ class HostDriverIntegrationTest : public ::testing::Test {
   std::string Ip(Lines args) {
     Lines argv = {"ip", "-n", ns_->name()};
     argv.insert(argv.end(), args.begin(), args.end());
-    return Must(runner_, argv);
+    return MustRun(runner_, argv);
   }
   std::string InNs(Lines args) {
     Lines argv = {"ip", "netns", "exec", ns_->name()};
     argv.insert(argv.end(), args.begin(), args.end());
-    return Must(runner_, argv);
+    return MustRun(runner_, argv);
   }
   LinkObservation Link(const std::string& name) {
     auto links = driver_->ObserveLinks();
@@ -264,7 +253,7 @@ class TrafficTest : public HostDriverIntegrationTest {
   void Peer(const ScopedNetns& ns, Lines args) {
     Lines argv = {"ip", "-n", ns.name()};
     argv.insert(argv.end(), args.begin(), args.end());
-    (void)Must(runner_, argv);
+    (void)MustRun(runner_, argv);
   }
   NetworkRules Published(bool nat) {
     NetworkRules rules;

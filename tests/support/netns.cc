@@ -16,8 +16,21 @@
 
 #include "base/command_runner.h"
 #include "base/files.h"
+#include "base/strings.h"
 
 namespace banger::testing {
+
+std::string MustRun(CommandRunner& runner, const std::vector<std::string>& argv) {
+  CommandSpec spec;
+  spec.argv = argv;
+  spec.timeout = std::chrono::seconds(30);
+  auto out = RunChecked(runner, spec);
+  if (!out.ok()) {
+    ADD_FAILURE() << Join(argv, " ") << ": " << out.error().ToString();
+    return "";
+  }
+  return out->stdout_data;
+}
 
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;

@@ -10,8 +10,15 @@
 #include <chrono>
 #include <string>
 #include <utility>
+#include <vector>
+
+#include "base/command_runner.h"
 
 namespace banger::testing {
+
+/// Runs argv (30 s timeout) and returns its stdout; records a test failure
+/// naming the command and its stderr (and returns "") unless it exits 0.
+std::string MustRun(CommandRunner& runner, const std::vector<std::string>& argv);
 
 /// "" when this process can create namespaces, bridges, taps and nft tables
 /// (root, `ip`, `nft`, `sysctl`, /dev/net/tun); otherwise why not, for GTEST_SKIP.
