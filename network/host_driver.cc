@@ -168,7 +168,7 @@ class HostNetworkDriver final : public NetworkDriver {
     if (*has) return OkStatus();
     return FailedPrecondition(
         "bridged networking needs CAP_NET_ADMIN to create bridges, taps and nft rules; run banger as root "
-        "(or grant it CAP_NET_ADMIN), or run sandboxes without bridged networking");
+        "(or grant it CAP_NET_ADMIN), or give the sandboxes network.mode: user (QEMU user-mode NAT, no host interfaces)");
   }
 
   Status DoEnsureBridge(const BridgeConfig& b) {
