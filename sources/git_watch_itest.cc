@@ -40,7 +40,7 @@ struct Yaml {
   std::map<std::string, std::string> labels;  // written under metadata
 };
 
-// A spec file; without labels, `cpus` is on line 7 and its value at column 9.
+// A spec file; without labels, a `cpus` line appended to it is line 8, its value at column 9.
 std::string SpecYaml(const Yaml& y) {
   std::string out = "apiVersion: banger.dev/v1\nkind: Sandbox\nmetadata:\n  name: " + y.name + "\n";
   if (!y.labels.empty()) {
@@ -258,7 +258,7 @@ TEST_F(GitWatchTest, ABadCommitChangesNothingAndTheNextGoodOneApplies) {
   std::string bad = Commit({{"specs/web.yaml", SpecYaml({.name = "web"}) + "  cpus: 0\n"}}, "web: 0 cpus");
   PassResult r = Once(/*prune=*/true);
   EXPECT_FALSE(r.converged);
-  EXPECT_NE(Problems(r).find("specs/web.yaml:7:9"), std::string::npos) << Problems(r);
+  EXPECT_NE(Problems(r).find("specs/web.yaml:8:9"), std::string::npos) << Problems(r);
   EXPECT_EQ(Get("web").pid, web_pid) << "a bad commit touched a running sandbox";
   EXPECT_EQ(Get("db").pid, db_pid) << "a bad commit touched a running sandbox";
   EXPECT_EQ(Get("web").phase, SandboxPhase::kReady);
@@ -267,7 +267,7 @@ TEST_F(GitWatchTest, ABadCommitChangesNothingAndTheNextGoodOneApplies) {
   EXPECT_EQ(rt_.calls().size(), calls) << Join(rt_.calls(), ", ");
   SourceRecord s = Row();
   EXPECT_EQ(s.last_result, "error");
-  EXPECT_NE(s.last_error.find("specs/web.yaml:7:9: error: spec.cpus"), std::string::npos) << s.last_error;
+  EXPECT_NE(s.last_error.find("specs/web.yaml:8:9: error: spec.cpus"), std::string::npos) << s.last_error;
   EXPECT_EQ(s.last_error_revision, bad);
   EXPECT_EQ(s.seen_revision, bad);
   EXPECT_EQ(s.applied_revision, good);
@@ -428,7 +428,7 @@ TEST_F(GitWatchTest, ACommitWithOneBadFileAppliesNoneOfItsChanges) {
   EXPECT_FALSE(Exists("db"));
   EXPECT_EQ(rt_.boots(), boots);
   SourceRecord s = Row();
-  EXPECT_NE(s.last_error.find("specs/db.yaml:7:9: error: spec.cpus"), std::string::npos) << s.last_error;
+  EXPECT_NE(s.last_error.find("specs/db.yaml:8:9: error: spec.cpus"), std::string::npos) << s.last_error;
   EXPECT_EQ(s.last_error_revision, bad);
   EXPECT_EQ(s.applied_revision, good);
 }
