@@ -401,7 +401,8 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
       return OkStatus();
     });
   } else {
-    s = networks_.Detach(rec);  // left bridged mode: give the address back
+    auto left = networks_.Detach(rec);  // left bridged mode: give the address back
+    s = left.ok() ? OkStatus() : left.error();
   }
   if (!s.ok()) return fail(s);
 
@@ -542,9 +543,7 @@ Status Engine::DeleteLocked(const std::string& name) {
       BANGER_RETURN_IF_ERROR(store_.UpdateObserved(r));
       BANGER_RETURN_IF_ERROR(runtime_->Destroy(r));
     }
-    std::string network;
-    if (auto lease = store_.GetLease(name); lease.ok()) network = lease->network;
-    BANGER_RETURN_IF_ERROR(networks_.Detach(r));
+    BANGER_ASSIGN_OR_RETURN(std::string network, networks_.Detach(r));
     BANGER_RETURN_IF_ERROR(store_.DeleteSandbox(name));
     Event(name, "Normal", "Deleted", "sandbox deleted");
     if (!network.empty()) PushHosts(network, name, nullptr);

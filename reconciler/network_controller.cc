@@ -224,15 +224,24 @@ Result<NetworkAttachment> NetworkController::Attach(const SandboxRecord& record,
   return a;
 }
 
-Status NetworkController::Detach(const SandboxRecord& record) {
-  auto lease = store_.GetLease(record.name);
-  if (!lease.ok()) {
-    if (lease.error().code() != StatusCode::kNotFound) return lease.error();
-    if (driver_ == nullptr || record.id.empty()) return OkStatus();
+Result<std::string> NetworkController::Detach(const SandboxRecord& record) {
+  std::string network;
+  if (auto lease = store_.GetLease(record.name); lease.ok()) {
+    network = lease->network;
+  } else if (lease.error().code() != StatusCode::kNotFound) {
+    return lease.error();
+  } else {
+    // No lease: only a bridged sandbox whose lease row was lost can have left
+    // a tap behind. Any other sandbox never touched the host's network, so
+    // nothing is run (and nothing needs CAP_NET_ADMIN).
+    auto spec = SpecFromCanonicalJson(record.spec_json);
+    bool bridged = spec.ok() && spec->network.mode == NetworkMode::kBridged;
+    if (!bridged || driver_ == nullptr || record.id.empty()) return network;
   }
   BANGER_RETURN_IF_ERROR(RequireDriver());
   BANGER_ASSIGN_OR_RETURN(Guard guard, Lock());
-  return DetachLocked(record.name, record.id.empty() ? "" : TapNameFor(record.id));
+  BANGER_RETURN_IF_ERROR(DetachLocked(record.name, record.id.empty() ? "" : TapNameFor(record.id)));
+  return network;
 }
 
 Status NetworkController::DetachLocked(const std::string& sandbox, const std::string& tap) {

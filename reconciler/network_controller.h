@@ -54,8 +54,10 @@ class NetworkController {
   Result<NetworkAttachment> Attach(const SandboxRecord& record, const SandboxSpec& spec);
 
   /// Removes a sandbox from its network: tap, lease, its rules; an implicit
-  /// network left without sandboxes goes too. OK when it had none.
-  Status Detach(const SandboxRecord& record);
+  /// network left without sandboxes goes too. Returns the network it left
+  /// ("" when it held no lease). Touches nothing on the host for a sandbox
+  /// that holds no lease and is not bridged.
+  Result<std::string> Detach(const SandboxRecord& record);
 
   /// Re-renders the nftables table from the state and loads it if it differs.
   Status SyncRules();

@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 
+#include "base/strings.h"
 #include "reconciler/engine.h"
 #include "reconciler/network_plan.h"
 #include "spec/loader.h"
@@ -378,6 +379,20 @@ TEST_F(NetworkEngineTest, LeavingBridgedModeReturnsTheAddress) {
   EXPECT_EQ(store_->GetLease("web").error().code(), StatusCode::kNotFound);
   EXPECT_FALSE(rt_.boot_network("web").has_value());
   EXPECT_NE(Get("web").address, "10.213.0.2");  // the user-mode address, not the lease
+}
+
+TEST_F(NetworkEngineTest, SandboxesWithoutBridgedNetworkingNeverTouchTheHostNetwork) {
+  // As a user without CAP_NET_ADMIN would be: user-mode and none sandboxes
+  // still boot, restart and delete, and no host network command runs.
+  net_.SetAvailable(FailedPrecondition("bridged networking needs CAP_NET_ADMIN"));
+  Engine e = MakeEngine();
+  SandboxSpec quiet = MakeSpec("quiet");
+  quiet.network.mode = NetworkMode::kNone;
+  Apply(e, PlanFor({MakeSpec("web"), quiet}));
+  ASSERT_TRUE(e.StartSandbox("web").ok());
+  ASSERT_TRUE(e.DeleteSandbox("web").ok());
+  ASSERT_TRUE(e.DeleteSandbox("quiet").ok());
+  EXPECT_TRUE(net_.calls().empty()) << Join(net_.calls(), "\n");
 }
 
 TEST_F(NetworkEngineTest, NoDriverOrNoPrivilegeIsAClearError) {
