@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <functional>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -1075,6 +1077,37 @@ Status SqliteStateStore::Migrate(const std::vector<Migration>& migrations) {
   return OkStatus();
 }
 
+/// Reads the journal mode, or sets it when `set` is given.
+Result<std::string> JournalMode(sqlite3* db, bool set) {
+  Stmt s(db, set ? "PRAGMA journal_mode=WAL" : "PRAGMA journal_mode");
+  BANGER_ASSIGN_OR_RETURN(bool row, s.Step());
+  return row ? s.Text(0) : std::string();
+}
+
+/// Puts the database in WAL mode. WAL is persistent in the file, so every open after the
+/// first only reads it. The first switch needs an exclusive lock, and SQLite answers a
+/// switch that races another connection's open with SQLITE_BUSY at once, without calling
+/// the busy handler (it would deadlock otherwise); two processes creating the database
+/// together therefore retry here, within the same 10 s the busy timeout allows.
+Status SwitchToWal(sqlite3* db, bool in_memory) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  auto pause = std::chrono::milliseconds(2);
+  while (true) {
+    Result<std::string> mode = JournalMode(db, false);
+    if (mode.ok() && *mode != "wal") mode = JournalMode(db, true);
+    if (mode.ok()) {
+      if (*mode == "wal" || (in_memory && *mode == "memory")) return OkStatus();
+      return FailedPrecondition("could not switch to WAL journal mode (got \"" + *mode + "\")");
+    }
+    if (mode.status().code() != StatusCode::kUnavailable || Clock::now() >= deadline) {
+      return mode.status();
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(50));
+  }
+}
+
 }  // namespace
 
 Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& db_path,
@@ -1102,14 +1135,7 @@ Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& db_p
   if (rc != SQLITE_OK) return SqliteError(raw, rc, "set busy_timeout on " + db_path);
 
   Status configured = [&]() -> Status {
-    {
-      Stmt s(raw, "PRAGMA journal_mode=WAL");
-      BANGER_ASSIGN_OR_RETURN(bool row, s.Step());
-      std::string mode = row ? s.Text(0) : "";
-      if (mode != "wal" && !(in_memory && mode == "memory")) {
-        return FailedPrecondition("could not switch to WAL journal mode (got \"" + mode + "\")");
-      }
-    }
+    BANGER_RETURN_IF_ERROR(SwitchToWal(raw, in_memory));
     BANGER_RETURN_IF_ERROR(Exec(raw, "PRAGMA synchronous=NORMAL", "set synchronous"));
     BANGER_RETURN_IF_ERROR(Exec(raw, "PRAGMA foreign_keys=ON", "enable foreign keys"));
     return OkStatus();

@@ -588,6 +588,32 @@ TEST(StateStoreConcurrencyTest, TwoProcessesRacingToPublishOneImageNameHaveOneWi
   }
 }
 
+TEST(StateStoreConcurrencyTest, EightProcessesOpeningAFreshDatabaseAtOnceAllSucceed) {
+  // Two `banger apply` started together on a new host both create the database, switch
+  // it to WAL and migrate it. SQLite answers a journal-mode switch that races another
+  // connection with SQLITE_BUSY without waiting, so Open must retry it itself.
+  for (int round = 0; round < 30; ++round) {
+    TempDir dir;
+    constexpr int kThreads = 8;
+    std::atomic<bool> go{false};
+    std::vector<std::string> errors(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        while (!go) std::this_thread::yield();
+        auto s = StateStore::Open(dir.path());
+        if (!s.ok()) errors[t] = s.status().ToString();
+      });
+    }
+    go = true;
+    for (auto& th : threads) th.join();
+    for (const auto& e : errors) ASSERT_TRUE(e.empty()) << "round " << round << ": " << e;
+    auto s = StateStore::Open(dir.path());
+    ASSERT_TRUE(s.ok());
+    EXPECT_EQ(*(*s)->SchemaVersion(), StateStore::LatestSchemaVersion());
+  }
+}
+
 TEST(StateStoreConcurrencyTest, EightWritersOnSeparateConnectionsSeeNoErrors) {
   TempDir dir;
   constexpr int kThreads = 8;
