@@ -1,5 +1,7 @@
 #include "agent/server.h"
 
+#include "agent/builtins.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -19,6 +21,7 @@
 #include <map>
 #include <memory>
 
+#include "agent/builtins.h"
 #include "agent/hosts_file.h"
 #include "providers/agent_protocol.h"
 
@@ -486,6 +489,18 @@ class Server {
       }
       if (::chdir(cwd.c_str()) != 0) goto fail;
       environ = cenv.data();
+      if (argv[0].rfind(kBuiltinPrefix, 0) == 0) {
+        const Builtin* builtin = FindBuiltin(argv[0]);
+        if (builtin == nullptr) {
+          errno = ENOENT;
+          goto fail;
+        }
+        CloseFd(status[1]);  // started: the host gets STARTED, then the builtin's output
+        std::fflush(nullptr);
+        int rc = builtin->fn(argv);
+        std::fflush(nullptr);
+        ::_exit(rc);
+      }
       ::execvp(cargv[0], cargv.data());
     fail:
       int e = errno;

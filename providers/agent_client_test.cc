@@ -126,6 +126,20 @@ TEST(AgentClientTest, MissingProgramIsNotFoundAndConnectionStaysUsable) {
   ASSERT_TRUE(ok.ok()) << ok.error().ToString();
 }
 
+TEST(AgentClientTest, BuiltinsRunWithoutAnyProgramInTheGuest) {
+  AgentProcess agent;
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  auto help = c->Exec({.argv = {"@banger/help"}}, "", milliseconds(5000));
+  ASSERT_TRUE(help.ok()) << help.error().ToString();
+  EXPECT_EQ(help->exit_code, 0);
+  EXPECT_NE(help->stdout_data.find("@banger/help\t"), std::string::npos) << help->stdout_data;
+  auto unknown = c->Exec({.argv = {"@banger/frobnicate"}}, "", milliseconds(5000));
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().code(), StatusCode::kNotFound) << unknown.error().ToString();
+  EXPECT_NE(unknown.error().message().find("@banger/frobnicate"), std::string::npos);
+}
+
 TEST(AgentClientTest, SignalDeathIsReportedShellStyle) {
   AgentProcess agent;
   auto c = agent.Connect();

@@ -1,0 +1,35 @@
+#include "agent/builtins.h"
+
+#include <cstdio>
+
+namespace banger::agent {
+namespace {
+
+int Help(const std::vector<std::string>&) {
+  for (const Builtin& b : Builtins()) {
+    std::printf("%s%.*s\t%.*s\n", std::string(kBuiltinPrefix).c_str(), static_cast<int>(b.name.size()),
+                b.name.data(), static_cast<int>(b.usage.size()), b.usage.data());
+  }
+  return 0;
+}
+
+}  // namespace
+
+const std::vector<Builtin>& Builtins() {
+  // One line per builtin; each lives in its own builtin_*.cc.
+  static const std::vector<Builtin> all = {
+      {"help", &Help, "list the builtins"},
+  };
+  return all;
+}
+
+const Builtin* FindBuiltin(std::string_view argv0) {
+  if (argv0.substr(0, kBuiltinPrefix.size()) != kBuiltinPrefix) return nullptr;
+  std::string_view name = argv0.substr(kBuiltinPrefix.size());
+  for (const Builtin& b : Builtins()) {
+    if (b.name == name) return &b;
+  }
+  return nullptr;
+}
+
+}  // namespace banger::agent
