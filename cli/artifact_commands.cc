@@ -43,9 +43,12 @@ void AddArtifactCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
 
   // ---- image ----
   auto* image = app.add_subcommand("image", "Manage root disk images");
+  image->footer("Examples:\n  banger image ls\n  banger image pull debian-bookworm");
   image->require_subcommand(1);
 
   auto* pull = image->add_subcommand("pull", "Pull an image from the catalog or an OCI registry");
+
+  pull->footer("Examples:\n  banger image pull busybox\n  banger image pull docker.io/library/alpine:3.19 --name alpine");
   auto* pull_ref = new std::string();
   auto* pull_name = new std::string();
   auto* pull_size = new std::string();
@@ -83,6 +86,8 @@ void AddArtifactCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
   });
 
   auto* ls = image->add_subcommand("ls", "List installed images");
+
+  ls->footer("Examples:\n  banger image ls\n  banger image ls -o json");
   auto* ls_out = new std::string("table");
   ls->add_option("-o,--output", *ls_out, "table|json")->check(CLI::IsMember({"table", "json"}));
   ls->callback([=] {
@@ -106,6 +111,8 @@ void AddArtifactCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
   });
 
   auto* rm = image->add_subcommand("rm", "Remove images (refused while a sandbox uses them)");
+
+  rm->footer("Example:\n  banger image rm alpine");
   auto* rm_names = new std::vector<std::string>();
   rm->add_option("names", *rm_names, "Image names")->required();
   rm->callback([=] {
@@ -125,6 +132,8 @@ void AddArtifactCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
   });
 
   auto* imp = image->add_subcommand("import", "Build an image from a local directory or tar archive");
+
+  imp->footer("Example:\n  banger image import ./rootfs.tar.gz --name mytools --size 2GiB");
   auto* imp_path = new std::string();
   auto* imp_name = new std::string();
   auto* imp_size = new std::string();
@@ -147,6 +156,8 @@ void AddArtifactCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
   });
 
   auto* prune = image->add_subcommand("prune", "Remove cached blobs and leftovers no image uses");
+
+  prune->footer("Example:\n  banger image prune");
   prune->callback([=] {
     with_host([=](host::Host& h) {
       auto r = h.images().Prune();
@@ -159,6 +170,8 @@ void AddArtifactCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
   });
 
   auto* catalog = image->add_subcommand("catalog", "List the image catalog");
+
+  catalog->footer("Example:\n  banger image catalog");
   catalog->callback([=] {
     with_host([=](host::Host& h) {
       std::vector<std::vector<std::string>> rows = {{"NAME", "INSTALLED", "DESCRIPTION"}};
@@ -174,8 +187,10 @@ void AddArtifactCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
 
   // ---- kernel ----
   auto* kernel = app.add_subcommand("kernel", "Manage guest kernels");
+  kernel->footer("Examples:\n  banger kernel ls\n  banger kernel pull default");
   kernel->require_subcommand(1);
   auto* kpull = kernel->add_subcommand("pull", "Install a kernel from the kernel catalog");
+  kpull->footer("Examples:\n  banger kernel pull default\n  banger kernel pull debian-6.1");
   auto* kpull_name = new std::string();
   kpull->add_option("name", *kpull_name, "Catalog name (or \"default\")")->required();
   kpull->callback([=] {
@@ -189,6 +204,7 @@ void AddArtifactCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
     });
   });
   auto* kimp = kernel->add_subcommand("import", "Install a kernel from local files");
+  kimp->footer("Example:\n  banger kernel import --name mine --kernel ./bzImage --modules ./lib/modules/6.1.0");
   auto* kimp_name = new std::string();
   auto* kimp_kernel = new std::string();
   auto* kimp_modules = new std::string();
@@ -212,6 +228,7 @@ void AddArtifactCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
     });
   });
   auto* kls = kernel->add_subcommand("ls", "List installed kernels");
+  kls->footer("Example:\n  banger kernel ls -o json");
   auto* kls_out = new std::string("table");
   kls->add_option("-o,--output", *kls_out, "table|json")->check(CLI::IsMember({"table", "json"}));
   kls->callback([=] {
@@ -234,6 +251,7 @@ void AddArtifactCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
     });
   });
   auto* krm = kernel->add_subcommand("rm", "Remove kernels (refused while a sandbox uses them)");
+  krm->footer("Example:\n  banger kernel rm mine");
   auto* krm_names = new std::vector<std::string>();
   krm->add_option("names", *krm_names, "Kernel names")->required();
   krm->callback([=] {

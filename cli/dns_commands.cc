@@ -64,6 +64,7 @@ Result<HostDns> StartHostDns(host::Host& h, uint16_t port, const std::string& pu
 void AddDnsCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
   auto* dns = app.add_subcommand(
       "dns", "Answer NAME.banger with each sandbox's address, on every bridge address (port 53), until stopped");
+  dns->footer("Example:\n  sudo banger dns                # then: dig @10.213.0.1 web.banger");
   auto port = std::make_shared<uint16_t>(53);
   dns->add_option("--port", *port, "UDP port (default 53; another one is for testing)")->check(CLI::Range(1, 65535));
   dns->callback([port, open_host, &exit_code, &app] {

@@ -15,7 +15,10 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "cli/artifact_commands.h"
+#include "cli/common.h"
 #include "cli/output.h"
+#include "cli/run_commands.h"
+#include "cli/completion_commands.h"
 #include "cli/vm_commands.h"
 #include "cli/watch_commands.h"
 #include "cli/dns_commands.h"
@@ -32,139 +35,6 @@
 
 namespace banger::cli {
 namespace {
-
-// Exit codes (docs/cli.md).
-constexpr int kExitOk = 0;
-constexpr int kExitError = 1;
-constexpr int kExitChanges = 2;
-constexpr int kExitUsage = 64;
-
-struct Globals {
-  std::string state_dir;
-  std::string config_path;
-  std::string log_level = "warn";
-  bool verbose = false;
-};
-
-// The host, opened by the commands that need it (validate, schema and
-// config show never create a state directory).
-class Context {
- public:
-  explicit Context(const Globals& g) : globals_(g) {}
-
-  Status Init() {
-    BANGER_ASSIGN_OR_RETURN(host_, host::Host::Open(Options(globals_)));
-    return OkStatus();
-  }
-
-  static host::HostOptions Options(const Globals& g) { return {g.state_dir, g.config_path}; }
-
-  host::Host& host() { return *host_; }
-  Engine MakeEngine(EventSink& sink, int parallel) { return host_->MakeEngine(sink, parallel); }
-  StateStore& store() { return host_->store(); }
-  Clock& clock() { return host_->clock(); }
-  Result<SandboxRecord> FindSandbox(const std::string& name) { return host_->FindSandbox(name); }
-  const host::Config& config() const { return host_->config(); }
-  const StateLayout& layout() const { return host_->layout(); }
-
- private:
-  Globals globals_;
-  std::unique_ptr<host::Host> host_;
-};
-
-int Fail(const Status& s) {
-  PrintError(s);
-  return kExitError;
-}
-
-// Opens the host context; on failure prints the error and sets exit_code.
-bool OpenOrFail(Context& ctx, int& exit_code) {
-  Status s = ctx.Init();
-  if (!s.ok()) exit_code = Fail(s);
-  return s.ok();
-}
-
-// Loads specs and prints diagnostics; returns false on errors.
-bool LoadSpecs(const std::vector<std::string>& paths, LoadResult& out) {
-  std::vector<std::filesystem::path> ps(paths.begin(), paths.end());
-  out = LoadSpecPaths(ps);
-  if (!out.diagnostics.items().empty()) std::fputs(out.diagnostics.ToString().c_str(), stderr);
-  return !out.diagnostics.HasErrors();
-}
-
-std::vector<std::string> AbsolutePaths(const std::vector<std::string>& paths) {
-  std::vector<std::string> out;
-  for (const auto& p : paths) {
-    std::error_code ec;
-    auto abs = std::filesystem::weakly_canonical(std::filesystem::absolute(p, ec), ec);
-    out.push_back(abs.string());
-  }
-  return out;
-}
-
-Result<Plan> MakePlan(Context& ctx, const LoadResult& specs, const std::vector<std::string>& paths,
-                      const std::string& set_name, bool prune, EventSink& sink) {
-  Engine engine = ctx.MakeEngine(sink, 0);
-  // Observe first, so the plan starts from the truth (crashed VMs, interrupted runs).
-  BANGER_RETURN_IF_ERROR(engine.Refresh());
-  BANGER_ASSIGN_OR_RETURN(auto observed, ctx.store().ListSandboxes());
-  PlanOptions o;
-  o.owner = OwnerFor(AbsolutePaths(paths), set_name);
-  o.prune = prune;
-  o.default_kernel = ctx.host().artifacts().DefaultKernel();
-  ArtifactStore& a = ctx.host().artifacts();
-  o.artifact_present = [&a](std::string_view kind, const std::string& name) {
-    return kind == "image" ? a.ImagePresent(name) : a.KernelPresent(name);
-  };
-  Plan plan = ComputePlan(specs.specs, observed, o);
-  NetworkObservations networks;
-  BANGER_ASSIGN_OR_RETURN(networks.networks, ctx.store().ListNetworks());
-  BANGER_ASSIGN_OR_RETURN(networks.leases, ctx.store().ListLeases(""));
-  PlanNetworks(specs.networks, specs.specs, observed, networks, o, plan);
-  return plan;
-}
-
-bool Confirm(const std::string& question) {
-  std::fprintf(stderr, "%s [y/N] ", question.c_str());
-  std::fflush(stderr);
-  std::string answer;
-  if (!std::getline(std::cin, answer)) return false;
-  answer = std::string(Trim(answer));
-  return answer == "y" || answer == "Y" || answer == "yes";
-}
-
-std::string ResultLine(const ChangeResult& r) {
-  char secs[32];
-  std::snprintf(secs, sizeof(secs), "%.1fs", static_cast<double>(r.took.count()) / 1000.0);
-  std::string verb(ToString(r.action));
-  if (!r.status.ok()) return "✗ " + r.name + ": " + verb + " failed after " + secs + ": " + r.status.message();
-  std::string what;
-  const bool network = StartsWith(r.name, "network/");
-  switch (r.action) {
-    case Action::kCreate: what = network ? "created" : "created, Ready"; break;
-    case Action::kUpdate: what = "updated in place"; break;
-    case Action::kRestart: what = "restarted, Ready"; break;
-    case Action::kReplace: what = network ? "replaced" : "replaced, Ready"; break;
-    case Action::kDelete: what = "deleted"; break;
-    case Action::kNoOp: what = "unchanged"; break;
-  }
-  if (!r.note.empty()) what += r.action == Action::kNoOp ? ": " + r.note : " (" + r.note + ")";
-  return "✓ " + r.name + ": " + what + (r.address.empty() ? "" : " at " + r.address) + " (" + secs + ")";
-}
-
-std::string ReportJson(const ApplyReport& rep) {
-  nlohmann::json items = nlohmann::json::array();
-  for (const auto& r : rep.results) {
-    items.push_back({{"name", r.name},
-                     {"action", std::string(ToString(r.action))},
-                     {"ok", r.status.ok()},
-                     {"error", r.status.ok() ? "" : r.status.message()},
-                     {"address", r.address},
-                     {"note", r.note},
-                     {"seconds", static_cast<double>(r.took.count()) / 1000.0}});
-  }
-  return nlohmann::json{{"results", items}, {"ok", rep.ok()}}.dump(2) + "\n";
-}
 
 // When parsing stopped because a command that needs a subcommand got a word
 // that is none of them ("banger frobnicate"), says so and names the word;
@@ -203,6 +73,12 @@ int Main(int argc, char** argv) {
                "Keep sandbox specs in YAML, see the plan, converge the host."};
   app.set_version_flag("--version", std::string("banger ") + BANGER_VERSION);
   app.require_subcommand(1);
+  app.footer(
+      "Examples:\n"
+      "  banger run --rm -- uname -a       # a throwaway sandbox for one command\n"
+      "  banger apply -f specs/            # converge the host to the specs\n"
+      "  banger get                        # what is running\n"
+      "Run 'banger COMMAND --help' for a command's flags and examples.");
   app.fallthrough();  // global options may also follow the subcommand
   Globals g;
   app.add_option("--state-dir", g.state_dir, "State directory (default: $BANGER_HOME, /var/lib/banger as root, XDG data dir otherwise)");
@@ -214,6 +90,7 @@ int Main(int argc, char** argv) {
 
   // validate
   auto* validate = app.add_subcommand("validate", "Check spec files without touching the host");
+  validate->footer("Examples:\n  banger validate -f specs/\n  banger validate -f web.yaml -o json");
   std::vector<std::string> v_files;
   std::string v_output = "text";
   validate->add_option("-f,--filename", v_files, "Spec file or directory (repeatable)")->required();
@@ -244,10 +121,12 @@ int Main(int argc, char** argv) {
 
   // schema
   auto* schema = app.add_subcommand("schema", "Print the JSON Schema of a sandbox spec");
+  schema->footer("Example:\n  banger schema > sandbox.schema.json   # for editors' YAML validation");
   schema->callback([&] { std::cout << SpecJsonSchema() << "\n"; });
 
   // plan
   auto* plan_cmd = app.add_subcommand("plan", "Show what apply would change, and why");
+  plan_cmd->footer("Examples:\n  banger plan -f specs/\n  banger plan -f specs/ --prune --detailed-exitcode   # CI: exit 2 when changes");
   std::vector<std::string> p_files;
   std::string p_output = "text", p_set;
   bool p_prune = false, p_detailed = false;
@@ -265,7 +144,7 @@ int Main(int argc, char** argv) {
     Context ctx(g);
     if (!OpenOrFail(ctx, exit_code)) return;
     NullEventSink sink;
-    auto plan = MakePlan(ctx, specs, p_files, p_set, p_prune, sink);
+    auto plan = MakePlan(ctx, specs, OwnerFor(AbsolutePaths(p_files), p_set), p_prune, sink);
     if (!plan) {
       exit_code = Fail(plan.error());
       return;
@@ -281,6 +160,7 @@ int Main(int argc, char** argv) {
 
   // apply
   auto* apply = app.add_subcommand("apply", "Converge the host to the specs");
+  apply->footer("Examples:\n  banger apply -f specs/ --yes\n  banger apply -f specs/ --prune --set team-a");
   std::vector<std::string> a_files;
   std::string a_set, a_output = "text";
   bool a_prune = false, a_yes = false;
@@ -303,7 +183,7 @@ int Main(int argc, char** argv) {
     TerminalSink sink(g.verbose);
     NullEventSink quiet;
     EventSink& out_sink = a_output == "json" ? static_cast<EventSink&>(quiet) : sink;
-    auto plan = MakePlan(ctx, specs, a_files, a_set, a_prune, out_sink);
+    auto plan = MakePlan(ctx, specs, OwnerFor(AbsolutePaths(a_files), a_set), a_prune, out_sink);
     if (!plan) {
       exit_code = Fail(plan.error());
       return;
@@ -340,6 +220,7 @@ int Main(int argc, char** argv) {
 
   // get
   auto* get = app.add_subcommand("get", "List sandboxes and their status");
+  get->footer("Examples:\n  banger get\n  banger get web -o json\n  banger get -o wide   # ORIGIN: the apply set, or run:NAME for banger run");
   std::string get_name, get_output = "table";
   get->add_option("name", get_name, "Sandbox name");
   get->add_option("-o,--output", get_output, "table|wide|json|yaml")
@@ -384,7 +265,7 @@ int Main(int argc, char** argv) {
     int64_t now = ctx.clock().NowUnix();
     std::vector<std::vector<std::string>> rows;
     bool wide = get_output == "wide";
-    if (wide) rows.push_back({"NAME", "STATUS", "IMAGE", "KERNEL", "ADDRESS", "HYPERVISOR", "PID", "SET", "AGE", "ERROR"});
+    if (wide) rows.push_back({"NAME", "STATUS", "IMAGE", "KERNEL", "ADDRESS", "HYPERVISOR", "PID", "ORIGIN", "AGE", "ERROR"});
     else rows.push_back({"NAME", "STATUS", "IMAGE", "ADDRESS", "AGE"});
     for (const auto& r : recs) {
       auto spec = RecordSpec(r);
@@ -404,6 +285,7 @@ int Main(int argc, char** argv) {
 
   // describe
   auto* describe = app.add_subcommand("describe", "Show one sandbox in detail, with recent events");
+  describe->footer("Example:\n  banger describe web");
   std::string d_name;
   describe->add_option("name", d_name, "Sandbox name")->required();
   describe->callback([&] {
@@ -453,6 +335,7 @@ int Main(int argc, char** argv) {
 
   // events
   auto* events = app.add_subcommand("events", "Show recorded events");
+  events->footer("Examples:\n  banger events\n  banger events web --limit 10 -o json");
   std::string e_name, e_output = "text";
   int e_limit = 50;
   events->add_option("name", e_name, "Only events of this sandbox");
@@ -483,6 +366,7 @@ int Main(int argc, char** argv) {
 
   // delete
   auto* del = app.add_subcommand("delete", "Delete sandboxes (VM, disk and record)");
+  del->footer("Examples:\n  banger delete web --yes\n  banger delete -f specs/ --yes");
   std::vector<std::string> del_names, del_files;
   bool del_yes = false;
   del->add_option("names", del_names, "Sandbox names");
@@ -545,6 +429,7 @@ int Main(int argc, char** argv) {
   // stop / start / restart
   auto add_lifecycle = [&](const char* name, const char* help, int which) {
     auto* cmd = app.add_subcommand(name, help);
+    cmd->footer(std::string("Example:\n  banger ") + name + " web");
     auto* target = new std::string();  // lives as long as the app
     cmd->add_option("name", *target, "Sandbox name")->required();
     cmd->callback([&, target, which, name] {
@@ -574,6 +459,7 @@ int Main(int argc, char** argv) {
 
   // exec
   auto* exec = app.add_subcommand("exec", "Run a command in a sandbox (exit code passed through)");
+  exec->footer("Examples:\n  banger exec web -- uname -a\n  banger exec -it web -- sh");
   std::string x_name, x_cwd;
   std::vector<std::string> x_cmd, x_env;
   bool x_stdin = false, x_tty = false;
@@ -615,6 +501,7 @@ int Main(int argc, char** argv) {
 
   // logs
   auto* logs = app.add_subcommand("logs", "Print a sandbox's serial console");
+  logs->footer("Examples:\n  banger logs web\n  banger logs -f web");
   std::string l_name;
   bool l_follow = false;
   logs->add_option("name", l_name, "Sandbox name")->required();
@@ -636,6 +523,7 @@ int Main(int argc, char** argv) {
 
   // ssh
   auto* ssh = app.add_subcommand("ssh", "Open an SSH session to a sandbox (needs sshd and a port for 22)");
+  ssh->footer("Examples:\n  banger ssh web\n  banger ssh web -- uptime");
   std::string s_name, s_user = "root";
   std::vector<std::string> s_args;
   ssh->add_option("name", s_name, "Sandbox name")->required();
@@ -676,6 +564,7 @@ int Main(int argc, char** argv) {
 
   // reconcile
   auto* reconcile = app.add_subcommand("reconcile", "One pass: restart crashed or hung sandboxes as their restartPolicy allows");
+  reconcile->footer("Examples:\n  banger reconcile\n  banger reconcile -o json");
   std::string r_output = "text";
   reconcile->add_option("-o,--output", r_output, "text|json")->check(CLI::IsMember({"text", "json"}));
   reconcile->callback([&] {
@@ -697,6 +586,7 @@ int Main(int argc, char** argv) {
 
   // doctor
   auto* doctor = app.add_subcommand("doctor", "Check that this host can run sandboxes");
+  doctor->footer("Example:\n  banger doctor");
   doctor->callback([&] {
     Context ctx(g);
     if (!OpenOrFail(ctx, exit_code)) return;
@@ -737,25 +627,59 @@ int Main(int argc, char** argv) {
 
   // config
   auto* config = app.add_subcommand("config", "Show the effective configuration");
-  auto* config_show = config->add_subcommand("show", "Print the effective configuration");
+  config->footer("Example:\n  banger config show");
+  auto* config_show = config->add_subcommand("show", "Print the effective configuration and where each value came from");
+  config_show->footer("Examples:\n  banger config show\n  banger config show -o json");
   config->require_subcommand(1);
+  std::string c_output = "yaml";
+  config_show->add_option("-o,--output", c_output, "yaml|json")->check(CLI::IsMember({"yaml", "json"}));
   config_show->callback([&] {
     auto c = host::LoadConfig(g.config_path);
     if (!c) {
       exit_code = Fail(c.error());
       return;
     }
-    std::cout << host::RenderConfig(*c);
+    // The settings that flags and the environment decide, before the file's.
+    std::vector<host::ConfigEntry> extra;
+    auto given = [&](const char* flag) { return app.get_option(flag)->count() > 0; };
+    const char* env_config = std::getenv("BANGER_CONFIG");
+    extra.push_back({"configFile", c->path.empty() ? "(none)" : c->path,
+                     given("--config")                 ? "flag --config"
+                     : env_config && *env_config       ? "env BANGER_CONFIG"
+                                                       : "default"});
+    auto layout = ResolveStateLayout(g.state_dir);
+    const char* env_home = std::getenv("BANGER_HOME");
+    extra.push_back({"stateDir", layout ? layout->root.string() : "(" + layout.error().message() + ")",
+                     given("--state-dir")          ? "flag --state-dir"
+                     : env_home && *env_home       ? "env BANGER_HOME"
+                                                   : "default"});
+    bool level_flag = false;
+    for (int i = 1; i < argc; ++i) level_flag = level_flag || std::string(argv[i]) == "--log-level";
+    const char* env_log = std::getenv("BANGER_LOG");
+    extra.push_back({"logLevel", g.log_level,
+                     level_flag ? "flag --log-level" : env_log && *env_log ? "env BANGER_LOG" : "default"});
+    if (c_output == "json") {
+      nlohmann::json j = nlohmann::json::object();
+      for (const auto& e : extra) j[e.key] = {{"value", e.value}, {"source", e.source}};
+      for (const auto& e : host::ConfigEntries(*c)) j[e.key] = {{"value", e.value}, {"source", e.source}};
+      std::cout << j.dump(2) << "\n";
+      return;
+    }
+    std::cout << host::RenderConfig(*c, extra);
   });
 
   // version
   auto* version = app.add_subcommand("version", "Print the version");
+  version->footer("Example:\n  banger version");
   version->callback([&] { std::printf("banger %s\n", BANGER_VERSION); });
 
   AddArtifactCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddWatchCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddNetworkCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddDnsCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
+  std::vector<std::string> raw_args(argv, argv + argc);
+  AddRunCommands(app, g, exit_code, &raw_args);
+  AddCompletionCommands(app, g, exit_code);
 
   try {
     app.parse(argc, argv);

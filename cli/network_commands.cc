@@ -13,8 +13,10 @@ namespace banger::cli {
 
 void AddNetworkCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
   auto* network = app.add_subcommand("network", "Inspect bridged networks (declare them with kind: Network)");
+  network->footer("Example:\n  banger network ls");
   network->require_subcommand(1);
   auto* ls = network->add_subcommand("ls", "List networks, their subnets, bridges and address leases");
+  ls->footer("Examples:\n  banger network ls\n  banger network ls -o json");
   auto* output = new std::string("table");
   ls->add_option("-o,--output", *output, "table|json")->check(CLI::IsMember({"table", "json"}));
   ls->callback([=, &exit_code] {

@@ -317,6 +317,7 @@ int RunStatus(host::Host& h, const std::string& output) {
 void AddWatchCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
   auto* watch = app.add_subcommand(
       "watch", "Keep this host converged to spec paths or a git repository (GitOps)");
+  watch->footer("Examples:\n  banger watch -f specs/ --prune\n  banger watch --git https://example.invalid/infra.git --path sandboxes");
   auto f = std::make_shared<WatchFlags>();
   watch->add_option("-f,--filename", f->files, "Spec file or directory to follow (repeatable)");
   watch->add_option("--git", f->git_url, "Git repository to follow: file://, path, https:// or ssh:// URL");
@@ -334,6 +335,7 @@ void AddWatchCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
   watch->add_flag("--dns", f->dns,
                   "Also answer NAME.banger on every bridge address, port 53, like `banger dns` (off by default)");
   auto* status = app.add_subcommand("status", "What each watched source last applied, and what is not converged");
+  status->footer("Examples:\n  banger status\n  banger status -o json");
   auto status_output = std::make_shared<std::string>("text");
   status->add_option("-o,--output", *status_output, "text|json")->check(CLI::IsMember({"text", "json"}));
 

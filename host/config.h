@@ -3,7 +3,9 @@
 // optional; see docs/config.md.
 #pragma once
 
+#include <map>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 
@@ -21,7 +23,29 @@ struct Config {
   /// bridges and taps, and in which QEMU is started. "" = the host's.
   /// $BANGER_NETNS, when set, overrides the file (set but empty: the host's).
   std::string netns;
+  /// run: the defaults of `banger run`'s flags (its --image, --cpus, ...).
+  struct RunDefaults {
+    std::string image = "busybox";    // catalog name or OCI reference
+    int cpus = 1;
+    std::string memory = "512MiB";    // a spec size
+    std::string disk = "auto";        // a spec size or auto
+    std::string network = "user";     // bridged | user | isolated | none
+  } run;
+  /// Where each key's value came from (dotted key, e.g. "run.image"):
+  /// "PATH:LINE" for the file, "env NAME" for the environment; a key not
+  /// listed has its built-in default.
+  std::map<std::string, std::string> sources;
 };
+
+/// One effective setting for `banger config show`.
+struct ConfigEntry {
+  std::string key;     // dotted: "accel", "run.image"
+  std::string value;   // as shown
+  std::string source;  // "default", "PATH:LINE", "env NAME", "flag --X"
+};
+
+/// Every scalar setting with its value and source, in a fixed order.
+std::vector<ConfigEntry> ConfigEntries(const Config& config);
 
 /// "" if `name` can name a network namespace (`ip netns` file name), else why not.
 std::string ValidateNetnsName(const std::string& name);
@@ -30,7 +54,9 @@ std::string ValidateNetnsName(const std::string& name);
 /// it exists, else defaults. Errors name the file, line and key.
 Result<Config> LoadConfig(const std::string& explicit_path);
 
-/// The config rendered as YAML (for `banger config show`).
-std::string RenderConfig(const Config& config);
+/// The config rendered as YAML (for `banger config show`), each key with a
+/// trailing comment naming where its value came from; `extra` entries
+/// (settings that come from flags, such as the state directory) go first.
+std::string RenderConfig(const Config& config, const std::vector<ConfigEntry>& extra = {});
 
 }  // namespace banger::host

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <map>
 #include <optional>
 
 #include "base/files.h"
@@ -79,6 +80,49 @@ TEST_F(ConfigTest, BadNetworkKeysAreErrorsWithALocation) {
   EXPECT_EQ(ValidateNetnsName("ok-1_2.x"), "");
   EXPECT_NE(ValidateNetnsName(".."), "");
   EXPECT_NE(ValidateNetnsName(std::string(65, 'a')), "");
+}
+
+TEST_F(ConfigTest, RunDefaultsAreReadAndValidated) {
+  auto d = Load("parallel: 2\n");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->run.image, "busybox");
+  EXPECT_EQ(d->run.network, "user");
+  auto c = Load("run:\n  image: debian-bookworm\n  cpus: 2\n  memory: 1GiB\n  network: bridged\n");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->run.image, "debian-bookworm");
+  EXPECT_EQ(c->run.cpus, 2);
+  EXPECT_EQ(c->run.memory, "1GiB");
+  EXPECT_EQ(c->run.disk, "auto");
+  EXPECT_EQ(c->run.network, "bridged");
+  auto bad = Load("run:\n  cpus: 99\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("config.yaml:2:9: run.cpus"), std::string::npos) << bad.error().ToString();
+  auto typo = Load("run:\n  imgae: busybox\n");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.error().message().find("did you mean \"run.image\""), std::string::npos) << typo.error().ToString();
+  auto mem = Load("run:\n  memory: lots\n");
+  ASSERT_FALSE(mem.ok());
+  EXPECT_NE(mem.error().message().find("run.memory"), std::string::npos) << mem.error().ToString();
+}
+
+TEST_F(ConfigTest, EverySettingSaysWhereItCameFrom) {
+  ScopedEnv env("BANGER_NETNS", "from-env");
+  auto c = Load("# a comment\naccel: tcg\nrun:\n  cpus: 2\n");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  std::string file = (dir_.path() / "config.yaml").string();
+  std::map<std::string, std::string> src;
+  for (const auto& e : ConfigEntries(*c)) src[e.key] = e.source;
+  EXPECT_EQ(src["accel"], file + ":2");
+  EXPECT_EQ(src["run.cpus"], file + ":4");
+  EXPECT_EQ(src["network.netns"], "env BANGER_NETNS");
+  EXPECT_EQ(src["machine"], "default");
+  EXPECT_EQ(src["run.image"], "default");
+  std::string text = RenderConfig(*c, {{"stateDir", "/tmp/x", "flag --state-dir"}});
+  EXPECT_NE(text.find("stateDir: /tmp/x"), std::string::npos) << text;
+  EXPECT_NE(text.find("# flag --state-dir"), std::string::npos) << text;
+  EXPECT_NE(text.find("accel: tcg"), std::string::npos) << text;
+  EXPECT_NE(text.find("# " + file + ":2"), std::string::npos) << text;
+  EXPECT_NE(text.find("  cpus: 2"), std::string::npos) << text;
 }
 
 }  // namespace

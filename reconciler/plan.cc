@@ -185,6 +185,7 @@ std::string DescribeOwner(const std::string& owner) {
   if (StartsWith(owner, "set:")) return "apply set \"" + owner.substr(4) + "\"";
   if (StartsWith(owner, "path:")) return "specs at " + owner.substr(5);
   if (StartsWith(owner, "git:")) return "git source " + owner.substr(4);
+  if (StartsWith(owner, "run:")) return "banger run (sandbox \"" + owner.substr(4) + "\")";
   return "\"" + owner + "\"";
 }
 

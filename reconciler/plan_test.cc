@@ -125,6 +125,23 @@ TEST(PlanTest, PruneDeletesOnlySandboxesOfTheSameSet) {
   EXPECT_EQ(p.changes[0].action, Action::kDelete);
 }
 
+TEST(PlanTest, SandboxesOfBangerRunAreTheirOwnSetAndNeverPrunedBySpecs) {
+  SandboxSpec run = MakeSpec("brave-otter");
+  Plan p = ComputePlan({}, {Applied(run, SandboxPhase::kReady, "run:brave-otter")}, Opts(/*prune=*/true));
+  EXPECT_TRUE(p.changes.empty());
+  // A spec that names it is a conflict that says where it came from.
+  Plan q = ComputePlan({MakeDoc(run)}, {Applied(run, SandboxPhase::kReady, "run:brave-otter")}, Opts());
+  ASSERT_EQ(q.errors.size(), 1u);
+  EXPECT_NE(q.errors[0].find("banger run"), std::string::npos) << q.errors[0];
+  EXPECT_EQ(DescribeOwner("run:brave-otter"), "banger run (sandbox \"brave-otter\")");
+  // `banger run --name brave-otter` again plans for its own set: no conflict.
+  PlanOptions o = Opts();
+  o.owner = "run:brave-otter";
+  Plan r = ComputePlan({MakeDoc(run)}, {Applied(run, SandboxPhase::kReady, "run:brave-otter")}, o);
+  EXPECT_TRUE(r.errors.empty());
+  EXPECT_EQ(Only(r).action, Action::kNoOp);
+}
+
 TEST(PlanTest, SpecOwnedByAnotherSetIsAConflict) {
   SandboxSpec s = MakeSpec("shared");
   Plan p = ComputePlan({MakeDoc(s)}, {Applied(s, SandboxPhase::kReady, "set:ops")}, Opts());
