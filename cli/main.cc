@@ -57,6 +57,7 @@ bool ReportUnknownCommand(CLI::App& app) {
   if (word.empty()) return false;
   std::vector<std::string> names;
   for (const CLI::App* sub : cur->get_subcommands([](const CLI::App*) { return true; })) {
+    if (sub->get_group().empty()) continue;  // hidden (__complete)
     names.push_back(sub->get_name());
   }
   std::string hint = ClosestMatch(word, names);
@@ -64,6 +65,14 @@ bool ReportUnknownCommand(CLI::App& app) {
                hint.empty() ? "" : (" (did you mean \"" + path + hint + "\"?)").c_str());
   std::fprintf(stderr, "Commands: %s\nRun 'banger %s--help' for more.\n", Join(names, ", ").c_str(), path.c_str());
   return true;
+}
+
+// CLI11 prints a footer as given; the examples end with a newline so the
+// shell prompt (or an error) starts on a line of its own.
+void EndFootersWithNewline(CLI::App& app) {
+  std::string f = app.get_footer();
+  if (!f.empty() && f.back() != '\n') app.footer(f + "\n");
+  for (CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) EndFootersWithNewline(*sub);
 }
 
 }  // namespace
@@ -681,6 +690,7 @@ int Main(int argc, char** argv) {
   AddRunCommands(app, g, exit_code, &raw_args);
   AddCompletionCommands(app, g, exit_code);
 
+  EndFootersWithNewline(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
