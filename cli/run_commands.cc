@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -218,6 +219,7 @@ void AddRunCommands(CLI::App& app, const Globals& g, int& exit_code, const std::
   struct State {
     RunFlags flags;
     bool rm = false, detach = false, dry_run = false;
+    std::string path;
     std::vector<std::string> args;
     std::vector<std::string> cmd;
   };
@@ -236,11 +238,12 @@ void AddRunCommands(CLI::App& app, const Globals& g, int& exit_code, const std::
   auto* detach = run->add_flag("-d,--detach", st->detach, "Leave the sandbox running and print its name");
   rm->excludes(detach);
   run->add_flag("--dry-run", st->dry_run, "Print the spec as YAML (for `banger apply -f`) and do nothing");
-  // One positional list: what comes before `--` is PATH, what follows is
-  // CMD (CLI11 fills positionals in order, so it cannot tell them apart).
-  run->add_option("args", st->args,
-                  "[PATH] [-- CMD...]: PATH a host git repository to ship into the sandbox (workspace); CMD the command to run "
-                  "(default: a login shell)");
+  // PATH and CMD: CLI11 fills positionals in order, whether or not they
+  // follow `--`, so the callback splits them again at the `--` of the
+  // command line (CountAfterDoubleDash).
+  run->add_option("path", st->path, "A host git repository to ship into the sandbox as its workspace");
+  run->add_option("command", st->args, "Command and arguments, after -- (default: a login shell)")
+      ->allow_extra_args();
   run->footer(
       "Examples:\n"
       "  banger run                                # a shell in a new busybox sandbox\n"
@@ -249,10 +252,12 @@ void AddRunCommands(CLI::App& app, const Globals& g, int& exit_code, const std::
       "  banger run --dry-run --cpus 2 > web.yaml  # the spec, for banger apply -f web.yaml");
   run->callback([st, &g, &exit_code, raw_args] {
     RunFlags f = st->flags;
-    size_t after = CountAfterDoubleDash(*raw_args);
-    if (after > st->args.size()) after = st->args.size();
-    std::vector<std::string> before(st->args.begin(), st->args.end() - static_cast<std::ptrdiff_t>(after));
-    st->cmd.assign(st->args.end() - static_cast<std::ptrdiff_t>(after), st->args.end());
+    std::vector<std::string> all;
+    if (!st->path.empty()) all.push_back(st->path);
+    all.insert(all.end(), st->args.begin(), st->args.end());
+    size_t after = std::min(CountAfterDoubleDash(*raw_args), all.size());
+    std::vector<std::string> before(all.begin(), all.end() - static_cast<std::ptrdiff_t>(after));
+    st->cmd.assign(all.end() - static_cast<std::ptrdiff_t>(after), all.end());
     if (before.size() > 1) {
       std::fprintf(stderr, "error: run takes one PATH; put the command after --: banger run [PATH] -- CMD...\n");
       exit_code = kExitUsage;

@@ -57,7 +57,8 @@ TEST_F(RunTest, DetachedSandboxTakesExecAndSurvivesAPruneOfASpecDirectory) {
   WriteSpec("other", SpecOptions{});
   CommandOutput apply = Banger({"apply", "-f", (dir_.path() / "specs").string(), "--prune", "--yes"});
   EXPECT_EQ(apply.exit_code, 0) << apply.stdout_data << apply.stderr_data;
-  EXPECT_EQ(apply.stdout_data.find("bg"), std::string::npos) << "the plan touched bg:\n" << apply.stdout_data;
+  EXPECT_EQ(apply.stdout_data.find("sandbox/bg "), std::string::npos) << "the plan touched bg:\n" << apply.stdout_data;
+  EXPECT_EQ(apply.stdout_data.find("bg: deleted"), std::string::npos) << apply.stdout_data;
   EXPECT_EQ(Phase("bg"), "Ready");
   CommandOutput wide = Banger({"get", "-o", "wide"});
   EXPECT_NE(wide.stdout_data.find("ORIGIN"), std::string::npos) << wide.stdout_data;
