@@ -269,10 +269,10 @@ void AddSshCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
   auto* install = new bool(false);
   auto* uninstall = new bool(false);
   auto* print = new bool(false);
-  auto* g = sc->add_option_group("action")->require_option(1);
-  g->add_flag("--install", *install, "Add the Include block to ~/.ssh/config");
-  g->add_flag("--uninstall", *uninstall, "Remove it");
-  g->add_flag("--print", *print, "Print the ssh configuration banger would include");
+  auto* action = sc->add_option_group("action")->require_option(1);
+  action->add_flag("--install", *install, "Add the Include block to ~/.ssh/config");
+  action->add_flag("--uninstall", *uninstall, "Remove it");
+  action->add_flag("--print", *print, "Print the ssh configuration banger would include");
   sc->callback([=, &exit_code, &app] {
     auto h = open_host();
     if (!h) {

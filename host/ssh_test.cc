@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "base/files.h"
+#include "base/strings.h"
 #include "tests/support/test_util.h"
 
 namespace banger::host {
