@@ -152,8 +152,11 @@ Status EditUserSshConfig(const std::function<std::string(const std::string&)>& e
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoStatus(errno, "creating " + dir.string());
   }
   // A symlinked config (dotfile managers) is edited where it points.
-  fs::path target = fs::is_symlink(config, ec) ? fs::canonical(config, ec) : config;
-  if (ec) return ErrnoStatus(ec.value(), "resolving " + config.string());
+  fs::path target = config;
+  if (fs::is_symlink(config, ec)) {
+    target = fs::weakly_canonical(config, ec);
+    if (ec) return ErrnoStatus(ec.value(), "resolving " + config.string());
+  }
   std::string text;
   unsigned mode = 0600;
   if (fs::exists(target, ec)) {
