@@ -257,13 +257,21 @@ TEST_F(LookInsideTest, PortsListsAServerStartedInTheGuestAndStatsAreSane) {
   EXPECT_NE(all.stdout_data.find("box"), std::string::npos) << all.stdout_data;
 }
 
-TEST_F(LookInsideTest, SshToASandboxWithoutNetworkSaysWhy) {
+TEST_F(LookInsideTest, SshToASandboxWithoutNetworkSaysWhyAndDeleteForgetsItsHostKey) {
   SpecOptions o;  // network.mode: none
   std::string f = WriteSpec("offline", o);
   ASSERT_NO_FATAL_FAILURE(ApplyReady(f, "offline"));
   CommandOutput out = Banger({"ssh", "offline", "--", "true"});
   EXPECT_EQ(out.exit_code, 1);
   EXPECT_NE(out.stderr_data.find("network.mode: none"), std::string::npos) << Output(out);
+
+  // Deleting a sandbox forgets its host key (and only its).
+  fs::path known = fs::path(state_) / "ssh/known_hosts";
+  ASSERT_TRUE(fs::exists(known.parent_path())) << "the boot created banger's key";
+  ASSERT_TRUE(WriteFileAtomic(known, "other.banger ssh-ed25519 AAAAother\noffline.banger ssh-ed25519 AAAAoff\n", 0600).ok());
+  CommandOutput del = Banger({"delete", "offline", "--yes"});
+  ASSERT_EQ(del.exit_code, 0) << Output(del);
+  EXPECT_EQ(ReadFile(known).value_or(""), "other.banger ssh-ed25519 AAAAother\n");
 }
 
 }  // namespace
