@@ -3,6 +3,10 @@
 #include <cstdio>
 
 namespace banger::agent {
+
+int BuiltinPorts(const std::vector<std::string>& argv);  // builtin_ports.cc
+int BuiltinStats(const std::vector<std::string>& argv);  // builtin_stats.cc
+
 namespace {
 
 int Help(const std::vector<std::string>&) {
@@ -19,6 +23,8 @@ const std::vector<Builtin>& Builtins() {
   // One line per builtin; each lives in its own builtin_*.cc.
   static const std::vector<Builtin> all = {
       {"help", &Help, "list the builtins"},
+      {"ports", &BuiltinPorts, "listening TCP/UDP sockets, one JSON object a line"},
+      {"stats", &BuiltinStats, "memory, CPU time, root file system use and uptime as JSON"},
   };
   return all;
 }

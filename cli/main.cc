@@ -23,6 +23,7 @@
 #include "cli/watch_commands.h"
 #include "cli/dns_commands.h"
 #include "cli/network_commands.h"
+#include "cli/ssh_commands.h"
 #include "reconciler/network_plan.h"
 #include "host/config.h"
 #include "host/host.h"
@@ -530,47 +531,6 @@ int Main(int argc, char** argv) {
     exit_code = FollowFile(host::ConsoleLogOf(*rec), l_follow, ctx.clock()) ? kExitOk : kExitError;
   });
 
-  // ssh
-  auto* ssh = app.add_subcommand("ssh", "Open an SSH session to a sandbox (needs sshd and a port for 22)");
-  ssh->footer("Examples:\n  banger ssh web\n  banger ssh web -- uptime");
-  std::string s_name, s_user = "root";
-  std::vector<std::string> s_args;
-  ssh->add_option("name", s_name, "Sandbox name")->required();
-  ssh->add_option("-l,--user", s_user, "User to log in as");
-  ssh->add_option("args", s_args, "Extra ssh arguments (after --)");
-  ssh->callback([&] {
-    Context ctx(g);
-    if (!OpenOrFail(ctx, exit_code)) return;
-    auto rec = ctx.FindSandbox(s_name);
-    if (!rec) {
-      exit_code = Fail(rec.error());
-      return;
-    }
-    auto spec = RecordSpec(*rec);
-    if (!spec) {
-      exit_code = Fail(spec.error());
-      return;
-    }
-    uint16_t port = 0;
-    for (const auto& p : spec->network.ports) {
-      if (p.guest == 22 && p.protocol == Protocol::kTcp) port = p.host;
-    }
-    if (port == 0 || spec->network.mode == NetworkMode::kNone) {
-      exit_code = Fail(FailedPrecondition("sandbox \"" + s_name + "\" forwards no host port to guest port 22; add "
-                                          "network.ports: [{host: 2222, guest: 22}] to its spec"));
-      return;
-    }
-    std::vector<std::string> ssh_argv = {"ssh", "-p", std::to_string(port), "-o", "StrictHostKeyChecking=no",
-                                     "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                                     s_user + "@127.0.0.1"};
-    ssh_argv.insert(ssh_argv.end(), s_args.begin(), s_args.end());
-    std::vector<char*> cargv;
-    for (auto& a : ssh_argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    ::execvp("ssh", cargv.data());
-    exit_code = Fail(ErrnoStatus(errno, "running ssh"));
-  });
-
   // reconcile
   auto* reconcile = app.add_subcommand("reconcile", "One pass: restart crashed or hung sandboxes as their restartPolicy allows");
   reconcile->footer("Examples:\n  banger reconcile\n  banger reconcile -o json");
@@ -686,6 +646,7 @@ int Main(int argc, char** argv) {
   AddWatchCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddNetworkCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddDnsCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
+  AddSshCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   std::vector<std::string> raw_args(argv, argv + argc);
   AddRunCommands(app, g, exit_code, &raw_args);
   AddCompletionCommands(app, g, exit_code);

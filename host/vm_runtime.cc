@@ -3,10 +3,12 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <spdlog/spdlog.h>
 
 #include "base/files.h"
 #include "base/sha256.h"
 #include "base/strings.h"
+#include "host/ssh.h"
 #include "images/image_config.h"
 #include "kernels/vmlinux.h"
 #include "providers/agent_client.h"
@@ -130,6 +132,20 @@ class VmRuntime final : public SandboxRuntime {
     g.hostname = spec.name;
     g.env = spec.env;
     g.authorized_keys = spec.ssh_authorized_keys;
+    // banger's own key, next to the spec's (not part of the spec, so a new
+    // key never makes the plan restart anything). Without ssh-keygen the
+    // sandbox still boots; only `banger ssh` cannot log in.
+    if (auto key = EnsureSshKey(layout_, runner_); key.ok()) {
+      g.authorized_keys.push_back(*key);
+    } else {
+      spdlog::warn("sandbox {}: banger's SSH key is not injected: {}", spec.name, key.error().message());
+    }
+    if (req.fresh_disk) {
+      // A new disk may carry other host keys (another image): forget the old ones.
+      if (Status s = ForgetSshHost(layout_, req.record.name); !s.ok()) {
+        spdlog::warn("sandbox {}: {}", spec.name, s.message());
+      }
+    }
     for (const auto& f : spec.files) {
       GuestFile gf;
       gf.path = f.path;
@@ -248,7 +264,10 @@ class VmRuntime final : public SandboxRuntime {
   Status Destroy(const SandboxRecord& rec) override {
     VmHandle h = HandleOf(rec);
     if (h.runtime_dir.empty()) h.runtime_dir = SandboxRuntimeDir(layout_, rec.id);
-    return hv_->Destroy(h);
+    BANGER_RETURN_IF_ERROR(hv_->Destroy(h));
+    // Its host key goes with it, so a new sandbox of this name is not refused.
+    if (Status s = ForgetSshHost(layout_, rec.name); !s.ok()) spdlog::warn("sandbox {}: {}", rec.name, s.message());
+    return OkStatus();
   }
 
  private:

@@ -81,6 +81,11 @@ Status Send(int fd, const std::string& text) {
 
 Result<std::string> QmpExecute(const std::filesystem::path& socket, const std::string& command,
                                std::chrono::milliseconds timeout) {
+  return QmpExecute(socket, command, "", timeout);
+}
+
+Result<std::string> QmpExecute(const std::filesystem::path& socket, const std::string& command,
+                               const std::string& arguments_json, std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -99,10 +104,29 @@ Result<std::string> QmpExecute(const std::filesystem::path& socket, const std::s
   if (Status s = Send(fd.get(), R"({"execute":"qmp_capabilities"})"); !s.ok()) return ctx(s);
   if (auto r = ReadReply(fd.get(), buf, deadline); !r.ok()) return ctx(r.error());
   nlohmann::json cmd = {{"execute", command}};
+  if (!arguments_json.empty()) {
+    try {
+      cmd["arguments"] = nlohmann::json::parse(arguments_json);
+    } catch (const nlohmann::json::exception& e) {
+      return InvalidArgument(std::string("QMP arguments: ") + e.what());
+    }
+  }
   if (Status s = Send(fd.get(), cmd.dump()); !s.ok()) return ctx(s);
   auto reply = ReadReply(fd.get(), buf, deadline);
   if (!reply.ok()) return ctx(reply.error());
   return reply->dump();
+}
+
+Result<std::string> QmpHumanMonitorCommand(const std::filesystem::path& socket, const std::string& command_line,
+                                           std::chrono::milliseconds timeout) {
+  nlohmann::json args = {{"command-line", command_line}};
+  BANGER_ASSIGN_OR_RETURN(std::string text, QmpExecute(socket, "human-monitor-command", args.dump(), timeout));
+  try {
+    auto j = nlohmann::json::parse(text);
+    return j.is_string() ? j.get<std::string>() : std::string();
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss(std::string("QMP human-monitor-command: ") + e.what());
+  }
 }
 
 Result<std::string> QmpQueryStatus(const std::filesystem::path& socket, std::chrono::milliseconds timeout) {

@@ -17,6 +17,16 @@ namespace banger {
 Result<std::string> QmpExecute(const std::filesystem::path& socket, const std::string& command,
                                std::chrono::milliseconds timeout);
 
+/// Same, with an "arguments" object (JSON text, e.g. {"command-line":"info usernet"}).
+Result<std::string> QmpExecute(const std::filesystem::path& socket, const std::string& command,
+                               const std::string& arguments_json, std::chrono::milliseconds timeout);
+
+/// human-monitor-command: runs an HMP command line (e.g. "info usernet",
+/// "hostfwd_add net0 tcp:127.0.0.1:2222-:22") and returns its text output
+/// (HMP reports most errors as output text, not as a QMP error).
+Result<std::string> QmpHumanMonitorCommand(const std::filesystem::path& socket, const std::string& command_line,
+                                           std::chrono::milliseconds timeout);
+
 /// query-status -> "running", "paused", "shutdown", ...
 Result<std::string> QmpQueryStatus(const std::filesystem::path& socket, std::chrono::milliseconds timeout);
 
