@@ -217,13 +217,13 @@ Result<SandboxSpec> FromJson(const Json& root) {
   }
   if (const Json* volumes = Member(sp, "volumes")) {
     if (!volumes->is_object()) return InvalidArgument("spec.volumes: expected an object keyed by volume name");
-    for (const auto& [name, v] : volumes->items()) {
+    for (const auto& [vname, v] : volumes->items()) {
       VolumeSpec vol;
-      vol.name = name;
-      if (!IsDnsLabel(vol.name)) return InvalidArgument("spec.volumes: invalid name \"" + name + "\"");
+      vol.name = vname;
+      if (!IsDnsLabel(vol.name)) return InvalidArgument("spec.volumes: invalid name \"" + vname + "\"");
       vol.mount_path = v.at("mountPath").get<std::string>();
       Result<uint64_t> size = ParseByteSize(v.at("size").get<std::string>());
-      if (!size.ok()) return size.error().WithContext("spec.volumes." + name + ".size");
+      if (!size.ok()) return size.error().WithContext("spec.volumes." + vname + ".size");
       vol.size_bytes = *size;
       if (const Json* j = Member(v, "seedFrom")) {
         BANGER_ASSIGN_OR_RETURN(vol.seed_from, ParseEnum(*j, "spec.volumes[].seedFrom",

@@ -52,8 +52,8 @@ INSTANTIATE_TEST_SUITE_P(
         VolumeCase{"NotAList", "    name: data\n",
                    "t.yaml:8:5: error: spec.volumes: expected a list of volumes, got a mapping\n"},
         VolumeCase{"MissingFields", "    - {seedFrom: empty}\n",
-                   "t.yaml:8:7: error: spec.volumes[0].mountPath: required field is missing\n"
                    "t.yaml:8:7: error: spec.volumes[0].name: required field is missing\n"
+                   "t.yaml:8:7: error: spec.volumes[0].mountPath: required field is missing\n"
                    "t.yaml:8:7: error: spec.volumes[0].size: required field is missing\n"},
         VolumeCase{"BadName", "    - {name: Data_1, mountPath: /d, size: 1GiB}\n",
                    "t.yaml:8:14: error: spec.volumes[0].name: must be 1-63 characters of a-z, 0-9 and '-', "
@@ -87,15 +87,15 @@ INSTANTIATE_TEST_SUITE_P(
                    "t.yaml:9:28: error: spec.volumes[1].mountPath: \"/data/sub\" overlaps the mountPath of "
                    "spec.volumes[0] (\"/data\")\n"},
         VolumeCase{"TooSmall", "    - {name: d, mountPath: /d, size: 1MiB}\n",
-                   "t.yaml:8:35: error: spec.volumes[0].size: must be between 16MiB and 64TiB, got \"1MiB\"\n"},
+                   "t.yaml:8:38: error: spec.volumes[0].size: must be between 16MiB and 64TiB, got \"1MiB\"\n"},
         VolumeCase{"BadSize", "    - {name: d, mountPath: /d, size: lots}\n",
-                   "t.yaml:8:35: error: spec.volumes[0].size: invalid size \"lots\": expected a number with an "
-                   "optional unit (B, KiB, MiB, GiB, TiB, K, M, G, T)\n"},
+                   "t.yaml:8:38: error: spec.volumes[0].size: size \"lots\" must start with a number (e.g. 512MiB, "
+                   "2GiB)\n"},
         VolumeCase{"BadSeed", "    - {name: d, mountPath: /d, size: 1GiB, seedFrom: Image}\n",
-                   "t.yaml:8:51: error: spec.volumes[0].seedFrom: must be one of empty, image; got \"Image\" "
+                   "t.yaml:8:54: error: spec.volumes[0].seedFrom: must be one of empty, image; got \"Image\" "
                    "(did you mean \"image\"?)\n"},
-        VolumeCase{"UnknownField", "    - {name: d, mountPath: /d, size: 1GiB, mount: /x}\n",
-                   "t.yaml:8:45: error: spec.volumes[0].mount: unknown field (did you mean \"mountPath\"?)\n"}),
+        VolumeCase{"UnknownField", "    - {name: d, mountPath: /d, size: 1GiB, mountPth: /x}\n",
+                   "t.yaml:8:44: error: spec.volumes[0].mountPth: unknown field (did you mean \"mountPath\"?)\n"}),
     [](const testing::TestParamInfo<VolumeCase>& p) { return std::string(p.param.name); });
 
 TEST(VolumesSpecTest, CanonicalFormKeysVolumesByNameAndRoundTrips) {
