@@ -656,7 +656,13 @@ Status Engine::RemoveVolumeLocked(const std::string& sandbox, const std::string&
 
 Status Engine::RemoveVolume(const std::string& sandbox, const std::string& name) {
   BANGER_ASSIGN_OR_RETURN(FileLock lock, LockSandbox(sandbox, "volume rm", /*wait=*/true));
-  return RemoveVolumeLocked(sandbox, name);
+  Status s = RemoveVolumeLocked(sandbox, name);
+  // The lock file of a sandbox that is gone goes with its last volume.
+  auto left = store_.ListVolumes(sandbox);
+  if (left.ok() && left->empty() && store_.GetSandbox(sandbox).status().code() == StatusCode::kNotFound) {
+    lock.UnlinkAndRelease();
+  }
+  return s;
 }
 
 Status Engine::DeleteVolumes(const std::string& sandbox) {

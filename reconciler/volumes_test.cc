@@ -270,6 +270,7 @@ TEST_F(VolumeEngineTest, DeleteVolumesRemovesFilesAndRows) {
   EXPECT_FALSE(files_.file("/fake/volumes/web/a.ext4").has_value());
   EXPECT_FALSE(files_.file("/fake/volumes/web/b.ext4").has_value());
   EXPECT_EQ(e.RemoveVolume("web", "a").code(), StatusCode::kNotFound);
+  EXPECT_FALSE(std::filesystem::exists(e.LockPathOf("web"))) << "no lock file is left for a sandbox that is gone";
 }
 
 TEST_F(VolumeEngineTest, RemoveVolumeOfAStoppedSandboxIsRecreatedEmptyOnItsNextBoot) {
