@@ -26,6 +26,7 @@ std::optional<AgentConfig> ParseAgentConfig(std::string_view json, std::string* 
   AgentConfig c;
   c.hostname = j["hostname"].AsString();
   c.root_device = j["root_device"].AsString(c.root_device);
+  c.root_serial = j["root_serial"].AsString();
   c.root_fstype = j["root_fstype"].AsString(c.root_fstype);
   c.agent_port = j["agent_port"].AsString(c.agent_port);
   c.init = j["init"].AsString(c.init);
@@ -67,6 +68,20 @@ std::optional<AgentConfig> ParseAgentConfig(std::string_view json, std::string* 
     af.content = std::move(*content);
     af.mode = static_cast<uint32_t>(f["mode"].AsInt(0644)) & 07777;
     c.files.push_back(std::move(af));
+  }
+  const JsonValue& volumes = j["volumes"];
+  if (!volumes.IsArray() && !volumes.IsNull()) return fail("config.json: volumes must be a list");
+  for (const auto& v : volumes.AsArray()) {
+    AgentVolume av;
+    av.serial = v["serial"].AsString();
+    av.mount_path = v["mount_path"].AsString();
+    if (av.serial.empty() || av.serial.size() > 20 || av.serial.find('/') != std::string::npos) {
+      return fail("config.json: volume serial '" + av.serial + "' is invalid");
+    }
+    if (av.mount_path.size() < 2 || av.mount_path[0] != '/' || av.mount_path.find("..") != std::string::npos) {
+      return fail("config.json: volume mount_path '" + av.mount_path + "' must be absolute, not / and without ..");
+    }
+    c.volumes.push_back(std::move(av));
   }
   c.authorized_keys = j["authorized_keys"].AsStringList();
   for (const auto& [k, v] : j["env"].AsObject()) c.env.push_back(k + "=" + v.AsString());

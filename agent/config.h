@@ -26,15 +26,26 @@ struct AgentFile {
   uint32_t mode = 0644;
 };
 
+/// A persistent volume: the disk with this virtio serial, mounted at
+/// mount_path in the new root (docs/volumes.md).
+struct AgentVolume {
+  std::string serial;
+  std::string mount_path;
+};
+
 struct AgentConfig {
   std::string hostname;
   std::string root_device = "/dev/vda";
+  /// When set, the root disk is the one with this virtio serial (root_device
+  /// is then ignored): with volumes attached, /dev/vda need not be the root.
+  std::string root_serial;
   std::string root_fstype = "ext4";
   std::string agent_port = "banger.agent";
   std::string init = "auto";  // auto | image | agent
   std::optional<AgentNetwork> network;
   std::vector<agent_protocol::HostsEntry> hosts;  // the /etc/hosts block (peers)
   std::vector<AgentFile> files;
+  std::vector<AgentVolume> volumes;
   std::vector<std::string> authorized_keys;
   std::vector<std::string> env;  // "K=V"
   std::vector<std::string> entrypoint;  // entrypoint + cmd, may be empty

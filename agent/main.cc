@@ -202,25 +202,30 @@ void LoadModules() {
   }
 }
 
-// Grows the mounted root file system to fill its device (the host may give a
-// sandbox a bigger disk than the image). ext4 resizes online through an ioctl,
-// so no resize2fs is needed in the initramfs.
-void GrowRootFs(const std::string& device, const std::string& fstype) {
-  if (fstype != "ext4") return;
+// Grows the ext4 file system mounted at `mountpoint` to fill `device` (the
+// host may give a sandbox a bigger disk than the image, or grow a volume).
+// ext4 resizes online through an ioctl, so no resize2fs is needed in the
+// initramfs.
+void GrowExt4(const std::string& device, const std::string& mountpoint) {
   int dev = ::open(device.c_str(), O_RDONLY | O_CLOEXEC);
   if (dev < 0) return;
   uint64_t bytes = 0;
   bool have_size = ::ioctl(dev, BLKGETSIZE64, &bytes) == 0;
   ::close(dev);
   struct statfs sf{};
-  if (!have_size || ::statfs(kNewRoot, &sf) != 0 || sf.f_bsize <= 0) return;
+  if (!have_size || ::statfs(mountpoint.c_str(), &sf) != 0 || sf.f_bsize <= 0) return;
   uint64_t blocks = bytes / static_cast<uint64_t>(sf.f_bsize);
-  int root = ::open(kNewRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (root < 0) return;
+  int dir = ::open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return;
   constexpr unsigned long kExt4IocResizeFs = _IOW('f', 16, uint64_t);
   // Same size: a no-op. Smaller: EINVAL (never shrinks).
-  if (::ioctl(root, kExt4IocResizeFs, &blocks) != 0 && errno != EINVAL) Log(Errno("grow root file system"));
-  ::close(root);
+  if (::ioctl(dir, kExt4IocResizeFs, &blocks) != 0 && errno != EINVAL) Log(Errno("grow file system at " + mountpoint));
+  ::close(dir);
+}
+
+void GrowRootFs(const std::string& device, const std::string& fstype) {
+  if (fstype != "ext4") return;
+  GrowExt4(device, kNewRoot);
 }
 
 bool WaitForPath(const std::string& path, int timeout_ms) {
@@ -324,6 +329,52 @@ void ConfigureNetwork(const AgentConfig& c) {
 }
 
 // ---- inside the new root ----------------------------------------------------
+
+// The block device whose virtio-blk serial is `serial` ("/dev/vdX", the node
+// made from sysfs' numbers if devtmpfs lacks it), or "" after the timeout.
+std::string FindDiskBySerial(const std::string& serial, int timeout_ms) {
+  int64_t deadline = MonoMs() + timeout_ms;
+  while (true) {
+    if (DIR* d = ::opendir("/sys/block")) {
+      while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        std::string base = std::string("/sys/block/") + e->d_name;
+        std::string text;
+        if (!ReadFile(base + "/serial", &text) || Trim(text) != serial) continue;
+        std::string dev = std::string("/dev/") + e->d_name;
+        ::closedir(d);
+        if (::access(dev.c_str(), F_OK) != 0) {
+          std::string numbers;
+          unsigned maj = 0, min = 0;
+          if (ReadFile(base + "/dev", &numbers) && std::sscanf(numbers.c_str(), "%u:%u", &maj, &min) == 2) {
+            ::mknod(dev.c_str(), S_IFBLK | 0600, makedev(maj, min));
+          }
+        }
+        return dev;
+      }
+      ::closedir(d);
+    }
+    if (MonoMs() > deadline) return "";
+    SleepMs(20);
+  }
+}
+
+// Mounts every persistent volume at its mountPath inside the new root (we are
+// chrooted there, so a symlink in the path cannot lead outside it) and grows
+// its file system to its disk. A volume that cannot be mounted stops the
+// boot: the sandbox must not run with its data missing.
+void MountVolumes(const AgentConfig& c) {
+  for (const auto& v : c.volumes) {
+    std::string dev = FindDiskBySerial(v.serial, 15000);
+    if (dev.empty()) Fatal("volume disk with serial " + v.serial + " (for " + v.mount_path + ") did not appear");
+    if (!MakeDirs(v.mount_path, 0755)) Fatal(Errno("create volume mount point " + v.mount_path));
+    if (::mount(dev.c_str(), v.mount_path.c_str(), "ext4", 0, nullptr) != 0) {
+      Fatal(Errno("mount volume " + dev + " at " + v.mount_path));
+    }
+    GrowExt4(dev, v.mount_path);
+    Log("mounted volume " + v.serial + " (" + dev + ") at " + v.mount_path);
+  }
+}
 
 void WriteGuestFiles(const AgentConfig& c) {
   if (!c.hostname.empty()) {
@@ -433,6 +484,12 @@ int RunAsInit() {
   if (!config) Fatal(err);
   ::unlink(kConfigPath);  // it may hold keys; the new root never sees it anyway
 
+  if (!config->root_serial.empty()) {
+    // Volumes are attached too: the kernel may name any disk vda.
+    std::string dev = FindDiskBySerial(config->root_serial, 30000);
+    if (dev.empty()) Fatal("root disk with serial " + config->root_serial + " did not appear");
+    config->root_device = dev;
+  }
   if (!WaitForPath(config->root_device, 30000)) Fatal("root device " + config->root_device + " did not appear");
   ::mkdir(kNewRoot, 0755);
   if (::mount(config->root_device.c_str(), kNewRoot, config->root_fstype.c_str(), 0, nullptr) != 0) {
@@ -453,6 +510,7 @@ int RunAsInit() {
   if (!CopySelf("/run/banger/agent")) Log(Errno("copy agent to /run/banger/agent"));
 
   SwitchRoot();
+  MountVolumes(*config);
   WriteGuestFiles(*config);
 
   bool has_init = ::access("/sbin/init", X_OK) == 0;

@@ -3,6 +3,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <optional>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "base/strings.h"
@@ -54,6 +57,16 @@ Result<Plan> MakePlan(Context& ctx, const LoadResult& specs, const std::string& 
   ArtifactStore& a = ctx.host().artifacts();
   o.artifact_present = [&a](std::string_view kind, const std::string& name) {
     return kind == "image" ? a.ImagePresent(name) : a.KernelPresent(name);
+  };
+  // Volumes kept by banger (docs/volumes.md): the plan says which are
+  // created and which grow, and refuses a shrink.
+  std::map<std::pair<std::string, std::string>, uint64_t> volume_sizes;
+  BANGER_ASSIGN_OR_RETURN(auto volumes, ctx.store().ListVolumes(""));
+  for (const auto& v : volumes) volume_sizes[{v.sandbox, v.name}] = v.size_bytes;
+  o.volume_size = [&volume_sizes](const std::string& sandbox, const std::string& volume) -> std::optional<uint64_t> {
+    auto it = volume_sizes.find({sandbox, volume});
+    if (it == volume_sizes.end()) return std::nullopt;
+    return it->second;
   };
   Plan plan = ComputePlan(specs.specs, observed, o);
   NetworkObservations networks;

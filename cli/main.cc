@@ -24,6 +24,7 @@
 #include "cli/dns_commands.h"
 #include "cli/network_commands.h"
 #include "cli/ssh_commands.h"
+#include "cli/volume_commands.h"
 #include "reconciler/network_plan.h"
 #include "host/config.h"
 #include "host/host.h"
@@ -383,6 +384,9 @@ int Main(int argc, char** argv) {
   del->add_option("-f,--filename", del_files,
                   "Delete the sandboxes these specs define, then the networks they declare (once unused)");
   del->add_flag("-y,--yes", del_yes, "Do not ask for confirmation");
+  bool del_volumes = false;
+  del->add_flag("--volumes", del_volumes,
+                "Also delete the sandboxes' volumes (spec.volumes), which a delete otherwise keeps");
   del->callback([&] {
     std::vector<std::string> names = del_names;
     std::vector<NetworkDocument> del_networks;
@@ -406,16 +410,30 @@ int Main(int argc, char** argv) {
     Engine engine = ctx.MakeEngine(sink, 0);
     for (const auto& n : names) {
       auto rec = ctx.store().GetSandbox(n);
-      if (!rec) {
+      auto volumes = ctx.store().ListVolumes(n);
+      bool has_volumes = volumes.ok() && !volumes->empty();
+      if (!rec && !(del_volumes && has_volumes)) {
         std::fprintf(stderr, "%s: not found\n", n.c_str());
         continue;
       }
-      Status s = engine.DeleteSandbox(n);
+      Status s = rec ? engine.DeleteSandbox(n) : OkStatus();
       if (!s.ok()) {
         std::fprintf(stderr, "✗ %s: %s\n", n.c_str(), s.message().c_str());
         exit_code = kExitError;
+        continue;
+      }
+      if (rec) std::printf("✓ %s: deleted\n", n.c_str());
+      if (!has_volumes) continue;
+      if (!del_volumes) {
+        std::printf("  %s: kept %zu volume%s (banger volume ls; delete with banger delete --volumes %s)\n", n.c_str(),
+                    volumes->size(), volumes->size() == 1 ? "" : "s", n.c_str());
+        continue;
+      }
+      if (Status v = engine.DeleteVolumes(n); !v.ok()) {
+        std::fprintf(stderr, "✗ %s: volumes: %s\n", n.c_str(), v.message().c_str());
+        exit_code = kExitError;
       } else {
-        std::printf("✓ %s: deleted\n", n.c_str());
+        for (const auto& vol : *volumes) std::printf("✓ %s/%s: volume deleted\n", n.c_str(), vol.name.c_str());
       }
     }
     // The networks declared in those files go too, once no sandbox uses them.
@@ -645,6 +663,7 @@ int Main(int argc, char** argv) {
   AddArtifactCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddWatchCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddNetworkCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
+  AddVolumeCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddDnsCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddSshCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   std::vector<std::string> raw_args(argv, argv + argc);

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "host/vm_runtime.h"
+#include "host/volume_files.h"
 #include "network/host_driver.h"
 #include "images/catalog.h"
 #include "kernels/catalog.h"
@@ -103,6 +104,7 @@ Result<std::unique_ptr<Host>> Host::Open(const HostOptions& options) {
   h->artifacts_ = std::make_unique<ServiceArtifacts>(*h->images_, *h->kernels_);
   h->runtime_ = MakeVmRuntime(h->config_, h->layout_, *h->runner_, *h->clock_);
   h->network_ = network::MakeHostNetworkDriver(*h->runner_, h->config_.netns);
+  h->volumes_ = MakeVolumeFiles(*h->runner_, VolumesDir(h->layout_));
   return h;
 }
 
@@ -111,6 +113,7 @@ EngineOptions Host::DefaultEngineOptions(int parallel) const {
   o.parallel = parallel > 0 ? parallel : config_.parallel;
   o.locks_dir = LocksDir();
   o.network_driver = network_.get();
+  o.volumes = volumes_.get();
   return o;
 }
 

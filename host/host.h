@@ -84,6 +84,7 @@ class Host {
   std::unique_ptr<ArtifactStore> artifacts_;
   std::unique_ptr<SandboxRuntime> runtime_;
   std::unique_ptr<NetworkDriver> network_;
+  std::unique_ptr<VolumeFiles> volumes_;   // spec.volumes (host/volume_files.h)
 };
 
 }  // namespace banger::host

@@ -159,6 +159,11 @@ class VmRuntime final : public SandboxRuntime {
       }
       g.files.push_back(std::move(gf));
     }
+    if (!req.volumes.empty()) g.root_serial = kRootDiskSerial;
+    for (const auto& v : req.volumes) {
+      c.extra_disks.push_back({v.path, v.serial});
+      g.volumes.push_back({v.serial, v.mount_path});
+    }
     images::ImageRunConfig run = images::ParseImageRunConfig(req.image.config_json);
     g.entrypoint = std::move(run.entrypoint);
     g.entrypoint_env = std::move(run.env);

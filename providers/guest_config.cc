@@ -10,6 +10,7 @@ std::string GuestConfigToJson(const GuestConfig& c) {
   j["version"] = 1;
   j["hostname"] = c.hostname;
   j["root_device"] = c.root_device;
+  if (!c.root_serial.empty()) j["root_serial"] = c.root_serial;
   j["root_fstype"] = c.root_fstype;
   j["agent_port"] = c.agent_port;
   switch (c.init) {
@@ -34,6 +35,9 @@ std::string GuestConfigToJson(const GuestConfig& c) {
     files.push_back({{"path", f.path}, {"content_base64", Base64Encode(f.content)}, {"mode", f.mode}});
   }
   j["files"] = std::move(files);
+  json volumes = json::array();
+  for (const auto& v : c.volumes) volumes.push_back({{"serial", v.serial}, {"mount_path", v.mount_path}});
+  j["volumes"] = std::move(volumes);
   j["authorized_keys"] = c.authorized_keys;
   j["env"] = c.env;
   j["entrypoint"] = {{"argv", c.entrypoint}, {"env", c.entrypoint_env}, {"workdir", c.workdir}};

@@ -32,11 +32,22 @@ struct GuestFile {
   uint32_t mode = 0644;
 };
 
+/// A persistent volume the agent mounts in the new root at boot: the disk
+/// whose /sys/block/<dev>/serial is `serial`, at `mount_path` (created if
+/// missing), grown online to fill its disk.
+struct GuestVolume {
+  std::string serial;
+  std::string mount_path;
+};
+
 enum class GuestInitMode {
   kAuto,   // the image's /sbin/init if it has one, else the agent stays PID 1
   kImage,  // always exec /sbin/init (fail the boot if missing)
   kAgent,  // the agent stays PID 1 and runs the entrypoint
 };
+
+/// The virtio serial of the root disk when a sandbox has volumes.
+inline constexpr char kRootDiskSerial[] = "banger-root";
 
 struct GuestConfig {
   std::string hostname;
@@ -45,6 +56,7 @@ struct GuestConfig {
   /// later with AgentConnection::SetHosts).
   std::vector<GuestHost> hosts;
   std::vector<GuestFile> files;
+  std::vector<GuestVolume> volumes;
   std::vector<std::string> authorized_keys;
   std::map<std::string, std::string> env;  // for every process the agent starts
   // From the OCI image config (entrypoint + cmd); may be empty.
@@ -53,6 +65,9 @@ struct GuestConfig {
   std::string workdir;
   GuestInitMode init = GuestInitMode::kAuto;
   std::string root_device = "/dev/vda";
+  /// Set when volumes are attached: the agent finds the root disk by this
+  /// virtio serial instead of trusting root_device (kRootDiskSerial).
+  std::string root_serial;
   std::string root_fstype = "ext4";
   std::string agent_port = "banger.agent";
 };

@@ -76,6 +76,13 @@ struct VmLaunchConfig {
   /// Restart: keep an existing writable disk in runtime_dir instead of
   /// creating a fresh overlay (everything else in runtime_dir is recreated).
   bool keep_disk = false;
+  /// Persistent volumes (raw ext4 files), attached as extra virtio-blk disks
+  /// with these serials; the agent mounts them (GuestConfig::volumes).
+  struct ExtraDisk {
+    std::filesystem::path path;
+    std::string serial;   // at most 20 bytes (virtio-blk's id)
+  };
+  std::vector<ExtraDisk> extra_disks;
 };
 
 /// What a provider can tell about a VM it started.

@@ -186,6 +186,8 @@ TEST(InitramfsTest, SandboxInitrdAppendsConfigCpioTheAgentCanParse) {
   g.workdir = "/srv";
   g.init = GuestInitMode::kAgent;
   g.hosts = {{"10.99.0.7", {"peer", "peer.banger"}}};
+  g.volumes = {{"bvol0", "/srv/data"}, {"bvol1", "/root"}};
+  g.root_serial = kRootDiskSerial;
   fs::path out = t.path() / "initrd.img";
   ASSERT_TRUE(WriteSandboxInitrd(t.path() / "kernel.img", g, out).ok());
   std::string bytes = *ReadFile(out);
@@ -213,6 +215,11 @@ TEST(InitramfsTest, SandboxInitrdAppendsConfigCpioTheAgentCanParse) {
   EXPECT_EQ(parsed->workdir, "/srv");
   EXPECT_EQ(parsed->init, "agent");
   EXPECT_EQ(parsed->hosts, g.hosts);
+  EXPECT_EQ(parsed->root_serial, "banger-root");
+  ASSERT_EQ(parsed->volumes.size(), 2u);
+  EXPECT_EQ(parsed->volumes[0].serial, "bvol0");
+  EXPECT_EQ(parsed->volumes[0].mount_path, "/srv/data");
+  EXPECT_EQ(parsed->volumes[1].mount_path, "/root");
 }
 
 TEST(GuestConfigTest, Base64MatchesRfc4648Vectors) {

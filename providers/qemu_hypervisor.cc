@@ -150,8 +150,17 @@ std::vector<std::string> BuildQemuArgv(const VmLaunchConfig& c, const QemuOption
       "-chardev", "socket,id=agent,path=" + f.agent_socket.string() + ",server=on,wait=off",
       "-device", "virtserialport,chardev=agent,name=" + c.guest.agent_port,
       "-drive", "file=" + f.disk.string() + ",format=qcow2,if=none,id=root,discard=unmap",
-      "-device", device("virtio-blk") + ",drive=root",
+      "-device", device("virtio-blk") + ",drive=root" +
+                     (c.extra_disks.empty() ? "" : ",serial=" + std::string(kRootDiskSerial)),
   });
+  // Persistent volumes: raw ext4 files, found by the guest through their
+  // serial (paths and serials are checked by Validate).
+  for (size_t i = 0; i < c.extra_disks.size(); ++i) {
+    const std::string id = "vol" + std::to_string(i);
+    a.insert(a.end(), {"-drive", "file=" + c.extra_disks[i].path.string() + ",format=raw,if=none,id=" + id +
+                                     ",discard=unmap",
+                       "-device", device("virtio-blk") + ",drive=" + id + ",serial=" + c.extra_disks[i].serial});
+  }
   if (c.user_network.enabled) {
     std::string netdev = "user,id=net0,net=" + std::string(kUserNetworkSubnet) +
                          ",host=" + std::string(kUserNetworkGateway) + ",dns=" + std::string(kUserNetworkDns) +
@@ -293,6 +302,16 @@ class QemuHypervisor final : public Hypervisor {
           return InvalidArgument(std::string(what) + " '" + v + "' has invalid characters");
         }
       }
+    }
+    for (const auto& d : c.extra_disks) {
+      if (d.path.empty() || !d.path.is_absolute() || !SafeForQemuOption(d.path.string())) {
+        return InvalidArgument("volume path must be absolute and free of ',': '" + d.path.string() + "'");
+      }
+      std::error_code ec;
+      if (!fs::is_regular_file(d.path, ec)) return NotFound("missing volume file " + d.path.string());
+      bool serial_ok = !d.serial.empty() && d.serial.size() <= 20;
+      for (char ch : d.serial) serial_ok = serial_ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-');
+      if (!serial_ok) return InvalidArgument("volume serial '" + d.serial + "' must be 1-20 of [A-Za-z0-9-]");
     }
     // The agent refuses a config.json with a malformed hosts entry (a fatal
     // boot error): refuse it here, before anything is started.

@@ -94,6 +94,25 @@ TEST(QemuArgvTest, TapWithMacOnMicrovmAndQ35) {
   }
 }
 
+// Volumes: one raw virtio-blk disk each, after the root disk, with the serial
+// the guest agent finds it by.
+TEST(QemuArgvTest, VolumesAreExtraRawDisksWithSerials) {
+  VmLaunchConfig c = FixedConfig();
+  c.extra_disks = {{"/var/lib/banger/volumes/web-1/data.ext4", "bvol0"},
+                   {"/var/lib/banger/volumes/web-1/home.ext4", "bvol1"}};
+  for (bool microvm : {true, false}) {
+    std::string joined = Join(BuildQemuArgv(c, QemuOptions{}, {false, microvm, 0}), " ");
+    std::string dev = microvm ? "virtio-blk-device" : "virtio-blk-pci";
+    EXPECT_NE(joined.find("-drive file=/var/lib/banger/volumes/web-1/data.ext4,format=raw,if=none,id=vol0,"
+                          "discard=unmap -device " + dev + ",drive=vol0,serial=bvol0"),
+              std::string::npos)
+        << joined;
+    EXPECT_NE(joined.find("-device " + dev + ",drive=vol1,serial=bvol1"), std::string::npos) << joined;
+    EXPECT_NE(joined.find(",drive=root,serial=banger-root "), std::string::npos)
+        << "the guest finds its root disk by serial when volumes are attached: " << joined;
+  }
+}
+
 TEST(QemuArgvTest, NeverUsesQuietAndAlwaysSupervisesPanics) {
   auto argv = BuildQemuArgv(FixedConfig(), QemuOptions{}, {false, true});
   std::string joined = Join(argv, " ");

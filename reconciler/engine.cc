@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <random>
@@ -258,6 +259,11 @@ ConvergeOutcome Engine::Converge(const ConvergeRequest& req) {
   o.recovery = req.recovery;
   o.now = clock_.NowUnix();
   o.max_restart_attempts = options_.max_restart_attempts;
+  o.volume_size = [this](const std::string& sandbox, const std::string& volume) -> std::optional<uint64_t> {
+    auto row = store_.GetVolume(sandbox, volume);
+    if (!row.ok()) return std::nullopt;
+    return row->size_bytes;
+  };
   std::string json = req.desired_json, hash = req.desired_hash;
   if (req.desired != nullptr && (json.empty() || hash.empty())) {
     json = CanonicalJson(req.desired->spec);
@@ -391,6 +397,15 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
   });
   if (!s.ok()) return fail(s);
 
+  std::vector<VolumeAttachment> volumes;
+  if (!spec.volumes.empty()) {
+    s = RunStep(name, "ensure_volumes", std::to_string(spec.volumes.size()) + " volumes", [&]() -> Status {
+      BANGER_ASSIGN_OR_RETURN(volumes, EnsureVolumes(rec, spec, image));
+      return OkStatus();
+    });
+    if (!s.ok()) return fail(s);
+  }
+
   std::optional<NetworkAttachment> attachment;
   if (spec.network.mode == NetworkMode::kBridged) {
     s = RunStep(name, "attach_network", spec.network.name, [&]() -> Status {
@@ -412,7 +427,7 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
   s = store_.UpdateObserved(rec);
   if (!s.ok()) return fail(s);
   s = RunStep(name, "boot_vm", image.name, [&]() -> Status {
-    BootRequest req{rec, spec, image, kernel, fresh_disk, attachment};
+    BootRequest req{rec, spec, image, kernel, fresh_disk, attachment, volumes};
     auto booted = runtime_->Boot(req);
     if (!booted) return booted.error();
     rec.hypervisor = booted->hypervisor;
@@ -549,6 +564,113 @@ Status Engine::DeleteLocked(const std::string& name) {
     if (!network.empty()) PushHosts(network, name, nullptr);
     return OkStatus();
   });
+}
+
+// --- volumes (spec.volumes; docs/volumes.md) ---------------------------------
+
+Result<std::vector<VolumeAttachment>> Engine::EnsureVolumes(const SandboxRecord& rec, const SandboxSpec& spec,
+                                                            const ImageRecord& image) {
+  if (options_.volumes == nullptr) {
+    return FailedPrecondition("spec.volumes: this banger has no volume support configured");
+  }
+  std::vector<VolumeAttachment> out;
+  for (size_t i = 0; i < spec.volumes.size(); ++i) {
+    const VolumeSpec& v = spec.volumes[i];
+    const std::string what = "volume " + v.name;
+    auto existing = store_.GetVolume(rec.name, v.name);
+    VolumeRecord row;
+    if (existing.ok()) {
+      row = *existing;
+      if (row.size_bytes > v.size_bytes) {
+        return FailedPrecondition(what + " is " + FormatByteSize(row.size_bytes) + " but the spec asks for " +
+                                  FormatByteSize(v.size_bytes) +
+                                  "; volumes never shrink (set size back, or remove it with `banger volume rm " +
+                                  rec.name + "/" + v.name + "`)");
+      }
+      if (row.size_bytes < v.size_bytes) {
+        BANGER_RETURN_IF_ERROR(options_.volumes->Grow(row.path, v.size_bytes).WithContext(what));
+        Event(rec.name, "Normal", "VolumeGrown",
+              what + " grown " + FormatByteSize(row.size_bytes) + " -> " + FormatByteSize(v.size_bytes));
+        row.size_bytes = v.size_bytes;
+      }
+      row.mount_path = v.mount_path;
+      BANGER_RETURN_IF_ERROR(store_.PutVolume(row));
+    } else if (existing.error().code() == StatusCode::kNotFound) {
+      VolumeBuild build;
+      build.sandbox = rec.name;
+      build.name = v.name;
+      build.size_bytes = v.size_bytes;
+      if (v.seed_from == VolumeSeed::kImage) {
+        build.seed_rootfs = image.rootfs_path;
+        build.seed_path = v.mount_path;
+      }
+      Result<BuiltVolume> created = options_.volumes->Create(build);
+      if (!created) return created.error().WithContext(what);
+      const BuiltVolume& built = *created;
+      // The row is written only once the file is whole: a volume is either
+      // recorded and complete, or not recorded (and rebuilt next time).
+      row.sandbox = rec.name;
+      row.name = v.name;
+      row.path = built.path;
+      row.mount_path = v.mount_path;
+      row.size_bytes = v.size_bytes;
+      row.seeded_from = std::string(ToString(v.seed_from));
+      row.seed_image = v.seed_from == VolumeSeed::kImage ? image.name : "";
+      BANGER_RETURN_IF_ERROR(store_.PutVolume(row));
+      std::string seed = v.seed_from == VolumeSeed::kEmpty ? "empty"
+                         : built.seed_found ? "seeded from image " + image.name + " at " + v.mount_path
+                                            : "empty: image " + image.name + " has nothing at " + v.mount_path;
+      Event(rec.name, "Normal", "VolumeCreated", what + " created, " + FormatByteSize(v.size_bytes) + " (" + seed + ")");
+    } else {
+      return existing.error();
+    }
+    out.push_back({v.name, row.path, v.mount_path, "bvol" + std::to_string(i)});
+  }
+  return out;
+}
+
+Status Engine::RemoveVolumeLocked(const std::string& sandbox, const std::string& name) {
+  auto rec = store_.GetSandbox(sandbox);
+  if (rec.ok()) {
+    bool running = rec->pid != 0 && (rec->phase == SandboxPhase::kReady || rec->phase == SandboxPhase::kBooting ||
+                                     rec->phase == SandboxPhase::kPending || rec->phase == SandboxPhase::kUnknown);
+    auto spec = RecordSpec(*rec);
+    bool uses = spec.ok() && std::any_of(spec->volumes.begin(), spec->volumes.end(),
+                                         [&](const VolumeSpec& v) { return v.name == name; });
+    if (running && uses) {
+      return FailedPrecondition("volume " + sandbox + "/" + name + " is attached to running sandbox " + sandbox +
+                                "; stop or delete the sandbox first (banger stop " + sandbox + ")");
+    }
+  } else if (rec.error().code() != StatusCode::kNotFound) {
+    return rec.error();
+  }
+  BANGER_ASSIGN_OR_RETURN(VolumeRecord row, store_.GetVolume(sandbox, name));
+  if (options_.volumes == nullptr) return FailedPrecondition("no volume support configured");
+  // File first: a row without a file is rebuilt on the next boot; a file
+  // without a row is replaced by the next creation.
+  BANGER_RETURN_IF_ERROR(options_.volumes->Remove(row.path));
+  BANGER_RETURN_IF_ERROR(store_.DeleteVolume(sandbox, name));
+  Event(sandbox, "Normal", "VolumeDeleted", "volume " + name + " deleted (" + row.path + ")");
+  return OkStatus();
+}
+
+Status Engine::RemoveVolume(const std::string& sandbox, const std::string& name) {
+  BANGER_ASSIGN_OR_RETURN(FileLock lock, LockSandbox(sandbox, "volume rm", /*wait=*/true));
+  Status s = RemoveVolumeLocked(sandbox, name);
+  // The lock file of a sandbox that is gone goes with its last volume.
+  auto left = store_.ListVolumes(sandbox);
+  if (left.ok() && left->empty() && store_.GetSandbox(sandbox).status().code() == StatusCode::kNotFound) {
+    lock.UnlinkAndRelease();
+  }
+  return s;
+}
+
+Status Engine::DeleteVolumes(const std::string& sandbox) {
+  BANGER_ASSIGN_OR_RETURN(FileLock lock, LockSandbox(sandbox, "delete volumes", /*wait=*/true));
+  BANGER_ASSIGN_OR_RETURN(std::vector<VolumeRecord> rows, store_.ListVolumes(sandbox));
+  for (const auto& row : rows) BANGER_RETURN_IF_ERROR(RemoveVolumeLocked(sandbox, row.name));
+  if (store_.GetSandbox(sandbox).status().code() == StatusCode::kNotFound) lock.UnlinkAndRelease();
+  return OkStatus();
 }
 
 Status Engine::StopSandbox(const std::string& name) {

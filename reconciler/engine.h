@@ -47,6 +47,9 @@ struct EngineOptions {
   /// Bridged networking (bridges, taps, nftables); null: bridged sandboxes
   /// fail with a clear error and networks cannot be applied.
   NetworkDriver* network_driver = nullptr;
+  /// Volume files (spec.volumes); null: sandboxes with volumes fail with a
+  /// clear error.
+  VolumeFiles* volumes = nullptr;
 };
 
 /// Delay before automatic restart attempt number `failures` + 1:
@@ -144,6 +147,13 @@ class Engine {
   /// Boots a stopped sandbox again (clears the user-stop mark).
   Status StartSandbox(const std::string& name);
 
+  /// Removes every volume of `sandbox` (files and rows), under its lock.
+  /// FailedPrecondition while the sandbox runs with one of them attached.
+  Status DeleteVolumes(const std::string& sandbox);
+  /// Removes one volume; NotFound when there is no such volume, and
+  /// FailedPrecondition while the sandbox runs with it attached.
+  Status RemoveVolume(const std::string& sandbox, const std::string& name);
+
   /// Bridged networking: networks, leases, taps and rules.
   NetworkController& networks() { return networks_; }
 
@@ -162,6 +172,11 @@ class Engine {
   Status BootAndWait(SandboxRecord& record, const SandboxSpec& spec, bool fresh_disk,
                      ChangeResult& result);
   Status DeleteLocked(const std::string& name);
+  /// spec.volumes: creates missing volumes (seeded from `image` when asked),
+  /// grows smaller ones, and returns what the boot attaches.
+  Result<std::vector<VolumeAttachment>> EnsureVolumes(const SandboxRecord& rec, const SandboxSpec& spec,
+                                                      const ImageRecord& image);
+  Status RemoveVolumeLocked(const std::string& sandbox, const std::string& name);
   /// Sends every Ready member of `network` its peers as the state has them
   /// now, one push per network at a time. `booted` (just Ready, or just
   /// deleted) is skipped if it booted with that list (`booted_with`).

@@ -72,6 +72,9 @@ constexpr ClassRule kClassRules[] = {
     {"spec.disk", FieldClass::kReplace},
     {"spec.hypervisor", FieldClass::kReplace},
     {"spec.provision", FieldClass::kReplace},
+    // Adding or removing a volume, moving it and growing it take a restart;
+    // seedFrom only matters at creation (VolumeFieldClass refines these).
+    {"spec.volumes", FieldClass::kRestart},
 };
 
 bool PathHasPrefix(std::string_view path, std::string_view prefix) {
@@ -109,6 +112,40 @@ std::string DisplayPath(std::string_view path) {
   if (StartsWith(path, "spec.")) return std::string(path.substr(5));
   if (StartsWith(path, "metadata.")) return std::string(path.substr(9));
   return std::string(path);
+}
+
+// spec.volumes.NAME.seedFrom changed on an existing volume: nothing to do.
+bool IsVolumeSeedChange(const FieldDiff& d) {
+  return PathHasPrefix(d.path, "spec.volumes") && EndsWith(d.path, ".seedFrom") && !d.old_value.empty() &&
+         !d.new_value.empty();
+}
+
+// The notes and errors spec.volumes brings to a change (docs/volumes.md).
+// Returns "" or the reason the change cannot be made (a shrink).
+std::string PlanVolumes(const SandboxSpec& spec, const std::optional<SandboxSpec>& recorded, bool existing_sandbox,
+                        const PlanOptions& o, std::vector<std::string>& notes) {
+  for (const VolumeSpec& v : spec.volumes) {
+    std::optional<uint64_t> have;
+    if (o.volume_size) {
+      have = o.volume_size(spec.name, v.name);
+    } else if (existing_sandbox && recorded) {
+      for (const VolumeSpec& r : recorded->volumes) {
+        if (r.name == v.name) have = r.size_bytes;
+      }
+    }
+    const std::string head = "volume " + v.name + ": ";
+    if (!have) {
+      notes.push_back(head + "create " + FormatByteSize(v.size_bytes) +
+                      (v.seed_from == VolumeSeed::kImage ? " (seeded from image at " + v.mount_path + ")" : " (empty)"));
+    } else if (*have < v.size_bytes) {
+      notes.push_back(head + "grow " + FormatByteSize(*have) + " -> " + FormatByteSize(v.size_bytes));
+    } else if (*have > v.size_bytes) {
+      return "spec.volumes: volume \"" + v.name + "\" is " + FormatByteSize(*have) + " and cannot shrink to " +
+             FormatByteSize(v.size_bytes) + "; keep its size, or remove it first with `banger volume rm " +
+             spec.name + "/" + v.name + "` (its data is lost)";
+    }
+  }
+  return "";
 }
 
 }  // namespace
@@ -265,6 +302,19 @@ Change PlanSandbox(const SpecDocument* desired, std::string canonical_json, std:
     c.action = Action::kCreate;
     c.reason = "new sandbox";
     c.pulls = pulls_for(doc.spec);
+    if (!doc.spec.volumes.empty()) {
+      // A volume kept from a sandbox of this name deleted without --volumes
+      // is attached again.
+      std::string problem = PlanVolumes(doc.spec, std::nullopt, false, options, c.volume_notes);
+      if (!problem.empty()) {
+        if (error != nullptr) {
+          *error = doc.location.file + ":" + std::to_string(doc.location.line) + ": sandbox \"" + c.name + "\": " + problem;
+        }
+        c.action = Action::kNoOp;
+        c.reason = problem;
+        c.volume_notes.clear();
+      }
+    }
     return c;
   }
   const SandboxRecord& rec = *observed;
@@ -293,6 +343,7 @@ Change PlanSandbox(const SpecDocument* desired, std::string canonical_json, std:
       if (d.path == "spec.network.ports" && doc.spec.network.mode != NetworkMode::kBridged) {
         d.field_class = FieldClass::kRestart;
       }
+      if (IsVolumeSeedChange(d)) d.field_class = FieldClass::kInPlace;
     }
     FieldClass worst = FieldClass::kInPlace;
     const FieldDiff* cause = nullptr;
@@ -334,6 +385,19 @@ Change PlanSandbox(const SpecDocument* desired, std::string canonical_json, std:
     c.reason = "up to date";
   }
   if (c.action == Action::kRestart || c.action == Action::kReplace) c.pulls = pulls_for(doc.spec);
+  if (!doc.spec.volumes.empty() && c.action != Action::kNoOp) {
+    std::optional<SandboxSpec> recorded;
+    if (auto old = SpecFromCanonicalJson(rec.spec_json); old.ok()) recorded = std::move(*old);
+    std::string problem = PlanVolumes(doc.spec, recorded, true, options, c.volume_notes);
+    if (!problem.empty()) {
+      if (error != nullptr) {
+        *error = doc.location.file + ":" + std::to_string(doc.location.line) + ": sandbox \"" + c.name + "\": " + problem;
+      }
+      c.action = Action::kNoOp;
+      c.reason = problem;
+      c.volume_notes.clear();
+    }
+  }
   return c;
 }
 
@@ -501,6 +565,7 @@ std::string RenderPlanText(const Plan& plan, bool color) {
     if (c.action != Action::kCreate) {
       for (const auto& p : c.pulls) out += "      " + p + ": pull\n";
     }
+    for (const auto& note : c.volume_notes) out += "      " + note + "\n";
   }
   out += "\nPlan: " + std::to_string(s.create) + " to create, " + std::to_string(s.update) +
          " to update, " + std::to_string(s.restart) + " to restart, " + std::to_string(s.replace) +
@@ -534,6 +599,7 @@ std::string RenderPlanJson(const Plan& plan) {
       jc["diffs"].push_back(std::move(jd));
     }
     jc["pulls"] = c.pulls;
+    if (!c.volume_notes.empty()) jc["volumes"] = c.volume_notes;
     if (!c.desired_hash.empty()) jc["specHash"] = c.desired_hash;
     j["changes"].push_back(std::move(jc));
   }

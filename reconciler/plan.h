@@ -54,6 +54,10 @@ struct Change {
   /// A no-op that is waiting: the unix time of the next automatic restart
   /// attempt (backoff), 0 otherwise.
   int64_t retry_at = 0;
+  /// What happens to spec.volumes on this change, one line per volume that
+  /// is created or grown: "volume data: create 1GiB (seeded from image)",
+  /// "volume data: grow 1GiB -> 2GiB".
+  std::vector<std::string> volume_notes;
 };
 
 struct NetworkChange {
@@ -109,6 +113,10 @@ struct PlanOptions {
   RecoveryMode recovery = RecoveryMode::kAlways;
   int64_t now = 0;                    // unix seconds (kPolicy: backoff)
   int max_restart_attempts = 5;       // kPolicy: automatic restarts before giving up
+  /// The recorded size of a sandbox's volume, nullopt when it has none
+  /// (docs/volumes.md). Unset: volumes are judged from the spec diff alone.
+  /// Must be pure and fast.
+  std::function<std::optional<uint64_t>(const std::string& sandbox, const std::string& volume)> volume_size;
 };
 
 /// Why a recorded sandbox needs its VM brought back ("" if it does not): it

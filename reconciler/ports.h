@@ -42,6 +42,16 @@ struct NetworkAttachment {
   std::vector<HostEntry> hosts;  // every other sandbox of the network
 };
 
+/// A persistent volume attached to a boot (spec.volumes; docs/volumes.md).
+struct VolumeAttachment {
+  std::string name;          // volume name
+  std::string path;          // the ext4 image file on the host
+  std::string mount_path;    // where the guest agent mounts it
+  /// The virtio-blk serial the guest finds the disk by (at most 20 bytes).
+  std::string serial;
+  bool operator==(const VolumeAttachment&) const = default;
+};
+
 struct BootRequest {
   SandboxRecord record;      // id, name, runtime_dir (may be empty on first boot)
   SandboxSpec spec;
@@ -50,6 +60,8 @@ struct BootRequest {
   bool fresh_disk = true;    // false on restart: keep the sandbox's writable disk
   /// Set for network.mode bridged: boot with a NIC on `tap`.
   std::optional<NetworkAttachment> network;
+  /// Persistent volumes, attached as extra disks and mounted by the agent.
+  std::vector<VolumeAttachment> volumes;
 };
 
 struct BootResult {
@@ -208,6 +220,40 @@ class ArtifactStore {
                                             const std::function<void(uint64_t, uint64_t)>& progress) = 0;
   /// The kernel used when a spec names none.
   virtual std::string DefaultKernel() const = 0;
+};
+
+/// What a new volume is built from.
+struct VolumeBuild {
+  std::string sandbox;
+  std::string name;
+  uint64_t size_bytes = 0;
+  /// seedFrom image: the image's root disk and the directory in it to copy.
+  std::string seed_rootfs;   // "" for an empty volume
+  std::string seed_path;     // the volume's mountPath
+};
+
+/// What a seeded volume found in the image.
+struct BuiltVolume {
+  std::string path;          // the published ext4 file
+  bool seed_found = true;    // false: the image has nothing at seed_path (volume left empty)
+};
+
+/// Volume files on the host: ext4 images below <state>/volumes/<sandbox>/.
+/// The real one is host/volume_files.cc; unit tests use FakeVolumeFiles.
+class VolumeFiles {
+ public:
+  virtual ~VolumeFiles() = default;
+  /// The file a volume lives in (no I/O).
+  virtual std::string PathOf(const std::string& sandbox, const std::string& name) const = 0;
+  /// Builds the volume under a temporary name and renames it into place, so
+  /// an interruption leaves either nothing or a whole volume; a leftover
+  /// temporary (or an unrecorded published file) is replaced.
+  virtual Result<BuiltVolume> Create(const VolumeBuild& build) = 0;
+  /// Grows the file to `size_bytes` (sparse; the guest grows the file
+  /// system at its next mount). Never shrinks.
+  virtual Status Grow(const std::string& path, uint64_t size_bytes) = 0;
+  /// Removes the file (and its sandbox's directory when empty). OK if gone.
+  virtual Status Remove(const std::string& path) = 0;
 };
 
 /// Receives engine progress for display. Called from worker threads; must be

@@ -60,6 +60,18 @@ Json ToJson(const SandboxSpec& s) {
       {"restartPolicy", ToString(s.restart_policy)},
       {"hypervisor", ToString(s.hypervisor)},
   };
+  // Volumes are keyed by name, so a plan diff names the volume and field
+  // ("spec.volumes.data.size"). Omitted when there are none, so specs without
+  // volumes keep the hash they had before volumes existed.
+  if (!s.volumes.empty()) {
+    Json volumes = Json::object();
+    for (const VolumeSpec& v : s.volumes) {
+      volumes[v.name] = {{"mountPath", v.mount_path},
+                         {"size", FormatByteSize(v.size_bytes)},
+                         {"seedFrom", ToString(v.seed_from)}};
+    }
+    spec["volumes"] = std::move(volumes);
+  }
   return {{"apiVersion", kApiVersion},
           {"kind", kKindSandbox},
           {"metadata", {{"name", s.name}, {"labels", labels}}},
@@ -202,6 +214,23 @@ Result<SandboxSpec> FromJson(const Json& root) {
                             ParseEnum(*j, "spec.hypervisor",
                                       {HypervisorKind::kAuto, HypervisorKind::kQemu,
                                        HypervisorKind::kFirecracker}));
+  }
+  if (const Json* volumes = Member(sp, "volumes")) {
+    if (!volumes->is_object()) return InvalidArgument("spec.volumes: expected an object keyed by volume name");
+    for (const auto& [vname, v] : volumes->items()) {
+      VolumeSpec vol;
+      vol.name = vname;
+      if (!IsDnsLabel(vol.name)) return InvalidArgument("spec.volumes: invalid name \"" + vname + "\"");
+      vol.mount_path = v.at("mountPath").get<std::string>();
+      Result<uint64_t> size = ParseByteSize(v.at("size").get<std::string>());
+      if (!size.ok()) return size.error().WithContext("spec.volumes." + vname + ".size");
+      vol.size_bytes = *size;
+      if (const Json* j = Member(v, "seedFrom")) {
+        BANGER_ASSIGN_OR_RETURN(vol.seed_from, ParseEnum(*j, "spec.volumes[].seedFrom",
+                                                         {VolumeSeed::kEmpty, VolumeSeed::kImage}));
+      }
+      s.volumes.push_back(std::move(vol));
+    }
   }
   NormalizeSpec(s);
   return s;

@@ -40,13 +40,17 @@ const std::vector<std::string> kTopFields = {"apiVersion", "kind", "metadata", "
 const std::vector<std::string> kMetadataFields = {"name", "labels"};
 const std::vector<std::string> kSpecFields = {
     "image", "kernel", "cpus",      "memory",    "disk",          "network",   "ssh",
-    "env",   "files",  "provision", "readiness", "restartPolicy", "hypervisor"};
+    "env",   "files",  "provision", "readiness", "restartPolicy", "hypervisor",
+    "volumes"};
 const std::vector<std::string> kNetworkFields = {"mode", "name", "address", "ports"};
 const std::vector<std::string> kPortFields = {"host", "guest", "protocol", "address"};
 const std::vector<std::string> kNetworkDocSpecFields = {"subnet", "nat", "isolated"};
 const std::vector<std::string> kSshFields = {"authorizedKeys"};
 const std::vector<std::string> kFileFields = {"path", "content", "source", "mode"};
 const std::vector<std::string> kReadinessFields = {"command", "timeout"};
+const std::vector<std::string> kVolumeFields = {"name", "mountPath", "size", "seedFrom"};
+constexpr uint64_t kMinVolume = 16 * kMiB;
+constexpr uint64_t kMaxVolume = 64 * kTiB;
 
 /// Quotes a user value for a message: JSON-style escapes, cut at 60 chars.
 std::string Quote(std::string_view s) {
@@ -507,6 +511,107 @@ class DocParser {
                                                        {"firecracker", HypervisorKind::kFirecracker}};
       if (auto v = Enum(*f, "spec.hypervisor", kTable)) spec.hypervisor = *v;
     }
+    if (const Field* f = Find(*m, "volumes")) ParseVolumes(f->value, spec);
+  }
+
+  // --- spec.volumes (docs/volumes.md) ---
+  static std::string MountPathProblem(const std::string& path) {
+    if (path.empty() || path.front() != '/') return "must be an absolute path";
+    if (path == "/") return "must not be \"/\" (the root file system is the sandbox's own disk)";
+    if (path.size() > 1024) return "must be at most 1024 characters";
+    for (char c : path) {
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' ||
+                c == '.' || c == '_' || c == '-' || c == '+' || c == '@';
+      if (!ok) return "may only contain letters, digits and '/', '.', '_', '-', '+', '@'";
+    }
+    for (const auto& part : Split(path.substr(1), '/')) {
+      if (part.empty()) return "must not contain empty components ('//') or end in '/'";
+      if (part == "." || part == "..") return "must not contain '.' or '..' components";
+    }
+    return "";
+  }
+
+  /// Whether one mount path is the other or lies below it.
+  static bool Nested(const std::string& a, const std::string& b) {
+    auto below = [](const std::string& x, const std::string& y) {
+      return x.size() > y.size() && StartsWith(x, y) && x[y.size()] == '/';
+    };
+    return a == b || below(a, b) || below(b, a);
+  }
+
+  void ParseVolumes(const YamlNode& n, SandboxSpec& spec) {
+    const std::string path = "spec.volumes";
+    if (!ExpectSequence(n, path, "a list of volumes")) return;
+    std::map<std::string, size_t> names;
+    std::vector<std::pair<std::string, size_t>> mounts;
+    std::vector<YamlNode> items = n.items();
+    for (size_t i = 0; i < items.size(); ++i) {
+      const YamlNode& item = items[i];
+      std::string p = Index(path, i);
+      auto m = Fields(item, p, kVolumeFields);
+      if (!m) continue;
+      VolumeSpec vol;
+      bool ok = true;
+      if (const Field* f = Find(*m, "name")) {
+        auto v = String(*f, Join(p, "name"));
+        if (!v) {
+          ok = false;
+        } else if (!IsDnsLabel(*v)) {
+          Error(f->value, Join(p, "name"),
+                "must be 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit, got " +
+                    Quote(*v));
+          ok = false;
+        } else if (auto s = names.find(*v); s != names.end()) {
+          Error(f->value, Join(p, "name"), "volume " + Quote(*v) + " is already declared by " + Index(path, s->second));
+          ok = false;
+        } else {
+          names[*v] = i;
+          vol.name = *v;
+        }
+      } else {
+        Error(item, Join(p, "name"), "required field is missing");
+        ok = false;
+      }
+      if (const Field* f = Find(*m, "mountPath")) {
+        auto v = String(*f, Join(p, "mountPath"));
+        if (!v) {
+          ok = false;
+        } else if (std::string problem = MountPathProblem(*v); !problem.empty()) {
+          Error(f->value, Join(p, "mountPath"), problem + ", got " + Quote(*v));
+          ok = false;
+        } else {
+          auto clash = std::find_if(mounts.begin(), mounts.end(),
+                                    [&](const auto& other) { return Nested(other.first, *v); });
+          if (clash != mounts.end()) {
+            Error(f->value, Join(p, "mountPath"),
+                  Quote(*v) + (clash->first == *v ? " is already the mountPath of " : " overlaps the mountPath of ") +
+                      Index(path, clash->second) + " (" + Quote(clash->first) + ")");
+            ok = false;
+          } else {
+            mounts.emplace_back(*v, i);
+            vol.mount_path = *v;
+          }
+        }
+      } else {
+        Error(item, Join(p, "mountPath"), "required field is missing");
+        ok = false;
+      }
+      if (const Field* f = Find(*m, "size")) {
+        auto v = Size(f->value, Join(p, "size"), kMinVolume, kMaxVolume);
+        if (v) vol.size_bytes = *v;
+        ok = ok && v.has_value();
+      } else {
+        Error(item, Join(p, "size"), "required field is missing");
+        ok = false;
+      }
+      if (const Field* f = Find(*m, "seedFrom")) {
+        static const EnumTable<VolumeSeed> kTable = {{"empty", VolumeSeed::kEmpty}, {"image", VolumeSeed::kImage}};
+        auto v = Enum(*f, Join(p, "seedFrom"), kTable);
+        if (v) vol.seed_from = *v;
+        ok = ok && v.has_value();
+      }
+      if (ok) spec.volumes.push_back(std::move(vol));
+    }
   }
 
   void ParseNetwork(const YamlNode& n, NetworkSpec& net) {
@@ -898,6 +1003,8 @@ void NormalizeSpec(SandboxSpec& spec) {
                    });
   std::stable_sort(spec.files.begin(), spec.files.end(),
                    [](const FileSpec& a, const FileSpec& b) { return a.path < b.path; });
+  std::stable_sort(spec.volumes.begin(), spec.volumes.end(),
+                   [](const VolumeSpec& a, const VolumeSpec& b) { return a.name < b.name; });
 }
 
 LoadResult ParseSpecText(std::string_view text, const std::string& filename) {

@@ -38,4 +38,12 @@ std::string_view ToString(HypervisorKind k) {
   return "?";
 }
 
+std::string_view ToString(VolumeSeed s) {
+  switch (s) {
+    case VolumeSeed::kEmpty: return "empty";
+    case VolumeSeed::kImage: return "image";
+  }
+  return "?";
+}
+
 }  // namespace banger

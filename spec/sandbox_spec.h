@@ -68,6 +68,19 @@ struct ReadinessSpec {
   bool operator==(const ReadinessSpec&) const = default;
 };
 
+/// spec.volumes[].seedFrom: what a new volume starts with (docs/volumes.md).
+enum class VolumeSeed { kEmpty, kImage };
+
+/// A persistent ext4 disk owned by the sandbox: created on first apply, kept
+/// across restart and replace, mounted at mount_path on every boot.
+struct VolumeSpec {
+  std::string name;        // DNS-label-like, unique within the sandbox
+  std::string mount_path;  // absolute, not "/", unique
+  uint64_t size_bytes = 0;
+  VolumeSeed seed_from = VolumeSeed::kEmpty;
+  bool operator==(const VolumeSpec&) const = default;
+};
+
 struct SandboxSpec {
   // metadata
   std::string name;
@@ -86,6 +99,7 @@ struct SandboxSpec {
   ReadinessSpec readiness;
   RestartPolicy restart_policy = RestartPolicy::kAlways;
   HypervisorKind hypervisor = HypervisorKind::kAuto;
+  std::vector<VolumeSpec> volumes;     // sorted by name (NormalizeSpec)
 
   bool operator==(const SandboxSpec&) const = default;
 };
@@ -115,5 +129,6 @@ std::string_view ToString(NetworkMode m);
 std::string_view ToString(Protocol p);
 std::string_view ToString(RestartPolicy p);
 std::string_view ToString(HypervisorKind k);
+std::string_view ToString(VolumeSeed s);
 
 }  // namespace banger

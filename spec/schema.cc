@@ -118,6 +118,19 @@ std::string SpecJsonSchema() {
   spec_props["readiness"] = readiness;
   spec_props["restartPolicy"] = {{"enum", {"Always", "OnFailure", "Never"}}, {"default", "Always"}};
   spec_props["hypervisor"] = {{"enum", {"auto", "qemu", "firecracker"}}, {"default", "auto"}};
+  J volume = Obj(
+      {{"name", Pattern("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", "Volume name, unique within the sandbox.")},
+       {"mountPath", Pattern("^(/[A-Za-z0-9._+@-]+)+$",
+                             "Absolute guest path the volume is mounted at; not /, no '..', unique.")},
+       {"size", Size("Volume size, at least 16MiB. Growing it is a restart; shrinking is refused.", false)},
+       {"seedFrom", {{"enum", {"empty", "image"}},
+                     {"default", "empty"},
+                     {"description", "empty: a fresh file system; image: a copy of the image's files at "
+                                     "mountPath. Only used when the volume is created."}}}},
+      J::array({"name", "mountPath", "size"}));
+  spec_props["volumes"] = {{"type", "array"},
+                           {"items", volume},
+                           {"description", "Persistent ext4 disks kept across restart and replace (docs/volumes.md)."}};
   J spec = Obj(spec_props, J::array({"image"}));
 
   J metadata = Obj(

@@ -146,6 +146,24 @@ CREATE TABLE leases (
 ) STRICT;
 )sql";
 
+// Volumes (issue 9): persistent disks owned by a sandbox by name. No foreign
+// key to sandboxes: a volume outlives its sandbox's delete and replace, and
+// goes only with `banger delete --volumes` or `banger volume rm`.
+constexpr std::string_view kMigration4 = R"sql(
+CREATE TABLE volumes (
+  sandbox      TEXT    NOT NULL,
+  name         TEXT    NOT NULL,
+  path         TEXT    NOT NULL UNIQUE,
+  mount_path   TEXT    NOT NULL DEFAULT '',
+  size_bytes   INTEGER NOT NULL CHECK (size_bytes > 0),
+  seeded_from  TEXT    NOT NULL DEFAULT 'empty' CHECK (seeded_from IN ('empty', 'image')),
+  seed_image   TEXT    NOT NULL DEFAULT '',
+  created_at   INTEGER NOT NULL DEFAULT 0,
+  updated_at   INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (sandbox, name)
+) STRICT;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& BuiltinMigrations() {
@@ -153,6 +171,7 @@ const std::vector<Migration>& BuiltinMigrations() {
       {1, kMigration1},
       {2, kMigration2},
       {3, kMigration3},
+      {4, kMigration4},
   };
   return kMigrations;
 }

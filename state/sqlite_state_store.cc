@@ -362,6 +362,23 @@ LeaseRecord ReadLease(const Stmt& s) {
   return LeaseRecord{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Int(4)};
 }
 
+constexpr std::string_view kVolumeColumns =
+    "sandbox, name, path, mount_path, size_bytes, seeded_from, seed_image, created_at, updated_at";
+
+VolumeRecord ReadVolume(const Stmt& s) {
+  VolumeRecord v;
+  v.sandbox = s.Text(0);
+  v.name = s.Text(1);
+  v.path = s.Text(2);
+  v.mount_path = s.Text(3);
+  v.size_bytes = static_cast<uint64_t>(s.Int(4));
+  v.seeded_from = s.Text(5);
+  v.seed_image = s.Text(6);
+  v.created_at = s.Int(7);
+  v.updated_at = s.Int(8);
+  return v;
+}
+
 std::string Dotted(uint32_t a) {
   return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 0xff) + "." +
          std::to_string((a >> 8) & 0xff) + "." + std::to_string(a & 0xff);
@@ -857,6 +874,60 @@ class SqliteStateStore final : public StateStore {
       s.Bind(1, name);
       return s.Run();
     }).WithContext(Where("delete network " + name));
+  }
+
+  // --- volumes ---
+  Result<std::vector<VolumeRecord>> ListVolumes(const std::string& sandbox) override {
+    std::vector<VolumeRecord> out;
+    BANGER_RETURN_IF_ERROR(Read([&]() -> Status {
+      Stmt s(db_, "SELECT " + std::string(kVolumeColumns) +
+                      " FROM volumes WHERE ?1 = '' OR sandbox = ?1 ORDER BY sandbox, name");
+      s.Bind(1, sandbox);
+      return Collect(s, out, ReadVolume);
+    }).WithContext(Where("list volumes")));
+    return out;
+  }
+
+  Result<VolumeRecord> GetVolume(const std::string& sandbox, const std::string& name) override {
+    VolumeRecord r;
+    bool found = false;
+    BANGER_RETURN_IF_ERROR(Read([&]() -> Status {
+      Stmt s(db_, "SELECT " + std::string(kVolumeColumns) + " FROM volumes WHERE sandbox = ?1 AND name = ?2");
+      s.Bind(1, sandbox).Bind(2, name);
+      BANGER_ASSIGN_OR_RETURN(found, s.Step());
+      if (found) r = ReadVolume(s);
+      return OkStatus();
+    }).WithContext(Where("get volume " + sandbox + "/" + name)));
+    if (!found) return NotFound("volume \"" + sandbox + "/" + name + "\" not found");
+    return r;
+  }
+
+  Status PutVolume(const VolumeRecord& v) override {
+    if (v.sandbox.empty() || v.name.empty() || v.path.empty() || v.size_bytes == 0) {
+      return InvalidArgument("PutVolume: sandbox, name, path and size are required");
+    }
+    if (v.seeded_from != "empty" && v.seeded_from != "image") {
+      return InvalidArgument("PutVolume: seeded_from must be empty or image, not \"" + v.seeded_from + "\"");
+    }
+    const int64_t now = Now();
+    return Write([&]() -> Status {
+      Stmt s(db_, "INSERT INTO volumes (" + std::string(kVolumeColumns) +
+                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(sandbox, name) DO UPDATE SET "
+                      "path = excluded.path, mount_path = excluded.mount_path, size_bytes = excluded.size_bytes, "
+                      "seeded_from = excluded.seeded_from, seed_image = excluded.seed_image, "
+                      "updated_at = excluded.updated_at");
+      s.Bind(1, v.sandbox).Bind(2, v.name).Bind(3, v.path).Bind(4, v.mount_path).Bind(5, v.size_bytes);
+      s.Bind(6, v.seeded_from).Bind(7, v.seed_image).Bind(8, v.created_at != 0 ? v.created_at : now).Bind(9, now);
+      return s.Run();
+    }).WithContext(Where("record volume " + v.sandbox + "/" + v.name));
+  }
+
+  Status DeleteVolume(const std::string& sandbox, const std::string& name) override {
+    return Write([&]() -> Status {
+      Stmt s(db_, "DELETE FROM volumes WHERE sandbox = ?1 AND name = ?2");
+      s.Bind(1, sandbox).Bind(2, name);
+      return s.Run();
+    }).WithContext(Where("delete volume " + sandbox + "/" + name));
   }
 
   Result<std::vector<LeaseRecord>> ListLeases(const std::string& network) override {

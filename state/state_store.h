@@ -159,6 +159,20 @@ struct LeaseRequest {
   uint32_t last = 0;
 };
 
+/// A persistent volume of a sandbox (spec.volumes; docs/volumes.md). Kept
+/// when its sandbox is deleted or replaced.
+struct VolumeRecord {
+  std::string sandbox;       // owning sandbox's name
+  std::string name;          // volume name within the sandbox
+  std::string path;          // the ext4 image file on the host
+  std::string mount_path;    // where it was last attached in the guest
+  uint64_t size_bytes = 0;   // size of the file (the file system grows to it at boot)
+  std::string seeded_from = "empty";  // "empty" | "image"
+  std::string seed_image;    // image the seed came from ("" for empty)
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+};
+
 class StateStore {
  public:
   /// Opens (creating if needed) `dir/state.db`, runs pending migrations.
@@ -272,6 +286,17 @@ class StateStore {
   virtual Status RestoreLease(const LeaseRecord& lease) = 0;
   /// OK if the sandbox has none.
   virtual Status ReleaseLease(const std::string& sandbox) = 0;
+
+  // --- volumes (kept across delete and replace of their sandbox) ---
+  /// Volumes of one sandbox (all when empty), by sandbox then name.
+  virtual Result<std::vector<VolumeRecord>> ListVolumes(const std::string& sandbox) = 0;
+  /// NotFound if absent.
+  virtual Result<VolumeRecord> GetVolume(const std::string& sandbox, const std::string& name) = 0;
+  /// Inserts or replaces the row (created_at kept from the first insert;
+  /// updated_at set to now).
+  virtual Status PutVolume(const VolumeRecord& volume) = 0;
+  /// Removes the row; missing is OK.
+  virtual Status DeleteVolume(const std::string& sandbox, const std::string& name) = 0;
 
   // --- misc key/value (cached probe verdicts, serials) ---
   virtual Result<std::optional<std::string>> GetSetting(const std::string& key) = 0;

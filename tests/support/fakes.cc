@@ -42,6 +42,12 @@ void FakeRuntime::FailUpdateHosts(const std::string& name, int n, Status error) 
   update_hosts_failures_[name] = {n, std::move(error)};
 }
 
+std::vector<VolumeAttachment> FakeRuntime::boot_volumes(const std::string& name) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = boot_volumes_.find(name);
+  return it == boot_volumes_.end() ? std::vector<VolumeAttachment>{} : it->second;
+}
+
 std::optional<NetworkAttachment> FakeRuntime::boot_network(const std::string& name) const {
   std::lock_guard<std::mutex> l(mu_);
   auto it = boot_network_.find(name);
@@ -97,6 +103,7 @@ Result<BootResult> FakeRuntime::Boot(const BootRequest& request) {
   running_pid_[name] = pid;
   disks_.insert(name);
   boot_network_[name] = request.network;
+  boot_volumes_[name] = request.volumes;
   guest_hosts_[name] = request.network ? request.network->hosts : std::vector<HostEntry>{};
   BootResult r;
   r.hypervisor = "fake";
@@ -207,6 +214,57 @@ Result<KernelRecord> FakeArtifacts::EnsureKernel(const std::string& name,
   r.name = name;
   r.kernel_path = "/fake/kernels/" + name + "/bzImage";
   return r;
+}
+
+// --- FakeVolumeFiles ---
+
+Result<BuiltVolume> FakeVolumeFiles::Create(const VolumeBuild& build) {
+  std::lock_guard<std::mutex> l(mu_);
+  calls_.push_back("create " + build.sandbox + "/" + build.name);
+  if (fail_creates_ > 0) {
+    --fail_creates_;
+    return fail_error_;
+  }
+  std::string path = PathOf(build.sandbox, build.name);
+  File& f = files_[path];
+  f.size = build.size_bytes;
+  f.seeded_from = build.seed_rootfs;
+  ++f.generation;
+  return BuiltVolume{path, true};
+}
+
+Status FakeVolumeFiles::Grow(const std::string& path, uint64_t size_bytes) {
+  std::lock_guard<std::mutex> l(mu_);
+  calls_.push_back("grow " + path + " " + std::to_string(size_bytes));
+  auto it = files_.find(path);
+  if (it == files_.end()) return NotFound("fake: no volume file " + path);
+  if (size_bytes > it->second.size) it->second.size = size_bytes;
+  return OkStatus();
+}
+
+Status FakeVolumeFiles::Remove(const std::string& path) {
+  std::lock_guard<std::mutex> l(mu_);
+  calls_.push_back("remove " + path);
+  files_.erase(path);
+  return OkStatus();
+}
+
+void FakeVolumeFiles::FailCreates(int n, Status error) {
+  std::lock_guard<std::mutex> l(mu_);
+  fail_creates_ = n;
+  fail_error_ = std::move(error);
+}
+
+std::optional<FakeVolumeFiles::File> FakeVolumeFiles::file(const std::string& path) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = files_.find(path);
+  if (it == files_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<std::string> FakeVolumeFiles::calls() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return calls_;
 }
 
 }  // namespace banger::testing

@@ -48,6 +48,8 @@ class FakeRuntime : public SandboxRuntime {
   /// BootRequest::network of the last boot of `name` (nullopt: user-mode or
   /// no network, or never booted).
   std::optional<NetworkAttachment> boot_network(const std::string& name) const;
+  /// BootRequest::volumes of the last boot of `name`.
+  std::vector<VolumeAttachment> boot_volumes(const std::string& name) const;
   /// Every successful UpdateHosts of `name`, oldest first.
   std::vector<std::vector<HostEntry>> hosts_updates(const std::string& name) const;
   /// What the guest's /etc/hosts block holds now: the last UpdateHosts since
@@ -70,6 +72,7 @@ class FakeRuntime : public SandboxRuntime {
   std::set<std::string> disks_;              // names with a disk
   std::map<std::string, std::optional<NetworkAttachment>> boot_network_;  // by name, last boot
   std::map<std::string, std::vector<std::vector<HostEntry>>> hosts_updates_;
+  std::map<std::string, std::vector<VolumeAttachment>> boot_volumes_;
   std::map<std::string, std::vector<HostEntry>> guest_hosts_;
   std::map<std::string, std::pair<int, Status>> update_hosts_failures_;
   int next_pid_ = 1000;
@@ -98,6 +101,35 @@ class FakeArtifacts : public ArtifactStore {
   mutable std::mutex mu_;
   std::set<std::string> images_, kernels_, unpullable_;
   std::vector<std::string> pulls_;
+};
+
+/// In-memory volume files: a map of path -> (size, seeded-from rootfs),
+/// with scripted failures, for the engine's volume paths.
+class FakeVolumeFiles : public VolumeFiles {
+ public:
+  struct File {
+    uint64_t size = 0;
+    std::string seeded_from;   // seed_rootfs of the build ("" for empty)
+    int generation = 0;        // bumped on every Create of this path
+  };
+  std::string PathOf(const std::string& sandbox, const std::string& name) const override {
+    return "/fake/volumes/" + sandbox + "/" + name + ".ext4";
+  }
+  Result<BuiltVolume> Create(const VolumeBuild& build) override;
+  Status Grow(const std::string& path, uint64_t size_bytes) override;
+  Status Remove(const std::string& path) override;
+
+  /// The next `n` creations fail with `error` (nothing is left behind).
+  void FailCreates(int n, Status error);
+  std::optional<File> file(const std::string& path) const;
+  std::vector<std::string> calls() const;  // "create web/data", "grow PATH SIZE", "remove PATH"
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, File> files_;
+  std::vector<std::string> calls_;
+  int fail_creates_ = 0;
+  Status fail_error_;
 };
 
 }  // namespace banger::testing
