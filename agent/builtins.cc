@@ -3,6 +3,11 @@
 #include <cstdio>
 
 namespace banger::agent {
+
+int BuiltinTar(const std::vector<std::string>& argv);    // builtin_tar.cc
+int BuiltinUntar(const std::vector<std::string>& argv);  // builtin_tar.cc
+int BuiltinStat(const std::vector<std::string>& argv);   // builtin_tar.cc
+
 namespace {
 
 int Help(const std::vector<std::string>&) {
@@ -19,6 +24,9 @@ const std::vector<Builtin>& Builtins() {
   // One line per builtin; each lives in its own builtin_*.cc.
   static const std::vector<Builtin> all = {
       {"help", &Help, "list the builtins"},
+      {"tar", &BuiltinTar, "[-C DIR] PATH...: a tar stream of PATHs on stdout"},
+      {"untar", &BuiltinUntar, "DEST: extracts the tar stream on stdin under DEST"},
+      {"stat", &BuiltinStat, "PATH: prints directory, file, other or missing"},
   };
   return all;
 }

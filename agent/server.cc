@@ -34,6 +34,7 @@ namespace proto = banger::agent_protocol;
 namespace {
 
 constexpr size_t kOutbufHighWater = 4u << 20;  // stop reading children above this
+constexpr size_t kStdinHighWater = 4u << 20;   // stop reading the channel above this
 constexpr int64_t kExitDrainGraceMs = 2000;    // wait this long for output EOF after exit
 
 int64_t MonoMs() {
@@ -191,8 +192,14 @@ class Server {
       }
     }
     if (Connected()) {
-      add(conn_fd_, static_cast<short>(POLLIN | (Pending() > 0 ? POLLOUT : 0)), Slot::kConn,
-          nullptr);
+      // Flow control for large stdin (a tar stream into @banger/untar): stop
+      // reading the channel while a child has more than kStdinHighWater
+      // waiting, so the host's writes block instead of the guest's memory
+      // filling up.
+      size_t backlog = 0;
+      for (auto& [id, s] : sessions_) backlog = std::max(backlog, s->stdin_buf.size());
+      short ev = static_cast<short>((backlog < kStdinHighWater ? POLLIN : 0) | (Pending() > 0 ? POLLOUT : 0));
+      add(conn_fd_, ev, Slot::kConn, nullptr);
     }
     bool can_read_children = Pending() < kOutbufHighWater;
     int64_t now = MonoMs();

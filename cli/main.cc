@@ -20,6 +20,7 @@
 #include "cli/watch_commands.h"
 #include "cli/dns_commands.h"
 #include "cli/network_commands.h"
+#include "cli/guest_files_commands.h"
 #include "reconciler/network_plan.h"
 #include "host/config.h"
 #include "host/host.h"
@@ -756,6 +757,7 @@ int Main(int argc, char** argv) {
   AddWatchCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddNetworkCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddDnsCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
+  AddGuestFilesCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
 
   try {
     app.parse(argc, argv);

@@ -14,6 +14,7 @@
 #include "kernels/catalog.h"
 #include "kernels/oci_fetcher.h"
 #include "oci/puller.h"
+#include "workspace/workspace.h"
 
 namespace banger::host {
 namespace {
@@ -103,6 +104,8 @@ Result<std::unique_ptr<Host>> Host::Open(const HostOptions& options) {
   h->artifacts_ = std::make_unique<ServiceArtifacts>(*h->images_, *h->kernels_);
   h->runtime_ = MakeVmRuntime(h->config_, h->layout_, *h->runner_, *h->clock_);
   h->network_ = network::MakeHostNetworkDriver(*h->runner_, h->config_.netns);
+  h->workspaces_ = std::make_unique<workspace::AgentWorkspaceShipper>(
+      h->WorkspacesDir(), [](const SandboxRecord& rec) { return AgentSocketOf(rec); });
   return h;
 }
 
@@ -111,6 +114,7 @@ EngineOptions Host::DefaultEngineOptions(int parallel) const {
   o.parallel = parallel > 0 ? parallel : config_.parallel;
   o.locks_dir = LocksDir();
   o.network_driver = network_.get();
+  o.workspace_shipper = workspaces_.get();
   return o;
 }
 

@@ -47,6 +47,9 @@ struct EngineOptions {
   /// Bridged networking (bridges, taps, nftables); null: bridged sandboxes
   /// fail with a clear error and networks cannot be applied.
   NetworkDriver* network_driver = nullptr;
+  /// Ships spec.workspace on create and replace; null: a sandbox with a
+  /// workspace fails at the ship_workspace step with a clear error.
+  WorkspaceShipper* workspace_shipper = nullptr;
 };
 
 /// Delay before automatic restart attempt number `failures` + 1:
@@ -162,6 +165,8 @@ class Engine {
   Status BootAndWait(SandboxRecord& record, const SandboxSpec& spec, bool fresh_disk,
                      ChangeResult& result);
   Status DeleteLocked(const std::string& name);
+  /// The ship_workspace step (a fresh disk only: a restart keeps the guest's edits).
+  Status ShipWorkspace(SandboxRecord& record, const SandboxSpec& spec);
   /// Sends every Ready member of `network` its peers as the state has them
   /// now, one push per network at a time. `booted` (just Ready, or just
   /// deleted) is skipped if it booted with that list (`booted_with`).

@@ -38,4 +38,12 @@ std::string_view ToString(HypervisorKind k) {
   return "?";
 }
 
+std::string_view ToString(WorkspaceMode m) {
+  switch (m) {
+    case WorkspaceMode::kTracked: return "tracked";
+    case WorkspaceMode::kFull: return "full";
+  }
+  return "?";
+}
+
 }  // namespace banger

@@ -68,6 +68,22 @@ struct ReadinessSpec {
   bool operator==(const ReadinessSpec&) const = default;
 };
 
+/// tracked: the files at HEAD plus uncommitted changes (and untracked,
+/// non-ignored files when include_untracked). full: the same working tree
+/// plus the whole .git (history). docs/workspaces.md.
+enum class WorkspaceMode { kTracked, kFull };
+inline constexpr char kDefaultWorkspacePath[] = "/root/work";
+
+/// spec.workspace: a host git repository shipped into the guest when the
+/// sandbox is created (and by `banger workspace sync`).
+struct WorkspaceSpec {
+  std::string source;                     // host path (resolved relative to the spec file)
+  std::string path = kDefaultWorkspacePath;  // absolute directory in the guest
+  WorkspaceMode mode = WorkspaceMode::kTracked;
+  bool include_untracked = false;
+  bool operator==(const WorkspaceSpec&) const = default;
+};
+
 struct SandboxSpec {
   // metadata
   std::string name;
@@ -86,6 +102,7 @@ struct SandboxSpec {
   ReadinessSpec readiness;
   RestartPolicy restart_policy = RestartPolicy::kAlways;
   HypervisorKind hypervisor = HypervisorKind::kAuto;
+  std::optional<WorkspaceSpec> workspace;
 
   bool operator==(const SandboxSpec&) const = default;
 };
@@ -115,5 +132,6 @@ std::string_view ToString(NetworkMode m);
 std::string_view ToString(Protocol p);
 std::string_view ToString(RestartPolicy p);
 std::string_view ToString(HypervisorKind k);
+std::string_view ToString(WorkspaceMode m);
 
 }  // namespace banger

@@ -118,6 +118,14 @@ std::string SpecJsonSchema() {
   spec_props["readiness"] = readiness;
   spec_props["restartPolicy"] = {{"enum", {"Always", "OnFailure", "Never"}}, {"default", "Always"}};
   spec_props["hypervisor"] = {{"enum", {"auto", "qemu", "firecracker"}}, {"default", "auto"}};
+  spec_props["workspace"] = Obj(
+      {{"source", {{"type", "string"}, {"minLength", 1},
+                   {"description", "Host directory in a git working tree, relative to the spec file."}}},
+       {"path", {{"type", "string"}, {"pattern", "^/."}, {"default", kDefaultWorkspacePath},
+                 {"description", "Absolute directory in the guest."}}},
+       {"mode", {{"enum", {"tracked", "full"}}, {"default", "tracked"}}},
+       {"includeUntracked", {{"type", "boolean"}, {"default", false}}}},
+      J::array({"source"}));
   J spec = Obj(spec_props, J::array({"image"}));
 
   J metadata = Obj(
