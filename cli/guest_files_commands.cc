@@ -64,7 +64,8 @@ Status CopyIn(AgentConnection& conn, const fs::path& src, const GuestRef& dst) {
   if (ec || !fs::exists(st)) return NotFound(src.string() + " does not exist");
   BANGER_ASSIGN_OR_RETURN(std::string kind, workspace::GuestPathKind(conn, dst.path));
   std::string dir, name;
-  if (kind == "directory") {
+  // A trailing '/' names a directory (created when missing): copy into it.
+  if (kind == "directory" || (kind == "missing" && dst.path.size() > 1 && dst.path.back() == '/')) {
     dir = dst.path;
     name = Basename(fs::absolute(src).lexically_normal().string());
     if (name.empty() || name == "." || name == "/") return InvalidArgument("cannot copy " + src.string() + " by that name");
@@ -114,8 +115,8 @@ void AddGuestFilesCommands(CLI::App& app, HostOpener open_host, int& exit_code) 
       "  banger cp ./src web:/root/          # to /root/src in the guest\n"
       "  banger cp web:/var/log/app.log .     # to ./app.log\n"
       "  banger cp web:/etc ./etc-copy        # a directory, modes and symlinks kept\n"
-      "Like docker cp: into an existing directory the source keeps its name, otherwise it is\n"
-      "created under the destination's name. Ownership is not kept (files belong to the\n"
+      "Like docker cp: into an existing directory (or a guest path ending in '/') the source\n"
+      "keeps its name, otherwise it is created under the destination's name. Ownership is not kept (files belong to the\n"
       "receiving side's user); modes, symlinks and modification times are.");
   auto* cp_src = new std::string;
   auto* cp_dst = new std::string;
