@@ -564,6 +564,7 @@ Status Engine::DeleteLocked(const std::string& name) {
     }
     BANGER_ASSIGN_OR_RETURN(std::string network, networks_.Detach(r));
     BANGER_RETURN_IF_ERROR(store_.DeleteSandbox(name));
+    if (options_.workspace_shipper != nullptr) options_.workspace_shipper->Forget(name);
     Event(name, "Normal", "Deleted", "sandbox deleted");
     if (!network.empty()) PushHosts(network, name, nullptr);
     return OkStatus();

@@ -107,8 +107,9 @@ TEST_F(EngineTest, WithoutHypervisorApplyFailsClearlyAndRecordsNothing) {
 
 TEST_F(EngineTest, WorkspaceIsShippedOnCreateAndReplaceButNotOnRestart) {
   struct RecordingShipper : WorkspaceShipper {
-    std::vector<std::string> shipped;
+    std::vector<std::string> shipped, forgotten;
     Status result = OkStatus();
+    void Forget(const std::string& sandbox) override { forgotten.push_back(sandbox); }
     Status Ship(const SandboxRecord& rec, const SandboxSpec& spec) override {
       shipped.push_back(rec.name + ":" + spec.workspace->path);
       return result;
@@ -137,6 +138,9 @@ TEST_F(EngineTest, WorkspaceIsShippedOnCreateAndReplaceButNotOnRestart) {
   EXPECT_EQ(shipper.shipped.size(), 2u);
   EXPECT_EQ(Get("web").phase, SandboxPhase::kFailed);
   EXPECT_NE(Get("web").last_error.find("extracting into /root/work"), std::string::npos) << Get("web").last_error;
+  // Deleting the sandbox forgets its shipment.
+  ASSERT_TRUE(e.DeleteSandbox("web").ok());
+  EXPECT_EQ(shipper.forgotten, std::vector<std::string>{"web"});
 }
 
 TEST_F(EngineTest, WorkspaceWithoutAShipperFailsClearly) {

@@ -97,6 +97,8 @@ class WorkspaceShipper {
   virtual ~WorkspaceShipper() = default;
   /// REQUIRES: spec.workspace is set and the guest agent answers.
   virtual Status Ship(const SandboxRecord& record, const SandboxSpec& spec) = 0;
+  /// The sandbox is gone: drops what was recorded about its shipment.
+  virtual void Forget(const std::string& /*sandbox*/) {}
 };
 
 /// A banger bridge as the host should have it.

@@ -436,4 +436,9 @@ Status AgentWorkspaceShipper::Ship(const SandboxRecord& record, const SandboxSpe
   return OkStatus();
 }
 
+void AgentWorkspaceShipper::Forget(const std::string& sandbox) {
+  std::error_code ec;
+  fs::remove(records_dir_ / (sandbox + ".json"), ec);
+}
+
 }  // namespace banger::workspace

@@ -82,6 +82,8 @@ class AgentWorkspaceShipper : public WorkspaceShipper {
   AgentWorkspaceShipper(std::filesystem::path records_dir, SocketOf socket_of)
       : records_dir_(std::move(records_dir)), socket_of_(std::move(socket_of)) {}
   Status Ship(const SandboxRecord& record, const SandboxSpec& spec) override;
+  /// Removes <records_dir>/<sandbox>.json (the host repository's ref stays).
+  void Forget(const std::string& sandbox) override;
 
  private:
   std::filesystem::path records_dir_;
