@@ -234,6 +234,16 @@ TEST(GuestFilesTest, PushReportsTheGuestsRefusal) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("symlink"), std::string::npos) << s.ToString();
   EXPECT_FALSE(fs::exists(agent.dir() / "evil"));
+  // Refused early in a long stream: the guest's reason, not the broken pipe.
+  s = PushArchive(agent.conn(), dest.string(), [&](struct archive* a) -> Status {
+    BANGER_RETURN_IF_ERROR(AddBuffer(a, "escape/evil", "x", 0644));
+    std::string chunk(1 << 20, 'p');
+    for (int i = 0; i < 32; ++i) BANGER_RETURN_IF_ERROR(AddBuffer(a, "pad" + std::to_string(i), chunk, 0644));
+    return OkStatus();
+  });
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("refused"), std::string::npos) << s.ToString();
+  EXPECT_FALSE(fs::exists(agent.dir() / "evil"));
 }
 
 TEST(GuestFilesTest, LargeFileStreamsThroughIntact) {

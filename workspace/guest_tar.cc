@@ -200,13 +200,14 @@ Status PushArchive(AgentConnection& conn, const std::string& guest_dir, const Ar
   // writing gets EPIPE instead of blocking.
   ::shutdown(reader.get(), SHUT_RDWR);
   producer.join();
-  if (!produced.ok()) return produced.WithContext("shipping to " + guest_dir + " in the guest");
-  if (!code.ok()) return code.error().WithContext("extracting into " + guest_dir + " in the guest");
-  if (*code != 0) {
+  // The guest's refusal explains a producer's broken pipe, so it comes first.
+  if (code.ok() && *code != 0) {
     std::string why = ReadBack(err.get()).value_or("");
     return FailedPrecondition("extracting into " + guest_dir + " in the guest failed (exit " +
                               std::to_string(*code) + ")" + (why.empty() ? "" : ": " + why));
   }
+  if (!produced.ok()) return produced.WithContext("shipping to " + guest_dir + " in the guest");
+  if (!code.ok()) return code.error().WithContext("extracting into " + guest_dir + " in the guest");
   return OkStatus();
 }
 
