@@ -6,6 +6,9 @@ namespace banger::agent {
 
 int BuiltinPorts(const std::vector<std::string>& argv);  // builtin_ports.cc
 int BuiltinStats(const std::vector<std::string>& argv);  // builtin_stats.cc
+int BuiltinTar(const std::vector<std::string>& argv);    // builtin_tar.cc
+int BuiltinUntar(const std::vector<std::string>& argv);  // builtin_tar.cc
+int BuiltinStat(const std::vector<std::string>& argv);   // builtin_tar.cc
 
 namespace {
 
@@ -25,6 +28,9 @@ const std::vector<Builtin>& Builtins() {
       {"help", &Help, "list the builtins"},
       {"ports", &BuiltinPorts, "listening TCP/UDP sockets, one JSON object a line"},
       {"stats", &BuiltinStats, "memory, CPU time, root file system use and uptime as JSON"},
+      {"tar", &BuiltinTar, "[-C DIR] PATH...: a tar stream of PATHs on stdout"},
+      {"untar", &BuiltinUntar, "DEST: extracts the tar stream on stdin under DEST"},
+      {"stat", &BuiltinStat, "PATH: prints directory, file, other or missing"},
   };
   return all;
 }

@@ -34,6 +34,7 @@ namespace proto = banger::agent_protocol;
 namespace {
 
 constexpr size_t kOutbufHighWater = 4u << 20;  // stop reading children above this
+constexpr size_t kStdinHighWater = 1u << 20;   // stop reading the channel above this
 constexpr int64_t kExitDrainGraceMs = 2000;    // wait this long for output EOF after exit
 
 int64_t MonoMs() {
@@ -191,8 +192,14 @@ class Server {
       }
     }
     if (Connected()) {
-      add(conn_fd_, static_cast<short>(POLLIN | (Pending() > 0 ? POLLOUT : 0)), Slot::kConn,
-          nullptr);
+      // Flow control for large stdin (a tar stream into @banger/untar): stop
+      // reading the channel while a child has more than kStdinHighWater
+      // waiting, so the host's writes block instead of the guest's memory
+      // filling up.
+      size_t backlog = 0;
+      for (auto& [id, s] : sessions_) backlog = std::max(backlog, s->stdin_buf.size());
+      short ev = static_cast<short>((backlog < kStdinHighWater ? POLLIN : 0) | (Pending() > 0 ? POLLOUT : 0));
+      add(conn_fd_, ev, Slot::kConn, nullptr);
     }
     bool can_read_children = Pending() < kOutbufHighWater;
     int64_t now = MonoMs();
@@ -448,6 +455,11 @@ class Server {
       std::string e = std::string("pipe: ") + std::strerror(errno);
       cleanup();
       return e;
+    } else {
+      // Bigger pipes: fewer wake-ups per MiB for streams (tar in and out).
+      // Best effort: the limit (/proc/sys/fs/pipe-max-size) may refuse it.
+      ::fcntl(in[1], F_SETPIPE_SZ, 1 << 20);
+      ::fcntl(out[0], F_SETPIPE_SZ, 1 << 20);
     }
     std::vector<std::string> env = MergeEnv(opts_.base_env, req.env);
     if (req.tty && std::none_of(env.begin(), env.end(),
@@ -543,18 +555,26 @@ class Server {
   }
 
   void WriteStdin(Session& s, int& fd) {
-    while (fd >= 0 && !s.stdin_buf.empty()) {
-      ssize_t n = ::write(fd, s.stdin_buf.data(), s.stdin_buf.size());
+    // Written from an offset and erased once: erasing the front after every
+    // pipe-sized write moved the whole backlog each time (quadratic, and
+    // slow under TCG when a tar stream fills the buffer).
+    size_t off = 0;
+    while (fd >= 0 && off < s.stdin_buf.size()) {
+      ssize_t n = ::write(fd, s.stdin_buf.data() + off, s.stdin_buf.size() - off);
       if (n > 0) {
-        s.stdin_buf.erase(0, static_cast<size_t>(n));
+        off += static_cast<size_t>(n);
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        s.stdin_buf.erase(0, off);
+        return;
+      }
       s.stdin_buf.clear();  // reader gone (EPIPE): drop input
       if (!s.tty) CloseFd(fd);
       return;
     }
+    s.stdin_buf.erase(0, off);
     if (!s.tty && s.stdin_eof && s.stdin_buf.empty()) CloseFd(s.in_fd);
   }
 

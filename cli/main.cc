@@ -25,6 +25,7 @@
 #include "cli/network_commands.h"
 #include "cli/ssh_commands.h"
 #include "cli/volume_commands.h"
+#include "cli/guest_files_commands.h"
 #include "reconciler/network_plan.h"
 #include "host/config.h"
 #include "host/host.h"
@@ -669,6 +670,7 @@ int Main(int argc, char** argv) {
   std::vector<std::string> raw_args(argv, argv + argc);
   AddRunCommands(app, g, exit_code, &raw_args);
   AddCompletionCommands(app, g, exit_code);
+  AddGuestFilesCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
 
   EndFootersWithNewline(app);
   try {

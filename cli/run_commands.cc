@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -18,6 +19,7 @@
 #include "cli/output.h"
 #include "cli/vm_commands.h"
 #include "spec/names.h"
+#include "workspace/workspace.h"
 
 namespace banger::cli {
 namespace {
@@ -152,11 +154,21 @@ Result<std::string> RunSpecYaml(const RunFlags& f, const host::Config& config) {
   if (network != "bridged" && network != "user" && network != "isolated" && network != "none") {
     return InvalidArgument("--network " + network + ": must be bridged, user, isolated or none");
   }
+  std::optional<WorkspaceSpec> workspace;
   if (!f.path.empty()) {
-    // INTEGRATION(workspace): once spec.workspace exists, this is the one
-    // place that sets it: emit `workspace: {source: <absolute f.path>}` under
-    // spec: below (and drop this error).
-    return FailedPrecondition("PATH " + f.path + ": workspaces are not available yet in this build of banger");
+    const std::string mode = f.workspace_mode.empty() ? "tracked" : f.workspace_mode;
+    if (mode != "tracked" && mode != "full") {
+      return InvalidArgument("--workspace-mode " + mode + ": must be tracked or full");
+    }
+    if (mode == "full" && f.include_untracked) {
+      return InvalidArgument("--include-untracked: only with --workspace-mode tracked");
+    }
+    auto ws = workspace::WorkspaceSpecForPath(
+        f.path, mode == "full" ? WorkspaceMode::kFull : WorkspaceMode::kTracked, f.include_untracked);
+    if (!ws) return ws.error().WithContext("PATH " + f.path);
+    workspace = std::move(*ws);
+  } else if (!f.workspace_mode.empty() || f.include_untracked) {
+    return InvalidArgument("--workspace-mode and --include-untracked need a PATH (the repository to ship)");
   }
   YAML::Emitter e;
   e << YAML::BeginMap;
@@ -189,6 +201,14 @@ Result<std::string> RunSpecYaml(const RunFlags& f, const host::Config& config) {
       // Always quoted: the loader keeps the text as written.
       e << YAML::Key << key << YAML::Value << YAML::DoubleQuoted << kv.substr(eq + 1);
     }
+    e << YAML::EndMap;
+  }
+  if (workspace) {
+    e << YAML::Key << "workspace" << YAML::Value << YAML::BeginMap;
+    e << YAML::Key << "source" << YAML::Value << YAML::DoubleQuoted << workspace->source;
+    e << YAML::Key << "path" << YAML::Value << workspace->path;
+    e << YAML::Key << "mode" << YAML::Value << std::string(ToString(workspace->mode));
+    if (workspace->include_untracked) e << YAML::Key << "includeUntracked" << YAML::Value << true;
     e << YAML::EndMap;
   }
   e << YAML::EndMap << YAML::EndMap;
@@ -237,6 +257,9 @@ void AddRunCommands(CLI::App& app, const Globals& g, int& exit_code, const std::
   auto* rm = run->add_flag("--rm", st->rm, "Delete the sandbox when the command ends (also on failure or Ctrl-C)");
   auto* detach = run->add_flag("-d,--detach", st->detach, "Leave the sandbox running and print its name");
   rm->excludes(detach);
+  run->add_option("--workspace-mode", fl.workspace_mode, "With PATH: tracked (HEAD + uncommitted changes, default) or full (with history)")
+      ->check(CLI::IsMember({"tracked", "full"}));
+  run->add_flag("--include-untracked", fl.include_untracked, "With PATH in tracked mode: also ship untracked, non-ignored files");
   run->add_flag("--dry-run", st->dry_run, "Print the spec as YAML (for `banger apply -f`) and do nothing");
   // PATH and CMD: CLI11 fills positionals in order, whether or not they
   // follow `--`, so the callback splits them again at the `--` of the
@@ -374,7 +397,9 @@ void AddRunCommands(CLI::App& app, const Globals& g, int& exit_code, const std::
     std::atomic<bool> finished{false};
     Result<int> code = Internal("not run");
     std::thread runner([&] {
-      code = RunInteractiveExec(*rec, argv, {}, "", true, tty);
+      // With a workspace, the command starts in it.
+      const auto& ws = specs.specs.front().spec.workspace;
+      code = RunInteractiveExec(*rec, argv, {}, ws ? ws->path : "", true, tty);
       finished = true;
       std::lock_guard<std::mutex> l(signals.mu());
       signals.cv().notify_all();

@@ -27,6 +27,8 @@ struct RunFlags {
   std::vector<std::string> env;    // KEY=VALUE
   std::string network;
   std::string path;                // workspace: a host git repository
+  std::string workspace_mode;      // tracked (default) | full
+  bool include_untracked = false;  // tracked: also untracked, non-ignored files
 };
 
 /// The sandbox spec `banger run` applies, as a YAML document that `banger

@@ -15,6 +15,7 @@
 #include "kernels/catalog.h"
 #include "kernels/oci_fetcher.h"
 #include "oci/puller.h"
+#include "workspace/workspace.h"
 
 namespace banger::host {
 namespace {
@@ -105,6 +106,8 @@ Result<std::unique_ptr<Host>> Host::Open(const HostOptions& options) {
   h->runtime_ = MakeVmRuntime(h->config_, h->layout_, *h->runner_, *h->clock_);
   h->network_ = network::MakeHostNetworkDriver(*h->runner_, h->config_.netns);
   h->volumes_ = MakeVolumeFiles(*h->runner_, VolumesDir(h->layout_));
+  h->workspaces_ = std::make_unique<workspace::AgentWorkspaceShipper>(
+      h->WorkspacesDir(), [](const SandboxRecord& rec) { return AgentSocketOf(rec); });
   return h;
 }
 
@@ -114,6 +117,7 @@ EngineOptions Host::DefaultEngineOptions(int parallel) const {
   o.locks_dir = LocksDir();
   o.network_driver = network_.get();
   o.volumes = volumes_.get();
+  o.workspace_shipper = workspaces_.get();
   return o;
 }
 

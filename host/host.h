@@ -59,6 +59,9 @@ class Host {
   /// Engine options as MakeEngine uses them (for callers that add to them).
   EngineOptions DefaultEngineOptions(int parallel = 0) const;
 
+  /// <state>/workspaces: what was shipped into each sandbox (docs/workspaces.md).
+  std::filesystem::path WorkspacesDir() const { return layout().root / "workspaces"; }
+
   /// <state>/run/locks: one lock file per sandbox being worked on.
   std::filesystem::path LocksDir() const { return layout().run_dir / "locks"; }
   /// <state>/run/watch.lock: held by the one `banger watch` of this state dir.
@@ -85,6 +88,7 @@ class Host {
   std::unique_ptr<SandboxRuntime> runtime_;
   std::unique_ptr<NetworkDriver> network_;
   std::unique_ptr<VolumeFiles> volumes_;   // spec.volumes (host/volume_files.h)
+  std::unique_ptr<WorkspaceShipper> workspaces_;
 };
 
 }  // namespace banger::host

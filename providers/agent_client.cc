@@ -21,6 +21,10 @@ using std::chrono::steady_clock;
 
 namespace {
 
+// ExecInteractive stops reading its input fd while this much is queued for
+// the agent, so a large stream (a tar of a workspace) is never held in memory.
+constexpr size_t kInputHighWater = 1u << 20;
+
 int MsUntil(SteadyTime deadline) {
   auto left = std::chrono::duration_cast<milliseconds>(deadline - steady_clock::now()).count();
   if (left <= 0) return 0;
@@ -164,7 +168,7 @@ class SocketAgentConnection final : public AgentConnection {
       nfds_t n = 0;
       pfds[n++] = {fd_, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0};
       int in_idx = -1, winch_idx = -1;
-      if (in_open) {
+      if (in_open && out_.size() < kInputHighWater) {  // flow control: the guest sets the pace
         in_idx = static_cast<int>(n);
         pfds[n++] = {io.in_fd, POLLIN, 0};
       }

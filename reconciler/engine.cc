@@ -363,6 +363,20 @@ Status Engine::Restart(const Change& change, const SandboxRecord& current, Chang
   return BootAndWait(rec, change.desired->spec, /*fresh_disk=*/false, result);
 }
 
+// Workspaces (docs/workspaces.md): the repository goes in after the agent
+// answers and before provision, so provision commands can build it.
+Status Engine::ShipWorkspace(SandboxRecord& rec, const SandboxSpec& spec) {
+  const WorkspaceSpec& ws = *spec.workspace;
+  return RunStep(rec.name, "ship_workspace", ws.source + " -> " + ws.path, [&]() -> Status {
+    if (options_.workspace_shipper == nullptr) {
+      return FailedPrecondition("spec.workspace is set but this banger cannot ship workspaces");
+    }
+    BANGER_RETURN_IF_ERROR(options_.workspace_shipper->Ship(rec, spec));
+    Event(rec.name, "Normal", "WorkspaceShipped", ws.source + " (" + std::string(ToString(ws.mode)) + ") -> " + ws.path);
+    return OkStatus();
+  });
+}
+
 Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fresh_disk,
                            ChangeResult& result) {
   const std::string& name = rec.name;
@@ -443,6 +457,11 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
 
   s = RunStep(name, "wait_agent", "", [&] { return runtime_->WaitAgent(rec, options_.agent_timeout); });
   if (!s.ok()) return fail(s);
+
+  if (fresh_disk && spec.workspace) {
+    s = ShipWorkspace(rec, spec);
+    if (!s.ok()) return fail(s);
+  }
 
   if (!rec.provisioned && !spec.provision.empty()) {
     s = RunStep(name, "provision", std::to_string(spec.provision.size()) + " commands", [&]() -> Status {
@@ -560,6 +579,7 @@ Status Engine::DeleteLocked(const std::string& name) {
     }
     BANGER_ASSIGN_OR_RETURN(std::string network, networks_.Detach(r));
     BANGER_RETURN_IF_ERROR(store_.DeleteSandbox(name));
+    if (options_.workspace_shipper != nullptr) options_.workspace_shipper->Forget(name);
     Event(name, "Normal", "Deleted", "sandbox deleted");
     if (!network.empty()) PushHosts(network, name, nullptr);
     return OkStatus();

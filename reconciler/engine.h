@@ -50,6 +50,9 @@ struct EngineOptions {
   /// Volume files (spec.volumes); null: sandboxes with volumes fail with a
   /// clear error.
   VolumeFiles* volumes = nullptr;
+  /// Ships spec.workspace on create and replace; null: a sandbox with a
+  /// workspace fails at the ship_workspace step with a clear error.
+  WorkspaceShipper* workspace_shipper = nullptr;
 };
 
 /// Delay before automatic restart attempt number `failures` + 1:
@@ -177,6 +180,8 @@ class Engine {
   Result<std::vector<VolumeAttachment>> EnsureVolumes(const SandboxRecord& rec, const SandboxSpec& spec,
                                                       const ImageRecord& image);
   Status RemoveVolumeLocked(const std::string& sandbox, const std::string& name);
+  /// The ship_workspace step (a fresh disk only: a restart keeps the guest's edits).
+  Status ShipWorkspace(SandboxRecord& record, const SandboxSpec& spec);
   /// Sends every Ready member of `network` its peers as the state has them
   /// now, one push per network at a time. `booted` (just Ready, or just
   /// deleted) is skipped if it booted with that list (`booted_with`).

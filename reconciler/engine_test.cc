@@ -105,6 +105,55 @@ TEST_F(EngineTest, WithoutHypervisorApplyFailsClearlyAndRecordsNothing) {
   EXPECT_TRUE(store_->ListSandboxes()->empty());
 }
 
+TEST_F(EngineTest, WorkspaceIsShippedOnCreateAndReplaceButNotOnRestart) {
+  struct RecordingShipper : WorkspaceShipper {
+    std::vector<std::string> shipped, forgotten;
+    Status result = OkStatus();
+    void Forget(const std::string& sandbox) override { forgotten.push_back(sandbox); }
+    Status Ship(const SandboxRecord& rec, const SandboxSpec& spec) override {
+      shipped.push_back(rec.name + ":" + spec.workspace->path);
+      return result;
+    }
+  } shipper;
+  FakeRuntime rt;
+  EngineOptions o;
+  o.locks_dir = dir_.path() / "locks";
+  o.workspace_shipper = &shipper;
+  Engine e(*store_, &rt, artifacts_, clock_, sink_, o);
+  SandboxSpec s = MakeSpec("web");
+  s.workspace = WorkspaceSpec{.source = "/src/repo"};
+  ASSERT_TRUE(e.Apply(PlanFor({s})).ok());
+  EXPECT_EQ(shipper.shipped, std::vector<std::string>{"web:/root/work"});
+  EXPECT_TRUE(store_->UnfinishedOperations()->empty());
+  // A restart (more memory) keeps the disk and the guest's edits: no ship.
+  s.memory_bytes *= 2;
+  ASSERT_TRUE(e.Apply(PlanFor({s})).ok());
+  EXPECT_EQ(shipper.shipped.size(), 1u);
+  // A replace (new disk) ships again; a failing ship fails the sandbox.
+  artifacts_.AddImage("alpine");
+  s.image = "alpine";
+  shipper.result = FailedPrecondition("extracting into /root/work in the guest failed");
+  ApplyReport rep = e.Apply(PlanFor({s}));
+  ASSERT_FALSE(rep.ok());
+  EXPECT_EQ(shipper.shipped.size(), 2u);
+  EXPECT_EQ(Get("web").phase, SandboxPhase::kFailed);
+  EXPECT_NE(Get("web").last_error.find("extracting into /root/work"), std::string::npos) << Get("web").last_error;
+  // Deleting the sandbox forgets its shipment.
+  ASSERT_TRUE(e.DeleteSandbox("web").ok());
+  EXPECT_EQ(shipper.forgotten, std::vector<std::string>{"web"});
+}
+
+TEST_F(EngineTest, WorkspaceWithoutAShipperFailsClearly) {
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  SandboxSpec s = MakeSpec("web");
+  s.workspace = WorkspaceSpec{.source = "/src/repo"};
+  ApplyReport rep = e.Apply(PlanFor({s}));
+  ASSERT_FALSE(rep.ok());
+  EXPECT_NE(rep.results[0].status.message().find("cannot ship workspaces"), std::string::npos)
+      << rep.results[0].status.ToString();
+}
+
 TEST_F(EngineTest, FailureMidApplyIsRecordedAndReapplyConverges) {
   // Given three sandboxes where one boot fails, the others still become Ready,
   // the failed one is recorded Failed with the error, and a re-apply fixes it.

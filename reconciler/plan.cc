@@ -60,6 +60,7 @@ constexpr ClassRule kClassRules[] = {
     {"metadata.labels", FieldClass::kInPlace},
     {"spec.readiness", FieldClass::kInPlace},
     {"spec.restartPolicy", FieldClass::kInPlace},
+    {"spec.workspace", FieldClass::kInPlace},  // takes effect at the next create or `workspace sync`
     {"spec.cpus", FieldClass::kRestart},
     {"spec.memory", FieldClass::kRestart},
     {"spec.network.ports", FieldClass::kInPlace},  // bridged: nftables rules (user mode: restart)

@@ -72,6 +72,17 @@ TEST(PlanTest, LabelChangeIsUpdatedInPlace) {
   EXPECT_EQ(c.diffs[0].field_class, FieldClass::kInPlace);
 }
 
+TEST(PlanTest, AddingAWorkspaceToARunningSandboxIsUpdatedInPlace) {
+  SandboxSpec before = MakeSpec("web");
+  SandboxSpec after = before;
+  after.workspace = WorkspaceSpec{.source = "/src/repo"};
+  Plan p = ComputePlan({MakeDoc(after)}, {Applied(before)}, Opts());
+  const Change& c = Only(p);
+  EXPECT_EQ(c.action, Action::kUpdate);  // shipped at the next create or `workspace sync`
+  ASSERT_FALSE(c.diffs.empty());
+  for (const auto& d : c.diffs) EXPECT_EQ(d.field_class, FieldClass::kInPlace) << d.path;
+}
+
 TEST(PlanTest, MemoryChangeRequiresRestart) {
   SandboxSpec before = MakeSpec("cache");
   SandboxSpec after = before;
@@ -206,6 +217,8 @@ INSTANTIATE_TEST_SUITE_P(
                       ClassCase{"spec.readiness.timeout", FieldClass::kInPlace},
                       ClassCase{"spec.readiness.command", FieldClass::kInPlace},
                       ClassCase{"spec.restartPolicy", FieldClass::kInPlace},
+                      ClassCase{"spec.workspace.source", FieldClass::kInPlace},
+                      ClassCase{"spec.workspace.mode", FieldClass::kInPlace},
                       ClassCase{"spec.cpus", FieldClass::kRestart},
                       ClassCase{"spec.memory", FieldClass::kRestart},
                       ClassCase{"spec.network.mode", FieldClass::kRestart},

@@ -102,6 +102,17 @@ class SandboxRuntime {
   virtual Status UpdateHosts(const SandboxRecord& record, const std::vector<HostEntry>& hosts) = 0;
 };
 
+/// Ships a sandbox's spec.workspace (a host git repository) into its running
+/// guest (workspace/workspace.h implements it over the agent's @banger/untar).
+class WorkspaceShipper {
+ public:
+  virtual ~WorkspaceShipper() = default;
+  /// REQUIRES: spec.workspace is set and the guest agent answers.
+  virtual Status Ship(const SandboxRecord& record, const SandboxSpec& spec) = 0;
+  /// The sandbox is gone: drops what was recorded about its shipment.
+  virtual void Forget(const std::string& /*sandbox*/) {}
+};
+
 /// A banger bridge as the host should have it.
 struct BridgeConfig {
   std::string network;       // banger network name, for messages

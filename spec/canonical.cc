@@ -72,6 +72,14 @@ Json ToJson(const SandboxSpec& s) {
     }
     spec["volumes"] = std::move(volumes);
   }
+  // Only when set, so the canonical form (and so the plan) of every spec
+  // without a workspace is what it was before workspaces existed.
+  if (s.workspace) {
+    spec["workspace"] = {{"source", s.workspace->source},
+                         {"path", s.workspace->path},
+                         {"mode", ToString(s.workspace->mode)},
+                         {"includeUntracked", s.workspace->include_untracked}};
+  }
   return {{"apiVersion", kApiVersion},
           {"kind", kKindSandbox},
           {"metadata", {{"name", s.name}, {"labels", labels}}},
@@ -208,6 +216,16 @@ Result<SandboxSpec> FromJson(const Json& root) {
                             ParseEnum(*j, "spec.restartPolicy",
                                       {RestartPolicy::kAlways, RestartPolicy::kOnFailure,
                                        RestartPolicy::kNever}));
+  }
+  if (const Json* w = Member(sp, "workspace")) {
+    WorkspaceSpec ws;
+    ws.source = w->at("source").get<std::string>();
+    if (const Json* j = Member(*w, "path")) ws.path = j->get<std::string>();
+    if (const Json* j = Member(*w, "mode")) {
+      BANGER_ASSIGN_OR_RETURN(ws.mode, ParseEnum(*j, "spec.workspace.mode", {WorkspaceMode::kTracked, WorkspaceMode::kFull}));
+    }
+    if (const Json* j = Member(*w, "includeUntracked")) ws.include_untracked = j->get<bool>();
+    s.workspace = std::move(ws);
   }
   if (const Json* j = Member(sp, "hypervisor")) {
     BANGER_ASSIGN_OR_RETURN(s.hypervisor,

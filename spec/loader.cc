@@ -41,7 +41,7 @@ const std::vector<std::string> kMetadataFields = {"name", "labels"};
 const std::vector<std::string> kSpecFields = {
     "image", "kernel", "cpus",      "memory",    "disk",          "network",   "ssh",
     "env",   "files",  "provision", "readiness", "restartPolicy", "hypervisor",
-    "volumes"};
+    "volumes", "workspace"};
 const std::vector<std::string> kNetworkFields = {"mode", "name", "address", "ports"};
 const std::vector<std::string> kPortFields = {"host", "guest", "protocol", "address"};
 const std::vector<std::string> kNetworkDocSpecFields = {"subnet", "nat", "isolated"};
@@ -51,6 +51,7 @@ const std::vector<std::string> kReadinessFields = {"command", "timeout"};
 const std::vector<std::string> kVolumeFields = {"name", "mountPath", "size", "seedFrom"};
 constexpr uint64_t kMinVolume = 16 * kMiB;
 constexpr uint64_t kMaxVolume = 64 * kTiB;
+const std::vector<std::string> kWorkspaceFields = {"source", "path", "mode", "includeUntracked"};
 
 /// Quotes a user value for a message: JSON-style escapes, cut at 60 chars.
 std::string Quote(std::string_view s) {
@@ -482,6 +483,7 @@ class DocParser {
           [](const std::string&) { return std::string(); });
     }
     if (const Field* f = Find(*m, "files")) ParseFiles(f->value, spec);
+    if (const Field* f = Find(*m, "workspace")) ParseWorkspace(f->value, spec);
     if (const Field* f = Find(*m, "provision")) {
       if (ExpectSequence(f->value, "spec.provision", "a list of command lines")) {
         std::vector<YamlNode> items = f->value.items();
@@ -829,6 +831,90 @@ class DocParser {
       }
       if (ok) spec.files.push_back(std::move(file));
     }
+  }
+
+  // spec.workspace: {source, path, mode, includeUntracked}. The source must be
+  // a directory inside a git working tree (checked here, so a typo is an
+  // error naming the line, not a failed boot step).
+  void ParseWorkspace(const YamlNode& n, SandboxSpec& spec) {
+    const std::string p = "spec.workspace";
+    auto m = Fields(n, p, kWorkspaceFields);
+    if (!m) return;
+    WorkspaceSpec ws;
+    bool ok = true;
+    if (const Field* f = Find(*m, "source")) {
+      auto v = String(*f, Join(p, "source"));
+      if (!v) {
+        ok = false;
+      } else if (v->empty()) {
+        Error(f->value, Join(p, "source"), "must not be empty");
+        ok = false;
+      } else {
+        fs::path resolved = fs::path(*v);
+        if (resolved.is_relative()) resolved = base_dir_ / resolved;
+        resolved = resolved.lexically_normal();
+        if (resolved.has_filename() == false && resolved != resolved.root_path()) resolved = resolved.parent_path();
+        std::error_code ec;
+        if (!fs::is_directory(resolved, ec)) {
+          Error(f->value, Join(p, "source"),
+                Quote(*v) + " is not a directory (looked for " + resolved.string() + ")");
+          ok = false;
+        } else {
+          bool in_git = false;
+          for (fs::path d = resolved;; d = d.parent_path()) {
+            if (fs::exists(d / ".git", ec)) {
+              in_git = true;
+              break;
+            }
+            if (d == d.parent_path()) break;
+          }
+          if (!in_git) {
+            Error(f->value, Join(p, "source"),
+                  Quote(*v) + " is not inside a git working tree (" + resolved.string() + ")");
+            ok = false;
+          }
+          ws.source = resolved.string();
+        }
+      }
+    } else {
+      Error(n, Join(p, "source"), "required field is missing");
+      ok = false;
+    }
+    if (const Field* f = Find(*m, "path")) {
+      auto v = String(*f, Join(p, "path"));
+      if (!v) {
+        ok = false;
+      } else {
+        std::string path = *v;
+        while (path.size() > 1 && path.back() == '/') path.pop_back();
+        if (std::string problem = GuestPathProblem(path); !problem.empty()) {
+          Error(f->value, Join(p, "path"), problem + ", got " + Quote(*v));
+          ok = false;
+        } else if (path == "/") {
+          Error(f->value, Join(p, "path"), "must be a directory below /, got " + Quote(*v));
+          ok = false;
+        } else {
+          ws.path = path;
+        }
+      }
+    }
+    if (const Field* f = Find(*m, "mode")) {
+      static const EnumTable<WorkspaceMode> kTable = {{"tracked", WorkspaceMode::kTracked},
+                                                      {"full", WorkspaceMode::kFull}};
+      if (auto v = Enum(*f, Join(p, "mode"), kTable)) {
+        ws.mode = *v;
+      } else {
+        ok = false;
+      }
+    }
+    if (const Field* f = Find(*m, "includeUntracked")) {
+      if (auto v = Bool(f->value, Join(p, "includeUntracked"))) {
+        ws.include_untracked = *v;
+      } else {
+        ok = false;
+      }
+    }
+    if (ok) spec.workspace = std::move(ws);
   }
 
   static std::string GuestPathProblem(const std::string& path) {

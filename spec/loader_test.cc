@@ -16,6 +16,24 @@ using spec_test::TempDir;
 
 LoadResult Parse(const std::string& text) { return ParseSpecText(text, "t.yaml"); }
 
+TEST(LoaderTest, ParsesAWorkspaceRelativeToTheSpecFile) {
+  TempDir dir;
+  dir.Write("repo/.git/HEAD", "ref: refs/heads/main\n");
+  dir.Write("repo/src/x.c", "");
+  dir.Write("specs/web.yaml", DocWith("  workspace:\n    source: ../repo/src\n    mode: full\n    includeUntracked: true\n"));
+  LoadResult r = LoadSpecPaths({dir.path() / "specs/web.yaml"});
+  ASSERT_FALSE(r.diagnostics.HasErrors()) << r.diagnostics.ToString();
+  ASSERT_EQ(r.specs.size(), 1u);
+  const auto& ws = r.specs[0].spec.workspace;
+  ASSERT_TRUE(ws.has_value());
+  EXPECT_EQ(ws->source, (dir.path() / "repo/src").string());
+  EXPECT_EQ(ws->path, "/root/work");
+  EXPECT_EQ(ws->mode, WorkspaceMode::kFull);
+  EXPECT_TRUE(ws->include_untracked);
+  // Without the field there is none.
+  EXPECT_FALSE(Parse(DocWith("")).specs.at(0).spec.workspace.has_value());
+}
+
 TEST(LoaderTest, ParsesEveryField) {
   TempDir dir;
   dir.Write("files/motd.txt", "hello from a file\n");
@@ -334,6 +352,26 @@ INSTANTIATE_TEST_SUITE_P(
                  DocWith("  files:\n    - {path: /x, content: a}\n    - {path: /x, content: b}\n"),
                  "t.yaml:9:14: error: spec.files[1].path: \"/x\" is already written by "
                  "spec.files[0]\n"},
+        RuleCase{"WorkspaceSourceMissing", DocWith("  workspace:\n    path: /root/work\n"),
+                 "t.yaml:8:5: error: spec.workspace.source: required field is missing\n"},
+        RuleCase{"WorkspaceSourceNotADirectory", DocWith("  workspace: {source: /nonexistent/banger-repo}\n"),
+                 "t.yaml:7:23: error: spec.workspace.source: \"/nonexistent/banger-repo\" is not a "
+                 "directory (looked for /nonexistent/banger-repo)\n"},
+        RuleCase{"WorkspaceSourceNotInGit", DocWith("  workspace: {source: /proc/self}\n"),
+                 "t.yaml:7:23: error: spec.workspace.source: \"/proc/self\" is not inside a git "
+                 "working tree (/proc/self)\n"},
+        RuleCase{"WorkspaceBadMode", DocWith("  workspace: {source: /proc/self, mode: shallow}\n"),
+                 "t.yaml:7:23: error: spec.workspace.source: \"/proc/self\" is not inside a git "
+                 "working tree (/proc/self)\n"
+                 "t.yaml:7:41: error: spec.workspace.mode: must be one of tracked, full; got \"shallow\"\n"},
+        RuleCase{"WorkspacePathRelative", DocWith("  workspace:\n    source: /proc/self\n    path: work\n"),
+                 "t.yaml:8:13: error: spec.workspace.source: \"/proc/self\" is not inside a git "
+                 "working tree (/proc/self)\n"
+                 "t.yaml:9:11: error: spec.workspace.path: must be an absolute path, got \"work\"\n"},
+        RuleCase{"WorkspaceUnknownField", DocWith("  workspace:\n    source: /proc/self\n    pth: /w\n"),
+                 "t.yaml:8:13: error: spec.workspace.source: \"/proc/self\" is not inside a git "
+                 "working tree (/proc/self)\n"
+                 "t.yaml:9:5: error: spec.workspace.pth: unknown field (did you mean \"path\"?)\n"},
         RuleCase{"EmptyProvisionCommand", DocWith("  provision:\n    - \"  \"\n"),
                  "t.yaml:8:7: error: spec.provision[0]: must be a non-empty command line\n"},
         RuleCase{"ProvisionNotAList", DocWith("  provision: apt-get update\n"),

@@ -46,4 +46,12 @@ std::string_view ToString(VolumeSeed s) {
   return "?";
 }
 
+std::string_view ToString(WorkspaceMode m) {
+  switch (m) {
+    case WorkspaceMode::kTracked: return "tracked";
+    case WorkspaceMode::kFull: return "full";
+  }
+  return "?";
+}
+
 }  // namespace banger

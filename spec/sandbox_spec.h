@@ -81,6 +81,22 @@ struct VolumeSpec {
   bool operator==(const VolumeSpec&) const = default;
 };
 
+/// tracked: the files at HEAD plus uncommitted changes (and untracked,
+/// non-ignored files when include_untracked). full: the same working tree
+/// plus the whole .git (history). docs/workspaces.md.
+enum class WorkspaceMode { kTracked, kFull };
+inline constexpr char kDefaultWorkspacePath[] = "/root/work";
+
+/// spec.workspace: a host git repository shipped into the guest when the
+/// sandbox is created (and by `banger workspace sync`).
+struct WorkspaceSpec {
+  std::string source;                     // host path (resolved relative to the spec file)
+  std::string path = kDefaultWorkspacePath;  // absolute directory in the guest
+  WorkspaceMode mode = WorkspaceMode::kTracked;
+  bool include_untracked = false;
+  bool operator==(const WorkspaceSpec&) const = default;
+};
+
 struct SandboxSpec {
   // metadata
   std::string name;
@@ -100,6 +116,7 @@ struct SandboxSpec {
   RestartPolicy restart_policy = RestartPolicy::kAlways;
   HypervisorKind hypervisor = HypervisorKind::kAuto;
   std::vector<VolumeSpec> volumes;     // sorted by name (NormalizeSpec)
+  std::optional<WorkspaceSpec> workspace;
 
   bool operator==(const SandboxSpec&) const = default;
 };
@@ -130,5 +147,6 @@ std::string_view ToString(Protocol p);
 std::string_view ToString(RestartPolicy p);
 std::string_view ToString(HypervisorKind k);
 std::string_view ToString(VolumeSeed s);
+std::string_view ToString(WorkspaceMode m);
 
 }  // namespace banger

@@ -131,6 +131,14 @@ std::string SpecJsonSchema() {
   spec_props["volumes"] = {{"type", "array"},
                            {"items", volume},
                            {"description", "Persistent ext4 disks kept across restart and replace (docs/volumes.md)."}};
+  spec_props["workspace"] = Obj(
+      {{"source", {{"type", "string"}, {"minLength", 1},
+                   {"description", "Host directory in a git working tree, relative to the spec file."}}},
+       {"path", {{"type", "string"}, {"pattern", "^/."}, {"default", kDefaultWorkspacePath},
+                 {"description", "Absolute directory in the guest."}}},
+       {"mode", {{"enum", {"tracked", "full"}}, {"default", "tracked"}}},
+       {"includeUntracked", {{"type", "boolean"}, {"default", false}}}},
+      J::array({"source"}));
   J spec = Obj(spec_props, J::array({"image"}));
 
   J metadata = Obj(

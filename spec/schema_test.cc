@@ -46,7 +46,9 @@ TEST(SchemaTest, DescribesEveryFieldAndForbidsOthers) {
   EXPECT_EQ(Keys(spec.at("properties")),
             (std::set<std::string>{"image", "kernel", "cpus", "memory", "disk", "network", "ssh",
                                    "env", "files", "provision", "readiness", "restartPolicy",
-                                   "hypervisor", "volumes"}));
+                                   "hypervisor", "volumes", "workspace"}));
+  EXPECT_EQ(Keys(spec.at("properties").at("workspace").at("properties")),
+            (std::set<std::string>{"source", "path", "mode", "includeUntracked"}));
   const json& sp = spec.at("properties");
   EXPECT_EQ(Keys(sp.at("network").at("properties")), (std::set<std::string>{"mode", "name", "address", "ports"}));
   EXPECT_EQ(Keys(sp.at("network").at("properties").at("ports").at("items").at("properties")),

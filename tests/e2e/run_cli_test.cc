@@ -13,12 +13,14 @@
 #include "base/strings.h"
 #include "spec/loader.h"
 #include "state/state_store.h"
+#include "sources/git_testing.h"
 #include "tests/support/test_util.h"
 
 namespace banger {
 namespace {
 
 using testing::TempDir;
+namespace fs = std::filesystem;
 
 class RunCliTest : public ::testing::Test {
  protected:
@@ -143,10 +145,35 @@ TEST_F(RunCliTest, BadFlagsAreNamedAndExitSixtyFour) {
   }
 }
 
-TEST_F(RunCliTest, AWorkspacePathIsRefusedClearlyUntilWorkspacesExist) {
-  CommandOutput out = Banger({"run", "--dry-run", dir_.path().string(), "--", "ls"});
-  EXPECT_EQ(out.exit_code, 1) << out.stderr_data;
-  EXPECT_NE(out.stderr_data.find("workspaces are not available yet"), std::string::npos) << out.stderr_data;
+TEST_F(RunCliTest, AWorkspacePathBecomesSpecWorkspaceAndANonRepositoryIsRefused) {
+  fs::path repo = dir_.path() / "repo";
+  fs::create_directories(repo);
+  testing::RunGit(*runner_, dir_.path(), {"init", "-q", repo.string()});
+  CommandOutput out = Banger({"run", "--dry-run", "--name", "ws", repo.string(), "--", "ls"});
+  ASSERT_EQ(out.exit_code, 0) << out.stderr_data;
+  LoadResult parsed = ParseSpecText(out.stdout_data, "printed.yaml");
+  ASSERT_FALSE(parsed.diagnostics.HasErrors()) << parsed.diagnostics.ToString() << out.stdout_data;
+  ASSERT_EQ(parsed.specs.size(), 1u);
+  const auto& ws = parsed.specs[0].spec.workspace;
+  ASSERT_TRUE(ws.has_value()) << out.stdout_data;
+  EXPECT_EQ(fs::path(ws->source), fs::weakly_canonical(repo)) << out.stdout_data;
+  EXPECT_EQ(ws->path, "/root/work");
+  EXPECT_EQ(ws->mode, WorkspaceMode::kTracked);
+
+  CommandOutput full = Banger({"run", "--dry-run", "--workspace-mode", "full", repo.string()});
+  ASSERT_EQ(full.exit_code, 0) << full.stderr_data;
+  EXPECT_NE(full.stdout_data.find("mode: full"), std::string::npos) << full.stdout_data;
+
+  fs::path plain = dir_.path() / "plain";
+  fs::create_directories(plain);
+  CommandOutput refused = Banger({"run", "--dry-run", plain.string(), "--", "ls"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.stderr_data.find("PATH " + plain.string()), std::string::npos) << refused.stderr_data;
+  EXPECT_NE(refused.stderr_data.find("git"), std::string::npos) << refused.stderr_data;
+
+  CommandOutput no_path = Banger({"run", "--dry-run", "--include-untracked"});
+  EXPECT_EQ(no_path.exit_code, 64) << no_path.stderr_data;
+  EXPECT_NE(no_path.stderr_data.find("need a PATH"), std::string::npos) << no_path.stderr_data;
 }
 
 TEST_F(RunCliTest, BashCompletionLoadsAndCompletesCommandsFlagsAndLiveSandboxNames) {

@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "sources/git_testing.h"
 #include "tests/e2e/vm_fixture.h"
 
 namespace banger::e2e {
@@ -40,6 +41,26 @@ TEST_F(RunTest, RmRunsTheCommandPassesItsExitCodeAndLeavesNothing) {
   EXPECT_NE(out.stderr_data.find("err\n"), std::string::npos) << out.stderr_data;
   EXPECT_NE(out.stderr_data.find("exit-42: deleted"), std::string::npos) << out.stderr_data;
   ExpectNothingLeftOf("exit-42");
+}
+
+TEST_F(RunTest, RmWithARepositorySeesItsCommittedFileAndUncommittedEditAndLeavesNothing) {
+  fs::path repo = dir_.path() / "repo";
+  fs::create_directories(repo);
+  auto git = [&](const std::vector<std::string>& args) { return testing::RunGit(*runner_, dir_.path(), args); };
+  git({"init", "-q", "-b", "main", repo.string()});
+  Write("repo/committed.txt", "from a commit\n");
+  Write("repo/edited.txt", "before\n");
+  git({"-C", repo.string(), "add", "-A"});
+  git({"-C", repo.string(), "commit", "-q", "-m", "initial"});
+  Write("repo/edited.txt", "after an uncommitted edit\n");
+
+  guard_.Track("ws-run");
+  // The command starts in the workspace (/root/work), so relative paths work.
+  CommandOutput out = Banger({"run", "--rm", "--name", "ws-run", "--memory", "256MiB", repo.string(), "--", "cat",
+                              "committed.txt", "edited.txt"});
+  EXPECT_EQ(out.exit_code, 0) << out.stdout_data << out.stderr_data << "\nconsole:\n" << Logs("ws-run");
+  EXPECT_EQ(out.stdout_data, "from a commit\nafter an uncommitted edit\n");
+  ExpectNothingLeftOf("ws-run");
 }
 
 TEST_F(RunTest, DetachedSandboxTakesExecAndSurvivesAPruneOfASpecDirectory) {
