@@ -237,24 +237,26 @@ bool WaitForPath(const std::string& path, int timeout_ms) {
   return true;
 }
 
-// Finds the virtio-serial port named `name`; returns /dev/<vportNpM> (created
-// from sysfs' dev numbers if devtmpfs lacks the node) or "".
-std::string FindPort(const std::string& name, int timeout_ms) {
+// Finds the device under `sys_class` (e.g. /sys/block) whose sysfs file
+// `attribute` holds `value`; returns /dev/<entry> (created as `node_type`
+// from sysfs' dev numbers if devtmpfs lacks the node), or "" after the timeout.
+std::string FindDevice(const char* sys_class, const char* attribute, const std::string& value, mode_t node_type,
+                       int timeout_ms) {
   int64_t deadline = MonoMs() + timeout_ms;
   while (true) {
-    if (DIR* d = ::opendir("/sys/class/virtio-ports")) {
+    if (DIR* d = ::opendir(sys_class)) {
       while (dirent* e = ::readdir(d)) {
         if (e->d_name[0] == '.') continue;
-        std::string base = std::string("/sys/class/virtio-ports/") + e->d_name;
-        std::string port_name;
-        if (!ReadFile(base + "/name", &port_name) || Trim(port_name) != name) continue;
+        std::string base = std::string(sys_class) + "/" + e->d_name;
+        std::string text;
+        if (!ReadFile(base + "/" + attribute, &text) || Trim(text) != value) continue;
         std::string dev = std::string("/dev/") + e->d_name;
         ::closedir(d);
         if (::access(dev.c_str(), F_OK) != 0) {
           std::string numbers;
           unsigned maj = 0, min = 0;
           if (ReadFile(base + "/dev", &numbers) && std::sscanf(numbers.c_str(), "%u:%u", &maj, &min) == 2) {
-            ::mknod(dev.c_str(), S_IFCHR | 0600, makedev(maj, min));
+            ::mknod(dev.c_str(), node_type | 0600, makedev(maj, min));
           }
         }
         return dev;
@@ -264,6 +266,11 @@ std::string FindPort(const std::string& name, int timeout_ms) {
     if (MonoMs() > deadline) return "";
     SleepMs(20);
   }
+}
+
+// Finds the virtio-serial port named `name`: /dev/<vportNpM>, or "".
+std::string FindPort(const std::string& name, int timeout_ms) {
+  return FindDevice("/sys/class/virtio-ports", "name", name, S_IFCHR, timeout_ms);
 }
 
 // ---- network ----------------------------------------------------------------
@@ -330,33 +337,9 @@ void ConfigureNetwork(const AgentConfig& c) {
 
 // ---- inside the new root ----------------------------------------------------
 
-// The block device whose virtio-blk serial is `serial` ("/dev/vdX", the node
-// made from sysfs' numbers if devtmpfs lacks it), or "" after the timeout.
+// The block device whose virtio-blk serial is `serial` ("/dev/vdX"), or "".
 std::string FindDiskBySerial(const std::string& serial, int timeout_ms) {
-  int64_t deadline = MonoMs() + timeout_ms;
-  while (true) {
-    if (DIR* d = ::opendir("/sys/block")) {
-      while (dirent* e = ::readdir(d)) {
-        if (e->d_name[0] == '.') continue;
-        std::string base = std::string("/sys/block/") + e->d_name;
-        std::string text;
-        if (!ReadFile(base + "/serial", &text) || Trim(text) != serial) continue;
-        std::string dev = std::string("/dev/") + e->d_name;
-        ::closedir(d);
-        if (::access(dev.c_str(), F_OK) != 0) {
-          std::string numbers;
-          unsigned maj = 0, min = 0;
-          if (ReadFile(base + "/dev", &numbers) && std::sscanf(numbers.c_str(), "%u:%u", &maj, &min) == 2) {
-            ::mknod(dev.c_str(), S_IFBLK | 0600, makedev(maj, min));
-          }
-        }
-        return dev;
-      }
-      ::closedir(d);
-    }
-    if (MonoMs() > deadline) return "";
-    SleepMs(20);
-  }
+  return FindDevice("/sys/block", "serial", serial, S_IFBLK, timeout_ms);
 }
 
 // Mounts every persistent volume at its mountPath inside the new root (we are

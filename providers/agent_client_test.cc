@@ -18,6 +18,7 @@
 
 #include "base/command_runner.h"
 #include "base/files.h"
+#include "providers/agent_testing.h"
 
 namespace banger {
 namespace {
@@ -27,43 +28,11 @@ namespace proto = agent_protocol;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-class AgentProcess {
+// with_hosts_file: the agent's SET_HOSTS writes dir()/hosts (else it has none).
+class AgentProcess : public testing::HostAgent {
  public:
-  // with_hosts_file: the agent's SET_HOSTS writes dir()/hosts (else it has none).
-  explicit AgentProcess(bool with_hosts_file = false) {
-    auto dir = MakeTempDir("agent-client-test");
-    EXPECT_TRUE(dir.ok());
-    dir_ = *dir;
-    socket_ = dir_ / "agent.sock";
-    runner_ = MakePosixCommandRunner();
-    std::vector<std::string> argv = {BANGER_AGENT_PATH, "--serve-unix", socket_.string(), "--env", "BANGER_TEST=1"};
-    if (with_hosts_file) argv.insert(argv.end(), {"--hosts-file", (dir_ / "hosts").string()});
-    auto id = runner_->StartDetached({.argv = argv, .log_file = dir_ / "agent.log"});
-    EXPECT_TRUE(id.ok()) << id.error().ToString();
-    if (id) id_ = *id;
-  }
-  ~AgentProcess() {
-    if (ProcessAlive(id_)) (void)SignalProcess(id_, SIGKILL);
-    for (int i = 0; i < 200 && ProcessAlive(id_); ++i) ::usleep(10000);
-    (void)RemoveAll(dir_);
-  }
-  const fs::path& socket() const { return socket_; }
-  const fs::path& dir() const { return dir_; }
-  const ProcessIdentity& id() const { return id_; }
-
-  std::unique_ptr<AgentConnection> Connect() {
-    auto c = ConnectAgent(socket_, steady_clock::now() + milliseconds(5000));
-    EXPECT_TRUE(c.ok()) << c.error().ToString();
-    if (!c) return nullptr;
-    auto hello = (*c)->WaitHello(steady_clock::now() + milliseconds(5000));
-    EXPECT_TRUE(hello.ok()) << hello.error().ToString();
-    return std::move(*c);
-  }
-
- private:
-  fs::path dir_, socket_;
-  std::unique_ptr<CommandRunner> runner_;
-  ProcessIdentity id_;
+  explicit AgentProcess(bool with_hosts_file = false)
+      : HostAgent({.tag = "agent-client-test", .env = {"BANGER_TEST=1"}, .hosts_file = with_hosts_file}) {}
 };
 
 TEST(AgentClientTest, HelloReportsVersionAndMode) {

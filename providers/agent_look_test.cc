@@ -17,6 +17,7 @@
 #include "base/files.h"
 #include "base/strings.h"
 #include "providers/agent_client.h"
+#include "providers/agent_testing.h"
 
 namespace banger {
 namespace {
@@ -25,40 +26,19 @@ namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-class Agent {
+class Agent : public testing::HostAgent {
  public:
-  Agent() {
-    auto dir = MakeTempDir("agent-look-test");
-    EXPECT_TRUE(dir.ok());
-    dir_ = *dir;
-    runner_ = MakePosixCommandRunner();
-    auto id = runner_->StartDetached(
-        {.argv = {BANGER_AGENT_PATH, "--serve-unix", (dir_ / "agent.sock").string()}, .log_file = dir_ / "agent.log"});
-    EXPECT_TRUE(id.ok()) << id.error().ToString();
-    if (id) id_ = *id;
-  }
-  ~Agent() {
-    if (ProcessAlive(id_)) (void)SignalProcess(id_, SIGKILL);
-    for (int i = 0; i < 200 && ProcessAlive(id_); ++i) ::usleep(10000);
-    (void)RemoveAll(dir_);
-  }
+  Agent() : HostAgent({.tag = "agent-look-test"}) {}
   ExecResult Run(const std::string& builtin) {
-    auto c = ConnectAgent(dir_ / "agent.sock", steady_clock::now() + milliseconds(5000));
-    EXPECT_TRUE(c.ok()) << c.error().ToString();
+    auto c = Connect();
     if (!c) return {};
-    auto hello = (*c)->WaitHello(steady_clock::now() + milliseconds(5000));
-    EXPECT_TRUE(hello.ok());
     ExecCommand cmd;
     cmd.argv = {builtin};
-    auto r = (*c)->Exec(cmd, "", milliseconds(20000));
+    auto r = c->Exec(cmd, "", milliseconds(20000));
     EXPECT_TRUE(r.ok()) << r.error().ToString();
     return r.ok() ? *r : ExecResult{};
   }
 
- private:
-  fs::path dir_;
-  std::unique_ptr<CommandRunner> runner_;
-  ProcessIdentity id_;
 };
 
 // A socket of `type` bound to 127.0.0.1 on a kernel-chosen port (listening

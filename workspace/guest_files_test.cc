@@ -14,6 +14,7 @@
 
 #include "base/command_runner.h"
 #include "base/files.h"
+#include "providers/agent_testing.h"
 #include "workspace/guest_tar.h"
 #include "workspace/workspace.h"
 
@@ -24,41 +25,9 @@ namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-class AgentProcess {
+class AgentProcess : public testing::HostAgent {
  public:
-  AgentProcess() {
-    auto dir = MakeTempDir("guest-files-test");
-    EXPECT_TRUE(dir.ok());
-    dir_ = *dir;
-    runner_ = MakePosixCommandRunner();
-    auto id = runner_->StartDetached(
-        {.argv = {BANGER_AGENT_PATH, "--serve-unix", (dir_ / "agent.sock").string()}, .log_file = dir_ / "agent.log"});
-    EXPECT_TRUE(id.ok()) << id.error().ToString();
-    if (id) id_ = *id;
-  }
-  ~AgentProcess() {
-    conn_.reset();
-    if (ProcessAlive(id_)) (void)SignalProcess(id_, SIGKILL);
-    for (int i = 0; i < 200 && ProcessAlive(id_); ++i) ::usleep(10000);
-    (void)RemoveAll(dir_);
-  }
-  const fs::path& dir() const { return dir_; }
-  AgentConnection& conn() {
-    if (!conn_) {
-      auto c = ConnectAgent(dir_ / "agent.sock", steady_clock::now() + milliseconds(5000));
-      EXPECT_TRUE(c.ok()) << c.error().ToString();
-      conn_ = std::move(*c);
-      auto hello = conn_->WaitHello(steady_clock::now() + milliseconds(5000));
-      EXPECT_TRUE(hello.ok()) << hello.error().ToString();
-    }
-    return *conn_;
-  }
-
- private:
-  fs::path dir_;
-  std::unique_ptr<CommandRunner> runner_;
-  ProcessIdentity id_;
-  std::unique_ptr<AgentConnection> conn_;
+  AgentProcess() : HostAgent({.tag = "guest-files-test"}) {}
 };
 
 void Write(const fs::path& p, const std::string& content, unsigned mode = 0644) {

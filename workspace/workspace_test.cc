@@ -14,6 +14,7 @@
 
 #include "base/command_runner.h"
 #include "base/files.h"
+#include "providers/agent_testing.h"
 #include "sources/git_testing.h"
 
 namespace banger::workspace {
@@ -26,18 +27,12 @@ using std::chrono::steady_clock;
 class Fixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto dir = MakeTempDir("workspace-test");
-    ASSERT_TRUE(dir.ok());
-    dir_ = *dir;
+    agent_ = std::make_unique<testing::HostAgent>(testing::HostAgentOptions{.tag = "workspace-test"});
+    dir_ = agent_->dir();
+    ASSERT_FALSE(dir_.empty());
     runner_ = MakePosixCommandRunner();
-    auto id = runner_->StartDetached(
-        {.argv = {BANGER_AGENT_PATH, "--serve-unix", (dir_ / "agent.sock").string()}, .log_file = dir_ / "agent.log"});
-    ASSERT_TRUE(id.ok()) << id.error().ToString();
-    id_ = *id;
-    auto c = ConnectAgent(dir_ / "agent.sock", steady_clock::now() + milliseconds(5000));
-    ASSERT_TRUE(c.ok()) << c.error().ToString();
-    conn_ = std::move(*c);
-    ASSERT_TRUE(conn_->WaitHello(steady_clock::now() + milliseconds(5000)).ok());
+    conn_ = agent_->Connect();
+    ASSERT_TRUE(conn_);
     repo_ = dir_ / "repo";
     fs::create_directories(repo_);
     Git({"init", "-q", "-b", "main", repo_.string()});
@@ -60,9 +55,7 @@ class Fixture : public ::testing::Test {
   }
   void TearDown() override {
     conn_.reset();
-    if (ProcessAlive(id_)) (void)SignalProcess(id_, SIGKILL);
-    for (int i = 0; i < 200 && ProcessAlive(id_); ++i) ::usleep(10000);
-    (void)RemoveAll(dir_);
+    agent_.reset();  // ends the agent and removes dir_
   }
   std::string Git(const std::vector<std::string>& args) { return testing::RunGit(*runner_, dir_, args); }
   static void WriteFile(const fs::path& p, const std::string& content, unsigned mode = 0644) {
@@ -94,8 +87,8 @@ class Fixture : public ::testing::Test {
 
   fs::path dir_, repo_, guest_, records_;
   std::string head_;
+  std::unique_ptr<testing::HostAgent> agent_;
   std::unique_ptr<CommandRunner> runner_;
-  ProcessIdentity id_;
   std::unique_ptr<AgentConnection> conn_;
 };
 
