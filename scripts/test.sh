@@ -22,6 +22,7 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DBANGER_SANITIZE=add
 mapfile -t unit_targets < <(ninja -C build-asan -t targets all | grep -oE '^banger_[a-z]+_tests(:| )' | tr -d ': ' | sort -u)
 cmake --build build-asan -j "$JOBS" --target "${unit_targets[@]}"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  LSAN_OPTIONS=suppressions="$PWD/tests/lsan.supp":print_suppressions=0 \
   ctest --test-dir build-asan -L unit --output-on-failure -j "$JOBS" --timeout 600
 
 echo "== integration tests"
