@@ -1,6 +1,7 @@
-// Integration tests for images/: a debootstrap build through the host's apt
-// mirror, and OCI pulls from a real docker-registry on 127.0.0.1 through
-// ImageService to a published disk.
+// Integration tests for images/: OCI pulls from a real docker-registry on
+// 127.0.0.1 through ImageService to a published disk. (The debootstrap build of
+// debian-bookworm is checked by tests/e2e/ssh_test.cc, whose suite builds it
+// once for its sandbox.)
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -15,7 +16,6 @@
 #include "base/sha256.h"
 #include "images/image_service.h"
 #include "images/images_test_util.h"
-#include "images/recipes.h"
 #include "oci/http.h"
 #include "oci/test_layers.h"
 #include "tests/support/oci_registry.h"
@@ -24,7 +24,6 @@ namespace banger::images {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::DebugfsCat;
 using testing::DebugfsStat;
 using testing::E2fsck;
 using testing::ListDir;
@@ -37,46 +36,6 @@ std::unique_ptr<StateStore> OpenStore(const fs::path& dir) {
 }
 
 // ---------------------------------------------------------------------------
-
-TEST(DebootstrapImageTest, BuildsDebianBookwormWithSshdThroughTheHostMirror) {
-  if (::geteuid() != 0) GTEST_SKIP() << "debootstrap needs root";
-  auto mirror = FindAptMirror("/etc/apt", "bookworm");
-  if (!mirror.ok()) GTEST_SKIP() << "no apt mirror configured: " << mirror.status().message();
-  TempDir tmp;
-  auto store = OpenStore(tmp.path() / "state");
-  ASSERT_TRUE(store);
-  auto runner = MakePosixCommandRunner();
-  testing::FixedClock clock;
-  ImageServiceOptions opts;
-  opts.images_dir = tmp.path() / "images";
-  opts.blobs_dir = tmp.path() / "blobs";
-  opts.catalog = BuiltinImageCatalog();
-  ImageService service(*store, *runner, clock, opts);
-
-  auto start = std::chrono::steady_clock::now();
-  auto rec = service.Ensure("debian-bookworm");
-  auto secs = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
-                                                               start).count();
-  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
-  std::printf("[ MEASURE  ] debian-bookworm build: %lld s, disk %llu bytes\n",
-              static_cast<long long>(secs), static_cast<unsigned long long>(rec->size_bytes));
-  EXPECT_EQ(rec->name, "debian-bookworm");
-  std::string fsck;
-  EXPECT_EQ(E2fsck(rec->rootfs_path, &fsck), 0) << fsck;
-  std::string os_release = DebugfsCat(rec->rootfs_path, "/etc/os-release");
-  if (os_release.empty()) os_release = DebugfsCat(rec->rootfs_path, "/usr/lib/os-release");
-  EXPECT_NE(os_release.find("Debian GNU/Linux 12 (bookworm)"), std::string::npos) << os_release;
-  auto sshd = DebugfsStat(rec->rootfs_path, "/usr/sbin/sshd");
-  ASSERT_TRUE(sshd) << "/usr/sbin/sshd missing";
-  EXPECT_EQ(sshd->type, "regular");
-  EXPECT_TRUE(DebugfsStat(rec->rootfs_path, "/usr/sbin/ip")) << "iproute2 missing";
-  EXPECT_TRUE(DebugfsStat(rec->rootfs_path, "/sbin/init")) << "systemd-sysv missing";
-  // The tree is gone and nothing was left mounted.
-  EXPECT_EQ(ListDir(opts.images_dir), (std::vector<std::string>{rec->id}));
-  auto mounts = ReadFile("/proc/self/mountinfo");
-  ASSERT_TRUE(mounts.ok());
-  EXPECT_EQ(mounts->find(opts.images_dir.string()), std::string::npos);
-}
 
 // ---------------------------------------------------------------------------
 // A real registry: Debian's docker-registry as a child process on 127.0.0.1.

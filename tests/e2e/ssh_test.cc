@@ -3,7 +3,8 @@
 //
 // SshTest boots one debian-bookworm sandbox (debootstrap-built, systemd and
 // sshd, user-mode networking: reached through the loopback forward banger adds
-// on demand) in SetUpTestSuite and shares it between its tests. The busybox
+// on demand) in SetUpTestSuite and shares it between its tests, one of which
+// checks the debootstrap-built image itself. The busybox
 // test starts a server in the guest and checks `ports` and `stats`.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -175,6 +176,44 @@ TEST_F(SshTest, PlainSshAndScpWorkThroughTheInstalledSshConfig) {
   argv.back() = "--uninstall";
   ASSERT_EQ(RunProgram(argv, {{"HOME", bare.path().string()}}).exit_code, 0);
   EXPECT_EQ(ReadFile(bare.path() / ".ssh/config").value_or("x"), "");
+}
+
+// The suite's debian-bookworm image was built by debootstrap through the host's
+// apt mirror (images/recipes.cc) on the way to the sandbox. This checks the
+// published artifact itself: the one debootstrap run is shared with the tests
+// above rather than repeated by a test of its own.
+TEST_F(SshTest, DebianImageBuiltByDebootstrapIsACleanBookwormWithSshdAndLeftNothingBehind) {
+  CommandOutput ls = env().Banger({"image", "ls", "-o", "json"});
+  ASSERT_EQ(ls.exit_code, 0) << Output(ls);
+  json items = json::parse(ls.stdout_data, nullptr, false)["items"];
+  ASSERT_TRUE(items.is_array()) << ls.stdout_data;
+  std::string rootfs, id;
+  for (const json& i : items) {
+    if (i.value("name", "") == "debian-bookworm") {
+      rootfs = i.value("rootfs", "");
+      id = i.value("id", "");
+    }
+  }
+  ASSERT_FALSE(rootfs.empty()) << ls.stdout_data;
+  // Read-only checks: the running sandbox writes to its own overlay, never here.
+  CommandOutput fsck = RunProgram({"e2fsck", "-fn", rootfs});
+  EXPECT_EQ(fsck.exit_code, 0) << Output(fsck);
+  auto debugfs = [&](const std::string& request) { return RunProgram({"debugfs", "-R", request, rootfs}); };
+  std::string os_release = debugfs("cat /usr/lib/os-release").stdout_data;
+  EXPECT_NE(os_release.find("Debian GNU/Linux 12 (bookworm)"), std::string::npos) << os_release;
+  for (const char* path : {"/usr/sbin/sshd", "/usr/sbin/ip", "/sbin/init"}) {
+    CommandOutput st = debugfs(std::string("stat ") + path);
+    EXPECT_NE(st.stdout_data.find("Inode:"), std::string::npos) << path << " is missing:\n" << Output(st);
+  }
+  // Only the published image is in the images directory (no staging tree left
+  // by the build) and nothing debootstrap mounted is still mounted.
+  std::vector<std::string> entries;
+  for (const auto& e : fs::directory_iterator(fs::path(env().state_) / "images")) {
+    entries.push_back(e.path().filename().string());
+  }
+  EXPECT_EQ(entries, std::vector<std::string>{id});
+  std::string mounts = ReadFile("/proc/self/mountinfo").value_or("");
+  EXPECT_EQ(mounts.find(env().state_), std::string::npos) << mounts;
 }
 
 TEST_F(SshTest, PortsShowsSshdWithTheForwardThatReachesIt) {
