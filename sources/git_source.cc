@@ -4,8 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <git2.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -16,6 +14,7 @@
 #include <vector>
 
 #include "base/files.h"
+#include "base/libgit2.h"
 #include "base/strings.h"
 #include "sources/known_hosts.h"
 
@@ -25,23 +24,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// libgit2 is initialised once per process and never shut down: other
-// threads may still hold its objects at exit.
-void InitLibgit2() {
-  static std::once_flag once;
-  std::call_once(once, [] { git_libgit2_init(); });
-}
-
 constexpr int kMaxSshAttempts = 8;
 constexpr int kMaxTreeDepth = 256;
 constexpr char kFetchedRef[] = "refs/banger/fetched";
 
 template <typename T, void (*Free)(T*)>
-struct GitDeleter {
-  void operator()(T* p) const { Free(p); }
-};
-template <typename T, void (*Free)(T*)>
-using GitPtr = std::unique_ptr<T, GitDeleter<T, Free>>;
+using GitPtr = git::Ptr<T, Free>;
 
 using RepoPtr = GitPtr<git_repository, git_repository_free>;
 using RemotePtr = GitPtr<git_remote, git_remote_free>;
@@ -51,10 +39,7 @@ using TreeEntryPtr = GitPtr<git_tree_entry, git_tree_entry_free>;
 using BlobPtr = GitPtr<git_blob, git_blob_free>;
 using ObjectPtr = GitPtr<git_object, git_object_free>;
 
-std::string LastGitError() {
-  const git_error* e = git_error_last();
-  return e && e->message ? e->message : "unknown libgit2 error";
-}
+std::string LastGitError() { return git::LastError(); }
 
 // A libgit2 failure as a Status. Network-ish failures are retryable.
 Status GitError(int rc, const std::string& what) {
@@ -353,7 +338,7 @@ std::string GitSource::Url() const { return options_.url; }
 std::string GitSource::Ref() const { return options_.ref; }
 
 Result<SourceSnapshot> GitSource::Fetch() {
-  InitLibgit2();
+  git::Init();
   const std::string what =
       "fetching " + options_.url + " " + (options_.ref.empty() ? std::string("(default branch)") : options_.ref);
   BANGER_ASSIGN_OR_RETURN(std::string path, NormalizeRepoPath(options_.path));

@@ -1,6 +1,5 @@
 #include "workspace/workspace.h"
 
-#include <git2.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/files.h"
+#include "base/libgit2.h"
 #include "base/strings.h"
 #include "workspace/guest_tar.h"
 
@@ -20,35 +20,20 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
-void InitGit() {
-  static std::once_flag once;
-  std::call_once(once, [] { git_libgit2_init(); });
-}
+void InitGit() { git::Init(); }
 
-Status GitError(const std::string& what) {
-  const git_error* e = git_error_last();
-  return Internal(what + ": " + (e && e->message ? e->message : "libgit2 error"));
-}
+Status GitError(const std::string& what) { return Internal(what + ": " + git::LastError()); }
 
-template <typename T, void (*Free)(T*)>
-struct GitPtr {
-  T* p = nullptr;
-  ~GitPtr() {
-    if (p) Free(p);
-  }
-  T** out() { return &p; }
-  T* get() const { return p; }
-};
-using Repo = GitPtr<git_repository, git_repository_free>;
-using Index = GitPtr<git_index, git_index_free>;
-using Tree = GitPtr<git_tree, git_tree_free>;
-using Commit = GitPtr<git_commit, git_commit_free>;
-using Diff = GitPtr<git_diff, git_diff_free>;
-using StatusList = GitPtr<git_status_list, git_status_list_free>;
-using Remote = GitPtr<git_remote, git_remote_free>;
-using Reference = GitPtr<git_reference, git_reference_free>;
-using Object = GitPtr<git_object, git_object_free>;
-using Walk = GitPtr<git_revwalk, git_revwalk_free>;
+using Repo = git::Ptr<git_repository, git_repository_free>;
+using Index = git::Ptr<git_index, git_index_free>;
+using Tree = git::Ptr<git_tree, git_tree_free>;
+using Commit = git::Ptr<git_commit, git_commit_free>;
+using Diff = git::Ptr<git_diff, git_diff_free>;
+using StatusList = git::Ptr<git_status_list, git_status_list_free>;
+using Remote = git::Ptr<git_remote, git_remote_free>;
+using Reference = git::Ptr<git_reference, git_reference_free>;
+using Object = git::Ptr<git_object, git_object_free>;
+using Walk = git::Ptr<git_revwalk, git_revwalk_free>;
 
 struct Buf {
   git_buf b = GIT_BUF_INIT;
@@ -73,7 +58,7 @@ std::string NowRfc3339() {
 
 Result<fs::path> OpenWorkingTree(const fs::path& source, Repo& repo) {
   InitGit();
-  if (git_repository_open_ext(repo.out(), source.c_str(), 0, nullptr) != 0) {
+  if (git::Fill(repo, git_repository_open_ext, source.c_str(), 0, nullptr) != 0) {
     return FailedPrecondition(source.string() + " is not inside a git repository");
   }
   const char* wd = git_repository_workdir(repo.get());
@@ -100,7 +85,7 @@ uint32_t ModeOf(const struct stat& st) {
 Result<std::map<std::string, ShipEntry>> CollectTracked(git_repository* repo, const fs::path& root,
                                                       bool include_untracked) {
   Index index;
-  if (git_repository_index(index.out(), repo) != 0) return GitError("reading the index");
+  if (git::Fill(index, git_repository_index, repo) != 0) return GitError("reading the index");
   std::map<std::string, ShipEntry> files;
   size_t n = git_index_entrycount(index.get());
   for (size_t i = 0; i < n; ++i) {
@@ -116,7 +101,7 @@ Result<std::map<std::string, ShipEntry>> CollectTracked(git_repository* repo, co
   opts.flags = GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
   if (include_untracked) opts.flags |= GIT_STATUS_OPT_INCLUDE_UNTRACKED | GIT_STATUS_OPT_RECURSE_UNTRACKED_DIRS;
   StatusList status;
-  if (git_status_list_new(status.out(), repo, &opts) != 0) return GitError("reading the status");
+  if (git::Fill(status, git_status_list_new, repo, &opts) != 0) return GitError("reading the status");
   size_t count = git_status_list_entrycount(status.get());
   for (size_t i = 0; i < count; ++i) {
     const git_status_entry* e = git_status_byindex(status.get(), i);
@@ -145,7 +130,7 @@ Result<std::map<std::string, ShipEntry>> CollectTracked(git_repository* repo, co
 // Writes a tree of `files` into the repository's object store.
 Result<git_oid> WriteTree(git_repository* repo, const std::map<std::string, ShipEntry>& files) {
   Index mem;
-  if (git_index_new(mem.out()) != 0) return GitError("creating an index");
+  if (git::Fill(mem, git_index_new) != 0) return GitError("creating an index");
   for (const auto& [path, f] : files) {
     git_index_entry e{};
     e.mode = f.mode;
@@ -213,7 +198,7 @@ Result<std::string> DiffTrees(git_repository* repo, git_tree* from, git_tree* to
   git_diff_options opts = GIT_DIFF_OPTIONS_INIT;
   opts.flags = GIT_DIFF_SHOW_BINARY;
   Diff diff;
-  if (git_diff_tree_to_tree(diff.out(), repo, from, to, &opts) != 0) return GitError("diffing");
+  if (git::Fill(diff, git_diff_tree_to_tree, repo, from, to, &opts) != 0) return GitError("diffing");
   git_diff_find_options find = GIT_DIFF_FIND_OPTIONS_INIT;
   find.flags = GIT_DIFF_FIND_RENAMES;
   (void)git_diff_find_similar(diff.get(), &find);
@@ -256,7 +241,7 @@ Result<ShipRecord> Ship(AgentConnection& conn, const std::string& sandbox, const
   rec.include_untracked = ws.include_untracked;
   {
     Remote origin;
-    if (git_remote_lookup(origin.out(), repo.get(), "origin") == 0 && git_remote_url(origin.get())) {
+    if (git::Fill(origin, git_remote_lookup, repo.get(), "origin") == 0 && git_remote_url(origin.get())) {
       rec.origin = git_remote_url(origin.get());
     }
     git_oid head;
@@ -269,7 +254,7 @@ Result<ShipRecord> Ship(AgentConnection& conn, const std::string& sandbox, const
   // The baseline's objects stay alive (gc) while the sandbox's ref names them.
   {
     Reference ref;
-    if (git_reference_create(ref.out(), repo.get(), RefName(sandbox).c_str(), &baseline, 1,
+    if (git::Fill(ref, git_reference_create, repo.get(), RefName(sandbox).c_str(), &baseline, 1,
                              "banger workspace ship") != 0) {
       return GitError("recording " + RefName(sandbox));
     }
@@ -337,14 +322,14 @@ Result<ExportResult> Export(AgentConnection& conn, const ShipRecord& record, con
   // Full mode: commits made in the guest since the shipped HEAD (or --base).
   if (record.mode == "full" && fs::is_directory(tmp / ".git")) {
     Repo guest;
-    if (git_repository_open(guest.out(), tmp.c_str()) != 0) return GitError("opening the guest's .git");
+    if (git::Fill(guest, git_repository_open, tmp.c_str()) != 0) return GitError("opening the guest's .git");
     git_oid guest_head;
     std::string base = options.base.empty() ? record.head : options.base;
     git_oid base_id{};
     bool have_base = false;
     if (!base.empty()) {
       Object obj;
-      if (git_revparse_single(obj.out(), guest.get(), base.c_str()) != 0) {
+      if (git::Fill(obj, git_revparse_single, guest.get(), base.c_str()) != 0) {
         return InvalidArgument("--base " + base + " is not a commit of the guest's repository");
       }
       base_id = *git_object_id(obj.get());
@@ -353,7 +338,7 @@ Result<ExportResult> Export(AgentConnection& conn, const ShipRecord& record, con
     if (git_reference_name_to_id(&guest_head, guest.get(), "HEAD") == 0 &&
         (!have_base || !git_oid_equal(&guest_head, &base_id))) {
       Walk walk;
-      git_revwalk_new(walk.out(), guest.get());
+      if (git::Fill(walk, git_revwalk_new, guest.get()) != 0) return GitError("walking the guest's commits");
       git_revwalk_sorting(walk.get(), GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE);
       git_revwalk_push(walk.get(), &guest_head);
       if (have_base) git_revwalk_hide(walk.get(), &base_id);
@@ -362,7 +347,7 @@ Result<ExportResult> Export(AgentConnection& conn, const ShipRecord& record, con
       while (git_revwalk_next(&id, walk.get()) == 0) commits.push_back(id);
       for (size_t i = 0; i < commits.size(); ++i) {
         Commit c;
-        if (git_commit_lookup(c.out(), guest.get(), &commits[i]) != 0) return GitError("reading a guest commit");
+        if (git::Fill(c, git_commit_lookup, guest.get(), &commits[i]) != 0) return GitError("reading a guest commit");
         if (git_commit_parentcount(c.get()) > 1) {
           result.warnings.push_back("merge commit " + OidText(commits[i]) + " skipped (git am takes no merges)");
           continue;
@@ -381,7 +366,7 @@ Result<ExportResult> Export(AgentConnection& conn, const ShipRecord& record, con
         git_status_options so = GIT_STATUS_OPTIONS_INIT;
         so.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED;
         StatusList st;
-        if (git_status_list_new(st.out(), guest.get(), &so) == 0) {
+        if (git::Fill(st, git_status_list_new, guest.get(), &so) == 0) {
           size_t dirty = 0;
           for (size_t i = 0; i < git_status_list_entrycount(st.get()); ++i) {
             const git_status_entry* e = git_status_byindex(st.get(), i);
@@ -405,21 +390,21 @@ Result<ExportResult> Export(AgentConnection& conn, const ShipRecord& record, con
   git_oid base_id;
   if (!options.base.empty()) {
     Object obj;
-    if (git_revparse_single(obj.out(), repo.get(), (options.base + "^{tree}").c_str()) != 0) {
+    if (git::Fill(obj, git_revparse_single, repo.get(), (options.base + "^{tree}").c_str()) != 0) {
       return InvalidArgument("--base " + options.base + " is not a commit of " + record.repo_root);
     }
     base_id = *git_object_id(obj.get());
   } else if (git_oid_fromstr(&base_id, record.baseline.c_str()) != 0) {
     return DataLoss("workspace record of " + record.sandbox + " has a bad baseline id");
   }
-  if (git_tree_lookup(base_tree.out(), repo.get(), &base_id) != 0) {
+  if (git::Fill(base_tree, git_tree_lookup, repo.get(), &base_id) != 0) {
     return FailedPrecondition("the shipped tree " + record.baseline + " is gone from " + record.repo_root +
                               " (was " + RefName(record.sandbox) + " deleted?); use --base COMMIT");
   }
   size_t ignored = 0;
   BANGER_ASSIGN_OR_RETURN(git_oid guest_id, GuestTree(repo.get(), tmp, base_tree.get(), &ignored));
   Tree guest_tree;
-  if (git_tree_lookup(guest_tree.out(), repo.get(), &guest_id) != 0) return GitError("reading the guest tree");
+  if (git::Fill(guest_tree, git_tree_lookup, repo.get(), &guest_id) != 0) return GitError("reading the guest tree");
   BANGER_ASSIGN_OR_RETURN(result.patch, DiffTrees(repo.get(), base_tree.get(), guest_tree.get(), &result.files_changed));
   if (ignored > 0) {
     result.warnings.push_back(std::to_string(ignored) + " new file(s) in the guest match the repository's ignore rules and are left out");
