@@ -30,28 +30,39 @@ cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]/#/banger_fuzz_}"
 mkdir -p "$BUILD/artifacts"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:allocator_may_return_null=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-failed=()
-for t in "${TARGETS[@]}"; do
-  seeds="fuzz/corpus/$t"
-  dict=()
+
+# run_one T: fuzzes target T for SECONDS_EACH; its exit status is libFuzzer's.
+run_one() {
+  local t="$1" dict=() work="$BUILD/corpus/$1"
   [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
-  # New inputs go to a scratch corpus (or build-fuzz/corpus/T with FUZZ_KEEP=1);
-  # the seeds in the repository are only read.
-  work="$BUILD/corpus/$t"
+  # New inputs go to a scratch corpus (kept with FUZZ_KEEP=1); the seeds in
+  # the repository (fuzz/corpus/T, listed second) are only read.
   [ "${FUZZ_KEEP:-0}" = 1 ] || rm -rf "$work"
   mkdir -p "$work"
+  "$BUILD/fuzz/banger_fuzz_$t" -seed="$SEED" -max_total_time="$SECONDS_EACH" \
+    -max_len=65536 -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$BUILD/artifacts/$t-" "${dict[@]}" "$work" "fuzz/corpus/$t" \
+    >"$BUILD/artifacts/$t.log" 2>&1
+}
+
+# As many targets at a time as there are jobs (each fuzzer uses one core).
+declare -A pids=()
+for t in "${TARGETS[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
   echo "== fuzz $t (${SECONDS_EACH}s, seed $SEED)"
-  if ! "$BUILD/fuzz/banger_fuzz_$t" -seed="$SEED" -max_total_time="$SECONDS_EACH" \
-      -max_len=65536 -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
-      -artifact_prefix="$BUILD/artifacts/$t-" "${dict[@]}" "$work" "$seeds" \
-      >"$BUILD/artifacts/$t.log" 2>&1; then
+  run_one "$t" &
+  pids[$t]=$!
+done
+failed=()
+for t in "${TARGETS[@]}"; do
+  if ! wait "${pids[$t]}"; then
     tail -n 60 "$BUILD/artifacts/$t.log"
     failed+=("$t")
   fi
-  grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)' "$BUILD/artifacts/$t.log" || true
+  echo "$t: $(grep -E '^#[0-9]+[[:space:]]+DONE' "$BUILD/artifacts/$t.log" | sed 's/ *lim:.*//')"
 done
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "fuzz: FAILED: ${failed[*]} (reproducers in $BUILD/artifacts/)"
   exit 1
 fi
-echo "fuzz: ${#TARGETS[@]} targets ran ${SECONDS_EACH}s each without a crash"
+echo "fuzz: ${#TARGETS[@]} targets ran ${SECONDS_EACH}s each without a finding"
