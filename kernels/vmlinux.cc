@@ -199,8 +199,9 @@ Status Decompress(const std::string& payload, KernelCompression compression,
   archive_read_support_filter_all(r.a);
   archive_read_support_format_raw(r.a);
   if (archive_read_open_memory(r.a, payload.data(), stream_size) != ARCHIVE_OK) {
+    const char* err = archive_error_string(r.a);  // may be NULL
     return InvalidArgument(what + ": cannot open " + std::string(ToString(compression)) +
-                           " payload: " + archive_error_string(r.a));
+                           " payload: " + (err ? err : "unreadable"));
   }
   archive_entry* entry = nullptr;
   if (archive_read_next_header(r.a, &entry) != ARCHIVE_OK) {
