@@ -24,7 +24,8 @@ namespace banger::fuzz {
   } while (0)
 
 /// A private directory for this fuzzer process (under $TMPDIR or /tmp),
-/// removed at exit.
+/// removed by a normal exit; libFuzzer ends with _Exit, so scripts/fuzz.sh
+/// points TMPDIR at build-fuzz/scratch and removes that instead.
 inline const std::filesystem::path& ScratchDir() {
   static const std::filesystem::path dir = [] {
     const char* base = std::getenv("TMPDIR");

@@ -28,6 +28,12 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG
 cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]/#/banger_fuzz_}"
 
 mkdir -p "$BUILD/artifacts"
+# The targets' scratch trees (fuzz/fuzz_util.h ScratchDir): libFuzzer ends a
+# run with _Exit, so they are removed here rather than at the targets' exit.
+export TMPDIR="$BUILD/scratch"
+rm -rf "$TMPDIR"
+mkdir -p "$TMPDIR"
+trap 'rm -rf "$TMPDIR"' EXIT
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:allocator_may_return_null=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
