@@ -55,17 +55,25 @@ class InputFile {
 
   // Reads exactly `len` bytes at `off`; InvalidArgument if the file is shorter.
   Result<std::string> ReadAt(uint64_t off, uint64_t len) const {
+    // Bounds first: `len` comes from the file's own headers (an ELF's
+    // phentsize * phnum can claim 4 GiB), and must not be allocated blindly.
+    BANGER_RETURN_IF_ERROR(CheckRange(off, len));
     std::string buf(len, '\0');
     BANGER_RETURN_IF_ERROR(ReadInto(off, buf.data(), len));
     return buf;
   }
 
-  Status ReadInto(uint64_t off, char* buf, uint64_t len) const {
+  Status CheckRange(uint64_t off, uint64_t len) const {
     if (off > size_ || len > size_ - off) {
       return InvalidArgument(path_.string() + ": truncated (need " + std::to_string(len) +
                              " bytes at offset " + std::to_string(off) + ", file has " +
                              std::to_string(size_) + ")");
     }
+    return OkStatus();
+  }
+
+  Status ReadInto(uint64_t off, char* buf, uint64_t len) const {
+    BANGER_RETURN_IF_ERROR(CheckRange(off, len));
     uint64_t done = 0;
     while (done < len) {
       ssize_t n = ::pread(fd_, buf + done, len - done, static_cast<off_t>(off + done));
@@ -191,8 +199,9 @@ Status Decompress(const std::string& payload, KernelCompression compression,
   archive_read_support_filter_all(r.a);
   archive_read_support_format_raw(r.a);
   if (archive_read_open_memory(r.a, payload.data(), stream_size) != ARCHIVE_OK) {
+    const char* err = archive_error_string(r.a);  // may be NULL
     return InvalidArgument(what + ": cannot open " + std::string(ToString(compression)) +
-                           " payload: " + archive_error_string(r.a));
+                           " payload: " + (err ? err : "unreadable"));
   }
   archive_entry* entry = nullptr;
   if (archive_read_next_header(r.a, &entry) != ARCHIVE_OK) {

@@ -1,5 +1,7 @@
 #include "kernels/vmlinux.h"
 
+#include <sys/resource.h>
+
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -162,6 +164,24 @@ TEST_F(VmlinuxTest, PayloadThatIsNotElfIsRejected) {
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find("not an ELF"), std::string::npos) << st.ToString();
   EXPECT_FALSE(fs::exists(dir_ / "vmlinux"));
+}
+
+// Found by fuzz/vmlinux_fuzz.cc: program headers claiming 65535 entries of
+// 65535 bytes made HasPvhEntry allocate (and zero) 4 GiB before noticing that
+// the file is a few hundred bytes long.
+TEST_F(VmlinuxTest, HeaderSizesBeyondTheFileAreRefusedBeforeAllocating) {
+  std::string elf = MakeTinyElf(/*pvh=*/true, "6.9.0-test", 62, /*filler_bytes=*/0);
+  testing::PutLe16(elf, 54, 0xffff);  // e_phentsize
+  testing::PutLe16(elf, 56, 0xffff);  // e_phnum
+  fs::path p = Write("vmlinux", elf);
+  rusage before{};
+  ::getrusage(RUSAGE_SELF, &before);
+  auto pvh = HasPvhEntry(p);
+  rusage after{};
+  ::getrusage(RUSAGE_SELF, &after);
+  ASSERT_FALSE(pvh.ok());
+  EXPECT_NE(pvh.error().message().find("truncated"), std::string::npos) << pvh.error().ToString();
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 256 * 1024) << "peak RSS grew by " << (after.ru_maxrss - before.ru_maxrss) << " KiB";
 }
 
 }  // namespace

@@ -61,6 +61,15 @@ std::string JoinPath(const std::vector<std::string>& comps, size_t n) {
   return out;
 }
 
+// libarchive's message for the last error; it returns NULL when a reader
+// failed without setting one (a truncated or corrupt stream can do that).
+std::string ArchiveError(archive* a, int r) {
+  const char* msg = archive_error_string(a);
+  if (msg && *msg) return msg;
+  return r == ARCHIVE_FATAL ? "unreadable archive (libarchive gave no reason)"
+                            : "archive error " + std::to_string(r) + " (libarchive gave no reason)";
+}
+
 struct ArchiveCloser {
   void operator()(archive* a) const { archive_read_free(a); }
 };
@@ -276,7 +285,7 @@ Status Flattener::WriteData(archive* a, int fd, archive_entry* e, std::string_vi
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) {
       return DataLoss("layer " + layer_->digest + " entry \"" + std::string(entry) +
-                      "\": " + archive_error_string(a));
+                      "\": " + ArchiveError(a, r));
     }
     const char* p = static_cast<const char*>(buf);
     while (len > 0) {
@@ -448,17 +457,17 @@ Status Flattener::Apply(const LayerFile& layer, const FlattenProgressFn& progres
   uint64_t total = fs::file_size(layer.path, ec);
   if (ec) return ErrnoStatus(ec.value(), "layer " + layer.digest + ": " + layer.path.string());
   if (total == 0) return OkStatus();  // an empty blob is an empty layer
-  if (archive_read_open_filename(a.get(), layer.path.c_str(), 1 << 16) != ARCHIVE_OK) {
-    return DataLoss("layer " + layer.digest + ": " + archive_error_string(a.get()));
+  if (int r = archive_read_open_filename(a.get(), layer.path.c_str(), 1 << 16); r != ARCHIVE_OK) {
+    return DataLoss("layer " + layer.digest + ": " + ArchiveError(a.get(), r));
   }
   while (true) {
     archive_entry* e = nullptr;
     int r = archive_read_next_header(a.get(), &e);
     if (r == ARCHIVE_EOF) break;
     if (r == ARCHIVE_WARN) {
-      spdlog::warn("layer {}: {}", layer.digest, archive_error_string(a.get()));
+      spdlog::warn("layer {}: {}", layer.digest, ArchiveError(a.get(), r));
     } else if (r != ARCHIVE_OK) {
-      return DataLoss("layer " + layer.digest + ": " + archive_error_string(a.get()));
+      return DataLoss("layer " + layer.digest + ": " + ArchiveError(a.get(), r));
     }
     BANGER_RETURN_IF_ERROR(ApplyEntry(a.get(), e));
     if (progress) {

@@ -394,5 +394,21 @@ TEST(TreeApparentSizeTest, CountsHardLinkedFilesOnce) {
   EXPECT_EQ(*size, 1000u + 24u + 1u);
 }
 
+// Found by fuzz/flatten_fuzz.cc: a corrupt tar header (a 9 KiB layer kept as
+// fuzz/corpus/flatten/regress-archive-error-without-message) makes libarchive
+// fail without an error message; appending its NULL message to the error
+// crashed the pull. It must be a DataLoss naming the layer.
+TEST_F(FlattenTest, CorruptHeaderWithoutLibarchiveMessageIsAnError) {
+  auto bytes = ReadFile(fs::path(BANGER_SOURCE_DIR) / "fuzz/corpus/flatten/regress-archive-error-without-message");
+  ASSERT_TRUE(bytes.ok()) << bytes.error().ToString();
+  fs::path p = layers_dir_ / "corrupt";
+  ASSERT_TRUE(WriteFileAtomic(p, *bytes).ok());
+  auto r = Flatten({LayerFile{p, "sha256:corrupt", ""}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), StatusCode::kDataLoss) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("layer sha256:corrupt"), std::string::npos) << r.error().ToString();
+  ExpectNothingOutsideDest();
+}
+
 }  // namespace
 }  // namespace banger::oci

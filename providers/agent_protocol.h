@@ -283,7 +283,7 @@ inline std::optional<ExecRequest> DecodeExec(std::string_view p) {
 
 struct ExitStatus {
   bool signaled = false;  // true: `code` is the signal number that killed the process
-  int32_t code = 0;
+  int32_t code = 0;       // 0-255, or a signal 1-64 (DecodeExit refuses other values)
   /// Shell convention: exit code, or 128+signal.
   int ShellCode() const { return signaled ? 128 + code : code; }
 };
@@ -297,6 +297,9 @@ inline std::optional<ExitStatus> DecodeExit(std::string_view p) {
   s.signaled = r.U8() != 0;
   s.code = r.I32();
   if (r.failed()) return std::nullopt;
+  // What a process can report: an exit status 0-255 or a signal 1-64. Anything
+  // else comes from a broken or hostile guest (and 128+code could overflow).
+  if (s.code < 0 || s.code > (s.signaled ? 64 : 255) || (s.signaled && s.code == 0)) return std::nullopt;
   return s;
 }
 

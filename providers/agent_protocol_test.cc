@@ -40,6 +40,18 @@ TEST(AgentProtocolTest, HelloAndExitRoundTrip) {
   EXPECT_EQ(rs->second, 100);
 }
 
+// Found by fuzz/agent_host_fuzz.cc: a guest could report exit code -889192311
+// (banger exec then exited with it) or signal 2^31-1 (128+code overflowed).
+TEST(AgentProtocolTest, ExitOutsideWhatAProcessCanReportIsRejected) {
+  EXPECT_EQ(DecodeExit(EncodeExit({false, 255}))->ShellCode(), 255);
+  EXPECT_EQ(DecodeExit(EncodeExit({true, 64}))->ShellCode(), 192);
+  EXPECT_FALSE(DecodeExit(EncodeExit({false, -889192311})));
+  EXPECT_FALSE(DecodeExit(EncodeExit({false, 256})));
+  EXPECT_FALSE(DecodeExit(EncodeExit({true, 0})));
+  EXPECT_FALSE(DecodeExit(EncodeExit({true, 65})));
+  EXPECT_FALSE(DecodeExit(EncodeExit({true, 2147483647})));
+}
+
 TEST(AgentProtocolTest, TruncatedPayloadsAreRejected) {
   std::string exec = EncodeExec({{"ls"}, {}, "", false, 24, 80});
   for (size_t n = 0; n < exec.size(); ++n) {

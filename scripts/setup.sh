@@ -6,6 +6,8 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config git
+  # fuzzing (scripts/fuzz.sh): clang and its libFuzzer/sanitizer runtimes
+  clang libclang-rt-14-dev
   # libraries
   libyaml-cpp-dev libsqlite3-dev libcurl4-openssl-dev libzstd-dev libarchive-dev
   libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libssl-dev

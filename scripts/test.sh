@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds with warnings as errors, and runs every test:
-# unit tests, unit tests again under AddressSanitizer+UBSan, then integration
-# tests (real SQLite, real registry on loopback, real QEMU boots under TCG).
+# unit tests, unit tests again under AddressSanitizer+UBSan, the libFuzzer
+# targets for a short fixed budget (scripts/fuzz.sh), then integration tests
+# (real SQLite, real registry on loopback, real QEMU boots under TCG).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -30,6 +31,9 @@ cmake --build build-asan -j "$JOBS" --target "${unit_targets[@]}"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   LSAN_OPTIONS=suppressions="$PWD/tests/lsan.supp":print_suppressions=0 \
   ctest --test-dir build-asan -L unit --output-on-failure -j "$JOBS" --timeout 600
+
+echo "== fuzzers (libFuzzer + ASan/UBSan, ${FUZZ_SECONDS:-10}s each on the seed corpora)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-10}" scripts/fuzz.sh
 
 echo "== integration tests"
 # Independent suites run side by side: each test has its own state directory,
