@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/clock.h"
+#include "base/failpoint.h"
 #include "base/files.h"
 #include "base/log.h"
 #include "base/strings.h"
@@ -696,6 +697,11 @@ int main(int argc, char** argv) {
   banger::InitLogging(lvl && *lvl ? lvl : "warn");
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "--log-level") spdlog::set_level(spdlog::level::from_str(argv[i + 1]));
+  }
+  // Failpoints (docs/testing.md): a misspelt name must not silently arm nothing.
+  if (banger::Status fp = banger::failpoint::ConfigureFromEnvironment(); !fp.ok()) {
+    std::fprintf(stderr, "banger: error: %s\n", fp.message().c_str());
+    return 2;
   }
   return banger::cli::Main(argc, argv);
 }

@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 
+#include "base/failpoint.h"
 #include "base/files.h"
 #include "base/parallel.h"
 #include "base/sha256.h"
@@ -138,7 +139,14 @@ Status Engine::RunStep(const std::string& sandbox, const std::string& step,
   BANGER_ASSIGN_OR_RETURN(int64_t op, store_.BeginOperation(sandbox, step, detail, SelfProcess()));
   sink_.StepStarted(sandbox, step);
   auto start = clock_.SteadyNow();
-  Status s = body();
+  // engine.STEP.before / engine.STEP.after (base/failpoint.cc): the step's
+  // row is `started` at both; the side effect is not done / done.
+  auto point = [&](const char* when) {
+    return failpoint::AnyArmed() ? failpoint::Hit("engine." + step + "." + when) : OkStatus();
+  };
+  Status s = point("before");
+  if (s.ok()) s = body();
+  if (s.ok()) s = point("after");
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.SteadyNow() - start);
   Status fin = store_.FinishOperation(op, s.ok() ? "" : s.ToString());
   if (!fin.ok()) spdlog::warn("journal: {}", fin.ToString());
@@ -388,6 +396,7 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
   // The desired spec is recorded before acting, so an interrupted or failed
   // boot is visible (Pending/Failed) and the next plan picks it up.
   BANGER_RETURN_IF_ERROR(store_.PutSandbox(rec));
+  if (Status fp = failpoint::Hit("engine.record.after_put"); !fp.ok()) return fail(fp);
 
   ImageRecord image;
   KernelRecord kernel;
@@ -444,6 +453,7 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
     BootRequest req{rec, spec, image, kernel, fresh_disk, attachment, volumes};
     auto booted = runtime_->Boot(req);
     if (!booted) return booted.error();
+    BANGER_FAILPOINT("engine.boot.after_launch");
     rec.hypervisor = booted->hypervisor;
     rec.pid = booted->process.pid;
     rec.pid_start_time = booted->process.start_time;
@@ -506,6 +516,7 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
     if (!s.ok()) return fail(s);
   }
 
+  if (Status fp = failpoint::Hit("engine.ready.before_record"); !fp.ok()) return fail(fp);
   rec.phase = SandboxPhase::kReady;
   rec.ready_at = clock_.NowUnix();
   rec.last_error.clear();
@@ -577,7 +588,9 @@ Status Engine::DeleteLocked(const std::string& name) {
       BANGER_RETURN_IF_ERROR(store_.UpdateObserved(r));
       BANGER_RETURN_IF_ERROR(runtime_->Destroy(r));
     }
+    BANGER_FAILPOINT("engine.delete.after_destroy");
     BANGER_ASSIGN_OR_RETURN(std::string network, networks_.Detach(r));
+    BANGER_FAILPOINT("engine.delete.after_detach");
     BANGER_RETURN_IF_ERROR(store_.DeleteSandbox(name));
     if (options_.workspace_shipper != nullptr) options_.workspace_shipper->Forget(name);
     Event(name, "Normal", "Deleted", "sandbox deleted");
@@ -627,6 +640,7 @@ Result<std::vector<VolumeAttachment>> Engine::EnsureVolumes(const SandboxRecord&
       Result<BuiltVolume> created = options_.volumes->Create(build);
       if (!created) return created.error().WithContext(what);
       const BuiltVolume& built = *created;
+      BANGER_FAILPOINT("volume.create.after_file");
       // The row is written only once the file is whole: a volume is either
       // recorded and complete, or not recorded (and rebuilt next time).
       row.sandbox = rec.name;
