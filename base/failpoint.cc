@@ -79,6 +79,7 @@ struct Armed {
   Mode mode = Mode::kOff;
   int nth = 1;
   int hits = 0;
+  bool fired = false;
 };
 
 std::mutex& Mu() {
@@ -104,6 +105,7 @@ Status HitSlow(std::string_view name) {
     if (++it->second.hits != it->second.nth) return OkStatus();
     fire = it->second.mode;
     it->second.mode = Mode::kOff;  // fires once
+    it->second.fired = true;
   }
   if (fire == Mode::kCrash) {
     std::string line = "banger: failpoint " + std::string(name) + ": crashing (exit " +
@@ -137,6 +139,12 @@ void DisarmAll() {
   std::lock_guard<std::mutex> l(Mu());
   Table().clear();
   internal::any_armed.store(false, std::memory_order_relaxed);
+}
+
+bool Fired(std::string_view name) {
+  std::lock_guard<std::mutex> l(Mu());
+  auto it = Table().find(name);
+  return it != Table().end() && it->second.fired;
 }
 
 Status Configure(std::string_view spec) {

@@ -53,6 +53,9 @@ Status ConfigureFromEnvironment();
 /// Arms one point (tests). `nth` = fire at the nth hit.
 Status Arm(std::string_view name, Mode mode, int nth = 1);
 void DisarmAll();
+/// Whether `name` fired since it was armed (tests: an error injected where
+/// the caller only logs it still counts as reached).
+bool Fired(std::string_view name);
 
 namespace internal {
 extern std::atomic<bool> any_armed;

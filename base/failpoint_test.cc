@@ -37,6 +37,8 @@ TEST_F(FailpointTest, ErrorModeNamesThePointAndFiresOnceAtTheNthHit) {
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
   EXPECT_NE(s.message().find("failpoint state.tx.before_commit"), std::string::npos) << s.ToString();
   EXPECT_TRUE(Hit("state.tx.before_commit").ok()) << "fires once";
+  EXPECT_TRUE(Fired("state.tx.before_commit"));
+  EXPECT_FALSE(Fired("engine.delete.before"));
   EXPECT_FALSE(Hit("image.publish.before_rename").ok());
   EXPECT_TRUE(Hit("engine.delete.before").ok()) << "other points stay inert";
 }

@@ -410,6 +410,9 @@ int Main(int argc, char** argv) {
     if (!OpenOrFail(ctx, exit_code)) return;
     TerminalSink sink(g.verbose);
     Engine engine = ctx.MakeEngine(sink, 0);
+    // Closes the journal steps of an interrupted run first, as every other
+    // command that acts on sandboxes does (a crashed apply's `started` steps).
+    (void)engine.Refresh();
     for (const auto& n : names) {
       auto rec = ctx.store().GetSandbox(n);
       auto volumes = ctx.store().ListVolumes(n);
