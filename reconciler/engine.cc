@@ -453,14 +453,24 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
     BootRequest req{rec, spec, image, kernel, fresh_disk, attachment, volumes};
     auto booted = runtime_->Boot(req);
     if (!booted) return booted.error();
-    BANGER_FAILPOINT("engine.boot.after_launch");
-    rec.hypervisor = booted->hypervisor;
-    rec.pid = booted->process.pid;
-    rec.pid_start_time = booted->process.start_time;
-    rec.runtime_dir = booted->runtime_dir;
-    rec.disk_path = booted->disk_path;
-    if (!booted->address.empty()) rec.address = booted->address;
-    return store_.UpdateObserved(rec);
+    SandboxRecord launched = rec;
+    launched.hypervisor = booted->hypervisor;
+    launched.pid = booted->process.pid;
+    launched.pid_start_time = booted->process.start_time;
+    launched.runtime_dir = booted->runtime_dir;
+    launched.disk_path = booted->disk_path;
+    if (!booted->address.empty()) launched.address = booted->address;
+    Status recorded = failpoint::Hit("engine.boot.after_launch");
+    if (recorded.ok()) recorded = store_.UpdateObserved(launched);
+    if (!recorded.ok()) {
+      // A VM nobody recorded would run on while `get` says Failed: stop it
+      // now (the next boot would find and stop it too, by its pidfile).
+      Status st = runtime_->Stop(launched, std::chrono::milliseconds(0));
+      if (!st.ok()) spdlog::warn("sandbox {}: stopping the unrecorded VM: {}", name, st.ToString());
+      return recorded;
+    }
+    rec = std::move(launched);
+    return OkStatus();
   });
   if (!s.ok()) return fail(s);
   Event(name, "Normal", "Booted", "VM started (" + rec.hypervisor + ", pid " + std::to_string(rec.pid) + ")");
@@ -807,6 +817,7 @@ Status Engine::Refresh() {
       "interrupted (the banger process running it exited before the step finished)",
       [](const ProcessIdentity& id) { return ProcessAlive(id); });
   if (!abandoned) return abandoned.error();
+  RemoveStaleLocks();
   BANGER_ASSIGN_OR_RETURN(auto records, store_.ListSandboxes());
   const int64_t now = clock_.NowUnix();
   auto ran_stably = [&](const SandboxRecord& rec) {
@@ -877,6 +888,29 @@ Status Engine::Refresh() {
     if (crashed) Event(rec.name, "Warning", "Crashed", rec.last_error);
   }
   return OkStatus();
+}
+
+// Lock files of sandboxes that have no record: a delete interrupted after it
+// removed the record (before it removed its lock file), or a `stop`/`start`
+// of a name that does not exist. One somebody holds is in use (an apply
+// creating that sandbox): left alone.
+void Engine::RemoveStaleLocks() {
+  if (options_.locks_dir.empty()) return;
+  std::error_code ec;
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(options_.locks_dir, ec)) {
+    std::string n = e.path().filename().string();
+    if (n.size() > 13 && StartsWith(n, "sandbox-") && EndsWith(n, ".lock")) names.push_back(n.substr(8, n.size() - 13));
+  }
+  for (const std::string& name : names) {
+    if (store_.GetSandbox(name).status().code() != StatusCode::kNotFound) continue;
+    auto lock = FileLock::TryAcquire(LockPathOf(name), "cleanup");
+    if (!lock) continue;
+    // Re-read under the lock: an apply may have created it meanwhile.
+    if (store_.GetSandbox(name).status().code() != StatusCode::kNotFound) continue;
+    lock->UnlinkAndRelease();
+    spdlog::info("removed the lock file of sandbox {}, which no longer exists", name);
+  }
 }
 
 Status Engine::RepairNetworks() {
