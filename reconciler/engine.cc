@@ -812,12 +812,39 @@ ApplyReport Engine::Reconcile() {
   return report;
 }
 
+namespace {
+
+// Lock files of sandboxes that have no record: a delete interrupted after it
+// removed the record (before it removed its lock file), or a `stop`/`start`
+// of a name that does not exist. One somebody holds is in use (an apply
+// creating that sandbox): left alone.
+void RemoveStaleLocks(StateStore& store, const std::filesystem::path& locks_dir) {
+  if (locks_dir.empty()) return;
+  std::error_code ec;
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(locks_dir, ec)) {
+    std::string n = e.path().filename().string();
+    if (n.size() > 13 && StartsWith(n, "sandbox-") && EndsWith(n, ".lock")) names.push_back(n.substr(8, n.size() - 13));
+  }
+  for (const std::string& name : names) {
+    if (store.GetSandbox(name).status().code() != StatusCode::kNotFound) continue;
+    auto lock = FileLock::TryAcquire(locks_dir / ("sandbox-" + name + ".lock"), "cleanup");
+    if (!lock) continue;
+    // Re-read under the lock: an apply may have created it meanwhile.
+    if (store.GetSandbox(name).status().code() != StatusCode::kNotFound) continue;
+    lock->UnlinkAndRelease();
+    spdlog::info("removed the lock file of sandbox {}, which no longer exists", name);
+  }
+}
+
+}  // namespace
+
 Status Engine::Refresh() {
   auto abandoned = store_.AbandonUnfinishedOperations(
       "interrupted (the banger process running it exited before the step finished)",
       [](const ProcessIdentity& id) { return ProcessAlive(id); });
   if (!abandoned) return abandoned.error();
-  RemoveStaleLocks();
+  RemoveStaleLocks(store_, options_.locks_dir);
   BANGER_ASSIGN_OR_RETURN(auto records, store_.ListSandboxes());
   const int64_t now = clock_.NowUnix();
   auto ran_stably = [&](const SandboxRecord& rec) {
@@ -888,29 +915,6 @@ Status Engine::Refresh() {
     if (crashed) Event(rec.name, "Warning", "Crashed", rec.last_error);
   }
   return OkStatus();
-}
-
-// Lock files of sandboxes that have no record: a delete interrupted after it
-// removed the record (before it removed its lock file), or a `stop`/`start`
-// of a name that does not exist. One somebody holds is in use (an apply
-// creating that sandbox): left alone.
-void Engine::RemoveStaleLocks() {
-  if (options_.locks_dir.empty()) return;
-  std::error_code ec;
-  std::vector<std::string> names;
-  for (const auto& e : std::filesystem::directory_iterator(options_.locks_dir, ec)) {
-    std::string n = e.path().filename().string();
-    if (n.size() > 13 && StartsWith(n, "sandbox-") && EndsWith(n, ".lock")) names.push_back(n.substr(8, n.size() - 13));
-  }
-  for (const std::string& name : names) {
-    if (store_.GetSandbox(name).status().code() != StatusCode::kNotFound) continue;
-    auto lock = FileLock::TryAcquire(LockPathOf(name), "cleanup");
-    if (!lock) continue;
-    // Re-read under the lock: an apply may have created it meanwhile.
-    if (store_.GetSandbox(name).status().code() != StatusCode::kNotFound) continue;
-    lock->UnlinkAndRelease();
-    spdlog::info("removed the lock file of sandbox {}, which no longer exists", name);
-  }
 }
 
 Status Engine::RepairNetworks() {

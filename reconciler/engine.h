@@ -175,9 +175,6 @@ class Engine {
   Status BootAndWait(SandboxRecord& record, const SandboxSpec& spec, bool fresh_disk,
                      ChangeResult& result);
   Status DeleteLocked(const std::string& name);
-  /// Removes lock files of sandboxes without a record that nobody holds
-  /// (part of Refresh).
-  void RemoveStaleLocks();
   /// spec.volumes: creates missing volumes (seeded from `image` when asked),
   /// grows smaller ones, and returns what the boot attaches.
   Result<std::vector<VolumeAttachment>> EnsureVolumes(const SandboxRecord& rec, const SandboxSpec& spec,
