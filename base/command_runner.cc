@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -258,12 +259,19 @@ Result<std::pair<char, uint64_t>> ReadStat(int pid) {
 }  // namespace
 
 const ProcessIdentity& SelfProcess() {
-  static const ProcessIdentity self = [] {
-    ProcessIdentity id{static_cast<int>(::getpid()), 0};
-    auto start = ProcessStartTime(id.pid);
+  // Recomputed in a forked child: a child that went on as banger (tests do)
+  // must not record its parent as the owner of its journal steps, or they
+  // would never be closed as abandoned while the parent lives.
+  static std::mutex mu;
+  static ProcessIdentity self;
+  std::lock_guard<std::mutex> l(mu);
+  const int pid = static_cast<int>(::getpid());
+  if (self.pid != pid) {
+    ProcessIdentity id{pid, 0};
+    auto start = ProcessStartTime(pid);
     if (start) id.start_time = *start;
-    return id;
-  }();
+    self = id;
+  }
   return self;
 }
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/clock.h"
+#include "base/failpoint.h"
 #include "base/files.h"
 #include "base/log.h"
 #include "base/strings.h"
@@ -409,6 +410,9 @@ int Main(int argc, char** argv) {
     if (!OpenOrFail(ctx, exit_code)) return;
     TerminalSink sink(g.verbose);
     Engine engine = ctx.MakeEngine(sink, 0);
+    // Closes the journal steps of an interrupted run first, as every other
+    // command that acts on sandboxes does (a crashed apply's `started` steps).
+    (void)engine.Refresh();
     for (const auto& n : names) {
       auto rec = ctx.store().GetSandbox(n);
       auto volumes = ctx.store().ListVolumes(n);
@@ -696,6 +700,11 @@ int main(int argc, char** argv) {
   banger::InitLogging(lvl && *lvl ? lvl : "warn");
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "--log-level") spdlog::set_level(spdlog::level::from_str(argv[i + 1]));
+  }
+  // Failpoints (docs/testing.md): a misspelt name must not silently arm nothing.
+  if (banger::Status fp = banger::failpoint::ConfigureFromEnvironment(); !fp.ok()) {
+    std::fprintf(stderr, "banger: error: %s\n", fp.message().c_str());
+    return 2;
   }
   return banger::cli::Main(argc, argv);
 }

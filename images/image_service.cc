@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "base/failpoint.h"
 #include "base/files.h"
 #include "base/strings.h"
 #include "images/bundle.h"
@@ -384,6 +385,7 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
     Report(request.progress, "download", src.entry.bundle_url);
     BANGER_ASSIGN_OR_RETURN(std::string sha,
                             DownloadFile(src.entry.bundle_url, archive, request.progress));
+    BANGER_FAILPOINT("image.pull.after_fetch");
     if (sha != src.entry.bundle_sha256) {
       return DataLoss("bundle " + src.entry.bundle_url + " has sha256 " + sha + ", expected " +
                       src.entry.bundle_sha256);
@@ -440,6 +442,7 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
           BuildDebootstrapTree(runner_, src.entry, mirror, tree, options_.debootstrap_timeout));
     }
   }
+  BANGER_FAILPOINT("image.pull.after_fetch");
   Report(request.progress, "mkfs", rootfs.string());
   BANGER_RETURN_IF_ERROR(BuildExt4(runner_, tree, rootfs, request.disk_size_bytes));
   return staging.RemoveTree();
@@ -454,6 +457,14 @@ Result<ImageRecord> ImageService::Publish(const Source& src, const PullRequest& 
   };
   BANGER_RETURN_IF_ERROR(taken());
   BANGER_RETURN_IF_ERROR(MakeDirs(options_.images_dir, 0700));
+  {
+    // What an interrupted publish (a crash, a kill -9) left behind goes
+    // before the next one starts; publishes in progress hold their locks.
+    PruneReport swept;
+    bool running = false;
+    if (Status s = SweepStaging(swept, running); !s.ok()) spdlog::warn("images: {}", s.ToString());
+    for (const auto& n : swept.removed_orphans) spdlog::info("images: removed {} (left by an interrupted publish)", n);
+  }
   BANGER_ASSIGN_OR_RETURN(std::unique_ptr<Staging> staging, Staging::Create(options_.images_dir));
   spdlog::info("image {}: building from {} in {}", src.name, src.source, staging->dir().string());
 
@@ -491,7 +502,9 @@ Result<ImageRecord> ImageService::Publish(const Source& src, const PullRequest& 
 
   Report(request.progress, "publish", rec.name);
   BANGER_RETURN_IF_ERROR(taken());  // someone may have won while we built
+  BANGER_FAILPOINT("image.publish.before_rename");
   BANGER_RETURN_IF_ERROR(staging->Publish());
+  BANGER_FAILPOINT("image.publish.after_rename");
   Status ins = store_.InsertImage(rec);
   if (!ins.ok()) {
     if (ins.code() == StatusCode::kAlreadyExists) {
@@ -593,6 +606,34 @@ Result<PruneReport> ImageService::Prune() {
   PruneReport report;
   std::error_code ec;
   if (!fs::is_directory(options_.images_dir, ec)) return report;
+  bool pulls_running = false;
+  BANGER_RETURN_IF_ERROR(SweepStaging(report, pulls_running));
+  if (pulls_running) {
+    // A running pull may be filling the blob cache with blobs no record
+    // names yet; leave the cache alone this time.
+    spdlog::info("prune: pulls are running; not pruning cached blobs");
+    return report;
+  }
+  BANGER_ASSIGN_OR_RETURN(std::vector<ImageRecord> images, store_.ListImages());
+  std::vector<std::string> keep;
+  for (const auto& i : images) {
+    if (StartsWith(i.digest, "sha256:")) keep.push_back(i.digest);
+  }
+  if (blob_pruner_) {
+    BANGER_ASSIGN_OR_RETURN(auto blobs, blob_pruner_(keep));
+    report.removed_blobs = blobs.first;
+    report.freed_bytes += blobs.second;
+  } else if (!options_.blobs_dir.empty() && fs::is_directory(options_.blobs_dir / "sha256", ec)) {
+    BANGER_ASSIGN_OR_RETURN(auto blobs, PruneBlobCache(options_.blobs_dir, keep));
+    report.removed_blobs = blobs.first;
+    report.freed_bytes += blobs.second;
+  }
+  return report;
+}
+
+Status ImageService::SweepStaging(PruneReport& report, bool& pulls_running) {
+  std::error_code ec;
+  if (!fs::is_directory(options_.images_dir, ec)) return OkStatus();
   auto known_ids = [this]() -> Result<std::set<std::string>> {
     BANGER_ASSIGN_OR_RETURN(std::vector<ImageRecord> images, store_.ListImages());
     std::set<std::string> ids;
@@ -605,7 +646,6 @@ Result<PruneReport> ImageService::Prune() {
   for (const auto& e : fs::directory_iterator(options_.images_dir, ec)) entries.push_back(e);
   if (ec) return ErrnoStatus(ec.value(), "read directory " + options_.images_dir.string());
   std::sort(entries.begin(), entries.end());
-  bool pulls_running = false;
 
   for (const auto& e : entries) {
     std::string fname = e.path().filename().string();
@@ -671,27 +711,7 @@ Result<PruneReport> ImageService::Prune() {
     }
   }
 
-  if (pulls_running) {
-    // A running pull may be filling the blob cache with blobs no record
-    // names yet; leave the cache alone this time.
-    spdlog::info("prune: pulls are running; not pruning cached blobs");
-    return report;
-  }
-  BANGER_ASSIGN_OR_RETURN(std::vector<ImageRecord> images, store_.ListImages());
-  std::vector<std::string> keep;
-  for (const auto& i : images) {
-    if (StartsWith(i.digest, "sha256:")) keep.push_back(i.digest);
-  }
-  if (blob_pruner_) {
-    BANGER_ASSIGN_OR_RETURN(auto blobs, blob_pruner_(keep));
-    report.removed_blobs = blobs.first;
-    report.freed_bytes += blobs.second;
-  } else if (!options_.blobs_dir.empty() && fs::is_directory(options_.blobs_dir / "sha256", ec)) {
-    BANGER_ASSIGN_OR_RETURN(auto blobs, PruneBlobCache(options_.blobs_dir, keep));
-    report.removed_blobs = blobs.first;
-    report.freed_bytes += blobs.second;
-  }
-  return report;
+  return OkStatus();
 }
 
 }  // namespace banger::images

@@ -130,6 +130,10 @@ class ImageService {
 
   Result<Source> Resolve(const std::string& name_or_ref, const std::string& name_override) const;
   Result<ImageRecord> Publish(const Source& source, const PullRequest& request);
+  /// Removes what interrupted publishes left (staging and tree dirs, lock
+  /// files, published dirs without a record) whose lock nobody holds; sets
+  /// `pulls_running` when some publish is in progress.
+  Status SweepStaging(PruneReport& report, bool& pulls_running);
   Status BuildInto(const Source& source, const PullRequest& request, Staging& staging,
                    Built& built);
 

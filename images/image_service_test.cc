@@ -334,14 +334,6 @@ TEST_F(ImageServiceTest, RemoveIsRefusedForASandboxWhoseSpecNamesTheImage) {
 }
 
 TEST_F(ImageServiceTest, PruneRemovesStrayStagingButNotARunningPull) {
-  // Leftovers of a crashed pull: staging dir, tree dir and its (unheld) lock.
-  ASSERT_TRUE(MakeDirs(images_dir() / "img-0123456789ab.staging/x", 0700).ok());
-  ASSERT_TRUE(MakeDirs(images_dir() / "img-0123456789ab.tree.staging/etc", 0700).ok());
-  ASSERT_TRUE(WriteFileAtomic(images_dir() / "img-0123456789ab.lock", "").ok());
-  ASSERT_TRUE(MakeDirs(images_dir() / "img-aaaaaaaaaaaa.staging", 0700).ok());  // no lock at all
-  // Something that is not banger's: left alone.
-  ASSERT_TRUE(MakeDirs(images_dir() / "notes", 0700).ok());
-
   // A pull that is running while Prune runs.
   Barrier in_pull(2), may_finish(2);
   fake_.hook = [&](const std::string&) {
@@ -352,6 +344,14 @@ TEST_F(ImageServiceTest, PruneRemovesStrayStagingButNotARunningPull) {
   auto running = std::async(std::launch::async,
                             [&] { return service_->Pull("localhost:5000/team/alpine:3.19", {}); });
   ASSERT_TRUE(in_pull.ArriveAndWait(std::chrono::seconds(30)));
+  // Leftovers of a crashed pull (made now: a pull starting sweeps them
+  // itself): staging dir, tree dir and its (unheld) lock.
+  ASSERT_TRUE(MakeDirs(images_dir() / "img-0123456789ab.staging/x", 0700).ok());
+  ASSERT_TRUE(MakeDirs(images_dir() / "img-0123456789ab.tree.staging/etc", 0700).ok());
+  ASSERT_TRUE(WriteFileAtomic(images_dir() / "img-0123456789ab.lock", "").ok());
+  ASSERT_TRUE(MakeDirs(images_dir() / "img-aaaaaaaaaaaa.staging", 0700).ok());  // no lock at all
+  // Something that is not banger's: left alone.
+  ASSERT_TRUE(MakeDirs(images_dir() / "notes", 0700).ok());
 
   auto report = service_->Prune();
   ASSERT_TRUE(report.ok()) << report.status().ToString();
@@ -365,6 +365,20 @@ TEST_F(ImageServiceTest, PruneRemovesStrayStagingButNotARunningPull) {
                                             "img-0123456789ab.lock", "img-aaaaaaaaaaaa.staging"}));
   EXPECT_TRUE(report->removed_orphans.empty());
   EXPECT_EQ(ListDir(images_dir()), (std::vector<std::string>{rec->id, "notes"}));
+}
+
+TEST_F(ImageServiceTest, APullFirstRemovesWhatAnInterruptedPublishLeft) {
+  // A crash at each stage of an earlier publish: mid-build, before and
+  // after the rename (a published dir without a row).
+  ASSERT_TRUE(MakeDirs(images_dir() / "img-0123456789ab.staging/x", 0700).ok());
+  ASSERT_TRUE(MakeDirs(images_dir() / "img-0123456789ab.tree.staging/etc", 0700).ok());
+  ASSERT_TRUE(WriteFileAtomic(images_dir() / "img-0123456789ab.lock", "").ok());
+  ASSERT_TRUE(MakeDirs(images_dir() / "img-cccccccccccc", 0700).ok());
+  ASSERT_TRUE(WriteFileAtomic(images_dir() / "img-cccccccccccc/rootfs.ext4", "x").ok());
+  ASSERT_TRUE(WriteFileAtomic(images_dir() / "img-cccccccccccc.lock", "").ok());
+  auto rec = service_->Pull("localhost:5000/team/alpine:3.19", {});
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  EXPECT_EQ(ListDir(images_dir()), std::vector<std::string>{rec->id});
 }
 
 TEST_F(ImageServiceTest, PruneRemovesPublishedDirectoriesWithoutARecord) {

@@ -5,11 +5,14 @@
 #include <cerrno>
 #include <cstdio>
 #include <random>
+#include <set>
 #include <system_error>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "base/failpoint.h"
+#include "base/file_lock.h"
 #include "base/files.h"
 #include "base/strings.h"
 #include "kernels/host_kernel.h"
@@ -188,9 +191,19 @@ Result<KernelRecord> KernelService::Publish(
   if (existing.status().code() != StatusCode::kNotFound) return existing.status();
 
   BANGER_RETURN_IF_ERROR(MakeDirs(kernels_dir_, 0700));
+  // What an interrupted publish (a crash, a kill -9) left behind goes before
+  // the next one starts; publishes in progress hold their locks.
+  if (auto swept = RemoveStaleStaging(); !swept.ok()) spdlog::warn("kernels: {}", swept.status().ToString());
   const std::string id = NewId(name);
   const std::string staging_name = id + ".staging";
   const fs::path staging = kernels_dir_ / staging_name;
+  // Held from before the staging dir exists until the record is inserted (or
+  // everything is removed): RemoveStaleStaging leaves a locked id alone.
+  BANGER_ASSIGN_OR_RETURN(FileLock publish_lock, FileLock::TryAcquire(kernels_dir_ / (id + ".lock"), "kernel publish"));
+  struct UnlinkLock {
+    FileLock& l;
+    ~UnlinkLock() { l.UnlinkAndRelease(); }
+  } unlink_lock{publish_lock};
   if (::mkdir(staging.c_str(), 0700) != 0) return ErrnoStatus(errno, "create " + staging.string());
   ActiveStaging active(mu_, active_staging_, staging_name);
   ScopedRemove staging_guard(staging);
@@ -198,6 +211,7 @@ Result<KernelRecord> KernelService::Publish(
   BANGER_RETURN_IF_ERROR(MakeDirs(work, 0700));
 
   BANGER_ASSIGN_OR_RETURN(KernelFiles files, fetch(work));
+  BANGER_FAILPOINT("kernel.pull.after_fetch");
   if (!files.bzimage.empty()) {
     BANGER_ASSIGN_OR_RETURN(bool is_elf, IsElfFile(files.bzimage));
     if (is_elf) {
@@ -275,11 +289,13 @@ Result<KernelRecord> KernelService::Publish(
   if (options_.before_publish) options_.before_publish(name);
   // Cheap re-check so a loser of a race does not even rename.
   if (store_.GetKernel(name).ok()) return AlreadyExists("kernel \"" + name + "\" already exists");
+  BANGER_FAILPOINT("kernel.publish.before_rename");
   if (::rename(staging.c_str(), final_dir.c_str()) != 0) {
     return ErrnoStatus(errno, "publish " + staging.string() + " as " + final_dir.string());
   }
   staging_guard.Release();
   ScopedRemove final_guard(final_dir);
+  BANGER_FAILPOINT("kernel.publish.after_rename");
   Status st = store_.InsertKernel(rec);
   if (!st.ok()) {
     if (st.code() == StatusCode::kAlreadyExists) {
@@ -358,19 +374,50 @@ Status KernelService::Remove(const std::string& name) {
 Result<int> KernelService::RemoveStaleStaging() {
   std::error_code ec;
   if (!fs::exists(kernels_dir_, ec)) return 0;
-  std::vector<fs::path> stale;
+  auto recorded = [this]() -> Result<std::set<std::string>> {
+    BANGER_ASSIGN_OR_RETURN(std::vector<KernelRecord> rows, store_.ListKernels());
+    std::set<std::string> ids;
+    for (const auto& r : rows) ids.insert(r.id);
+    return ids;
+  };
+  BANGER_ASSIGN_OR_RETURN(std::set<std::string> ids, recorded());
+  // Ids with something an interrupted publish may have left: ID.staging,
+  // ID.lock, or a directory ID that no record names.
+  std::set<std::string> candidates;
   {
     std::lock_guard lock(mu_);
     for (fs::directory_iterator it(kernels_dir_, ec), end; !ec && it != end; it.increment(ec)) {
       std::string n = it->path().filename().string();
-      if (!EndsWith(n, ".staging")) continue;
-      if (std::find(active_staging_.begin(), active_staging_.end(), n) != active_staging_.end()) continue;
-      stale.push_back(it->path());
+      std::string id;
+      if (EndsWith(n, ".staging")) {
+        id = n.substr(0, n.size() - 8);
+        if (std::find(active_staging_.begin(), active_staging_.end(), n) != active_staging_.end()) continue;
+      } else if (EndsWith(n, ".lock")) {
+        id = n.substr(0, n.size() - 5);
+      } else if (it->is_directory(ec) && !ids.count(n)) {
+        id = n;
+      }
+      if (IsSafeId(id)) candidates.insert(id);
     }
   }
   if (ec) return ErrnoStatus(ec.value(), "read directory " + kernels_dir_.string());
-  for (const fs::path& p : stale) BANGER_RETURN_IF_ERROR(RemoveAll(p));
-  return static_cast<int>(stale.size());
+  int removed = 0;
+  for (const std::string& id : candidates) {
+    auto lock = FileLock::TryAcquire(kernels_dir_ / (id + ".lock"), "kernel cleanup");
+    if (!lock) continue;  // a publish of this id is running
+    // The publisher holds its lock until the record is inserted: re-read the
+    // records now that nobody holds it.
+    BANGER_ASSIGN_OR_RETURN(std::set<std::string> now, recorded());
+    for (const fs::path& p : {kernels_dir_ / (id + ".staging"), kernels_dir_ / id}) {
+      if (p == kernels_dir_ / id && now.count(id)) continue;
+      if (!fs::exists(fs::symlink_status(p, ec))) continue;
+      BANGER_RETURN_IF_ERROR(RemoveAll(p));
+      spdlog::info("kernels: removed {} (left by an interrupted publish)", p.string());
+      ++removed;
+    }
+    lock->UnlinkAndRelease();
+  }
+  return removed;
 }
 
 }  // namespace banger::kernels

@@ -455,5 +455,26 @@ TEST_F(KernelServiceTest, RemoveStaleStagingCleansInterruptedPublishes) {
   EXPECT_TRUE(KernelDirEntries().empty());
 }
 
+// A crash after the rename and before the row (kernel.publish.after_rename)
+// leaves an unrecorded kernel dir and its lock; a crash before it, a staging
+// dir. The next publish removes them; a recorded kernel stays.
+TEST_F(KernelServiceTest, APublishFirstRemovesWhatAnInterruptedOneLeft) {
+  auto svc = MakeService();
+  ImportKernelRequest req;
+  req.name = "kept";
+  req.kernel = BzPath();
+  auto kept = svc->Import(req);
+  ASSERT_TRUE(kept.ok()) << kept.status().ToString();
+  ASSERT_TRUE(MakeDirs(kernels_dir_ / "mine-0000abcd/modules").ok());
+  ASSERT_TRUE(WriteFileAtomic(kernels_dir_ / "mine-0000abcd.lock", "").ok());
+  ASSERT_TRUE(MakeDirs(kernels_dir_ / "mine-1111abcd.staging").ok());
+  req.name = "mine";
+  auto rec = svc->Import(req);
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  std::vector<std::string> want = {kept->id, rec->id};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(KernelDirEntries(), want);
+}
+
 }  // namespace
 }  // namespace banger::kernels

@@ -17,6 +17,7 @@
 #include <optional>
 #include <spdlog/spdlog.h>
 
+#include "base/failpoint.h"
 #include "base/files.h"
 #include "base/strings.h"
 #include "providers/agent_client.h"
@@ -214,6 +215,7 @@ class QemuHypervisor final : public Hypervisor {
     int attempts = std::max(1, opts_.boot_attempts);
     for (int attempt = 1; attempt <= attempts; ++attempt) {
       if (Status s = Prepare(c, f); !s.ok()) return ctx(s);
+      if (Status s = failpoint::Hit("runtime.boot.after_overlay"); !s.ok()) return ctx(s);
       std::vector<std::string> argv = BuildQemuArgv(c, opts_, plan);
       spdlog::info("sandbox {}: starting QEMU ({}, {}, attempt {}/{})", c.sandbox_id,
                    plan.microvm ? "microvm" : "q35", plan.kvm ? "kvm" : "tcg", attempt, attempts);
@@ -221,7 +223,9 @@ class QemuHypervisor final : public Hypervisor {
       auto id = runner_.StartDetached(spec);
       if (!id) return ctx(id.error());
       VmHandle handle{*id, c.runtime_dir, f.disk, f.agent_socket};
-      last = WaitEarlyBoot(handle, f);
+      // An injected error takes the path of a failed early boot (QEMU killed).
+      last = failpoint::Hit("runtime.boot.after_spawn");
+      if (last.ok()) last = WaitEarlyBoot(handle, f);
       if (last.ok()) return handle;
       spdlog::warn("sandbox {}: {}", c.sandbox_id, last.message());
       (void)Kill(handle);
@@ -272,6 +276,7 @@ class QemuHypervisor final : public Hypervisor {
 
   Status Destroy(const VmHandle& handle) override {
     BANGER_RETURN_IF_ERROR(Shutdown(handle, milliseconds(0)));
+    BANGER_FAILPOINT("runtime.destroy.after_kill");
     if (handle.runtime_dir.empty() || !handle.runtime_dir.is_absolute()) {
       return InvalidArgument("refusing to remove runtime dir '" + handle.runtime_dir.string() + "'");
     }

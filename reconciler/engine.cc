@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 
+#include "base/failpoint.h"
 #include "base/files.h"
 #include "base/parallel.h"
 #include "base/sha256.h"
@@ -138,7 +139,14 @@ Status Engine::RunStep(const std::string& sandbox, const std::string& step,
   BANGER_ASSIGN_OR_RETURN(int64_t op, store_.BeginOperation(sandbox, step, detail, SelfProcess()));
   sink_.StepStarted(sandbox, step);
   auto start = clock_.SteadyNow();
-  Status s = body();
+  // engine.STEP.before / engine.STEP.after (base/failpoint.cc): the step's
+  // row is `started` at both; the side effect is not done / done.
+  auto point = [&](const char* when) {
+    return failpoint::AnyArmed() ? failpoint::Hit("engine." + step + "." + when) : OkStatus();
+  };
+  Status s = point("before");
+  if (s.ok()) s = body();
+  if (s.ok()) s = point("after");
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.SteadyNow() - start);
   Status fin = store_.FinishOperation(op, s.ok() ? "" : s.ToString());
   if (!fin.ok()) spdlog::warn("journal: {}", fin.ToString());
@@ -388,6 +396,7 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
   // The desired spec is recorded before acting, so an interrupted or failed
   // boot is visible (Pending/Failed) and the next plan picks it up.
   BANGER_RETURN_IF_ERROR(store_.PutSandbox(rec));
+  if (Status fp = failpoint::Hit("engine.record.after_put"); !fp.ok()) return fail(fp);
 
   ImageRecord image;
   KernelRecord kernel;
@@ -444,13 +453,24 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
     BootRequest req{rec, spec, image, kernel, fresh_disk, attachment, volumes};
     auto booted = runtime_->Boot(req);
     if (!booted) return booted.error();
-    rec.hypervisor = booted->hypervisor;
-    rec.pid = booted->process.pid;
-    rec.pid_start_time = booted->process.start_time;
-    rec.runtime_dir = booted->runtime_dir;
-    rec.disk_path = booted->disk_path;
-    if (!booted->address.empty()) rec.address = booted->address;
-    return store_.UpdateObserved(rec);
+    SandboxRecord launched = rec;
+    launched.hypervisor = booted->hypervisor;
+    launched.pid = booted->process.pid;
+    launched.pid_start_time = booted->process.start_time;
+    launched.runtime_dir = booted->runtime_dir;
+    launched.disk_path = booted->disk_path;
+    if (!booted->address.empty()) launched.address = booted->address;
+    Status recorded = failpoint::Hit("engine.boot.after_launch");
+    if (recorded.ok()) recorded = store_.UpdateObserved(launched);
+    if (!recorded.ok()) {
+      // A VM nobody recorded would run on while `get` says Failed: stop it
+      // now (the next boot would find and stop it too, by its pidfile).
+      Status st = runtime_->Stop(launched, std::chrono::milliseconds(0));
+      if (!st.ok()) spdlog::warn("sandbox {}: stopping the unrecorded VM: {}", name, st.ToString());
+      return recorded;
+    }
+    rec = std::move(launched);
+    return OkStatus();
   });
   if (!s.ok()) return fail(s);
   Event(name, "Normal", "Booted", "VM started (" + rec.hypervisor + ", pid " + std::to_string(rec.pid) + ")");
@@ -506,6 +526,7 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
     if (!s.ok()) return fail(s);
   }
 
+  if (Status fp = failpoint::Hit("engine.ready.before_record"); !fp.ok()) return fail(fp);
   rec.phase = SandboxPhase::kReady;
   rec.ready_at = clock_.NowUnix();
   rec.last_error.clear();
@@ -577,7 +598,9 @@ Status Engine::DeleteLocked(const std::string& name) {
       BANGER_RETURN_IF_ERROR(store_.UpdateObserved(r));
       BANGER_RETURN_IF_ERROR(runtime_->Destroy(r));
     }
+    BANGER_FAILPOINT("engine.delete.after_destroy");
     BANGER_ASSIGN_OR_RETURN(std::string network, networks_.Detach(r));
+    BANGER_FAILPOINT("engine.delete.after_detach");
     BANGER_RETURN_IF_ERROR(store_.DeleteSandbox(name));
     if (options_.workspace_shipper != nullptr) options_.workspace_shipper->Forget(name);
     Event(name, "Normal", "Deleted", "sandbox deleted");
@@ -627,6 +650,7 @@ Result<std::vector<VolumeAttachment>> Engine::EnsureVolumes(const SandboxRecord&
       Result<BuiltVolume> created = options_.volumes->Create(build);
       if (!created) return created.error().WithContext(what);
       const BuiltVolume& built = *created;
+      BANGER_FAILPOINT("volume.create.after_file");
       // The row is written only once the file is whole: a volume is either
       // recorded and complete, or not recorded (and rebuilt next time).
       row.sandbox = rec.name;
@@ -788,11 +812,39 @@ ApplyReport Engine::Reconcile() {
   return report;
 }
 
+namespace {
+
+// Lock files of sandboxes that have no record: a delete interrupted after it
+// removed the record (before it removed its lock file), or a `stop`/`start`
+// of a name that does not exist. One somebody holds is in use (an apply
+// creating that sandbox): left alone.
+void RemoveStaleLocks(StateStore& store, const std::filesystem::path& locks_dir) {
+  if (locks_dir.empty()) return;
+  std::error_code ec;
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(locks_dir, ec)) {
+    std::string n = e.path().filename().string();
+    if (n.size() > 13 && StartsWith(n, "sandbox-") && EndsWith(n, ".lock")) names.push_back(n.substr(8, n.size() - 13));
+  }
+  for (const std::string& name : names) {
+    if (store.GetSandbox(name).status().code() != StatusCode::kNotFound) continue;
+    auto lock = FileLock::TryAcquire(locks_dir / ("sandbox-" + name + ".lock"), "cleanup");
+    if (!lock) continue;
+    // Re-read under the lock: an apply may have created it meanwhile.
+    if (store.GetSandbox(name).status().code() != StatusCode::kNotFound) continue;
+    lock->UnlinkAndRelease();
+    spdlog::info("removed the lock file of sandbox {}, which no longer exists", name);
+  }
+}
+
+}  // namespace
+
 Status Engine::Refresh() {
   auto abandoned = store_.AbandonUnfinishedOperations(
       "interrupted (the banger process running it exited before the step finished)",
       [](const ProcessIdentity& id) { return ProcessAlive(id); });
   if (!abandoned) return abandoned.error();
+  RemoveStaleLocks(store_, options_.locks_dir);
   BANGER_ASSIGN_OR_RETURN(auto records, store_.ListSandboxes());
   const int64_t now = clock_.NowUnix();
   auto ran_stably = [&](const SandboxRecord& rec) {

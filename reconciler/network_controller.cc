@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "base/failpoint.h"
 #include "base/files.h"
 #include "base/ipv4.h"
 #include "base/sha256.h"
@@ -204,6 +205,7 @@ Result<NetworkAttachment> NetworkController::Attach(const SandboxRecord& record,
     }
   }
   BANGER_ASSIGN_OR_RETURN(LeaseRecord lease, store_.AcquireLease(q));
+  BANGER_FAILPOINT("network.lease.after_acquire");
   BridgeConfig bridge = BridgeOf(net);
   NetworkAttachment a;
   a.network = net.name;
@@ -217,6 +219,7 @@ Result<NetworkAttachment> NetworkController::Attach(const SandboxRecord& record,
   if (a.dns.empty()) a.dns.push_back(net.gateway);
   Status s = driver_->EnsureBridge(bridge);
   if (s.ok()) s = driver_->EnsureTap({a.tap, net.bridge, bridge.isolated});
+  if (s.ok()) s = failpoint::Hit("network.tap.after_create");
   if (s.ok()) s = SyncRulesLocked();
   if (!s.ok()) return s.WithContext("network " + net.name);
   guard = Guard{};  // HostsFor reads only the database

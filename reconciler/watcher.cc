@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "base/failpoint.h"
 #include "base/sha256.h"
 #include "reconciler/network_plan.h"
 #include "base/strings.h"
@@ -86,6 +87,9 @@ void Watcher::Pass() {
     }
   } count_pass{this, started, now};
   auto snap = source_.Fetch();
+  if (snap) {
+    if (Status fp = failpoint::Hit("watch.pass.after_fetch"); !fp.ok()) snap = fp;
+  }
   bool good = false;
   std::string problem;
   if (!snap) {
@@ -342,6 +346,9 @@ void Watcher::ConvergeKey(const std::string& key) {
   req.wait_for_lock = false;
   req.purpose = "watch";
   ConvergeOutcome out = engine_.Converge(req);
+  if (Status fp = failpoint::Hit("watch.converge.after"); !fp.ok() && !out.busy && out.result.status.ok()) {
+    out.result.status = fp;
+  }
   if (out.busy) {
     spdlog::info("sandbox {}: {} is working on it; looking again in {}", key, out.holder,
                  Seconds(options_.busy_retry));

@@ -16,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/failpoint.h"
 #include "base/files.h"
 
 namespace banger {
@@ -209,9 +210,10 @@ Result<int> ReadUserVersion(sqlite3* db) {
 Status InTxn(sqlite3* db, bool write, const std::function<Status()>& fn) {
   BANGER_RETURN_IF_ERROR(Exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN", "begin transaction"));
   Status st = fn();
+  if (st.ok() && write) st = failpoint::Hit("state.tx.before_commit");
   if (st.ok()) {
     st = Exec(db, "COMMIT", "commit");
-    if (st.ok()) return st;
+    if (st.ok()) return write ? failpoint::Hit("state.tx.after_commit") : st;
   }
   if (!sqlite3_get_autocommit(db)) {
     Status rb = Exec(db, "ROLLBACK", "rollback");
