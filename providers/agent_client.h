@@ -77,7 +77,10 @@ class AgentConnection {
   /// Runs a command to completion, feeding `stdin_data` then EOF. A command
   /// that cannot be started (not found, bad cwd) is an error Status; a
   /// non-zero exit is not. On timeout the command is killed (SIGKILL) and
-  /// DeadlineExceeded is returned.
+  /// DeadlineExceeded is returned. The guest is untrusted: at most
+  /// `command.max_output` bytes of output are kept; a malformed or
+  /// out-of-range EXIT, or a broken frame stream, is DataLoss; a guest that
+  /// keeps sending without finishing still ends at the timeout.
   virtual Result<ExecResult> Exec(const ExecCommand& command, std::string_view stdin_data,
                                   std::chrono::milliseconds timeout) = 0;
 
