@@ -22,6 +22,7 @@
 #include "oci/blob_store.h"
 #include "oci/http.h"
 #include "oci/puller.h"
+#include "oci/registry_client.h"
 #include "oci/test_http_server.h"
 #include "oci/test_layers.h"
 #include "tests/support/oci_registry.h"
