@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 
 #include "host/vm_runtime.h"
 #include "providers/agent_client.h"
+#include "providers/qemu_hypervisor.h"
 
 namespace banger::cli {
 namespace {
@@ -72,22 +74,40 @@ Result<int> RunInteractiveExec(const SandboxRecord& record, const std::vector<st
 }
 
 bool FollowFile(const std::filesystem::path& path, bool follow, Clock& clock) {
+  // The guest writes this file: cap it first, then print a bounded tail
+  // (kMaxConsoleLogBytes at most), and in follow mode notice a rotation.
+  if (auto capped = CapConsoleLog(path); !capped.ok()) {
+    std::fprintf(stderr, "warning: %s\n", capped.error().message().c_str());
+  }
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     std::fprintf(stderr, "error: cannot read %s\n", path.c_str());
     return false;
   }
+  struct stat st {};
+  off_t pos = 0;
+  if (::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) > kMaxConsoleLogBytes) {
+    pos = st.st_size - static_cast<off_t>(kMaxConsoleLogBytes);
+  }
+  ::lseek(fd, pos, SEEK_SET);
   char buf[65536];
   while (true) {
     ssize_t n = ::read(fd, buf, sizeof(buf));
     if (n > 0) {
       std::fwrite(buf, 1, static_cast<size_t>(n), stdout);
+      pos += n;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     std::fflush(stdout);
     if (!follow) break;
     clock.SleepFor(std::chrono::milliseconds(250));
+    (void)CapConsoleLog(path);  // a follower keeps the cap even without `banger watch`
+    if (::fstat(fd, &st) == 0 && st.st_size < pos) {
+      std::fprintf(stdout, "\n[banger: console log rotated]\n");
+      pos = 0;
+      ::lseek(fd, 0, SEEK_SET);
+    }
   }
   ::close(fd);
   return true;

@@ -231,6 +231,13 @@ class VmRuntime final : public SandboxRuntime {
     ExecCommand cmd;
     cmd.argv = argv;
     BANGER_ASSIGN_OR_RETURN(ExecResult r, conn->Exec(cmd, "", timeout));
+    if (r.output_dropped > 0) {
+      // The guest said more than the host keeps: say so where the output goes.
+      std::string note = "[banger: dropped " + std::to_string(r.output_dropped) + " bytes of output beyond the " +
+                         std::to_string(cmd.max_output >> 20) + " MiB limit]";
+      spdlog::warn("sandbox {}: exec {}: {}", rec.name, argv.empty() ? "" : argv[0], note);
+      r.stderr_data += (r.stderr_data.empty() || r.stderr_data.back() == '\n' ? "" : "\n") + note + "\n";
+    }
     return CommandOutput{r.exit_code, std::move(r.stdout_data), std::move(r.stderr_data)};
   }
 
@@ -293,9 +300,8 @@ class VmRuntime final : public SandboxRuntime {
   }
 
   std::string ConsoleTail(const SandboxRecord& rec) {
-    auto log = ReadFile(ConsoleLogOf(rec));
-    if (!log || log->empty()) return "";
-    std::string tail = log->size() > 600 ? log->substr(log->size() - 600) : *log;
+    std::string tail = ReadFileTail(ConsoleLogOf(rec), 600);  // the guest controls its size
+    if (tail.empty()) return "";
     return "\nconsole ends:\n" + tail;
   }
 

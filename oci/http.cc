@@ -151,6 +151,12 @@ class CurlHttpClient final : public HttpClient {
       resp.effective_url = eff;
     }
     if (rc == CURLE_WRITE_ERROR && !ex.sink_status.ok()) return ex.sink_status;
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+      // Connect timeout or the low-speed limit: nothing (usable) arrived.
+      return DeadlineExceeded(req.method + " " + req.url + ": no data for " +
+                              std::to_string(req.stall_timeout.count()) + " s (" +
+                              curl_easy_strerror(rc) + ")");
+    }
     if (rc != CURLE_OK) {
       return TransferStatus(rc, resp.status, req.method + " " + req.url);
     }

@@ -24,8 +24,9 @@ struct HttpRequest {
   std::string basic_user;                    // HTTP basic auth when non-empty
   std::string basic_password;
   std::chrono::seconds connect_timeout{20};
-  /// Abort when fewer than 1 byte/s arrive for this long (stalled transfer).
-  std::chrono::seconds stall_timeout{60};
+  /// Abort when fewer than 1 byte/s arrive for this long (stalled transfer):
+  /// DeadlineExceeded saying "no data for N s".
+  std::chrono::seconds stall_timeout{20};
   /// Called once with the status and headers of a 2xx response before its
   /// first body byte reaches the sink; an error aborts the transfer.
   std::function<Status(long status, const std::map<std::string, std::string>& headers)>

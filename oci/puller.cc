@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 
+#include <cstdlib>
+
 #include <spdlog/spdlog.h>
 
 #include "base/strings.h"
@@ -47,6 +49,20 @@ void Report(const PullOptions& o, std::string phase, std::string item, uint64_t 
 
 }  // namespace
 
+Result<std::chrono::seconds> EffectiveStallTimeout(std::chrono::seconds configured) {
+  if (configured.count() > 0) return configured;
+  const char* env = std::getenv("BANGER_REGISTRY_STALL_TIMEOUT");
+  if (env == nullptr || *env == '\0') return StallPolicy{}.budget;
+  std::string v(env);
+  bool digits = v.size() <= 4 && v.find_first_not_of("0123456789") == std::string::npos;
+  long n = digits ? std::stol(v) : 0;
+  if (n < 1 || n > 3600) {
+    return InvalidArgument("BANGER_REGISTRY_STALL_TIMEOUT: '" + v.substr(0, 32) +
+                           "' is not a number of seconds from 1 to 3600");
+  }
+  return std::chrono::seconds(n);
+}
+
 Result<PulledImage> PullAndFlatten(const std::string& reference, const fs::path& dest_dir,
                                    const PullOptions& options) {
   BANGER_ASSIGN_OR_RETURN(Reference ref, ParseReference(reference));
@@ -62,6 +78,7 @@ Result<PulledImage> PullAndFlatten(const std::string& reference, const fs::path&
   ro.retry.max_attempts = options.max_attempts;
   ro.retry.initial_backoff = options.initial_backoff;
   ro.clock = options.clock;
+  BANGER_ASSIGN_OR_RETURN(ro.stall.budget, EffectiveStallTimeout(options.stall_timeout));
   RegistryClient client(*http, ref, ro);
 
   PulledImage out;

@@ -35,8 +35,18 @@ struct PullOptions {
   // up to max_attempts tries, sleeping initial_backoff, 2x, 4x, ... between.
   int max_attempts = 5;
   std::chrono::milliseconds initial_backoff{500};
+  // A transfer that receives no data for this long in total (across its
+  // retries) fails with "registry stalled: ..." (see StallPolicy in
+  // registry_client.h). 0: $BANGER_REGISTRY_STALL_TIMEOUT (seconds) if set,
+  // else 90 s.
+  std::chrono::seconds stall_timeout{0};
   Clock* clock = nullptr;                 // for the backoff sleeps; nullptr: system clock
 };
+
+/// The stall timeout a pull uses: `configured` if > 0, else
+/// $BANGER_REGISTRY_STALL_TIMEOUT (1-3600 seconds; anything else is an
+/// InvalidArgument naming the variable), else 90 s.
+Result<std::chrono::seconds> EffectiveStallTimeout(std::chrono::seconds configured);
 
 struct PulledImage {
   std::string reference;        // normalised: registry/repository:tag or @digest

@@ -22,6 +22,7 @@
 #include "oci/blob_store.h"
 #include "oci/http.h"
 #include "oci/puller.h"
+#include "oci/registry_client.h"
 #include "oci/test_http_server.h"
 #include "oci/test_layers.h"
 #include "tests/support/oci_registry.h"
@@ -605,5 +606,243 @@ TEST_F(FaultyRegistryTest, UnreachableRegistryIsUnavailable) {
   EXPECT_EQ(r.error().code(), StatusCode::kUnavailable);
 }
 
+
+// ---- hostile registries (issue 10) -------------------------------------------
+
+// No pull leaves a partial blob in the cache or anything in the destination.
+void ExpectNothingLeft(const fs::path& blobs, const fs::path& dest) {
+  for (const std::string& f : CacheFiles(blobs)) {
+    EXPECT_EQ(f.find(".partial."), std::string::npos) << "temp file left: " << f;
+  }
+  EXPECT_TRUE(fs::is_empty(dest));
+}
+
+std::chrono::milliseconds Since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t);
+}
+
+TEST_F(FaultyRegistryTest, StalledBlobFailsWithinTheStallTimeoutNamingDigestAndAttempts) {
+  // Headers and the first 1000 bytes, then nothing, on every attempt (Range
+  // requests included). Before: 5 attempts of 60 s each (about 5 minutes).
+  FakeRegistry reg(img_);
+  std::string layer_path = "/v2/app/blobs/" + Layer().Digest();
+  reg.hook = [&](const TestRequest& req, TestResponse& resp) {
+    if (req.target != layer_path) return false;
+    resp.body = Layer().data;
+    resp.stall_after = 1000;
+    return true;
+  };
+  TestHttpServer server([&](const TestRequest& r) { return reg.Handle(r); });
+  ASSERT_TRUE(server.ok());
+  PullOptions o = Options();
+  o.stall_timeout = std::chrono::seconds(4);  // 1 s per attempt
+  auto start = std::chrono::steady_clock::now();
+  auto r = PullAndFlatten(server.HostPort() + "/app:1", dest_, o);
+  auto took = Since(start);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), StatusCode::kDeadlineExceeded) << r.error().ToString();
+  const std::string& m = r.error().message();
+  EXPECT_NE(m.find("registry stalled: no data for"), std::string::npos) << m;
+  EXPECT_NE(m.find(Layer().Digest()), std::string::npos) << m;
+  EXPECT_NE(m.find(server.HostPort()), std::string::npos) << m;
+  EXPECT_NE(m.find(" attempt"), std::string::npos) << m;
+  // 4 s of silence in all, plus libcurl's lag in noticing the last stall
+  // (kCurlStallLag): the same bound the defaults hold under 2 minutes.
+  EXPECT_LT(took, std::chrono::seconds(4) + kCurlStallLag + std::chrono::seconds(3)) << m;
+  EXPECT_GE(took, std::chrono::seconds(3)) << m;
+  ExpectNothingLeft(blobs_, dest_);
+}
+
+TEST_F(FaultyRegistryTest, StalledManifestFailsToo) {
+  FakeRegistry reg(img_);
+  reg.hook = [&](const TestRequest& req, TestResponse& resp) {
+    if (req.target.find("/manifests/") == std::string::npos) return false;
+    resp.body = img_.manifest;
+    resp.headers = {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"}};
+    resp.stall_after = req.method == "HEAD" ? std::string::npos : 10;
+    return true;
+  };
+  TestHttpServer server([&](const TestRequest& r) { return reg.Handle(r); });
+  ASSERT_TRUE(server.ok());
+  PullOptions o = Options();
+  o.stall_timeout = std::chrono::seconds(3);
+  auto start = std::chrono::steady_clock::now();
+  auto r = PullAndFlatten(server.HostPort() + "/app:1", dest_, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("registry stalled"), std::string::npos) << r.error().message();
+  EXPECT_LT(Since(start), std::chrono::seconds(10));
+  ExpectNothingLeft(blobs_, dest_);
+}
+
+TEST_F(FaultyRegistryTest, SlowButMovingBlobKeepsGoingPastTheStallTimeout) {
+  // 300 KiB at 24 KiB every 250 ms: about 3 s in all, longer than the whole
+  // stall budget (2 s), but never silent for a second: it must succeed.
+  FakeRegistry reg(img_);
+  std::string layer_path = "/v2/app/blobs/" + Layer().Digest();
+  reg.hook = [&](const TestRequest& req, TestResponse& resp) {
+    if (req.target != layer_path) return false;
+    resp.body = Layer().data;
+    resp.trickle_bytes = 24 * 1024;
+    resp.trickle_interval = std::chrono::milliseconds(250);
+    return true;
+  };
+  TestHttpServer server([&](const TestRequest& r) { return reg.Handle(r); });
+  ASSERT_TRUE(server.ok());
+  PullOptions o = Options();
+  o.stall_timeout = std::chrono::seconds(2);
+  auto start = std::chrono::steady_clock::now();
+  auto r = PullAndFlatten(server.HostPort() + "/app:1", dest_, o);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_GT(Since(start), std::chrono::seconds(2)) << "the transfer was not slower than the budget";
+  EXPECT_EQ(fs::file_size(dest_ / "big"), 300u * 1024u);
+  int layer_gets = 0;
+  for (const TestRequest& req : server.requests()) layer_gets += req.target == layer_path;
+  EXPECT_EQ(layer_gets, 1) << "a moving transfer was abandoned";
+}
+
+TEST_F(FaultyRegistryTest, StallTimeoutComesFromTheEnvironment) {
+  ::setenv("BANGER_REGISTRY_STALL_TIMEOUT", "7", 1);
+  auto t = EffectiveStallTimeout(std::chrono::seconds(0));
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->count(), 7);
+  EXPECT_EQ(EffectiveStallTimeout(std::chrono::seconds(3))->count(), 3);  // explicit wins
+  for (const char* bad : {"0", "-5", "abc", "3601", "99999999999", "5s"}) {
+    ::setenv("BANGER_REGISTRY_STALL_TIMEOUT", bad, 1);
+    auto e = EffectiveStallTimeout(std::chrono::seconds(0));
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_NE(e.error().message().find("BANGER_REGISTRY_STALL_TIMEOUT"), std::string::npos);
+    // A pull with a bad value is refused before anything is fetched.
+    auto r = PullAndFlatten("127.0.0.1:1/app:1", dest_, Options());
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  ::unsetenv("BANGER_REGISTRY_STALL_TIMEOUT");
+  EXPECT_EQ(EffectiveStallTimeout(std::chrono::seconds(0))->count(), 90);
+}
+
+TEST_F(FaultyRegistryTest, HugeManifestIsRefusedAtEightMiB) {
+  // Announces 300 MB and sends 9 MiB: refused once 8 MiB arrived.
+  FakeRegistry reg(img_);
+  reg.hook = [&](const TestRequest& req, TestResponse& resp) {
+    if (req.target.find("/manifests/") == std::string::npos || req.method == "HEAD") return false;
+    resp.headers = {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"},
+                    {"Content-Length", std::to_string(300u << 20)}};
+    resp.body = "{\"schemaVersion\":2,\"x\":\"" + std::string(9u << 20, 'm');
+    return true;
+  };
+  TestHttpServer server([&](const TestRequest& r) { return reg.Handle(r); });
+  ASSERT_TRUE(server.ok());
+  // HEAD names no cached digest, so the GET follows.
+  auto r = PullAndFlatten(server.HostPort() + "/app:1", dest_, Options());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("larger than 8 MiB"), std::string::npos) << r.error().message();
+  ExpectNothingLeft(blobs_, dest_);
+}
+
+TEST_F(FaultyRegistryTest, DeeplyNestedIndexIsRefusedAtTheSecondLevel) {
+  // A chain of 64 indexes, each naming the next for linux/amd64.
+  std::map<std::string, std::string> by_digest;
+  std::string next_digest = img_.Digest();
+  std::string next_type = "application/vnd.oci.image.manifest.v1+json";
+  size_t next_size = img_.manifest.size();
+  by_digest[img_.Digest()] = img_.manifest;
+  std::string top;
+  for (int level = 0; level < 64; ++level) {
+    nlohmann::json idx = {{"schemaVersion", 2},
+                          {"mediaType", "application/vnd.oci.image.index.v1+json"},
+                          {"manifests", {{{"mediaType", next_type},
+                                          {"digest", next_digest},
+                                          {"size", next_size},
+                                          {"platform", {{"os", "linux"}, {"architecture", "amd64"}}}}}}};
+    top = idx.dump();
+    next_digest = Digest(top);
+    next_type = "application/vnd.oci.image.index.v1+json";
+    next_size = top.size();
+    by_digest[next_digest] = top;
+  }
+  FakeRegistry reg(img_);
+  int manifest_gets = 0;
+  reg.hook = [&](const TestRequest& req, TestResponse& resp) {
+    size_t at = req.target.find("/manifests/");
+    if (at == std::string::npos) return false;
+    std::string sel = req.target.substr(at + 11);
+    std::string body = sel == "1" ? top : by_digest.count(sel) ? by_digest[sel] : "";
+    if (body.empty()) return false;
+    if (req.method == "GET") ++manifest_gets;
+    resp.headers = {{"Content-Type", body == img_.manifest ? "application/vnd.oci.image.manifest.v1+json"
+                                                           : "application/vnd.oci.image.index.v1+json"},
+                    {"Docker-Content-Digest", Digest(body)}};
+    resp.body = body;
+    return true;
+  };
+  TestHttpServer server([&](const TestRequest& r) { return reg.Handle(r); });
+  ASSERT_TRUE(server.ok());
+  auto r = PullAndFlatten(server.HostPort() + "/app:1", dest_, Options());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("nested image indexes are not supported"), std::string::npos)
+      << r.error().message();
+  EXPECT_LE(manifest_gets, 2) << "the client followed the chain";
+  ExpectNothingLeft(blobs_, dest_);
+}
+
+TEST_F(FaultyRegistryTest, BlobAlwaysShorterThanItsContentLengthGivesUp) {
+  // Declares the full length, sends half, ignores Range: every attempt
+  // restarts and is cut again.
+  FakeRegistry reg(img_);
+  std::string layer_path = "/v2/app/blobs/" + Layer().Digest();
+  int gets = 0;
+  reg.hook = [&](const TestRequest& req, TestResponse& resp) {
+    if (req.target != layer_path) return false;
+    ++gets;
+    resp.body = Layer().data;
+    resp.cut_after = Layer().data.size() / 2;
+    return true;
+  };
+  TestHttpServer server([&](const TestRequest& r) { return reg.Handle(r); });
+  ASSERT_TRUE(server.ok());
+  PullOptions o = Options();
+  o.max_attempts = 3;
+  auto r = PullAndFlatten(server.HostPort() + "/app:1", dest_, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), StatusCode::kUnavailable) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("3 attempts"), std::string::npos) << r.error().message();
+  EXPECT_EQ(gets, 3);
+  ExpectNothingLeft(blobs_, dest_);
+  EXPECT_FALSE(CacheFiles(blobs_).count(Layer().Digest().substr(7)));
+}
+
+TEST_F(FaultyRegistryTest, GzipBombOnASmallFilesystemFailsCleanly) {
+  // 64 MiB of zeros (about 64 KiB gzipped) flattened onto a 16 MiB tmpfs.
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
+  fs::path small = tmp_->path() / "small";
+  fs::create_directories(small);
+  auto runner = MakePosixCommandRunner();
+  auto mounted = RunChecked(*runner, {.argv = {"mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs",
+                                               small.string()}});
+  ASSERT_TRUE(mounted.ok()) << mounted.error().ToString();
+  struct Unmount {
+    CommandRunner& r;
+    fs::path p;
+    ~Unmount() { (void)RunChecked(r, {.argv = {"umount", "-l", p.string()}}); }
+  } unmount{*runner, small};
+  fs::path dest = small / "rootfs";
+  fs::create_directories(dest);
+  TestImage bomb = MakeImage({{std::string(kLayerGzip),
+                               TarBuilder().File("zeros", std::string(64u << 20, '\0')).Build(Compression::kGzip)}});
+  ASSERT_LT(bomb.layers[0].data.size(), 1u << 20);
+  FakeRegistry reg(bomb);
+  TestHttpServer server([&](const TestRequest& r) { return reg.Handle(r); });
+  ASSERT_TRUE(server.ok());
+  auto r = PullAndFlatten(server.HostPort() + "/app:1", dest, Options());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("No space left"), std::string::npos) << r.error().ToString();
+  // The partial tree is the caller's staging to remove (the image service
+  // does); the blob cache keeps no partial file.
+  for (const std::string& f : CacheFiles(blobs_)) {
+    EXPECT_EQ(f.find(".partial."), std::string::npos) << "temp file left: " << f;
+  }
+}
 }  // namespace
 }  // namespace banger::oci

@@ -22,6 +22,23 @@ std::chrono::milliseconds RetryPolicy::BackoffBefore(int attempt) const {
   return std::min(d, max_backoff);
 }
 
+std::chrono::seconds StallPolicy::PerAttempt() const {
+  auto per = std::min(std::chrono::seconds(20), budget / 4);
+  return std::max(std::chrono::seconds(1), per);
+}
+
+std::chrono::milliseconds WorstCaseStalledTransfer(const RetryPolicy& retry, const StallPolicy& stall) {
+  // WithRetries counts every moment of an attempt outside the span between
+  // its first and last body byte, and the backoff sleeps, as silence; it
+  // stops once the silence reaches the budget, sleeps no backoff past it,
+  // and gives no attempt more silence (connect + low-speed window) than
+  // what is left. Only the last attempt can overrun, by libcurl's lag in
+  // noticing a stall: it averages the speed over about 5 s and checks once
+  // a second.
+  (void)retry;
+  return stall.budget + kCurlStallLag;
+}
+
 std::string UrlEncode(std::string_view s) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
@@ -58,21 +75,53 @@ std::string RegistryClient::BaseUrl() const {
 template <typename T>
 Result<T> RegistryClient::WithRetries(std::string_view what,
                                       const std::function<Result<T>()>& attempt) {
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
   Status last;
+  const milliseconds budget = options_.stall.budget;
+  milliseconds silent{0};  // counted against the stall budget
+  int attempts = 0;
+  bool stalled = false;
+  auto give_up_stalled = [&]() -> Status {
+    return DeadlineExceeded("registry stalled: no data for " +
+                            std::to_string(duration_cast<seconds>(silent).count()) + " s while downloading " +
+                            std::string(what) + " (" + std::to_string(attempts) +
+                            (attempts == 1 ? " attempt" : " attempts") + ", each abandoned after " +
+                            std::to_string(options_.stall.PerAttempt().count()) +
+                            " s without data; BANGER_REGISTRY_STALL_TIMEOUT=" +
+                            std::to_string(options_.stall.budget.count()) + "): " + last.message());
+  };
   for (int i = 1; i <= options_.retry.max_attempts; ++i) {
     if (i > 1) {
       auto delay = options_.retry.BackoffBefore(i);
+      if (stalled && silent + delay + seconds(1) >= budget) return give_up_stalled();
       spdlog::info("{}: retrying in {} ms (attempt {}/{}) after: {}", what, delay.count(), i,
                    options_.retry.max_attempts, last.message());
       clock_->SleepFor(delay);
+      silent += delay;
     }
+    // This attempt may stay silent only for what is left of the budget.
+    auto left = duration_cast<seconds>(budget - silent);
+    attempt_connect_ = std::max(seconds(1), std::min(seconds(20), left / 2));
+    attempt_stall_ = std::max(seconds(1), std::min(options_.stall.PerAttempt(), left - attempt_connect_));
+    auto started = clock_->SteadyNow();
+    first_data_ = last_data_ = {};
+    ++attempts;
     Result<T> r = attempt();
     if (r.ok()) return r;
     last = r.status();
     if (last.code() != StatusCode::kUnavailable && last.code() != StatusCode::kDeadlineExceeded) {
       return last;
     }
+    // This attempt's silence: all of it but the span in which data moved.
+    stalled = last.code() == StatusCode::kDeadlineExceeded;
+    auto took = clock_->SteadyNow() - started;
+    if (first_data_ != std::chrono::steady_clock::time_point{}) took -= last_data_ - first_data_;
+    silent += duration_cast<milliseconds>(took);
+    if (stalled && silent + seconds(1) >= budget) return give_up_stalled();
   }
+  if (stalled) return give_up_stalled();
   return std::move(last).WithContext("giving up after " +
                                      std::to_string(options_.retry.max_attempts) + " attempts");
 }
@@ -95,6 +144,8 @@ Status RegistryClient::FetchToken(const AuthChallenge& ch) {
     req.basic_user = creds_->username;
     req.basic_password = creds_->password;
   }
+  req.stall_timeout = attempt_stall_;
+  req.connect_timeout = attempt_connect_;
   BANGER_ASSIGN_OR_RETURN(HttpResponse resp, http_.Do(req));
   BANGER_RETURN_IF_ERROR(TransferStatus(0, resp.status, "token request to " + realm));
   try {
@@ -118,6 +169,18 @@ Result<HttpResponse> RegistryClient::Send(HttpRequest req, const BodySink& sink)
     BANGER_ASSIGN_OR_RETURN(creds_, LookupDockerCredentials(options_.docker_config, ref_.registry));
   }
   const std::vector<std::string> base_headers = req.headers;
+  req.stall_timeout = attempt_stall_;
+  req.connect_timeout = attempt_connect_;
+  // Notes when body bytes arrive: silence, not slowness, is what the stall
+  // budget counts.
+  BodySink timed;
+  if (sink) {
+    timed = [&](std::string_view chunk) {
+      last_data_ = clock_->SteadyNow();
+      if (first_data_ == std::chrono::steady_clock::time_point{}) first_data_ = last_data_;
+      return sink(chunk);
+    };
+  }
   for (int round = 0; round < 2; ++round) {
     req.headers = base_headers;
     req.basic_user.clear();
@@ -129,7 +192,7 @@ Result<HttpResponse> RegistryClient::Send(HttpRequest req, const BodySink& sink)
       req.basic_user = creds_->username;
       req.basic_password = creds_->password;
     }
-    BANGER_ASSIGN_OR_RETURN(HttpResponse resp, http_.Do(req, sink));
+    BANGER_ASSIGN_OR_RETURN(HttpResponse resp, http_.Do(req, timed));
     if (resp.status != 401 || round == 1) return resp;
     std::string header = resp.Header("www-authenticate");
     if (header.empty()) return resp;
@@ -237,7 +300,7 @@ Result<uint64_t> RegistryClient::FetchBlob(const Descriptor& d, const BlobStore&
   if (cache.Has(d.digest, d.size)) return uint64_t{0};
   BANGER_ASSIGN_OR_RETURN(std::unique_ptr<BlobWriter> writer, cache.NewWriter(d.digest));
   const std::string url = BaseUrl() + "/blobs/" + d.digest;
-  const std::string what = "blob " + d.digest + " of " + ref_.registry + "/" + ref_.repository;
+  const std::string what = "blob " + d.digest + " from " + ref_.registry + "/" + ref_.repository;
   const uint64_t total = d.size > 0 ? static_cast<uint64_t>(d.size) : 0;
   uint64_t transferred = 0;
 

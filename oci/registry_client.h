@@ -31,10 +31,34 @@ struct RetryPolicy {
   std::chrono::milliseconds BackoffBefore(int attempt) const;
 };
 
+/// How long a registry may send nothing before a transfer fails. A transfer
+/// (one manifest or blob) that receives no data for `budget` in total, across
+/// all its attempts and the backoff sleeps between them, fails with
+/// "registry stalled: ..."; time in which data arrives does not count, so a
+/// slow but moving download of a large layer goes on (resumed with Range
+/// after each stalled attempt). Each attempt connects within half of what is
+/// left of the budget (at most 20 s) and is abandoned after PerAttempt()
+/// without data (at most what is left after that).
+struct StallPolicy {
+  std::chrono::seconds budget{90};
+
+  /// min(20 s, budget / 4), at least 1 s.
+  std::chrono::seconds PerAttempt() const;
+};
+
+/// How late libcurl may notice that a transfer went silent (its speed is an
+/// average over about 5 s, checked once a second).
+inline constexpr std::chrono::seconds kCurlStallLag{7};
+
+/// The longest a transfer can take while receiving no data at all, with
+/// `retry` and `stall` (the bound the tests hold the defaults to: < 2 min).
+std::chrono::milliseconds WorstCaseStalledTransfer(const RetryPolicy& retry, const StallPolicy& stall);
+
 struct RegistryClientOptions {
   bool plain_http = false;               // forced on for loopback registries
   std::filesystem::path docker_config;   // basic credentials; may be empty
   RetryPolicy retry;
+  StallPolicy stall;
   Clock* clock = nullptr;                // sleeps between retries; nullptr: system clock
 };
 
@@ -72,6 +96,12 @@ class RegistryClient {
   // Runs `attempt` until it succeeds, fails terminally, or attempts run out.
   template <typename T>
   Result<T> WithRetries(std::string_view what, const std::function<Result<T>()>& attempt);
+
+  // Per attempt (set by WithRetries from the stall budget left).
+  std::chrono::seconds attempt_stall_{20};
+  std::chrono::seconds attempt_connect_{20};
+  // First and last body byte of the current attempt (epoch: none yet).
+  std::chrono::steady_clock::time_point first_data_{}, last_data_{};
 
   HttpClient& http_;
   Reference ref_;

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cctype>
 #include <functional>
 #include <map>
@@ -39,6 +40,13 @@ struct TestResponse {
   std::string body;
   /// Declares the full Content-Length but closes after this many body bytes.
   size_t cut_after = std::string::npos;
+  /// Sends this many body bytes, then nothing more while keeping the
+  /// connection open until the client gives up (a stalled registry).
+  size_t stall_after = std::string::npos;
+  /// > 0: the body goes out in pieces of this many bytes, one every
+  /// trickle_interval (a slow but moving registry).
+  size_t trickle_bytes = 0;
+  std::chrono::milliseconds trickle_interval{0};
 };
 
 class TestHttpServer {
@@ -162,10 +170,29 @@ class TestHttpServer {
     }
     if (!has_length) out += "Content-Length: " + std::to_string(resp.body.size()) + "\r\n";
     out += "Connection: close\r\n\r\n";
-    if (req.method != "HEAD") {
-      out += resp.body.substr(0, std::min(resp.cut_after, resp.body.size()));
+    std::string body;
+    if (req.method != "HEAD") body = resp.body.substr(0, std::min(resp.cut_after, resp.body.size()));
+    if (resp.stall_after < body.size()) {
+      WriteAll(c, out + body.substr(0, resp.stall_after));
+      // Stall: keep the connection open, send nothing, until the client
+      // closes it (its stall timeout) or the server stops.
+      while (!stop_) {
+        pollfd p{c, POLLIN, 0};
+        if (::poll(&p, 1, 50) <= 0) continue;
+        char tmp[4096];
+        if (::read(c, tmp, sizeof(tmp)) <= 0) break;
+      }
+      return;
     }
-    WriteAll(c, out);
+    if (resp.trickle_bytes > 0) {
+      WriteAll(c, out);
+      for (size_t off = 0; off < body.size() && !stop_; off += resp.trickle_bytes) {
+        WriteAll(c, std::string_view(body).substr(off, resp.trickle_bytes));
+        std::this_thread::sleep_for(resp.trickle_interval);
+      }
+      return;
+    }
+    WriteAll(c, out + body);
   }
 
   Handler handler_;

@@ -9,6 +9,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -46,6 +47,13 @@ Status WriteAll(int fd, std::string_view data) {
   return OkStatus();
 }
 
+// The guest's ERROR text, made safe for a host terminal and bounded.
+std::string GuestError(std::string_view payload) {
+  auto text = proto::DecodeString(payload);
+  if (!text) return "malformed ERROR frame from the guest agent";
+  return SanitizeGuestText(*text);
+}
+
 class SocketAgentConnection final : public AgentConnection {
  public:
   SocketAgentConnection(int fd, fs::path path) : fd_(fd), path_(std::move(path)) {}
@@ -68,6 +76,9 @@ class SocketAgentConnection final : public AgentConnection {
         return f.error().WithContext("waiting for the guest agent on " + path_.string());
       }
       if (hello_) return *hello_;
+      if (f->type == proto::MessageType::kHello) {
+        return DataLoss("malformed HELLO from the guest agent on " + path_.string());
+      }
       if (f->type == proto::MessageType::kPong && proto::DecodeU64(f->payload) == nonce) {
         hello_ = proto::Hello{};
         hello_->mode = "unknown";
@@ -100,6 +111,14 @@ class SocketAgentConnection final : public AgentConnection {
     Queue(proto::MessageType::kStdinEof, id, "");
     ExecResult result;
     std::string error;
+    size_t kept = 0;
+    auto keep = [&](std::string& into, const std::string& data) {
+      size_t room = command.max_output > kept ? command.max_output - kept : 0;
+      size_t n = std::min(room, data.size());
+      into.append(data, 0, n);
+      kept += n;
+      result.output_dropped += data.size() - n;
+    };
     while (true) {
       auto f = ReadFrame(deadline);
       if (!f.ok()) {
@@ -113,12 +132,12 @@ class SocketAgentConnection final : public AgentConnection {
       }
       if (f->channel != id) continue;  // leftovers of an earlier, abandoned exec
       switch (f->type) {
-        case proto::MessageType::kStdout: result.stdout_data += f->payload; break;
-        case proto::MessageType::kStderr: result.stderr_data += f->payload; break;
-        case proto::MessageType::kError: error = proto::DecodeString(f->payload).value_or("error"); break;
+        case proto::MessageType::kStdout: keep(result.stdout_data, f->payload); break;
+        case proto::MessageType::kStderr: keep(result.stderr_data, f->payload); break;
+        case proto::MessageType::kError: error = GuestError(f->payload); break;
         case proto::MessageType::kExit: {
           auto st = proto::DecodeExit(f->payload);
-          if (!st) return Internal("malformed EXIT from guest agent");
+          if (!st) return DataLoss("malformed or out-of-range EXIT from the guest agent");
           if (!error.empty()) {
             return error.find("No such file") != std::string::npos ? NotFound(error)
                                                                    : FailedPrecondition(error);
@@ -145,6 +164,8 @@ class SocketAgentConnection final : public AgentConnection {
     Queue(proto::MessageType::kExec, id, proto::EncodeExec(MakeRequest(command, io.tty, rows, cols)));
     bool in_open = true;
     std::string error;
+    const bool idle_limited = io.idle_timeout.count() > 0;
+    auto last_moved = steady_clock::now();
     while (true) {
       // Deliver already-decoded frames first.
       while (auto f = NextBufferedFrame()) {
@@ -154,11 +175,11 @@ class SocketAgentConnection final : public AgentConnection {
           case proto::MessageType::kStderr:
             BANGER_RETURN_IF_ERROR(WriteAll(io.tty ? io.out_fd : io.err_fd, f->payload));
             break;
-          case proto::MessageType::kError: error = proto::DecodeString(f->payload).value_or("error"); break;
+          case proto::MessageType::kError: error = GuestError(f->payload); break;
           case proto::MessageType::kExit: {
             if (!error.empty()) return FailedPrecondition(error);
             auto st = proto::DecodeExit(f->payload);
-            if (!st) return Internal("malformed EXIT from guest agent");
+            if (!st) return DataLoss("malformed or out-of-range EXIT from the guest agent");
             return st->ShellCode();
           }
           default: break;
@@ -176,13 +197,27 @@ class SocketAgentConnection final : public AgentConnection {
         winch_idx = static_cast<int>(n);
         pfds[n++] = {io.winch_fd, POLLIN, 0};
       }
-      int r = ::poll(pfds, n, -1);
+      int wait_ms = -1;
+      if (idle_limited) {
+        auto idle_deadline = last_moved + io.idle_timeout;
+        if (steady_clock::now() >= idle_deadline) {
+          Queue(proto::MessageType::kSignal, id, proto::EncodeU32(SIGKILL));
+          (void)Flush(steady_clock::now() + milliseconds(500));
+          return DeadlineExceeded("guest agent channel " + path_.string() + " idle for " +
+                                  std::to_string(io.idle_timeout.count()) + "ms during exec " +
+                                  command.argv.at(0) + " (the guest stopped answering)");
+        }
+        wait_ms = std::max(1, MsUntil(idle_deadline));
+      }
+      int r = ::poll(pfds, n, wait_ms);
       if (r < 0) {
         if (errno == EINTR) continue;
         return ErrnoStatus(errno, "poll");
       }
+      size_t before_in = bytes_in_, before_out = bytes_out_;
       if (pfds[0].revents) BANGER_RETURN_IF_ERROR(ReadSome());
       if (pfds[0].revents & POLLOUT) BANGER_RETURN_IF_ERROR(WriteSome());
+      if (bytes_in_ != before_in || bytes_out_ != before_out) last_moved = steady_clock::now();
       if (in_idx >= 0 && pfds[in_idx].revents) {
         char buf[proto::kMaxDataChunk];
         ssize_t got = ::read(io.in_fd, buf, sizeof(buf));
@@ -227,7 +262,7 @@ class SocketAgentConnection final : public AgentConnection {
       if (f->channel != id) continue;
       if (f->type == proto::MessageType::kSetHostsAck) return OkStatus();
       if (f->type == proto::MessageType::kError) {
-        std::string error = proto::DecodeString(f->payload).value_or("error");
+        std::string error = GuestError(f->payload);
         if (error.rfind("unexpected message type", 0) == 0) {
           return FailedPrecondition("the guest agent is too old to update /etc/hosts (" + error +
                                     "); restart the sandbox to give it the current agent");
@@ -272,6 +307,7 @@ class SocketAgentConnection final : public AgentConnection {
       ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
         out_.erase(0, static_cast<size_t>(n));
+        bytes_out_ += static_cast<size_t>(n);
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
@@ -295,6 +331,7 @@ class SocketAgentConnection final : public AgentConnection {
     char buf[65536];
     ssize_t n = ::recv(fd_, buf, sizeof(buf), MSG_DONTWAIT);
     if (n > 0) {
+      bytes_in_ += static_cast<size_t>(n);
       decoder_.Feed(std::string_view(buf, static_cast<size_t>(n)));
       if (!decoder_.error().empty()) return DataLoss("guest agent protocol error: " + decoder_.error());
       return OkStatus();
@@ -307,12 +344,23 @@ class SocketAgentConnection final : public AgentConnection {
     auto f = decoder_.Next();
     if (f && f->type == proto::MessageType::kHello) {
       hello_ = proto::DecodeHello(f->payload);
+      if (hello_) {
+        hello_->agent_version = SanitizeGuestText(hello_->agent_version.substr(0, 64));
+        hello_->mode = SanitizeGuestText(hello_->mode.substr(0, 16));
+      }
     }
     return f;
   }
 
+  // The next frame, or DeadlineExceeded once `deadline` passed: checked on
+  // every round, so a guest that keeps sending (a slow trickle that never
+  // completes a frame, or a flood of frames the caller ignores) cannot keep
+  // a caller waiting past its deadline.
   Result<proto::Frame> ReadFrame(SteadyTime deadline) {
     while (true) {
+      if (steady_clock::now() >= deadline) {
+        return DeadlineExceeded("no reply from guest agent on " + path_.string());
+      }
       if (auto f = NextBufferedFrame()) return *f;
       if (!decoder_.error().empty()) return DataLoss("guest agent protocol error: " + decoder_.error());
       pollfd p{fd_, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0};
@@ -332,9 +380,22 @@ class SocketAgentConnection final : public AgentConnection {
   std::optional<proto::Hello> hello_;
   uint32_t next_id_ = 1;
   uint64_t nonce_ = 0;
+  size_t bytes_in_ = 0, bytes_out_ = 0;  // moved on the channel (idle detection)
 };
 
 }  // namespace
+
+std::string SanitizeGuestText(std::string_view text) {
+  std::string out;
+  bool cut = text.size() > kMaxGuestText;
+  if (cut) text = text.substr(0, kMaxGuestText);
+  out.reserve(text.size() + 3);
+  for (unsigned char c : text) {
+    out += ((c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t') ? static_cast<char>(c) : '?';
+  }
+  if (cut) out += "...";
+  return out;
+}
 
 Result<std::unique_ptr<AgentConnection>> ConnectAgent(const fs::path& socket_path, SteadyTime deadline) {
   sockaddr_un addr{};

@@ -18,10 +18,21 @@ namespace banger {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
 
+/// Exec keeps at most this much of a command's stdout and stderr together
+/// (the guest is untrusted: endless output must not exhaust the host).
+inline constexpr size_t kDefaultMaxExecOutput = 16u << 20;
+/// Guest-supplied text (ERROR messages, the HELLO's version and mode) is cut
+/// to this many bytes and stripped of control characters before it reaches
+/// an error message, a log or a terminal.
+inline constexpr size_t kMaxGuestText = 1024;
+
 struct ExecCommand {
   std::vector<std::string> argv;
   std::map<std::string, std::string> env;
   std::string cwd;  // empty: "/"
+  /// Exec: bytes of stdout + stderr kept; the rest is read and dropped
+  /// (counted in ExecResult::output_dropped). Not used by ExecInteractive.
+  size_t max_output = kDefaultMaxExecOutput;
 };
 
 struct ExecResult {
@@ -29,7 +40,13 @@ struct ExecResult {
   bool signaled = false;
   std::string stdout_data;
   std::string stderr_data;
+  /// Bytes of output beyond ExecCommand::max_output, read and dropped.
+  uint64_t output_dropped = 0;
 };
+
+/// `text` with every byte outside printable ASCII (and tab/newline) replaced
+/// by '?', cut to kMaxGuestText bytes (with a "..." marker when cut).
+std::string SanitizeGuestText(std::string_view text);
 
 /// For Exec with a local terminal: the CLI puts `in_fd` in raw mode itself.
 struct InteractiveOptions {
@@ -39,6 +56,10 @@ struct InteractiveOptions {
   bool tty = true;
   int winch_fd = -1;         // readable when the terminal was resized (e.g. a signalfd
                              // or self-pipe for SIGWINCH); the size is read from in_fd
+  /// > 0: fail with DeadlineExceeded (after sending SIGKILL to the command)
+  /// when no byte moved on the agent channel, in either direction, for this
+  /// long. 0: wait forever (a terminal session may be idle for hours).
+  std::chrono::milliseconds idle_timeout{0};
 };
 
 class AgentConnection {
@@ -56,7 +77,10 @@ class AgentConnection {
   /// Runs a command to completion, feeding `stdin_data` then EOF. A command
   /// that cannot be started (not found, bad cwd) is an error Status; a
   /// non-zero exit is not. On timeout the command is killed (SIGKILL) and
-  /// DeadlineExceeded is returned.
+  /// DeadlineExceeded is returned. The guest is untrusted: at most
+  /// `command.max_output` bytes of output are kept; a malformed or
+  /// out-of-range EXIT, or a broken frame stream, is DataLoss; a guest that
+  /// keeps sending without finishing still ends at the timeout.
   virtual Result<ExecResult> Exec(const ExecCommand& command, std::string_view stdin_data,
                                   std::chrono::milliseconds timeout) = 0;
 

@@ -291,15 +291,20 @@ struct ExitStatus {
 inline std::string EncodeExit(const ExitStatus& s) {
   return PayloadWriter().U8(s.signaled ? 1 : 0).I32(s.code).Take();
 }
+/// Decodes and range-checks (the guest is untrusted): an exit code is 0-255,
+/// a signal 1-64, so ShellCode() is always 0-255. Anything else (or a
+/// truncated payload, or trailing bytes) is nullopt.
 inline std::optional<ExitStatus> DecodeExit(std::string_view p) {
   PayloadReader r(p);
   ExitStatus s;
-  s.signaled = r.U8() != 0;
+  uint8_t signaled = r.U8();
   s.code = r.I32();
-  if (r.failed()) return std::nullopt;
-  // What a process can report: an exit status 0-255 or a signal 1-64. Anything
-  // else comes from a broken or hostile guest (and 128+code could overflow).
-  if (s.code < 0 || s.code > (s.signaled ? 64 : 255) || (s.signaled && s.code == 0)) return std::nullopt;
+  if (r.failed() || !r.AtEnd() || signaled > 1) return std::nullopt;
+  s.signaled = signaled == 1;
+  // What a process can report: an exit status 0-255 or a signal 1-64 (SIGRTMAX).
+  // Anything else comes from a broken or hostile guest (and 128+code could
+  // overflow).
+  if (s.signaled ? (s.code < 1 || s.code > 64) : (s.code < 0 || s.code > 255)) return std::nullopt;
   return s;
 }
 

@@ -1,6 +1,7 @@
 #include "providers/qemu_hypervisor.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <x86intrin.h>
 #endif
 
+#include <algorithm>
 #include <cctype>
 #include <climits>
 #include <cstdint>
@@ -34,12 +36,24 @@ namespace {
 constexpr std::string_view kAgentStartedMarker = "banger-agent: starting";
 constexpr size_t kMaxUnixPath = 107;
 
+// The guest controls these files' contents and sizes: read bounded pieces.
 std::string Tail(const fs::path& file, size_t max_bytes = 1500) {
-  auto text = ReadFile(file);
-  if (!text || text->empty()) return "";
-  std::string t = *text;
+  std::string t = ReadFileTail(file, max_bytes + 1);
   if (t.size() > max_bytes) t = "..." + t.substr(t.size() - max_bytes);
   return t;
+}
+
+std::string ReadRange(int fd, off_t offset, size_t max_bytes) {
+  std::string out(max_bytes, '\0');
+  size_t got = 0;
+  while (got < max_bytes) {
+    ssize_t n = ::pread(fd, out.data() + got, max_bytes - got, offset + static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  out.resize(got);
+  return out;
 }
 
 bool SafeForQemuOption(const std::string& s) { return s.find(',') == std::string::npos; }
@@ -77,6 +91,55 @@ uint64_t MeasureHostTscKhz() {
 #else
   return 0;
 #endif
+}
+
+std::string ReadFileTail(const fs::path& file, size_t max_bytes) {
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  struct stat st {};
+  std::string out;
+  if (::fstat(fd, &st) == 0) {
+    off_t start = st.st_size > static_cast<off_t>(max_bytes) ? st.st_size - static_cast<off_t>(max_bytes) : 0;
+    out = ReadRange(fd, start, max_bytes);
+  }
+  ::close(fd);
+  return out;
+}
+
+std::string ReadFileHead(const fs::path& file, size_t max_bytes) {
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  std::string out = ReadRange(fd, 0, max_bytes);
+  ::close(fd);
+  return out;
+}
+
+Result<bool> CapConsoleLog(const fs::path& console_log, uint64_t max_bytes) {
+  int fd = ::open(console_log.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    if (errno == ENOENT) return false;
+    return ErrnoStatus(errno, "open " + console_log.string());
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) <= max_bytes) {
+    ::close(fd);
+    return false;
+  }
+  uint64_t keep = std::min<uint64_t>(kConsoleLogKeepBytes, max_bytes);
+  std::string tail = ReadRange(fd, st.st_size - static_cast<off_t>(keep), keep);
+  fs::path previous = console_log;
+  previous += ".1";
+  Status saved = WriteFileAtomic(previous, tail, 0600);
+  // Bytes QEMU appends between the read and the truncation are lost: a few
+  // lines of a guest that writes that fast.
+  int rc = ::ftruncate(fd, 0);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return ErrnoStatus(err, "truncate " + console_log.string());
+  if (!saved.ok()) return saved;
+  spdlog::info("{}: rotated at {} bytes (the guest writes a lot to its console)", console_log.string(),
+               st.st_size);
+  return true;
 }
 
 QemuRuntimeFiles RuntimeFilesFor(const fs::path& dir) {
@@ -145,7 +208,9 @@ std::vector<std::string> BuildQemuArgv(const VmLaunchConfig& c, const QemuOption
       "-kernel", c.kernel_path.string(),
       "-initrd", f.initrd.string(),
       "-append", append,
-      "-serial", "file:" + f.console_log.string(),
+      // append=on (O_APPEND): CapConsoleLog can truncate the file under QEMU.
+      "-chardev", "file,id=console,path=" + f.console_log.string() + ",append=on",
+      "-serial", "chardev:console",
       "-qmp", "unix:" + f.qmp_socket.string() + ",server=on,wait=off",
       "-device", device("virtio-serial"),
       "-chardev", "socket,id=agent,path=" + f.agent_socket.string() + ",server=on,wait=off",
@@ -237,6 +302,12 @@ class QemuHypervisor final : public Hypervisor {
   }
 
   VmObservation Inspect(const VmHandle& handle) override {
+    // Every inspection (each watch pass, reconcile) caps the console log a
+    // guest may be flooding.
+    if (!handle.runtime_dir.empty()) {
+      auto capped = CapConsoleLog(RuntimeFilesFor(handle.runtime_dir).console_log);
+      if (!capped.ok()) spdlog::warn("{}", capped.error().message());
+    }
     VmObservation obs;
     obs.process_alive = ProcessAlive(handle.process);
     if (!obs.process_alive) {
@@ -357,7 +428,9 @@ class QemuHypervisor final : public Hypervisor {
         return Internal("QEMU exited during boot" + (detail.empty() ? "" : ": " + detail) +
                         (console.empty() ? "" : "\nconsole:\n" + console));
       }
-      if (auto log = ReadFile(f.console_log); log && log->find(kAgentStartedMarker) != std::string::npos) {
+      // The marker comes right after the kernel's boot messages: a bounded
+      // read of the head is enough, however much the guest writes later.
+      if (ReadFileHead(f.console_log, 4u << 20).find(kAgentStartedMarker) != std::string::npos) {
         return OkStatus();
       }
       if (clock_.SteadyNow() >= deadline) {

@@ -65,6 +65,25 @@ struct QemuRuntimeFiles {
 };
 QemuRuntimeFiles RuntimeFilesFor(const std::filesystem::path& runtime_dir);
 
+/// The guest writes its serial console (console.log, which QEMU opens with
+/// O_APPEND) as fast as it likes: banger caps it. Once console.log is larger
+/// than this it is rotated: its last kConsoleLogKeepBytes go to
+/// console.log.1 (replacing the previous one) and console.log is truncated
+/// (QEMU keeps appending at the new end).
+inline constexpr uint64_t kMaxConsoleLogBytes = 8u << 20;
+inline constexpr uint64_t kConsoleLogKeepBytes = 1u << 20;
+
+/// Rotates `console_log` as above when it is larger than `max_bytes`; true
+/// if it did. Called on every inspection of a sandbox (each `banger watch`
+/// pass, `reconcile`, `get`) and by `banger logs`.
+Result<bool> CapConsoleLog(const std::filesystem::path& console_log, uint64_t max_bytes = kMaxConsoleLogBytes);
+
+/// At most the last `max_bytes` of a file, read without loading the rest
+/// ("" when it is missing).
+std::string ReadFileTail(const std::filesystem::path& file, size_t max_bytes);
+/// At most the first `max_bytes` of a file ("" when it is missing).
+std::string ReadFileHead(const std::filesystem::path& file, size_t max_bytes);
+
 /// Finds the QEMU process of `runtime_dir` from its pidfile, for a VM whose
 /// identity was never recorded (banger interrupted between launch and
 /// record). The process must still name this runtime dir's QMP socket on its

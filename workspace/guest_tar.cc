@@ -22,6 +22,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A guest that stops answering in the middle of a copy (nothing moves on the
+// agent channel either way for this long) fails the copy instead of hanging
+// `banger cp`, `apply` (workspace shipping) or `workspace sync` forever.
+constexpr std::chrono::milliseconds kGuestIdleTimeout{60000};
+
 class Fd {
  public:
   explicit Fd(int fd = -1) : fd_(fd) {}
@@ -195,6 +200,7 @@ Status PushArchive(AgentConnection& conn, const std::string& guest_dir, const Ar
   io.out_fd = err.get();
   io.err_fd = err.get();
   io.tty = false;
+  io.idle_timeout = kGuestIdleTimeout;
   Result<int> code = conn.ExecInteractive(cmd, io);
   // The guest stopped reading (done, or refused an entry): a producer still
   // writing gets EPIPE instead of blocking.
@@ -229,6 +235,7 @@ Status PullTree(AgentConnection& conn, const std::string& guest_dir, const std::
   io.out_fd = out.get();
   io.err_fd = err.get();
   io.tty = false;
+  io.idle_timeout = kGuestIdleTimeout;
   Result<int> code = conn.ExecInteractive(cmd, io);
   if (!code.ok()) return code.error().WithContext("reading " + guest_dir + " from the guest");
   if (*code != 0) {
