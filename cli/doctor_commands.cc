@@ -215,8 +215,9 @@ void AddDoctorCommands(CLI::App& app, const Globals& g, int& exit_code) {
       fs::path agent = host::FindAgentBinary();
       add("guest agent", agent.empty() ? FailedPrecondition("banger-agent not found beside banger or in libexec; "
                                                               "set BANGER_AGENT to its path")
-                                       : available,
+                                       : OkStatus(),
           agent.string());
+      add("sandbox runtime", available, "QEMU, the guest agent and the configured network namespace are usable");
       for (HypervisorKind k : {HypervisorKind::kAuto, HypervisorKind::kFirecracker}) {
         auto p = h.ProviderFor()(k);
         checks.push_back({"hypervisor: " + std::string(ToString(k)), p ? Verdict::kOk : Verdict::kWarn,

@@ -12,9 +12,9 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <random>
-#include <regex>
 
 #include "base/disk_space.h"
 #include "base/files.h"
@@ -249,15 +249,17 @@ TEST_F(FullDiskTest, ApplyThatRunsOutRecordsAClearFailureAndTheNextApplyConverge
   ASSERT_TRUE(ops.ok());
   EXPECT_TRUE(ops->empty());
 
-  // The image fits now, the 16 MiB volume does not.
+  // The image is there now; almost nothing else fits (the volume, the
+  // journal): whichever write runs out first says so.
   Free();
   auto image = host_->artifacts().EnsureImage(ref, {});
   ASSERT_TRUE(image.ok()) << image.error().ToString();
-  LeaveFree(256 << 10);
+  LeaveFree(16 << 10);
   rep = engine.Apply(plan());
   ASSERT_EQ(rep.results.size(), 1u);
   ASSERT_FALSE(rep.results[0].status.ok());
-  ExpectNoSpace(rep.results[0].status, "creating volume web/data (mkfs.ext4 -d)");
+  EXPECT_NE(rep.results[0].status.message().find("no space left on " + small_.string() + "/state"),
+            std::string::npos) << rep.results[0].status.ToString();
   EXPECT_EQ(Leftovers(small_ / "state"), std::vector<std::string>{});
   EXPECT_TRUE(host_->store().ListVolumes("web")->empty());
   EXPECT_EQ(IntegrityCheck(), "ok");
