@@ -58,6 +58,7 @@ Result<Plan> MakePlan(Context& ctx, const LoadResult& specs, const std::string& 
   o.artifact_present = [&a](std::string_view kind, const std::string& name) {
     return kind == "image" ? a.ImagePresent(name) : a.KernelPresent(name);
   };
+  o.provider_for = ctx.host().ProviderFor();  // spec.hypervisor must name what this host has
   // Volumes kept by banger (docs/volumes.md): the plan says which are
   // created and which grow, and refuses a shrink.
   std::map<std::pair<std::string, std::string>, uint64_t> volume_sizes;

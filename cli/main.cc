@@ -23,6 +23,7 @@
 #include "cli/vm_commands.h"
 #include "cli/watch_commands.h"
 #include "cli/dns_commands.h"
+#include "cli/doctor_commands.h"
 #include "cli/network_commands.h"
 #include "cli/ssh_commands.h"
 #include "cli/volume_commands.h"
@@ -576,46 +577,8 @@ int Main(int argc, char** argv) {
     exit_code = rep.ok() ? kExitOk : kExitError;
   });
 
-  // doctor
-  auto* doctor = app.add_subcommand("doctor", "Check that this host can run sandboxes");
-  doctor->footer("Example:\n  banger doctor");
-  doctor->callback([&] {
-    Context ctx(g);
-    if (!OpenOrFail(ctx, exit_code)) return;
-    int problems = 0;
-    auto check = [&](const std::string& what, const Status& s) {
-      std::printf("%s %s%s\n", s.ok() ? "✓" : "✗", what.c_str(), s.ok() ? "" : (": " + s.message()).c_str());
-      if (!s.ok()) ++problems;
-    };
-    check("state directory " + ctx.layout().root.string(), ctx.host().CheckStateDirectory());
-    SandboxRuntime* rt = ctx.host().runtime();
-    check("hypervisor (QEMU) and guest agent", rt ? rt->CheckAvailable() : FailedPrecondition("none"));
-    auto verdict = ReadFile(ctx.layout().root / "accel-verdict");
-    std::printf("  acceleration: %s (config accel: %s, machine: %s)\n",
-                verdict ? std::string(Trim(*verdict)).c_str() : "not probed yet (decided at first boot)",
-                ctx.config().accel.c_str(), ctx.config().machine.c_str());
-    std::error_code ec;
-    check("/dev/kvm", std::filesystem::exists("/dev/kvm", ec)
-                          ? OkStatus()
-                          : FailedPrecondition("absent: sandboxes run under software emulation (slower)"));
-    NetworkDriver& net = ctx.host().network();
-    check("bridged networking" + (net.Namespace().empty() ? std::string() : " in network namespace " + net.Namespace()),
-          net.CheckAvailable().ok()
-              ? OkStatus()
-              : FailedPrecondition(net.CheckAvailable().message() +
-                                   " (sandboxes with network.mode: user or none still work)"));
-    std::string kernel = ctx.host().artifacts().DefaultKernel();
-    check("default kernel " + kernel,
-          ctx.host().artifacts().KernelPresent(kernel)
-              ? OkStatus()
-              : FailedPrecondition("not installed yet; apply pulls it, or run `banger kernel pull " + kernel + "`"));
-    for (const char* tool : {"qemu-img", "mkfs.ext4", "debootstrap"}) {
-      auto found = FindProgram(tool);
-      check(found ? std::string(tool) + " (" + found->string() + ")" : std::string(tool),
-            found ? OkStatus() : FailedPrecondition("not installed (scripts/setup.sh)"));
-    }
-    exit_code = problems == 0 ? kExitOk : kExitError;
-  });
+  // doctor: cli/doctor_commands.cc
+  AddDoctorCommands(app, g, exit_code);
 
   // config
   auto* config = app.add_subcommand("config", "Show the effective configuration");

@@ -118,7 +118,15 @@ EngineOptions Host::DefaultEngineOptions(int parallel) const {
   o.network_driver = network_.get();
   o.volumes = volumes_.get();
   o.workspace_shipper = workspaces_.get();
+  o.provider_for = ProviderFor();
   return o;
+}
+
+std::function<Result<std::string>(HypervisorKind)> Host::ProviderFor() const {
+  return [this](HypervisorKind kind) {
+    std::call_once(provider_once_, [this] { provider_probe_ = ProbeProviders(runtime_.get()); });
+    return ResolveProvider(kind, provider_probe_);
+  };
 }
 
 Engine Host::MakeEngine(EventSink& sink, int parallel) {

@@ -4,13 +4,16 @@
 // them to the engine; cli/ and the watcher share it.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "base/clock.h"
 #include "base/command_runner.h"
 #include "base/status.h"
 #include "host/config.h"
+#include "host/vm_runtime.h"
 #include "images/image_service.h"
 #include "kernels/kernel_service.h"
 #include "reconciler/engine.h"
@@ -74,8 +77,16 @@ class Host {
   /// with mode 0700 and the state database answers a query.
   Status CheckStateDirectory();
 
+  /// spec.hypervisor -> the provider that boots it on this host, or what the
+  /// host lacks (ResolveProvider over one ProbeProviders, made at first use);
+  /// for PlanOptions::provider_for. Safe from several threads.
+  std::function<Result<std::string>(HypervisorKind)> ProviderFor() const;
+
  private:
   Host() = default;
+
+  mutable std::once_flag provider_once_;
+  mutable ProviderProbe provider_probe_;
 
   Config config_;
   StateLayout layout_;

@@ -347,4 +347,46 @@ std::unique_ptr<SandboxRuntime> MakeVmRuntime(const Config& config, const StateL
   return std::make_unique<VmRuntime>(config, layout, runner, clock);
 }
 
+ProviderProbe ProbeProviders(SandboxRuntime* runtime) {
+  ProviderProbe p;
+  p.qemu = runtime != nullptr ? runtime->CheckAvailable()
+                              : FailedPrecondition("no hypervisor runtime could be set up on this host");
+  p.firecracker_binary = FindProgram("firecracker").has_value();
+  std::error_code ec;
+  if (!fs::exists("/dev/kvm", ec)) {
+    p.kvm_problem = "/dev/kvm does not exist (no KVM on this host)";
+  } else if (::access("/dev/kvm", R_OK | W_OK) != 0) {
+    p.kvm_problem = "/dev/kvm is not readable and writable by uid " + std::to_string(::geteuid());
+  }
+  return p;
+}
+
+Result<std::string> ResolveProvider(HypervisorKind kind, const ProviderProbe& p) {
+  // Firecracker: what it would take, all of it at once.
+  std::vector<std::string> fc_missing;
+  if (!p.firecracker_provider) fc_missing.push_back("the Firecracker provider (this banger has none yet)");
+  if (!p.firecracker_binary) fc_missing.push_back("the firecracker binary (not on PATH)");
+  if (!p.kvm_problem.empty()) fc_missing.push_back("a working /dev/kvm (" + p.kvm_problem + ")");
+  switch (kind) {
+    case HypervisorKind::kFirecracker:
+      if (!fc_missing.empty()) {
+        return FailedPrecondition("firecracker is not available on this host: missing " + Join(fc_missing, ", ") +
+                                  "; use hypervisor: qemu or auto");
+      }
+      return std::string("firecracker");
+    case HypervisorKind::kQemu:
+      if (!p.qemu.ok()) return FailedPrecondition("qemu is not available on this host: " + p.qemu.message());
+      return std::string("qemu");
+    case HypervisorKind::kAuto:
+      if (!p.qemu.ok()) {
+        return FailedPrecondition("auto found no provider on this host: " + p.qemu.message() +
+                                  "; and firecracker is missing " + Join(fc_missing, ", "));
+      }
+      if (!p.firecracker_provider) return std::string("qemu (auto: firecracker provider not available)");
+      if (!fc_missing.empty()) return "qemu (auto: firecracker lacks " + Join(fc_missing, ", ") + ")";
+      return std::string("qemu (auto: firecracker provider not selected)");
+  }
+  return std::string("qemu");
+}
+
 }  // namespace banger::host

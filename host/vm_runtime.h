@@ -27,6 +27,22 @@ std::filesystem::path SandboxRuntimeDir(const StateLayout& layout, const std::st
 std::unique_ptr<SandboxRuntime> MakeVmRuntime(const Config& config, const StateLayout& layout,
                                               CommandRunner& runner, Clock& clock);
 
+/// What this host has to boot sandboxes with, as probed once
+/// (ProbeProviders); ResolveProvider decides from it.
+struct ProviderProbe {
+  Status qemu;                        // the QEMU runtime's CheckAvailable
+  bool firecracker_provider = false;  // no Firecracker provider is built into banger yet
+  bool firecracker_binary = false;    // `firecracker` on PATH
+  std::string kvm_problem;            // why /dev/kvm is not usable; empty when it is
+};
+ProviderProbe ProbeProviders(SandboxRuntime* runtime);
+
+/// The provider that boots spec.hypervisor `kind` on a host probed as `p`:
+/// "qemu", "qemu (auto: firecracker provider not available)", or an error
+/// naming everything that is missing ("firecracker is not available on this
+/// host: missing the Firecracker provider (...), the firecracker binary (...)").
+Result<std::string> ResolveProvider(HypervisorKind kind, const ProviderProbe& p);
+
 /// The agent socket of a recorded sandbox (for `banger exec`).
 std::filesystem::path AgentSocketOf(const SandboxRecord& record);
 /// The serial console log of a recorded sandbox (for `banger logs`).

@@ -196,3 +196,39 @@ TEST_F(VmRuntimeTest, CheckAvailableNamesAMissingNetns) {
 
 }  // namespace
 }  // namespace banger::host
+
+namespace banger::host {
+namespace {
+
+TEST(ResolveProviderTest, FirecrackerNamesEverythingTheHostLacks) {
+  ProviderProbe p;  // QEMU fine, no Firecracker provider, no binary, no KVM
+  p.kvm_problem = "/dev/kvm does not exist (no KVM on this host)";
+  auto r = ResolveProvider(HypervisorKind::kFirecracker, p);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message(),
+            "firecracker is not available on this host: missing the Firecracker provider (this banger has none "
+            "yet), the firecracker binary (not on PATH), a working /dev/kvm (/dev/kvm does not exist (no KVM on "
+            "this host)); use hypervisor: qemu or auto");
+  // With the binary and KVM present it still lacks the provider, and says only that.
+  p.firecracker_binary = true;
+  p.kvm_problem.clear();
+  r = ResolveProvider(HypervisorKind::kFirecracker, p);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("missing the Firecracker provider (this banger has none yet); use"),
+            std::string::npos) << r.error().message();
+}
+
+TEST(ResolveProviderTest, AutoAndQemuPickQemuAndSayWhy) {
+  ProviderProbe p;
+  EXPECT_EQ(*ResolveProvider(HypervisorKind::kQemu, p), "qemu");
+  EXPECT_EQ(*ResolveProvider(HypervisorKind::kAuto, p), "qemu (auto: firecracker provider not available)");
+  p.qemu = FailedPrecondition("no hypervisor available: qemu-system-x86_64 is not installed");
+  auto q = ResolveProvider(HypervisorKind::kQemu, p);
+  ASSERT_FALSE(q.ok());
+  EXPECT_EQ(q.error().message(),
+            "qemu is not available on this host: no hypervisor available: qemu-system-x86_64 is not installed");
+  EXPECT_FALSE(ResolveProvider(HypervisorKind::kAuto, p).ok());
+}
+
+}  // namespace
+}  // namespace banger::host

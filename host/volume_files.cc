@@ -7,6 +7,7 @@
 
 #include <system_error>
 
+#include "base/disk_space.h"
 #include "base/files.h"
 #include "base/strings.h"
 #include "images/ext4_builder.h"
@@ -42,7 +43,12 @@ class HostVolumeFiles final : public VolumeFiles {
     out.path = final_path.string();
     fs::path tree = staging / "empty";
     if (!b.seed_rootfs.empty()) {
-      BANGER_ASSIGN_OR_RETURN(tree, ExtractSeed(b, staging, out.seed_found));
+      auto seeded = ExtractSeed(b, staging, out.seed_found);
+      if (!seeded) {
+        return NoSpaceError(seeded.error(), sandbox_dir,
+                            "seeding volume " + b.sandbox + "/" + b.name + " from its image (debugfs)");
+      }
+      tree = std::move(*seeded);
     } else if (::mkdir(tree.c_str(), 0755) != 0) {
       return ErrnoStatus(errno, "create " + tree.string());
     }
@@ -50,7 +56,8 @@ class HostVolumeFiles final : public VolumeFiles {
       tree = staging / "empty";
       if (::mkdir(tree.c_str(), 0755) != 0) return ErrnoStatus(errno, "create " + tree.string());
     }
-    BANGER_RETURN_IF_ERROR(images::BuildExt4(runner_, tree, partial, b.size_bytes)
+    BANGER_RETURN_IF_ERROR(NoSpaceError(images::BuildExt4(runner_, tree, partial, b.size_bytes), sandbox_dir,
+                                        "creating volume " + b.sandbox + "/" + b.name + " (mkfs.ext4 -d)")
                                .WithContext("build volume " + b.sandbox + "/" + b.name));
     if (::chmod(partial.c_str(), 0600) != 0) {
       Status s = ErrnoStatus(errno, "chmod " + partial.string());
@@ -92,7 +99,14 @@ class HostVolumeFiles final : public VolumeFiles {
     if (::mkdir(into.c_str(), 0700) != 0) return ErrnoStatus(errno, "create " + into.string());
     CommandSpec spec;
     // mountPath is validated to [A-Za-z0-9/._+@-] (spec/loader.cc), so it
-    // needs no quoting inside debugfs's request line.
+    // needs no quoting inside debugfs's request line. The destination comes
+    // from the state directory: one debugfs would split or unquote is refused
+    // rather than written somewhere else.
+    if (into.string().find_first_of(" \t\n\"'\\") != std::string::npos) {
+      return FailedPrecondition("cannot seed volume " + b.sandbox + "/" + b.name + ": the state directory path " +
+                                into.string() + " holds a space, quote or backslash, which debugfs's request "
+                                "line would split; use a state directory without them");
+    }
     spec.argv = {"debugfs", "-R", "rdump " + b.seed_path + " " + into.string(), b.seed_rootfs};
     spec.timeout = std::chrono::minutes(30);
     BANGER_ASSIGN_OR_RETURN(CommandOutput r, RunChecked(runner_, spec));

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "base/disk_space.h"
 #include "base/failpoint.h"
 #include "base/files.h"
 #include "base/strings.h"
@@ -383,15 +384,17 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
   if (!src.is_import && src.kind == SourceKind::kBundle) {
     fs::path archive = staging.dir() / "bundle.download";
     Report(request.progress, "download", src.entry.bundle_url);
-    BANGER_ASSIGN_OR_RETURN(std::string sha,
-                            DownloadFile(src.entry.bundle_url, archive, request.progress));
+    auto downloaded = DownloadFile(src.entry.bundle_url, archive, request.progress);
+    if (!downloaded) return NoSpaceError(downloaded.error(), staging.dir(), "downloading " + src.entry.bundle_url);
+    std::string sha = std::move(*downloaded);
     BANGER_FAILPOINT("image.pull.after_fetch");
     if (sha != src.entry.bundle_sha256) {
       return DataLoss("bundle " + src.entry.bundle_url + " has sha256 " + sha + ", expected " +
                       src.entry.bundle_sha256);
     }
     Report(request.progress, "extract", src.entry.bundle_url);
-    BANGER_RETURN_IF_ERROR(ExtractBundle(archive, staging.dir()));
+    BANGER_RETURN_IF_ERROR(NoSpaceError(ExtractBundle(archive, staging.dir()), staging.dir(),
+                                        "unpacking " + src.entry.bundle_url));
     BANGER_RETURN_IF_ERROR(RemoveAll(archive));
     built.digest = "sha256:" + sha;
     fs::path manifest = staging.dir() / "manifest.json";
@@ -421,15 +424,22 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
     BANGER_ASSIGN_OR_RETURN(tree, staging.MakeTree());
     if (src.is_import) {
       Report(request.progress, "extract", src.import_path.string());
-      BANGER_RETURN_IF_ERROR(ExtractTree(src.import_path, tree));
+      BANGER_RETURN_IF_ERROR(NoSpaceError(ExtractTree(src.import_path, tree), tree,
+                                          "unpacking " + src.import_path.string()));
     } else if (src.kind == SourceKind::kOci) {
       oci::PullOptions opts;
       opts.blob_dir = options_.blobs_dir;
       opts.docker_config = options_.docker_config;
       opts.plain_http = options_.plain_http;
       opts.progress = request.progress;
-      BANGER_ASSIGN_OR_RETURN(oci::PulledImage pulled,
-                              options_.tree_source(src.oci_ref, tree, opts));
+      auto pulled_or = options_.tree_source(src.oci_ref, tree, opts);
+      if (!pulled_or) {
+        // Blobs go to the blob cache, layers are unpacked into the staging tree.
+        fs::path where = IsNoSpace(pulled_or.error()) && FreeBytes(options_.blobs_dir).value_or(1) == 0
+                             ? options_.blobs_dir : tree;
+        return NoSpaceError(pulled_or.error(), where, "downloading and unpacking the layers of " + src.oci_ref);
+      }
+      oci::PulledImage pulled = std::move(*pulled_or);
       built.digest = pulled.manifest_digest;
       built.config_json = pulled.config_json;
     } else if (src.entry.recipe == RecipeKind::kBusybox) {
@@ -444,7 +454,8 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
   }
   BANGER_FAILPOINT("image.pull.after_fetch");
   Report(request.progress, "mkfs", rootfs.string());
-  BANGER_RETURN_IF_ERROR(BuildExt4(runner_, tree, rootfs, request.disk_size_bytes));
+  BANGER_RETURN_IF_ERROR(NoSpaceError(BuildExt4(runner_, tree, rootfs, request.disk_size_bytes), rootfs,
+                                      "building the root disk (mkfs.ext4 -d)"));
   return staging.RemoveTree();
 }
 
@@ -470,7 +481,7 @@ Result<ImageRecord> ImageService::Publish(const Source& src, const PullRequest& 
 
   Built built;
   Status st = BuildInto(src, request, *staging, built);
-  if (!st.ok()) return std::move(st).WithContext("image " + src.name);
+  if (!st.ok()) return std::move(st).WithContext("image " + src.name);  // ~Staging removes the staging
 
   fs::path rootfs_final = staging->final_dir() / kRootfsName;
   struct stat rst;
@@ -497,8 +508,8 @@ Result<ImageRecord> ImageService::Publish(const Source& src, const PullRequest& 
   } catch (const json::exception& e) {
     return InvalidArgument("image " + rec.name + ": image config is not valid JSON: " + e.what());
   }
-  BANGER_RETURN_IF_ERROR(
-      WriteFileAtomic(staging->dir() / kMetadataName, meta.dump(2) + "\n", 0600));
+  BANGER_RETURN_IF_ERROR(NoSpaceError(WriteFileAtomic(staging->dir() / kMetadataName, meta.dump(2) + "\n", 0600),
+                                      staging->dir() / kMetadataName, "publishing image " + rec.name));
 
   Report(request.progress, "publish", rec.name);
   BANGER_RETURN_IF_ERROR(taken());  // someone may have won while we built

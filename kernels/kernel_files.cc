@@ -1,5 +1,6 @@
 #include "kernels/kernel_files.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -158,9 +159,37 @@ Result<KernelFiles> LocateKernelFiles(const fs::path& root_in) {
 }
 
 Status CopyRegularFile(const fs::path& src, const fs::path& dst) {
-  std::error_code ec;
-  if (!fs::copy_file(src, dst, fs::copy_options::none, ec) || ec) {
-    return ErrnoStatus(ec ? ec.value() : EIO, "copy " + src.string() + " to " + dst.string());
+  // read/write rather than std::filesystem::copy_file, whose sendfile path
+  // reports a full disk as EIO (found by host/full_disk_itest.cc): the
+  // caller must be able to say "no space left".
+  const std::string what = "copy " + src.string() + " to " + dst.string();
+  int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return ErrnoStatus(errno, what);
+  int out = ::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (out < 0) {
+    int err = errno;
+    ::close(in);
+    return ErrnoStatus(err, what);
+  }
+  std::vector<char> buf(1 << 20);
+  int err = 0;
+  while (err == 0) {
+    ssize_t n = ::read(in, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) err = errno;
+    if (n <= 0) break;
+    for (ssize_t done = 0; done < n && err == 0;) {
+      ssize_t w = ::write(out, buf.data() + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) err = errno;
+      else done += w;
+    }
+  }
+  if (::close(out) != 0 && err == 0) err = errno;
+  ::close(in);
+  if (err != 0) {
+    ::unlink(dst.c_str());
+    return ErrnoStatus(err, what);
   }
   if (::chmod(dst.c_str(), 0644) != 0) return ErrnoStatus(errno, "chmod " + dst.string());
   return OkStatus();

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "base/disk_space.h"
 #include "base/failpoint.h"
 #include "base/file_lock.h"
 #include "base/files.h"
@@ -99,7 +100,7 @@ Result<KernelRecord> KernelService::Import(const ImportKernelRequest& request,
                     " is not a directory");
   }
   std::string source = request.source.empty() ? "import:" + kernel.string() : request.source;
-  return Publish(
+  auto published = Publish(
       request.name, source,
       [&](const fs::path&) -> Result<KernelFiles> {
         KernelFiles f;
@@ -111,6 +112,8 @@ Result<KernelRecord> KernelService::Import(const ImportKernelRequest& request,
         return f;
       },
       progress);
+  if (!published) return NoSpaceError(published.error(), kernels_dir_, "importing kernel " + request.name);
+  return published;
 }
 
 Result<KernelRecord> KernelService::Pull(const std::string& catalog_name,
@@ -120,7 +123,10 @@ Result<KernelRecord> KernelService::Pull(const std::string& catalog_name,
   auto r = Publish(
       entry.name, DescribeSource(entry.source),
       [&](const fs::path& work) { return FetchFromCatalog(entry, work, progress); }, progress);
-  if (!r.ok()) return r.status().WithContext("pull kernel " + entry.name);
+  if (!r.ok()) {
+    // The staging directory is gone already (ScopedRemove in Publish).
+    return NoSpaceError(r.status(), kernels_dir_, "pulling kernel " + entry.name).WithContext("pull kernel " + entry.name);
+  }
   return r;
 }
 

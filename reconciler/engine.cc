@@ -267,6 +267,7 @@ ConvergeOutcome Engine::Converge(const ConvergeRequest& req) {
   o.recovery = req.recovery;
   o.now = clock_.NowUnix();
   o.max_restart_attempts = options_.max_restart_attempts;
+  o.provider_for = options_.provider_for;
   o.volume_size = [this](const std::string& sandbox, const std::string& volume) -> std::optional<uint64_t> {
     auto row = store_.GetVolume(sandbox, volume);
     if (!row.ok()) return std::nullopt;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,6 +54,9 @@ struct EngineOptions {
   /// Ships spec.workspace on create and replace; null: a sandbox with a
   /// workspace fails at the ship_workspace step with a clear error.
   WorkspaceShipper* workspace_shipper = nullptr;
+  /// Which provider boots a spec's spec.hypervisor (PlanOptions::provider_for);
+  /// unset: not checked when a change is planned again under its lock.
+  std::function<Result<std::string>(HypervisorKind)> provider_for;
 };
 
 /// Delay before automatic restart attempt number `failures` + 1:

@@ -299,6 +299,22 @@ Change PlanSandbox(const SpecDocument* desired, std::string canonical_json, std:
   c.desired_json = std::move(canonical_json);
   c.desired_hash = std::move(hash);
   c.desired = doc;
+  if (options.provider_for) {
+    // A spec may only name a provider this host has (docs/spec-reference.md).
+    Result<std::string> provider = options.provider_for(doc.spec.hypervisor);
+    if (!provider) {
+      const SourceLocation& at = doc.LocationOf("spec.hypervisor");
+      if (error != nullptr) {
+        *error = at.file + ":" + std::to_string(at.line) + ": sandbox \"" + c.name +
+                 "\": spec.hypervisor: " + provider.error().message();
+      }
+      c.action = Action::kNoOp;
+      c.reason = provider.error().message();
+      if (observed != nullptr) c.current = *observed;
+      return c;
+    }
+    c.provider = std::move(*provider);
+  }
   if (observed == nullptr) {
     c.action = Action::kCreate;
     c.reason = "new sandbox";
@@ -566,6 +582,9 @@ std::string RenderPlanText(const Plan& plan, bool color) {
     if (c.action != Action::kCreate) {
       for (const auto& p : c.pulls) out += "      " + p + ": pull\n";
     }
+    if (!c.provider.empty() && c.action != Action::kUpdate && c.action != Action::kDelete) {
+      out += "      provider: " + c.provider + "\n";  // what boots it
+    }
     for (const auto& note : c.volume_notes) out += "      " + note + "\n";
   }
   out += "\nPlan: " + std::to_string(s.create) + " to create, " + std::to_string(s.update) +
@@ -601,6 +620,7 @@ std::string RenderPlanJson(const Plan& plan) {
     }
     jc["pulls"] = c.pulls;
     if (!c.volume_notes.empty()) jc["volumes"] = c.volume_notes;
+    if (!c.provider.empty()) jc["provider"] = c.provider;
     if (!c.desired_hash.empty()) jc["specHash"] = c.desired_hash;
     j["changes"].push_back(std::move(jc));
   }

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/status.h"
 #include "spec/sandbox_spec.h"
 #include "state/state_store.h"
 
@@ -58,6 +59,10 @@ struct Change {
   /// is created or grown: "volume data: create 1GiB (seeded from image)",
   /// "volume data: grow 1GiB -> 2GiB".
   std::vector<std::string> volume_notes;
+  /// The provider that boots it, with why for `hypervisor: auto`: "qemu",
+  /// "qemu (auto: firecracker provider not available)". Empty when the plan
+  /// was made without PlanOptions::provider_for, and for deletes.
+  std::string provider;
 };
 
 struct NetworkChange {
@@ -117,6 +122,11 @@ struct PlanOptions {
   /// (docs/volumes.md). Unset: volumes are judged from the spec diff alone.
   /// Must be pure and fast.
   std::function<std::optional<uint64_t>(const std::string& sandbox, const std::string& volume)> volume_size;
+  /// Which provider on this host boots a spec's spec.hypervisor (Change::provider),
+  /// or an error saying what the host lacks; an error is a plan error naming
+  /// the file and line of spec.hypervisor. Unset: not checked. Must be fast and
+  /// safe to call from several threads.
+  std::function<Result<std::string>(HypervisorKind)> provider_for;
 };
 
 /// Why a recorded sandbox needs its VM brought back ("" if it does not): it

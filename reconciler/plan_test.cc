@@ -202,6 +202,45 @@ TEST(PlanTest, MissingArtifactsAreListedAsPulls) {
   EXPECT_EQ(Only(p).pulls, (std::vector<std::string>{"image debian-bookworm", "kernel debian-6.1"}));
 }
 
+TEST(PlanTest, ProviderIsNamedAndAMissingOneIsAnErrorAtTheHypervisorLine) {
+  LoadResult loaded = ParseSpecText(R"(apiVersion: banger.dev/v1
+kind: Sandbox
+metadata:
+  name: fc
+spec:
+  image: busybox
+  hypervisor: firecracker
+---
+apiVersion: banger.dev/v1
+kind: Sandbox
+metadata:
+  name: web
+spec:
+  image: busybox
+)", "specs/two.yaml");
+  ASSERT_FALSE(loaded.diagnostics.HasErrors()) << loaded.diagnostics.ToString();
+  PlanOptions o = Opts();
+  o.provider_for = [](HypervisorKind k) -> Result<std::string> {
+    if (k == HypervisorKind::kFirecracker) return FailedPrecondition("firecracker is not available on this host");
+    return std::string("qemu (auto: firecracker provider not available)");
+  };
+  Plan p = ComputePlan(loaded.specs, {}, o);
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_EQ(p.errors[0],
+            "specs/two.yaml:7: sandbox \"fc\": spec.hypervisor: firecracker is not available on this host");
+  ASSERT_EQ(p.changes.size(), 1u);
+  EXPECT_EQ(p.changes[0].provider, "qemu (auto: firecracker provider not available)");
+  EXPECT_NE(RenderPlanText(Plan{.changes = p.changes}, false)
+                .find("      provider: qemu (auto: firecracker provider not available)\n"),
+            std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(RenderPlanJson(p))["changes"][0]["provider"],
+            "qemu (auto: firecracker provider not available)");
+  // Without provider_for nothing is checked or shown (the golden plans).
+  Plan unchecked = ComputePlan(loaded.specs, {}, Opts());
+  EXPECT_TRUE(unchecked.errors.empty());
+  EXPECT_EQ(unchecked.changes.size(), 2u);
+}
+
 struct ClassCase {
   const char* path;
   FieldClass cls;

@@ -14,7 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libgit2-dev
   # runtime: VMs, disks, kernels, images
   qemu-system-x86 qemu-utils e2fsprogs busybox-static linux-image-amd64 debootstrap
-  iproute2 nftables procps xz-utils zstd lz4 cpio kmod openssh-client
+  iproute2 nftables procps xz-utils zstd lz4 bzip2 cpio kmod openssh-client
   # tests and benchmarks: a real OCI registry, a real sshd, a real DNS client
   # (dig, for the responder's tests), reference tools
   docker-registry openssh-server bind9-dnsutils skopeo umoci hyperfine sqlite3 bc

@@ -216,7 +216,12 @@ class DocParser {
     return {file_, n.line() + 1, n.column() + 1};
   }
 
+  /// Where the fields later checks need were written (SpecDocument::field_locations).
+  const std::map<std::string, SourceLocation>& field_locations() const { return field_locations_; }
+
  private:
+  std::map<std::string, SourceLocation> field_locations_;
+
   void Error(const YamlNode& at, const std::string& path, const std::string& message) {
     diags_->AddError(Loc(at), (path.empty() ? std::string("document") : path) + ": " + message);
     ++errors_;
@@ -512,6 +517,7 @@ class DocParser {
                                                        {"qemu", HypervisorKind::kQemu},
                                                        {"firecracker", HypervisorKind::kFirecracker}};
       if (auto v = Enum(*f, "spec.hypervisor", kTable)) spec.hypervisor = *v;
+      field_locations_["spec.hypervisor"] = Loc(f->value);
     }
     if (const Field* f = Find(*m, "volumes")) ParseVolumes(f->value, spec);
   }
@@ -1039,7 +1045,7 @@ LoadResult ParseAllDocuments(std::string_view text, const std::string& filename)
       continue;
     }
     std::optional<SandboxSpec> spec = parser.Parse(doc);
-    if (spec) result.specs.push_back({std::move(*spec), parser.Loc(doc)});
+    if (spec) result.specs.push_back({std::move(*spec), parser.Loc(doc), parser.field_locations()});
   }
   if (docs.error) {
     SourceLocation where{filename, 0, 0};

@@ -125,6 +125,14 @@ struct SandboxSpec {
 struct SpecDocument {
   SandboxSpec spec;
   SourceLocation location;  // of the document's start (the `apiVersion` line)
+  /// Where some fields were written, by canonical path ("spec.hypervisor"),
+  /// for errors found after loading (the plan's host checks).
+  std::map<std::string, SourceLocation> field_locations;
+  /// field_locations[path] if recorded, else `location`.
+  const SourceLocation& LocationOf(const std::string& path) const {
+    auto it = field_locations.find(path);
+    return it == field_locations.end() ? location : it->second;
+  }
 };
 
 /// A `kind: Network` document: a bridge, its subnet and its policy.

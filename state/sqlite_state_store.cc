@@ -26,6 +26,13 @@ namespace {
 // ---------------------------------------------------------------------------
 // Error mapping: the one place a sqlite result code becomes a Status.
 // ---------------------------------------------------------------------------
+// A full disk said plainly: "no space left on <db path> while <what>: ...".
+std::string NoSpaceText(sqlite3* db, std::string_view what, const std::string& detail) {
+  const char* file = db != nullptr ? sqlite3_db_filename(db, "main") : nullptr;
+  std::string path = file != nullptr && *file ? file : "the state database";
+  return "no space left on " + path + " while " + std::string(what) + ": " + detail;
+}
+
 Status SqliteError(sqlite3* db, int rc, std::string_view what) {
   const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   std::string text = std::string(what) + ": " + (msg ? msg : "unknown error") + " (sqlite " +
@@ -36,9 +43,11 @@ Status SqliteError(sqlite3* db, int rc, std::string_view what) {
     case SQLITE_LOCKED:
       return Unavailable(std::move(text));
     case SQLITE_FULL:
-      return ResourceExhausted(std::move(text));
+      return ResourceExhausted(NoSpaceText(db, what, text.substr(what.size() + 2)));
     case SQLITE_IOERR:
-      if (sys_errno == ENOSPC || sys_errno == EDQUOT) return ResourceExhausted(std::move(text));
+      if (sys_errno == ENOSPC || sys_errno == EDQUOT) {
+        return ResourceExhausted(NoSpaceText(db, what, text.substr(what.size() + 2)));
+      }
       return Internal(std::move(text));
     case SQLITE_CONSTRAINT:
       if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {

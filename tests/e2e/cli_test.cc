@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -120,6 +121,43 @@ TEST_F(CliTest, PlanOnEmptyHostShowsCreateAndDetailedExitCodeTwo) {
   EXPECT_EQ(j["changes"][0]["action"], "create");
 }
 
+TEST_F(CliTest, PlanSaysWhichProviderBootsEachSandboxAndWhyForAuto) {
+  std::string f = Write("specs/web.yaml", kGood);
+  CommandOutput out = Banger({"plan", "-f", f});
+  ASSERT_EQ(out.exit_code, 0) << out.stderr_data;
+  EXPECT_NE(out.stdout_data.find("      provider: qemu (auto: firecracker provider not available)\n"),
+            std::string::npos) << out.stdout_data;
+  CommandOutput js = Banger({"plan", "-f", f, "-o", "json"});
+  ASSERT_EQ(js.exit_code, 0) << js.stderr_data;
+  auto j = nlohmann::json::parse(js.stdout_data);
+  EXPECT_EQ(j["changes"][0]["provider"], "qemu (auto: firecracker provider not available)");
+  std::string q = Write("specs/q.yaml", std::string(kGood) + "  hypervisor: qemu\n");
+  auto jq = nlohmann::json::parse(Banger({"plan", "-f", q, "-o", "json"}).stdout_data);
+  EXPECT_EQ(jq["changes"][0]["provider"], "qemu");
+}
+
+TEST_F(CliTest, FirecrackerSpecIsAPlanErrorNamingFileLineFieldAndWhatIsMissing) {
+  // Accepted and silently booted with QEMU before: now refused before anything happens.
+  std::string f = Write("specs/fc.yaml", std::string(kGood) + "  hypervisor: firecracker\n");
+  for (const char* cmd : {"plan", "apply"}) {
+    std::vector<std::string> args = {cmd, "-f", f};
+    if (std::string(cmd) == "apply") args.push_back("--yes");
+    CommandOutput out = Banger(args);
+    EXPECT_EQ(out.exit_code, 1) << cmd << ": " << out.stdout_data << out.stderr_data;
+    std::string all = out.stdout_data + out.stderr_data;
+    EXPECT_NE(all.find(f + ":9: sandbox \"web\": spec.hypervisor: firecracker is not available on this host: "
+                       "missing the Firecracker provider"),
+              std::string::npos) << cmd << ": " << all;
+    EXPECT_NE(all.find("use hypervisor: qemu or auto"), std::string::npos) << all;
+  }
+  // Nothing was recorded or pulled.
+  CommandOutput get = Banger({"get", "-o", "json"});
+  EXPECT_EQ(nlohmann::json::parse(get.stdout_data).size(), 0u) << get.stdout_data;
+  std::error_code ec;
+  EXPECT_TRUE(!std::filesystem::exists(dir_.path() / "state/images") ||
+              std::filesystem::is_empty(dir_.path() / "state/images", ec));
+}
+
 TEST_F(CliTest, UnknownFlagIsAUsageError) {
   CommandOutput out = Banger({"plan", "--frobnicate"});
   EXPECT_EQ(out.exit_code, 64);
@@ -153,7 +191,7 @@ TEST_F(CliTest, DoctorChecksTheStateDirectoryAndFindsToolsOnPath) {
   // A PATH with only a stand-in qemu-img: doctor looks programs up itself (no shell).
   auto bin = dir_.path() / "bin";
   std::filesystem::create_directories(bin);
-  ASSERT_TRUE(WriteFileAtomic(bin / "qemu-img", "#!/bin/sh\nexit 0\n", 0755).ok());
+  ASSERT_TRUE(WriteFileAtomic(bin / "qemu-img", "#!/bin/sh\necho 'qemu-img version 0.0-test'\n", 0755).ok());
   CommandSpec spec;
   spec.argv = {BANGER_EXE, "--state-dir", (dir_.path() / "state").string(), "--config",
                (dir_.path() / "config.yaml").string(), "doctor"};
@@ -162,11 +200,62 @@ TEST_F(CliTest, DoctorChecksTheStateDirectoryAndFindsToolsOnPath) {
   auto out = runner_->Run(spec);
   ASSERT_TRUE(out.ok()) << out.error().ToString();
   EXPECT_EQ(out->exit_code, 1) << out->stdout_data;  // debootstrap, at least, is missing
-  EXPECT_NE(out->stdout_data.find("✓ state directory " + (dir_.path() / "state").string() + "\n"),
+  EXPECT_NE(out->stdout_data.find("✓ state directory " + (dir_.path() / "state").string() + ": "),
             std::string::npos) << out->stdout_data;
-  EXPECT_NE(out->stdout_data.find("✓ qemu-img (" + (bin / "qemu-img").string() + ")"), std::string::npos)
-      << out->stdout_data;
+  // The tool was run for its version, not just found.
+  EXPECT_NE(out->stdout_data.find("✓ qemu-img (" + (bin / "qemu-img").string() + "): qemu-img version 0.0-test\n"),
+            std::string::npos) << out->stdout_data;
+  EXPECT_NE(out->stdout_data.find("✗ qemu-system-x86_64: not installed"), std::string::npos) << out->stdout_data;
   EXPECT_NE(out->stdout_data.find("✗ debootstrap: not installed"), std::string::npos) << out->stdout_data;
+}
+
+TEST_F(CliTest, DoctorProbesTheStateDirectoryDatabaseAndTools) {
+  // A healthy state directory: every check reports what it found.
+  CommandOutput out = Banger({"doctor", "-o", "json"});
+  auto j = nlohmann::json::parse(out.stdout_data, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << out.stdout_data << out.stderr_data;
+  std::map<std::string, nlohmann::json> by_check;
+  for (const auto& c : j) {
+    std::string name = c["check"];
+    by_check[name.substr(0, name.find(' '))] = c;  // "state", "free", "qemu-system-x86_64", ...
+  }
+  EXPECT_EQ(by_check["free"]["result"] == "fail", false) << by_check["free"];
+  EXPECT_NE(by_check["free"]["detail"].get<std::string>().find("free on the state directory's file system"),
+            std::string::npos);
+  bool saw_db = false;
+  for (const auto& c : j) {
+    std::string name = c["check"];
+    if (name.rfind("state database ", 0) == 0 && name.find("state.db") != std::string::npos) {
+      saw_db = true;
+      EXPECT_EQ(c["result"], "ok") << c;
+      EXPECT_NE(c["detail"].get<std::string>().find("integrity_check ok"), std::string::npos) << c;
+    }
+  }
+  EXPECT_TRUE(saw_db) << out.stdout_data;
+  EXPECT_NE(by_check["qemu-system-x86_64"]["detail"].get<std::string>().find("QEMU emulator version"),
+            std::string::npos) << by_check["qemu-system-x86_64"];
+  EXPECT_NE(by_check["mkfs.ext4"]["detail"].get<std::string>().find("mke2fs"), std::string::npos)
+      << by_check["mkfs.ext4"];
+
+  // A state directory opened to others: the check really looks.
+  std::filesystem::permissions(dir_.path() / "state", std::filesystem::perms::group_read |
+                                                          std::filesystem::perms::group_exec,
+                               std::filesystem::perm_options::add);
+  out = Banger({"doctor"});
+  EXPECT_EQ(out.exit_code, 1) << out.stdout_data;
+  EXPECT_NE(out.stdout_data.find("✗ state directory " + (dir_.path() / "state").string() +
+                                 ": mode 0750, expected 0700 (private)"),
+            std::string::npos) << out.stdout_data;
+  std::filesystem::permissions(dir_.path() / "state", std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::replace);
+
+  // A database that is not one: reported, not assumed.
+  ASSERT_TRUE(WriteFileAtomic(dir_.path() / "state/state.db", std::string(8192, 'x'), 0600).ok());
+  std::filesystem::remove(dir_.path() / "state/state.db-wal");
+  std::filesystem::remove(dir_.path() / "state/state.db-shm");
+  out = Banger({"doctor"});
+  EXPECT_EQ(out.exit_code, 1) << out.stdout_data;
+  EXPECT_NE(out.stdout_data.find("✗ state database"), std::string::npos) << out.stdout_data;
 }
 
 TEST_F(CliTest, GetOnEmptyHostPrintsEmptyJsonList) {
