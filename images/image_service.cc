@@ -413,6 +413,8 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
   }
 
   fs::path tree;
+  oci::TreeManifest manifest;
+  bool have_manifest = false;
   if (src.is_import && fs::is_directory(src.import_path)) {
     tree = src.import_path;  // mkfs reads it in place; nothing to copy
   } else {
@@ -430,6 +432,8 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
                               options_.tree_source(src.oci_ref, tree, opts));
       built.digest = pulled.manifest_digest;
       built.config_json = pulled.config_json;
+      manifest = std::move(pulled.manifest);
+      have_manifest = true;
     } else if (src.entry.recipe == RecipeKind::kBusybox) {
       Report(request.progress, "recipe", "busybox");
       BANGER_RETURN_IF_ERROR(BuildBusyboxTree(runner_, options_.busybox, tree));
@@ -441,7 +445,8 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
     }
   }
   Report(request.progress, "mkfs", rootfs.string());
-  BANGER_RETURN_IF_ERROR(BuildExt4(runner_, tree, rootfs, request.disk_size_bytes));
+  BANGER_RETURN_IF_ERROR(BuildExt4(runner_, tree, rootfs, request.disk_size_bytes,
+                                   have_manifest ? &manifest : nullptr));
   return staging.RemoveTree();
 }
 

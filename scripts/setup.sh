@@ -7,7 +7,7 @@ PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config git
   # libraries
-  libyaml-cpp-dev libsqlite3-dev libcurl4-openssl-dev libzstd-dev libarchive-dev
+  libyaml-cpp-dev libsqlite3-dev libcurl4-openssl-dev libzstd-dev libarchive-dev libext2fs-dev
   libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev libgit2-dev
   # runtime: VMs, disks, kernels, images
