@@ -591,9 +591,14 @@ int Main(int argc, char** argv) {
                 verdict ? std::string(Trim(*verdict)).c_str() : "not probed yet (decided at first boot)",
                 ctx.config().accel.c_str(), ctx.config().machine.c_str());
     std::error_code ec;
-    check("/dev/kvm", std::filesystem::exists("/dev/kvm", ec)
-                          ? OkStatus()
-                          : FailedPrecondition("absent: sandboxes run under software emulation (slower)"));
+    const bool root = ::geteuid() == 0;
+    check("/dev/kvm", !std::filesystem::exists("/dev/kvm", ec)
+                          ? FailedPrecondition("absent: sandboxes run under software emulation (slower)")
+                      : ::access("/dev/kvm", R_OK | W_OK) != 0
+                          ? FailedPrecondition("no access as this user: add it to the kvm group "
+                                               "(sudo usermod -aG kvm $USER, then log in again); until "
+                                               "then sandboxes run under software emulation (slower)")
+                          : OkStatus());
     NetworkDriver& net = ctx.host().network();
     check("bridged networking" + (net.Namespace().empty() ? std::string() : " in network namespace " + net.Namespace()),
           net.CheckAvailable().ok()
@@ -606,9 +611,30 @@ int Main(int argc, char** argv) {
               ? OkStatus()
               : FailedPrecondition("not installed yet; apply pulls it, or run `banger kernel pull " + kernel + "`"));
     for (const char* tool : {"qemu-img", "mkfs.ext4", "debootstrap"}) {
-      auto found = FindProgram(tool);
+      auto found = ResolveProgram(tool);
       check(found ? std::string(tool) + " (" + found->string() + ")" : std::string(tool),
-            found ? OkStatus() : FailedPrecondition("not installed (scripts/setup.sh)"));
+            found ? OkStatus() : FailedPrecondition(found.error().message() + "; scripts/setup.sh installs it"));
+    }
+    if (!root) {
+      // What an ordinary user has and lacks (docs/testing.md, "Running as an ordinary user").
+      std::printf("  running as uid %u: images (OCI, bundles, busybox) keep their exact owners and modes;\n"
+                  "  network.mode user, isolated and none work; bridged needs root or CAP_NET_ADMIN;\n"
+                  "  the debootstrap recipe (debian-bookworm) needs root\n",
+                  static_cast<unsigned>(::geteuid()));
+      std::string cgroup;
+      if (auto self = ReadFile("/proc/self/cgroup")) {
+        for (const std::string& line : Split(*self, '\n')) {
+          if (StartsWith(line, "0::")) cgroup = line.substr(3);
+        }
+      }
+      std::filesystem::path dir = std::filesystem::path("/sys/fs/cgroup") / std::filesystem::path(cgroup).relative_path();
+      bool delegated = !cgroup.empty() && ::access(dir.c_str(), W_OK) == 0 &&
+                       ::access((dir / "cgroup.procs").c_str(), W_OK) == 0;
+      std::printf("  cgroup delegation: %s\n",
+                  delegated ? ("yes (" + dir.string() + " is writable)").c_str()
+                            : ("no (" + (cgroup.empty() ? std::string("no cgroup v2") : dir.string()) +
+                               " is not writable by this user; run banger in a delegated scope, e.g. "
+                               "systemd-run --user --scope banger ...)").c_str());
     }
     exit_code = problems == 0 ? kExitOk : kExitError;
   });

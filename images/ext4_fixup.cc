@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <set>
@@ -57,6 +58,7 @@ Status Open(const fs::path& image, bool write, FsHandle& h) {
 struct Child {
   std::string name;
   ext2_ino_t ino;
+  bool is_dir = false;
 };
 
 int CollectChild(ext2_ino_t, int, ext2_dir_entry* dirent, int, int, char*, void* priv) {
@@ -64,7 +66,7 @@ int CollectChild(ext2_ino_t, int, ext2_dir_entry* dirent, int, int, char*, void*
   int len = ext2fs_dirent_name_len(dirent);
   std::string name(dirent->name, static_cast<size_t>(len));
   if (name == "." || name == "..") return 0;
-  out->push_back(Child{std::move(name), dirent->inode});
+  out->push_back(Child{std::move(name), dirent->inode, false});
   return 0;
 }
 
@@ -234,7 +236,49 @@ struct Walker {
   const FixupOptions& options;
   FixupStats stats;
 
-  Status Visit(ext2_ino_t ino, const std::string& rel, const std::string& abs) {
+  struct Entry {
+    ext2_ino_t ino;
+    std::string rel, abs;
+  };
+  std::vector<Entry> entries;
+
+  // Phase 1: every path below `ino`, by walking directories (read only).
+  Status Collect(ext2_ino_t ino, const std::string& rel, const std::string& abs, bool is_dir) {
+    entries.push_back(Entry{ino, rel, abs});
+    if (!is_dir) return OkStatus();
+    std::vector<Child> children;
+    errcode_t err = ext2fs_dir_iterate2(fs, ino, 0, nullptr, CollectTyped, &children);
+    if (err) return Ext2Error(err, "read directory /" + abs);
+    for (const Child& c : children) {
+      if (rel.empty() && options.subdir.empty() && c.name == "lost+found" &&
+          !manifest.count(c.name)) {
+        continue;  // made by mkfs, root's already
+      }
+      BANGER_RETURN_IF_ERROR(Collect(c.ino, Join(rel, c.name), Join(abs, c.name), c.is_dir));
+    }
+    return OkStatus();
+  }
+
+  // Phase 2, in inode order so the inode tables are read and written
+  // sequentially (a walk in directory order made it 10x slower).
+  Status ApplyAll() {
+    std::sort(entries.begin(), entries.end(),
+              [](const Entry& a, const Entry& b) { return a.ino < b.ino; });
+    for (const Entry& e : entries) BANGER_RETURN_IF_ERROR(Apply(e.ino, e.rel, e.abs));
+    return OkStatus();
+  }
+
+  static int CollectTyped(ext2_ino_t, int, ext2_dir_entry* dirent, int, int, char*, void* priv) {
+    auto* out = static_cast<std::vector<Child>*>(priv);
+    int len = ext2fs_dirent_name_len(dirent);
+    std::string name(dirent->name, static_cast<size_t>(len));
+    if (name == "." || name == "..") return 0;
+    out->push_back(Child{std::move(name), dirent->inode,
+                         ext2fs_dirent_file_type(dirent) == EXT2_FT_DIR});
+    return 0;
+  }
+
+  Status Apply(ext2_ino_t ino, const std::string& rel, const std::string& abs) {
     ++stats.visited;
     ext2_inode_large in;
     errcode_t err = ext2fs_read_inode_full(fs, ino, reinterpret_cast<ext2_inode*>(&in),
@@ -269,15 +313,6 @@ struct Walker {
         if (std::memcmp(&in, &before, sizeof(in)) == 0) ++stats.changed;
       }
     }
-    if (!LINUX_S_ISDIR(in.i_mode)) return OkStatus();
-    BANGER_ASSIGN_OR_RETURN(std::vector<Child> children, ListDir(fs, ino, abs));
-    for (const Child& c : children) {
-      if (rel.empty() && options.subdir.empty() && c.name == "lost+found" &&
-          !manifest.count(c.name)) {
-        continue;  // made by mkfs, root's already
-      }
-      BANGER_RETURN_IF_ERROR(Visit(c.ino, Join(rel, c.name), Join(abs, c.name)));
-    }
     return OkStatus();
   }
 };
@@ -300,7 +335,7 @@ Result<FixupStats> FixupExt4(const fs::path& image, const oci::TreeManifest& man
   ext2_filsys fs = h.get();
   BANGER_ASSIGN_OR_RETURN(ext2_ino_t top, Lookup(fs, options.subdir));
 
-  Walker w{fs, manifest, options, {}};
+  Walker w{fs, manifest, options, {}, {}};
   // Entries the tree could not hold: devices (never extracted), and whatever
   // a copy left out. Parents first (the map is sorted by path).
   for (const auto& [rel, m] : manifest) {
@@ -319,7 +354,8 @@ Result<FixupStats> FixupExt4(const fs::path& image, const oci::TreeManifest& man
     BANGER_RETURN_IF_ERROR(CreateNode(fs, parent, name, abs, m));
     ++w.stats.created;
   }
-  BANGER_RETURN_IF_ERROR(w.Visit(top, "", options.subdir));
+  BANGER_RETURN_IF_ERROR(w.Collect(top, "", options.subdir, /*is_dir=*/true));
+  BANGER_RETURN_IF_ERROR(w.ApplyAll());
   BANGER_RETURN_IF_ERROR(h.Close(image.string()));
   return w.stats;
 }

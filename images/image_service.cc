@@ -438,6 +438,13 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
       Report(request.progress, "recipe", "busybox");
       BANGER_RETURN_IF_ERROR(BuildBusyboxTree(runner_, options_.busybox, tree));
     } else {
+      if (::geteuid() != 0) {
+        // debootstrap chroots, mounts /proc and runs maintainer scripts as root.
+        return FailedPrecondition(
+            "the image is built by the debootstrap recipe, which needs root; run this pull as root "
+            "(e.g. sudo banger image pull " + src.name + " --state-dir ...), or use an OCI image "
+            "or a bundle, which an ordinary user can pull");
+      }
       Report(request.progress, "recipe", "debootstrap " + src.entry.suite);
       BANGER_ASSIGN_OR_RETURN(AptSource mirror, FindAptMirror(options_.apt_dir, src.entry.suite));
       BANGER_RETURN_IF_ERROR(
