@@ -180,10 +180,9 @@ TEST_F(NonRootTest, AUserAppliesExecsAndSeesTheSameOwnershipAsRoot) {
   CommandOutput id = user.Banger({"exec", "owners-user", "--", "id", "-u"});
   ASSERT_EQ(id.exit_code, 0) << id.stderr_data;
   EXPECT_EQ(id.stdout_data, "0\n") << "exec runs as the guest's root";
-  CommandOutput user_stat = user.Banger({"exec", "owners-user", "--", StatArgv()[0], StatArgv()[1],
-                                         StatArgv()[2], "/", "/etc", "/etc/passwd", "/etc/shadow",
-                                         "/bin/busybox", "/usr/bin/suidtool", "/srv/app",
-                                         "/srv/app/data", "/var/empty", "/tmp"});
+  std::vector<std::string> exec_stat = {"exec", "owners-user", "--"};
+  for (const std::string& a : StatArgv()) exec_stat.push_back(a);
+  CommandOutput user_stat = user.Banger(exec_stat);
   ASSERT_EQ(user_stat.exit_code, 0) << user_stat.stderr_data;
 
   EXPECT_EQ(user_stat.stdout_data, root_stat.stdout_data)
