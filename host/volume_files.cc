@@ -55,7 +55,8 @@ class HostVolumeFiles final : public VolumeFiles {
     // (debugfs rdump as a user writes everything as that user and skips
     // devices), so a user's volume equals root's. The volume's root stays 0:0.
     oci::TreeManifest seed_manifest;
-    if (out.seed_found) {
+    const bool seeded = !b.seed_rootfs.empty() && out.seed_found;
+    if (seeded) {
       std::string rel = b.seed_path;
       while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
       BANGER_ASSIGN_OR_RETURN(seed_manifest, images::ReadExt4Manifest(b.seed_rootfs, rel));
@@ -63,7 +64,7 @@ class HostVolumeFiles final : public VolumeFiles {
       if (::geteuid() != 0) BANGER_RETURN_IF_ERROR(MakeOwnerReadable(tree));
     }
     BANGER_RETURN_IF_ERROR(images::BuildExt4(runner_, tree, partial, b.size_bytes,
-                                             out.seed_found ? &seed_manifest : nullptr)
+                                             seeded ? &seed_manifest : nullptr)
                                .WithContext("build volume " + b.sandbox + "/" + b.name));
     if (::chmod(partial.c_str(), 0600) != 0) {
       Status s = ErrnoStatus(errno, "chmod " + partial.string());
