@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/files.h"
 #include "base/strings.h"
 
 extern char** environ;
@@ -64,6 +65,7 @@ class PosixCommandRunner final : public CommandRunner {
  public:
   Result<CommandOutput> Run(const CommandSpec& spec) override {
     if (spec.argv.empty()) return InvalidArgument("empty argv");
+    BANGER_ASSIGN_OR_RETURN(std::filesystem::path program, ResolveProgram(spec.argv[0]));
     Pipe in, out, err;
     BANGER_RETURN_IF_ERROR(in.Open());
     BANGER_RETURN_IF_ERROR(out.Open());
@@ -89,7 +91,7 @@ class PosixCommandRunner final : public CommandRunner {
     auto cargv = CStrings(argv);
     auto cenv = CStrings(envs);
     pid_t pid = 0;
-    int rc = ::posix_spawnp(&pid, cargv[0], &fa, &attr, cargv.data(), cenv.data());
+    int rc = ::posix_spawn(&pid, program.c_str(), &fa, &attr, cargv.data(), cenv.data());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) return ErrnoStatus(rc, "run " + spec.argv[0]);
@@ -165,6 +167,7 @@ class PosixCommandRunner final : public CommandRunner {
 
   Result<ProcessIdentity> StartDetached(const CommandSpec& spec) override {
     if (spec.argv.empty()) return InvalidArgument("empty argv");
+    BANGER_ASSIGN_OR_RETURN(std::filesystem::path program, ResolveProgram(spec.argv[0]));
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -183,7 +186,7 @@ class PosixCommandRunner final : public CommandRunner {
     auto cargv = CStrings(argv);
     auto cenv = CStrings(envs);
     pid_t pid = 0;
-    int rc = ::posix_spawnp(&pid, cargv[0], &fa, &attr, cargv.data(), cenv.data());
+    int rc = ::posix_spawn(&pid, program.c_str(), &fa, &attr, cargv.data(), cenv.data());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) return ErrnoStatus(rc, "start " + spec.argv[0]);

@@ -134,18 +134,51 @@ std::optional<fs::path> FindProgram(std::string_view program) {
     return std::nullopt;
   }
   const char* env = std::getenv("PATH");
-  std::string_view path = env ? env : "/usr/bin:/bin";
+  std::string path = env ? env : "/usr/bin:/bin";
+  // System tools (mkfs.ext4, debugfs, ip, nft, sysctl) live in sbin, which an
+  // ordinary user's PATH usually lacks.
+  path += ":/usr/sbin:/sbin";
+  std::string_view rest = path;
   while (true) {
-    size_t colon = path.find(':');
-    std::string_view dir = path.substr(0, colon);
-    if (!dir.empty()) {
+    size_t colon = rest.find(':');
+    std::string_view dir = rest.substr(0, colon);
+    if (!dir.empty() && dir.front() == '/') {
       fs::path candidate = fs::path(dir) / program;
       if (IsExecutableFile(candidate)) return candidate;
     }
     if (colon == std::string_view::npos) break;
-    path.remove_prefix(colon + 1);
+    rest.remove_prefix(colon + 1);
   }
   return std::nullopt;
+}
+
+std::string_view DebianPackageOf(std::string_view program) {
+  static constexpr std::pair<std::string_view, std::string_view> kPackages[] = {
+      {"mkfs.ext4", "e2fsprogs"},        {"debugfs", "e2fsprogs"},
+      {"e2fsck", "e2fsprogs"},           {"resize2fs", "e2fsprogs"},
+      {"tune2fs", "e2fsprogs"},          {"ip", "iproute2"},
+      {"nft", "nftables"},               {"sysctl", "procps"},
+      {"qemu-system-x86_64", "qemu-system-x86"}, {"qemu-img", "qemu-utils"},
+      {"debootstrap", "debootstrap"},    {"busybox", "busybox-static"},
+      {"ssh", "openssh-client"},         {"ssh-keygen", "openssh-client"},
+      {"git", "git"},                    {"cpio", "cpio"},
+      {"setpriv", "util-linux"},         {"getent", "libc-bin"},
+  };
+  fs::path name(program);
+  std::string base = name.filename().string();
+  for (const auto& [tool, package] : kPackages) {
+    if (tool == base) return package;
+  }
+  return {};
+}
+
+Result<fs::path> ResolveProgram(std::string_view program) {
+  if (auto found = FindProgram(program)) return *found;
+  std::string msg = "`" + std::string(program) + "` was not found on PATH, /usr/sbin or /sbin";
+  if (std::string_view pkg = DebianPackageOf(program); !pkg.empty()) {
+    msg += " (install the Debian package " + std::string(pkg) + ")";
+  }
+  return NotFound(msg);
 }
 
 }  // namespace banger

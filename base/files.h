@@ -36,10 +36,18 @@ Result<std::filesystem::path> MakeTempDir(std::string_view prefix,
                                           const std::filesystem::path& parent = {});
 
 /// Where `program` would be executed from, without a shell: `program` itself
-/// when it contains a '/', else the first directory of $PATH (default
-/// /usr/bin:/bin) holding an executable regular file of that name. Nothing
-/// when there is none.
+/// when it contains a '/', else the first absolute directory of $PATH
+/// (default /usr/bin:/bin) followed by /usr/sbin and /sbin holding an
+/// executable regular file of that name (an ordinary user's PATH lacks sbin,
+/// where e2fsprogs, iproute2 and nftables install). Nothing when there is none.
 std::optional<std::filesystem::path> FindProgram(std::string_view program);
+
+/// The Debian package that ships `program` (by base name), or "" if unknown.
+std::string_view DebianPackageOf(std::string_view program);
+
+/// FindProgram, or NotFound naming the program and its Debian package:
+///   `mkfs.ext4` was not found on PATH, /usr/sbin or /sbin (install the Debian package e2fsprogs)
+Result<std::filesystem::path> ResolveProgram(std::string_view program);
 
 /// Removes a directory tree when it goes out of scope unless Release()d.
 class ScopedRemove {

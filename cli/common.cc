@@ -74,6 +74,22 @@ Result<Plan> MakePlan(Context& ctx, const LoadResult& specs, const std::string& 
   BANGER_ASSIGN_OR_RETURN(networks.networks, ctx.store().ListNetworks());
   BANGER_ASSIGN_OR_RETURN(networks.leases, ctx.store().ListLeases(""));
   PlanNetworks(specs.networks, specs.specs, observed, networks, o, plan);
+  // Bridged networking the host cannot give (an ordinary user has no
+  // CAP_NET_ADMIN) is a plan error, never a silent fallback to user mode
+  // (docs/networking.md).
+  Status bridges;
+  bool checked = false;
+  for (const SpecDocument& d : specs.specs) {
+    if (d.spec.network.mode != NetworkMode::kBridged) continue;
+    if (!checked) {
+      bridges = ctx.host().network().CheckAvailable();
+      checked = true;
+    }
+    if (bridges.ok()) break;
+    plan.errors.push_back(d.location.file + ":" + std::to_string(d.location.line) + ": sandbox " +
+                          d.spec.name + ": network.mode bridged" +
+                          " is not available here: " + bridges.message());
+  }
   return plan;
 }
 

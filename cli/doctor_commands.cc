@@ -227,8 +227,10 @@ void AddDoctorCommands(CLI::App& app, const Globals& g, int& exit_code) {
       bool kvm = ::access("/dev/kvm", R_OK | W_OK) == 0;
       checks.push_back({"/dev/kvm", kvm ? Verdict::kOk : Verdict::kWarn,
                         kvm ? "usable: sandboxes run with KVM acceleration"
-                        : fs::exists("/dev/kvm", ec) ? "present but not readable and writable by this user: "
-                                                        "sandboxes run under software emulation (slower)"
+                        : fs::exists("/dev/kvm", ec) ? "present but not readable and writable by this user: add it "
+                                                        "to the kvm group (sudo usermod -aG kvm $USER, then log in "
+                                                        "again); until then sandboxes run under software emulation "
+                                                        "(slower)"
                                                       : "absent: sandboxes run under software emulation (slower)"});
       auto verdict = ReadFile(h.layout().root / "accel-verdict");
       checks.push_back({"acceleration", Verdict::kOk,
@@ -262,7 +264,29 @@ void AddDoctorCommands(CLI::App& app, const Globals& g, int& exit_code) {
                                 : ns.message() + " (sandboxes with network.mode: user or none still work)"});
     }
 
-    // 6. The programs banger runs, each run for its version.
+    // 6. What an ordinary user has and lacks (docs/testing.md, "Running as an
+    // ordinary user").
+    if (::geteuid() != 0) {
+      checks.push_back({"running as uid " + std::to_string(::geteuid()), Verdict::kOk,
+                        "images (OCI, bundles, busybox) keep their exact owners and modes; network.mode user, "
+                        "isolated and none work; bridged needs root or CAP_NET_ADMIN; the debootstrap recipe "
+                        "(debian-bookworm) needs root"});
+      std::string cgroup;
+      if (auto self = ReadFile("/proc/self/cgroup")) {
+        for (const std::string& line : Split(*self, '\n')) {
+          if (StartsWith(line, "0::")) cgroup = line.substr(3);
+        }
+      }
+      fs::path dir = fs::path("/sys/fs/cgroup") / fs::path(cgroup).relative_path();
+      bool delegated = !cgroup.empty() && ::access(dir.c_str(), W_OK) == 0 &&
+                       ::access((dir / "cgroup.procs").c_str(), W_OK) == 0;
+      checks.push_back({"cgroup delegation", delegated ? Verdict::kOk : Verdict::kWarn,
+                        delegated ? dir.string() + " is writable"
+                                  : (cgroup.empty() ? std::string("no cgroup v2") : dir.string() + " is not writable by this user") +
+                                        ": run banger in a delegated scope, e.g. systemd-run --user --scope banger ..."});
+    }
+
+    // 7. The programs banger runs, each run for its version.
     struct Tool {
       const char* name;
       std::vector<std::string> version_args;

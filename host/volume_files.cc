@@ -11,6 +11,7 @@
 #include "base/files.h"
 #include "base/strings.h"
 #include "images/ext4_builder.h"
+#include "images/ext4_fixup.h"
 
 namespace banger {
 namespace {
@@ -56,8 +57,21 @@ class HostVolumeFiles final : public VolumeFiles {
       tree = staging / "empty";
       if (::mkdir(tree.c_str(), 0755) != 0) return ErrnoStatus(errno, "create " + tree.string());
     }
-    BANGER_RETURN_IF_ERROR(NoSpaceError(images::BuildExt4(runner_, tree, partial, b.size_bytes), sandbox_dir,
-                                        "creating volume " + b.sandbox + "/" + b.name + " (mkfs.ext4 -d)")
+    // The seed's owners, modes, xattrs and devices come from the image itself
+    // (debugfs rdump as a user writes everything as that user and skips
+    // devices), so a user's volume equals root's. The volume's root stays 0:0.
+    oci::TreeManifest seed_manifest;
+    const bool seeded = !b.seed_rootfs.empty() && out.seed_found;
+    if (seeded) {
+      std::string rel = b.seed_path;
+      while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
+      BANGER_ASSIGN_OR_RETURN(seed_manifest, images::ReadExt4Manifest(b.seed_rootfs, rel));
+      seed_manifest.erase("");
+      if (::geteuid() != 0) BANGER_RETURN_IF_ERROR(MakeOwnerReadable(tree));
+    }
+    BANGER_RETURN_IF_ERROR(NoSpaceError(images::BuildExt4(runner_, tree, partial, b.size_bytes,
+                                                          seeded ? &seed_manifest : nullptr),
+                                        sandbox_dir, "creating volume " + b.sandbox + "/" + b.name + " (mkfs.ext4 -d)")
                                .WithContext("build volume " + b.sandbox + "/" + b.name));
     if (::chmod(partial.c_str(), 0600) != 0) {
       Status s = ErrnoStatus(errno, "chmod " + partial.string());
@@ -92,6 +106,24 @@ class HostVolumeFiles final : public VolumeFiles {
   }
 
  private:
+  // Adds owner read/write (and search for directories) below `tree`, so mkfs
+  // can read what rdump wrote with the image's restrictive modes; the exact
+  // modes are restored from the image by the fixup.
+  static Status MakeOwnerReadable(const fs::path& tree) {
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(tree, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      struct stat st{};
+      if (::lstat(it->path().c_str(), &st) != 0 || S_ISLNK(st.st_mode)) continue;
+      mode_t want = st.st_mode | (S_ISDIR(st.st_mode) ? 0700 : 0600);
+      if (want != st.st_mode && ::chmod(it->path().c_str(), want & 07777) != 0) {
+        return ErrnoStatus(errno, "chmod " + it->path().string());
+      }
+    }
+    if (ec) return ErrnoStatus(ec.value(), "read " + tree.string());
+    return OkStatus();
+  }
+
   // Copies the image's files at b.seed_path into staging/seed/<base> and
   // returns that directory. `found` is false when the image has nothing there.
   Result<fs::path> ExtractSeed(const VolumeBuild& b, const fs::path& staging, bool& found) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/strings.h"
+#include "images/ext4_fixup.h"
 
 namespace banger::images {
 
@@ -60,7 +62,7 @@ uint64_t DefaultDiskSize(uint64_t tree_bytes) {
 }
 
 Status BuildExt4(CommandRunner& runner, const fs::path& tree, const fs::path& out,
-                 uint64_t size_bytes) {
+                 uint64_t size_bytes, const oci::TreeManifest* manifest) {
   BANGER_ASSIGN_OR_RETURN(TreeUsage usage, MeasureTree(tree));
   if (size_bytes == 0) size_bytes = DefaultDiskSize(usage.bytes);
   size_bytes = RoundUp(size_bytes, kBlock);
@@ -100,6 +102,18 @@ Status BuildExt4(CommandRunner& runner, const fs::path& tree, const fs::path& ou
     ::unlink(out.c_str());
     return result.error().WithContext("build root disk " + out.string());
   }
+  if (manifest == nullptr && ::geteuid() == 0) return OkStatus();
+  auto started = std::chrono::steady_clock::now();
+  static const oci::TreeManifest kEmpty;
+  auto fixed = FixupExt4(out, manifest ? *manifest : kEmpty, OwnTreeFixupOptions());
+  if (!fixed) {
+    ::unlink(out.c_str());
+    return fixed.error().WithContext("set ownership in root disk " + out.string());
+  }
+  spdlog::debug("fixup of {}: {} entries, {} changed, {} created in {} ms", out.string(),
+                fixed->visited, fixed->changed, fixed->created,
+                std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - started).count());
   return OkStatus();
 }
 

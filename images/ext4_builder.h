@@ -8,6 +8,7 @@
 
 #include "base/command_runner.h"
 #include "base/status.h"
+#include "oci/flatten.h"
 
 namespace banger::images {
 
@@ -27,9 +28,14 @@ uint64_t DefaultDiskSize(uint64_t tree_bytes);
 /// Creates `out` (which must not exist) as a sparse file of `size_bytes` and
 /// formats it as ext4 labelled "rootfs" holding a copy of `tree`.
 /// `size_bytes` 0 means DefaultDiskSize of the measured tree. The root
-/// directory is owned by 0:0; everything else keeps the tree's owners and
-/// modes (banger runs as root, so mkfs copies them). On failure `out` is removed.
+/// directory is owned by 0:0. Then FixupExt4 (images/ext4_fixup.h) makes the
+/// disk exact whoever runs banger: entries in `manifest` get exactly its
+/// owners, modes, xattrs and devices; entries not in it keep the tree's
+/// owners and modes, except that files owned by a non-root builder become
+/// 0:0. As root without a manifest the tree is copied as it is (no fixup).
+/// On failure `out` is removed.
 Status BuildExt4(CommandRunner& runner, const std::filesystem::path& tree,
-                 const std::filesystem::path& out, uint64_t size_bytes);
+                 const std::filesystem::path& out, uint64_t size_bytes,
+                 const oci::TreeManifest* manifest = nullptr);
 
 }  // namespace banger::images

@@ -418,6 +418,8 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
   }
 
   fs::path tree;
+  oci::TreeManifest manifest;
+  bool have_manifest = false;
   if (src.is_import && fs::is_directory(src.import_path)) {
     tree = src.import_path;  // mkfs reads it in place; nothing to copy
   } else {
@@ -442,10 +444,19 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
       oci::PulledImage pulled = std::move(*pulled_or);
       built.digest = pulled.manifest_digest;
       built.config_json = pulled.config_json;
+      manifest = std::move(pulled.manifest);
+      have_manifest = true;
     } else if (src.entry.recipe == RecipeKind::kBusybox) {
       Report(request.progress, "recipe", "busybox");
       BANGER_RETURN_IF_ERROR(BuildBusyboxTree(runner_, options_.busybox, tree));
     } else {
+      if (::geteuid() != 0) {
+        // debootstrap chroots, mounts /proc and runs maintainer scripts as root.
+        return FailedPrecondition(
+            "the image is built by the debootstrap recipe, which needs root; run this pull as root "
+            "(e.g. sudo banger image pull " + src.name + " --state-dir ...), or use an OCI image "
+            "or a bundle, which an ordinary user can pull");
+      }
       Report(request.progress, "recipe", "debootstrap " + src.entry.suite);
       BANGER_ASSIGN_OR_RETURN(AptSource mirror, FindAptMirror(options_.apt_dir, src.entry.suite));
       BANGER_RETURN_IF_ERROR(
@@ -454,8 +465,9 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
   }
   BANGER_FAILPOINT("image.pull.after_fetch");
   Report(request.progress, "mkfs", rootfs.string());
-  BANGER_RETURN_IF_ERROR(NoSpaceError(BuildExt4(runner_, tree, rootfs, request.disk_size_bytes), rootfs,
-                                      "building the root disk (mkfs.ext4 -d)"));
+  BANGER_RETURN_IF_ERROR(NoSpaceError(BuildExt4(runner_, tree, rootfs, request.disk_size_bytes,
+                                                have_manifest ? &manifest : nullptr),
+                                      rootfs, "building the root disk (mkfs.ext4 -d)"));
   return staging.RemoveTree();
 }
 

@@ -76,7 +76,7 @@ struct ArchiveCloser {
 
 class Flattener {
  public:
-  explicit Flattener(Fd root) : root_(std::move(root)) {}
+  Flattener(Fd root, TreeManifest* manifest) : root_(std::move(root)), manifest_(manifest) {}
 
   Status Apply(const LayerFile& layer, const FlattenProgressFn& progress);
   Status Finish();
@@ -104,13 +104,20 @@ class Flattener {
   bool WrittenInLayer(const std::string& path) const;
   Status ApplyEntry(archive* a, archive_entry* e);
   Status ApplyMetadata(int fd, archive_entry* e, std::string_view entry, bool is_dir);
+  // Records the entry's exact metadata in the manifest (when there is one).
+  void Record(const std::string& path, archive_entry* e);
+  void Forget(const std::string& path) {
+    if (manifest_) EraseSubtree(*manifest_, path);
+  }
   Status WriteData(archive* a, int fd, archive_entry* e, std::string_view entry);
+  Status SetTimes(int fd, archive_entry* e, std::string_view entry);
 
   Fd root_;
   const LayerFile* layer_ = nullptr;
   std::set<std::string> layer_paths_;  // paths written by the current layer
   std::map<std::string, struct timespec> dir_mtimes_;
   FlattenStats stats_;
+  TreeManifest* manifest_ = nullptr;
   bool is_root_ = ::geteuid() == 0;
 };
 
@@ -228,6 +235,7 @@ Status Flattener::CleanOpaque(int dirfd, const std::string& dir_path, std::strin
     if (!WrittenInLayer(path)) {
       BANGER_RETURN_IF_ERROR(RemoveTree(dirfd, child, entry));
       dir_mtimes_.erase(path);
+      Forget(path);
       continue;
     }
     struct stat st {};
@@ -247,8 +255,18 @@ Status Flattener::ApplyMetadata(int fd, archive_entry* e, std::string_view entry
       return EntryErrno(entry, errno, "chown");
     }
   }
-  // After chown, which clears setuid/setgid.
-  if (::fchmod(fd, archive_entry_perm(e) & 07777) != 0) return EntryErrno(entry, errno, "chmod");
+  // After chown, which clears setuid/setgid. A user keeps read/write (and
+  // search) for itself so later layers and mkfs can use the tree; the exact
+  // mode is in the manifest.
+  mode_t perm = archive_entry_perm(e) & 07777;
+  if (!is_root_) perm |= is_dir ? 0700 : 0600;
+  if (::fchmod(fd, perm) != 0) return EntryErrno(entry, errno, "chmod");
+  // A user cannot set privileged xattrs (security.capability, trusted.*);
+  // the manifest carries them all to the disk.
+  if (manifest_ && !is_root_) {
+    if (!is_dir) return SetTimes(fd, e, entry);
+    return OkStatus();
+  }
   archive_entry_xattr_reset(e);
   const char* name = nullptr;
   const void* value = nullptr;
@@ -264,16 +282,41 @@ Status Flattener::ApplyMetadata(int fd, archive_entry* e, std::string_view entry
       return EntryErrno(entry, err, std::string("set xattr ") + name);
     }
   }
-  if (!is_dir) {
-    struct timespec ts[2];
-    ts[1].tv_sec = archive_entry_mtime(e);
-    ts[1].tv_nsec = archive_entry_mtime_nsec(e);
-    ts[0] = archive_entry_atime_is_set(e)
-                ? timespec{archive_entry_atime(e), archive_entry_atime_nsec(e)}
-                : ts[1];
-    if (::futimens(fd, ts) != 0) return EntryErrno(entry, errno, "set times");
-  }
+  if (!is_dir) return SetTimes(fd, e, entry);
   return OkStatus();
+}
+
+Status Flattener::SetTimes(int fd, archive_entry* e, std::string_view entry) {
+  struct timespec ts[2];
+  ts[1].tv_sec = archive_entry_mtime(e);
+  ts[1].tv_nsec = archive_entry_mtime_nsec(e);
+  ts[0] = archive_entry_atime_is_set(e)
+              ? timespec{archive_entry_atime(e), archive_entry_atime_nsec(e)}
+              : ts[1];
+  if (::futimens(fd, ts) != 0) return EntryErrno(entry, errno, "set times");
+  return OkStatus();
+}
+
+void Flattener::Record(const std::string& path, archive_entry* e) {
+  if (!manifest_) return;
+  EntryMeta m;
+  mode_t type = archive_entry_filetype(e);
+  m.mode = static_cast<uint32_t>(type | (archive_entry_perm(e) & 07777));
+  m.uid = static_cast<uint32_t>(archive_entry_uid(e));
+  m.gid = static_cast<uint32_t>(archive_entry_gid(e));
+  if (type == AE_IFCHR || type == AE_IFBLK) {
+    m.rdev_major = static_cast<uint32_t>(archive_entry_rdevmajor(e));
+    m.rdev_minor = static_cast<uint32_t>(archive_entry_rdevminor(e));
+  }
+  m.mtime = archive_entry_mtime(e);
+  archive_entry_xattr_reset(e);
+  const char* name = nullptr;
+  const void* value = nullptr;
+  size_t size = 0;
+  while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+    m.xattrs.emplace_back(name, std::string(static_cast<const char*>(value), size));
+  }
+  (*manifest_)[path] = std::move(m);
 }
 
 Status Flattener::WriteData(archive* a, int fd, archive_entry* e, std::string_view entry) {
@@ -317,7 +360,10 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
 
   if (comps.empty()) {
     // The root directory itself ("./"): take its mode and owner, nothing else.
-    if (type == AE_IFDIR && !hardlink) return ApplyMetadata(root_.get(), e, entry, true);
+    if (type == AE_IFDIR && !hardlink) {
+      Record("", e);
+      return ApplyMetadata(root_.get(), e, entry, true);
+    }
     return EntryError(entry, "refusing to replace the root directory");
   }
   const std::string name = comps.back();
@@ -326,7 +372,21 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
   if (StartsWith(name, kWhiteoutPrefix)) {
     if (name == kOpaqueMarker) {
       BANGER_ASSIGN_OR_RETURN(Fd dir, OpenDir(entry, comps, comps.size() - 1, /*create=*/true));
-      return CleanOpaque(dir.get(), JoinPath(comps, comps.size() - 1), entry);
+      std::string dir_path = JoinPath(comps, comps.size() - 1);
+      if (manifest_) {
+        // Entries that exist only in the manifest (devices) are not seen by
+        // CleanOpaque's readdir.
+        std::string prefix = dir_path.empty() ? "" : dir_path + "/";
+        for (auto it = manifest_->lower_bound(prefix);
+             it != manifest_->end() && StartsWith(it->first, prefix);) {
+          if (!it->first.empty() && it->first != dir_path && !WrittenInLayer(it->first)) {
+            it = manifest_->erase(it);
+          } else {
+            ++it;
+          }
+        }
+      }
+      return CleanOpaque(dir.get(), dir_path, entry);
     }
     std::string target = name.substr(kWhiteoutPrefix.size());
     if (target.empty() || target == "." || target == "..") {
@@ -338,10 +398,14 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
     if (WrittenInLayer(tpath)) return OkStatus();  // only lower layers are whited out
     auto parent = OpenParent(entry, comps, /*create=*/false);
     if (!parent) {
-      if (parent.error().code() == StatusCode::kNotFound) return OkStatus();
+      if (parent.error().code() == StatusCode::kNotFound) {
+        Forget(tpath);
+        return OkStatus();
+      }
       return parent.error();
     }
     dir_mtimes_.erase(tpath);
+    Forget(tpath);
     return RemoveTree(parent->get(), target, entry);
   }
 
@@ -355,14 +419,34 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
     BANGER_RETURN_IF_ERROR(RemoveTree(parent.get(), name, entry));
     dir_mtimes_.erase(path);
   }
+  if (!(new_is_dir && exists && S_ISDIR(existing.st_mode))) Forget(path);
 
   if (hardlink) {
     BANGER_ASSIGN_OR_RETURN(std::vector<std::string> tcomps, SplitPath(entry, hardlink));
     if (tcomps.empty()) return EntryError(entry, "hard link to the root directory");
     auto tparent = OpenParent(entry, tcomps, /*create=*/false);
     if (!tparent) return tparent.error().WithContext("hard link target \"" + std::string(hardlink) + "\"");
+    std::string tpath = JoinPath(tcomps, tcomps.size());
+    if (manifest_) {
+      auto target = manifest_->find(tpath);
+      if (target != manifest_->end() &&
+          (S_ISCHR(target->second.mode) || S_ISBLK(target->second.mode))) {
+        // A link to a device that lives only in the manifest: the fixup
+        // creates a second node with the same numbers.
+        EntryMeta copy = target->second;
+        (*manifest_)[path] = std::move(copy);
+        return OkStatus();
+      }
+    }
     if (::linkat(tparent->get(), tcomps.back().c_str(), parent.get(), name.c_str(), 0) != 0) {
       return EntryErrno(entry, errno, "hard link to \"" + std::string(hardlink) + "\"");
+    }
+    if (manifest_) {
+      auto target = manifest_->find(tpath);
+      if (target != manifest_->end()) {
+        EntryMeta copy = target->second;
+        (*manifest_)[path] = std::move(copy);
+      }
     }
     return OkStatus();
   }
@@ -373,6 +457,7 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (!fd.valid()) return EntryErrno(entry, errno, "create file");
       BANGER_RETURN_IF_ERROR(WriteData(a, fd.get(), e, entry));
+      Record(path, e);
       return ApplyMetadata(fd.get(), e, entry, false);
     }
     case AE_IFDIR: {
@@ -383,6 +468,7 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
       }
       Fd fd(::openat(parent.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!fd.valid()) return EntryErrno(entry, errno, "open directory");
+      Record(path, e);
       BANGER_RETURN_IF_ERROR(ApplyMetadata(fd.get(), e, entry, true));
       dir_mtimes_[path] = timespec{archive_entry_mtime(e), archive_entry_mtime_nsec(e)};
       return OkStatus();
@@ -393,6 +479,7 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
       if (::symlinkat(target, parent.get(), name.c_str()) != 0) {
         return EntryErrno(entry, errno, "create symlink");
       }
+      Record(path, e);
       if (is_root_ && ::fchownat(parent.get(), name.c_str(),
                                  static_cast<uid_t>(archive_entry_uid(e)),
                                  static_cast<gid_t>(archive_entry_gid(e)),
@@ -412,6 +499,10 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
     case AE_IFIFO: {
       mode_t kind = type == AE_IFCHR ? S_IFCHR : type == AE_IFBLK ? S_IFBLK : S_IFIFO;
       dev_t dev = type == AE_IFIFO ? 0 : archive_entry_rdev(e);
+      Record(path, e);
+      // With a manifest, devices are created by the disk fixup only (a user
+      // cannot mknod them; root does the same so both build the same disk).
+      if (manifest_ && type != AE_IFIFO) return OkStatus();
       if (::mknodat(parent.get(), name.c_str(), kind | 0600, dev) != 0) {
         if (errno == EPERM && !is_root_) {
           spdlog::warn("layer {} entry \"{}\": skipping device node (not root)", layer_->digest,
@@ -427,7 +518,9 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
                                  AT_SYMLINK_NOFOLLOW) != 0) {
         return EntryErrno(entry, errno, "chown device node");
       }
-      if (::fchmodat(parent.get(), name.c_str(), archive_entry_perm(e) & 07777, 0) != 0) {
+      mode_t perm = archive_entry_perm(e) & 07777;
+      if (!is_root_) perm |= 0600;
+      if (::fchmodat(parent.get(), name.c_str(), perm, 0) != 0) {
         return EntryErrno(entry, errno, "chmod device node");
       }
       struct timespec ts[2];
@@ -502,15 +595,28 @@ Status Flattener::Finish() {
 }  // namespace
 
 Result<FlattenStats> FlattenLayers(const std::vector<LayerFile>& layers, const fs::path& dest_dir,
-                                   const FlattenProgressFn& progress) {
+                                   const FlattenProgressFn& progress, TreeManifest* manifest) {
   Fd root(::open(dest_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root.valid()) return ErrnoStatus(errno, "open destination " + dest_dir.string());
-  Flattener f(std::move(root));
+  Flattener f(std::move(root), manifest);
   for (const LayerFile& layer : layers) {
     BANGER_RETURN_IF_ERROR(f.Apply(layer, progress));
   }
   BANGER_RETURN_IF_ERROR(f.Finish());
   return f.stats();
+}
+
+void EraseSubtree(TreeManifest& manifest, const std::string& path) {
+  if (path.empty()) {
+    manifest.clear();
+    return;
+  }
+  manifest.erase(path);
+  std::string prefix = path + "/";
+  for (auto it = manifest.lower_bound(prefix);
+       it != manifest.end() && StartsWith(it->first, prefix);) {
+    it = manifest.erase(it);
+  }
 }
 
 Result<uint64_t> TreeApparentSize(const fs::path& dir) {

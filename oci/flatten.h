@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -20,6 +21,30 @@ struct LayerFile {
   std::string digest;          // names the layer in errors: "sha256:..."
   std::string media_type;      // informational; compression is auto-detected
 };
+
+/// What one entry of a flattened tree must be inside the guest, whoever
+/// extracted it. The tree on the host may differ (owned by the user running
+/// banger, owner permission bits added so that user can read and write it,
+/// no device nodes, no privileged xattrs); images::FixupExt4 makes the disk
+/// match this record exactly.
+struct EntryMeta {
+  uint32_t mode = 0;  // full st_mode: file type | setuid/setgid/sticky | permissions
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t rdev_major = 0;  // character and block devices
+  uint32_t rdev_minor = 0;
+  int64_t mtime = 0;  // seconds; used when the fixup creates the entry
+  std::vector<std::pair<std::string, std::string>> xattrs;  // name, value (exactly these)
+  bool operator==(const EntryMeta&) const = default;
+};
+
+/// Tree-relative path ("etc/passwd"; "" is the root directory) -> metadata.
+/// Character and block devices are only here, never in the tree: the fixup
+/// creates them in the disk.
+using TreeManifest = std::map<std::string, EntryMeta>;
+
+/// Removes `path` and everything below it from `manifest`.
+void EraseSubtree(TreeManifest& manifest, const std::string& path);
 
 struct FlattenStats {
   uint64_t entries = 0;
@@ -34,15 +59,22 @@ using FlattenProgressFn =
 /// Rules: `.wh.NAME` deletes NAME from lower layers; `.wh..wh..opq` empties the
 /// directory of lower-layer content; whiteout files never appear. Regular
 /// files, directories, symlinks (stored verbatim, never followed), hard links
-/// (target inside the tree), devices and fifos (as root), owners (as root),
-/// modes including setuid, xattrs and mtimes are reproduced. Absolute paths,
+/// (target inside the tree), fifos, modes and mtimes are reproduced in the
+/// tree; owners (as root), exact modes (owner read/write/search bits are
+/// added for a non-root user so the tree stays readable) and xattrs (as root)
+/// as far as the current user can. When `manifest` is given, every surviving
+/// entry's exact metadata (owners, mode with setuid/setgid/sticky, xattrs,
+/// device numbers) is recorded in it; character and block devices are only
+/// recorded there, never created in the tree, so root and non-root runs
+/// produce the same tree shape. Absolute paths,
 /// `..` components, entries whose parent resolves through a symlink, and hard
 /// links pointing outside the tree fail with InvalidArgument:
 ///   layer sha256:… entry "../x": path escapes the root
 /// Nothing is ever created outside dest_dir.
 Result<FlattenStats> FlattenLayers(const std::vector<LayerFile>& layers,
                                    const std::filesystem::path& dest_dir,
-                                   const FlattenProgressFn& progress = {});
+                                   const FlattenProgressFn& progress = {},
+                                   TreeManifest* manifest = nullptr);
 
 /// Apparent size of a tree: regular-file sizes (each inode once) plus symlink
 /// lengths. Never follows symlinks.

@@ -132,7 +132,7 @@ Result<PulledImage> PullAndFlatten(const std::string& reference, const fs::path&
       FlattenStats stats,
       FlattenLayers(layers, dest_dir, [&](const LayerFile& layer, uint64_t done, uint64_t total) {
         Report(options, "flatten", layer.digest, done, total);
-      }));
+      }, &out.manifest));
   BANGER_ASSIGN_OR_RETURN(out.tree_bytes, TreeApparentSize(dest_dir));
   spdlog::info("pulled {} ({}): {} layers, {} entries, {} downloaded", what, out.manifest_digest,
                layers.size(), stats.entries, HumanBytes(out.bytes_downloaded));

@@ -12,6 +12,7 @@
 
 #include "base/clock.h"
 #include "base/status.h"
+#include "oci/flatten.h"
 #include "oci/blob_store.h"  // PruneBlobs, ReferencedDigests for `banger image prune`
 
 namespace banger::oci {
@@ -56,6 +57,7 @@ struct PulledImage {
   uint64_t bytes_downloaded = 0;  // manifest + blob bytes received; 0 on a warm re-pull
   std::string index_digest;     // the image index / manifest list digest, if any
   std::vector<std::string> layer_digests;  // base layer first
+  TreeManifest manifest;  // exact metadata of every entry (owners, modes, xattrs, devices)
 };
 
 /// Resolves `reference`, fetches (or reuses from the cache) every blob,
