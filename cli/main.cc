@@ -594,6 +594,23 @@ int Main(int argc, char** argv) {
     check("/dev/kvm", std::filesystem::exists("/dev/kvm", ec)
                           ? OkStatus()
                           : FailedPrecondition("absent: sandboxes run under software emulation (slower)"));
+    // How each QEMU is confined (docs/qemu.md, "Confinement").
+    QemuConfinement conf = host::ConfinementFor(ctx.config(), ctx.layout());
+    if (conf.per_sandbox_ids) {
+      check("QEMU runs as a per-sandbox uid (" + std::to_string(conf.ids.IdOfSlot(0)) + "-" +
+                std::to_string(conf.ids.IdOfSlot(conf.ids.count - 1)) + ", shared group " +
+                std::to_string(conf.ids.shared_gid()) + ")",
+            host::CheckPrivilegeDrop(ctx.runner(), conf));
+    } else {
+      std::printf("  QEMU runs as uid %u, as banger does (per-sandbox uids need root)\n",
+                  static_cast<unsigned>(::geteuid()));
+    }
+    check(std::string("QEMU seccomp sandbox (-sandbox ") + kQemuSandboxOption + ")",
+          host::CheckQemuSeccomp(ctx.runner()));
+    check("memory limit per QEMU: " + conf.cgroups.Describe(),
+          conf.cgroups.mode != CgroupMode::kNone
+              ? OkStatus()
+              : FailedPrecondition("QEMU runs without a memory limit"));
     NetworkDriver& net = ctx.host().network();
     check("bridged networking" + (net.Namespace().empty() ? std::string() : " in network namespace " + net.Namespace()),
           net.CheckAvailable().ok()

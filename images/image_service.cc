@@ -453,7 +453,7 @@ Result<ImageRecord> ImageService::Publish(const Source& src, const PullRequest& 
     return OkStatus();
   };
   BANGER_RETURN_IF_ERROR(taken());
-  BANGER_RETURN_IF_ERROR(MakeDirs(options_.images_dir, 0700));
+  BANGER_RETURN_IF_ERROR(MakePrivateDir(options_.images_dir));
   BANGER_ASSIGN_OR_RETURN(std::unique_ptr<Staging> staging, Staging::Create(options_.images_dir));
   spdlog::info("image {}: building from {} in {}", src.name, src.source, staging->dir().string());
 

@@ -187,7 +187,7 @@ Result<KernelRecord> KernelService::Publish(
   }
   if (existing.status().code() != StatusCode::kNotFound) return existing.status();
 
-  BANGER_RETURN_IF_ERROR(MakeDirs(kernels_dir_, 0700));
+  BANGER_RETURN_IF_ERROR(MakePrivateDir(kernels_dir_));
   const std::string id = NewId(name);
   const std::string staging_name = id + ".staging";
   const fs::path staging = kernels_dir_ / staging_name;
