@@ -9,6 +9,7 @@
 #include "base/sha256.h"
 #include "base/strings.h"
 #include "host/ssh.h"
+#include "host/volume_files.h"
 #include "images/image_config.h"
 #include "kernels/vmlinux.h"
 #include "providers/agent_client.h"
@@ -44,6 +45,7 @@ QemuConfinement ConfinementFor(const Config& config, const StateLayout& layout) 
   c.state_root = layout.root;
   c.netns = config.netns;
   c.cgroups = DetectCgroups();
+  c.reclaim_dirs = {VolumesDir(layout)};
   return c;
 }
 

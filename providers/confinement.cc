@@ -67,6 +67,19 @@ Status OwnRuntimeDir(const fs::path& dir, uid_t uid, gid_t gid) {
   return OkStatus();
 }
 
+Status ReclaimFiles(const fs::path& dir, uid_t uid) {
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it.depth() >= 1) it.disable_recursion_pending();
+    struct stat st{};
+    if (::lstat(it->path().c_str(), &st) != 0 || st.st_uid != uid) continue;
+    if (::lchown(it->path().c_str(), 0, 0) != 0) return ErrnoStatus(errno, "chown " + it->path().string());
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) return ErrnoStatus(ec.value(), "list " + dir.string());
+  return OkStatus();
+}
+
 Status GrantGroupAccess(const fs::path& path, const fs::path& top, gid_t gid, bool read) {
   fs::path rel = path.lexically_normal().lexically_relative(top.lexically_normal());
   if (top.empty() || rel.empty() || *rel.begin() == "..") return OkStatus();  // not ours to change

@@ -43,6 +43,10 @@ Status OwnRuntimeDir(const std::filesystem::path& dir, uid_t uid, gid_t gid);
 /// chown uid:gid, chmod 0600.
 Status OwnFile(const std::filesystem::path& file, uid_t uid, gid_t gid);
 
+/// Gives every file and directory below `dir` (two levels) owned by `uid`
+/// back to root (0:0), modes unchanged. Missing `dir` is fine.
+Status ReclaimFiles(const std::filesystem::path& dir, uid_t uid);
+
 /// Lets group `gid` reach `path` below `top`: every directory from `top` down
 /// to path's parent gets group `gid` and g+x (no read: nothing is listed);
 /// `path` itself gets group `gid` and g+r when `read` (a file), g+x when it

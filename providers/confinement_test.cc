@@ -42,6 +42,7 @@ class ConfineFsTest : public ::testing::Test {
     auto d = MakeTempDir("confine-test");
     ASSERT_TRUE(d.ok());
     dir_ = *d;
+    ASSERT_EQ(::chmod(dir_.c_str(), 0711), 0);  // searchable, as a state dir's parent must be
   }
   void TearDown() override {
     if (!dir_.empty()) (void)RemoveAll(dir_);

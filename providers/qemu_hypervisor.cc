@@ -284,7 +284,12 @@ class QemuHypervisor final : public Hypervisor {
     if (handle.runtime_dir.empty() || !handle.runtime_dir.is_absolute()) {
       return InvalidArgument("refusing to remove runtime dir '" + handle.runtime_dir.string() + "'");
     }
+    struct stat st{};
+    const bool owned = ::lstat(handle.runtime_dir.c_str(), &st) == 0 && opts_.confine.ids.Owns(st.st_uid);
     BANGER_RETURN_IF_ERROR(RemoveAll(handle.runtime_dir));
+    if (owned && opts_.confine.per_sandbox_ids) {
+      for (const auto& dir : opts_.confine.reclaim_dirs) BANGER_RETURN_IF_ERROR(ReclaimFiles(dir, st.st_uid));
+    }
     // The runtime dir is <sandboxes>/<sandbox id>; so is the cgroup's name.
     return RemoveSandboxCgroup(opts_.confine.cgroups, handle.runtime_dir.filename().string());
   }
@@ -470,7 +475,7 @@ class QemuHypervisor final : public Hypervisor {
     bool kvm = ProbeKvm(kernel);
     cached_kvm_ = kvm;
     if (!opts_.accel_cache_file.empty()) {
-      Status s = WriteFileAtomic(opts_.accel_cache_file, kvm ? "kvm\n" : "tcg\n", 0644);
+      Status s = WriteFileAtomic(opts_.accel_cache_file, kvm ? "kvm\n" : "tcg\n", 0600);
       if (!s.ok()) spdlog::warn("cannot cache accelerator verdict: {}", s.message());
     }
     return kvm;

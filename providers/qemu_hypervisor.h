@@ -39,6 +39,10 @@ struct QemuConfinement {
   /// to kQemuTcgTbSizeMiB when a limit applies.
   CgroupSupport cgroups;
   uint64_t pids_max = 512;
+  /// Directories (volumes) whose files a sandbox's uid may own: Destroy gives
+  /// them back to root, so a later sandbox that gets the same uid cannot
+  /// open a deleted sandbox's kept volume.
+  std::vector<std::filesystem::path> reclaim_dirs;
 };
 
 struct QemuOptions {

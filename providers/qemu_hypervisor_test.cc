@@ -211,11 +211,16 @@ TEST_F(QemuBootTest, ConfinedBootGivesEachSandboxItsOwnUidAndFiles) {
   opts_.confine.ids = {3000000, 8};
   opts_.confine.state_root = dir_;
   opts_.confine.seccomp = true;
+  opts_.confine.reclaim_dirs = {dir_ / "volumes"};
   auto hv = MakeQemuHypervisor(runner_, clock_, opts_);
   ASSERT_TRUE(hv->Boot(config_).ok());
   VmLaunchConfig second = config_;
   second.sandbox_id = "sb-2";
   second.runtime_dir = dir_ / "run2";
+  const fs::path vol = dir_ / "volumes" / "web-2" / "data.ext4";
+  ASSERT_TRUE(MakeDirs(vol.parent_path(), 0700).ok());
+  ASSERT_TRUE(WriteFileAtomic(vol, "ext4", 0600).ok());
+  second.extra_disks = {{vol, "data"}};
   auto h2 = hv->Boot(second);
   ASSERT_TRUE(h2.ok()) << h2.error().ToString();
   ASSERT_EQ(runner_.started.size(), 2u);
@@ -248,8 +253,12 @@ TEST_F(QemuBootTest, ConfinedBootGivesEachSandboxItsOwnUidAndFiles) {
   config_.keep_disk = true;
   ASSERT_TRUE(hv->Boot(config_).ok());
   EXPECT_EQ(runner_.started.back().confine.uid, 3000001u);
-  // Destroy frees it: the next sandbox takes the lowest free uid.
+  EXPECT_EQ(stat_of(vol).st_uid, 3000002u) << "a volume belongs to its sandbox's uid";
+  EXPECT_EQ(stat_of(vol.parent_path()).st_mode & 07777, 0710u);
+  // Destroy frees it: the next sandbox takes the lowest free uid, and the
+  // kept volume is root's again (never the next holder of that uid's).
   ASSERT_TRUE(hv->Destroy(*h2).ok());
+  EXPECT_EQ(stat_of(vol).st_uid, 0u);
   VmLaunchConfig third = config_;
   third.keep_disk = false;
   third.sandbox_id = "sb-3";
