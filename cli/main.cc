@@ -600,13 +600,13 @@ int Main(int argc, char** argv) {
       check("QEMU runs as a per-sandbox uid (" + std::to_string(conf.ids.IdOfSlot(0)) + "-" +
                 std::to_string(conf.ids.IdOfSlot(conf.ids.count - 1)) + ", shared group " +
                 std::to_string(conf.ids.shared_gid()) + ")",
-            host::CheckPrivilegeDrop(ctx.runner(), conf));
+            host::CheckPrivilegeDrop(ctx.host().runner(), conf));
     } else {
       std::printf("  QEMU runs as uid %u, as banger does (per-sandbox uids need root)\n",
                   static_cast<unsigned>(::geteuid()));
     }
     check(std::string("QEMU seccomp sandbox (-sandbox ") + kQemuSandboxOption + ")",
-          host::CheckQemuSeccomp(ctx.runner()));
+          host::CheckQemuSeccomp(ctx.host().runner()));
     check("memory limit per QEMU: " + conf.cgroups.Describe(),
           conf.cgroups.mode != CgroupMode::kNone
               ? OkStatus()

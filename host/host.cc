@@ -153,8 +153,8 @@ Status Host::CheckStateDirectory() {
     return FailedPrecondition(dir + " has mode " + OctalMode(st.st_mode) + ", expected 0700" +
                               (qemu_group ? " or 0710" : ""));
   }
-  // The database is the owner's alone; below the root, no directory lets
-  // other users in and no file is writable by them.
+  // The database is the owner's alone; nothing below the root is writable
+  // by others.
   for (const char* db : {"state.db", "state.db-wal", "state.db-shm"}) {
     const std::string p = (layout_.root / db).string();
     if (::stat(p.c_str(), &st) == 0 && (st.st_mode & 07777) != 0600) {
@@ -169,9 +169,10 @@ Status Host::CheckStateDirectory() {
        !ec && it != std::filesystem::recursive_directory_iterator() && seen < 20000; it.increment(ec), ++seen) {
     if (it.depth() >= 2) it.disable_recursion_pending();  // root/a/b/c at most
     if (::lstat(it->path().c_str(), &st) != 0 || S_ISLNK(st.st_mode)) continue;
-    // Directories gate everything: none may let other users in. Files may
-    // be readable (the shared base artifacts), never writable, by others.
-    const bool bad = S_ISDIR(st.st_mode) ? (st.st_mode & 0007) != 0 : (st.st_mode & 0002) != 0;
+    // The root's mode keeps other users out; the confined QEMUs' group may
+    // search some directories and read the shared artifacts, and see the
+    // rest of the tree as "others": nothing may be writable by others.
+    const bool bad = (st.st_mode & 0002) != 0;
     if (bad && open_to_others.size() < 3) {
       open_to_others.push_back(it->path().string() + " (" + OctalMode(st.st_mode) + ")");
     }
@@ -179,8 +180,7 @@ Status Host::CheckStateDirectory() {
   if (!open_to_others.empty()) {
     std::string list;
     for (const auto& p : open_to_others) list += (list.empty() ? "" : ", ") + p;
-    return FailedPrecondition("other users may enter or write " + list +
-                              "; expected directories closed to others and no file writable by them");
+    return FailedPrecondition("writable by other users: " + list);
   }
   auto rows = store_->ListSandboxes();
   if (!rows) return rows.error().WithContext("reading " + layout_.db_path.string());

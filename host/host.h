@@ -72,9 +72,8 @@ class Host {
 
   /// OK when the state directory is a directory owned by the current user
   /// with mode 0700 (0710 for the group of banger's confined QEMUs), the
-  /// database files are 0600, in the top three levels below it no directory
-  /// grants other users anything and no file is writable by them, and the
-  /// database answers a query.
+  /// database files are 0600, nothing in the top three levels below it is
+  /// writable by other users, and the database answers a query.
   Status CheckStateDirectory();
 
  private:
