@@ -65,9 +65,9 @@ Status CheckQemuSeccomp(CommandRunner& runner, const std::string& qemu_binary) {
 Status CheckPrivilegeDrop(CommandRunner& runner, const QemuConfinement& c) {
   if (!c.per_sandbox_ids) return FailedPrecondition("banger is not running as root");
   // The steps a QEMU's child takes, for real, with the first sandbox uid,
-  // ending in `true`; a failing step is reported by name.
+  // ending in `sleep 1`; a failing step is reported by name.
   CommandSpec spec;
-  spec.argv = {"true"};
+  spec.argv = {"sleep", "1"};  // outlives StartDetached reading its start time
   spec.confine.uid = c.ids.IdOfSlot(0);
   spec.confine.gid = c.ids.IdOfSlot(0);
   spec.confine.groups = {c.ids.shared_gid()};

@@ -219,12 +219,13 @@ TEST_F(ConfineTest, MemoryHogAndForkBombStayInsideTheirSandbox) {
   const std::string hog_id = IdOf("hog");
   const int hog_pid = PidOf("hog");
 
-  // 1. The guest allocates all its memory: three 230 MiB buffers in a
-  //    256 MiB guest (busybox dd mallocs and fills bs bytes); the guest's OOM
-  //    killer ends some of them.
+  // 1. The guest allocates all its memory: four 80 MiB buffers at once in
+  //    a 256 MiB guest (206 MiB usable; busybox dd mallocs and fills bs
+  //    bytes, and a single 230 MiB one is refused); the guest's OOM killer
+  //    ends some of them.
   (void)Exec("hog", {"sh", "-c",
-                                   "for i in 1 2 3; do dd if=/dev/zero of=/dev/null bs=230M count=3 2>/dev/null & "
-                                   "done; wait; echo done"});
+                     "for i in 1 2 3 4; do dd if=/dev/zero of=/dev/null bs=80M count=20 2>/dev/null & "
+                     "done; wait; echo done"});
   auto mem = ReadSandboxCgroupMemory(cg, hog_id);
   ASSERT_TRUE(mem.ok()) << mem.error().ToString();
   std::printf("hog QEMU memory after filling the guest: peak %.1f MiB, now %.1f MiB, limit %.1f MiB, "
