@@ -255,7 +255,8 @@ TEST_F(ConfineTest, MemoryHogAndForkBombStayInsideTheirSandbox) {
   // The bomb's processes are guest processes: the host sees only QEMU's
   // threads, bounded by pids.max.
   ProcStatus s = ReadStatus(hog_pid);
-  if (s.threads > 0) EXPECT_LE(s.threads, 512) << "QEMU threads";
+  EXPECT_GT(s.threads, 0) << "the hog's QEMU is still running";
+  EXPECT_LE(s.threads, 512) << "QEMU threads";
   std::printf("hog QEMU after the fork bomb: peak %.1f MiB, limit %.1f MiB, %d threads\n", mem->peak / 1048576.0,
               mem->max / 1048576.0, s.threads);
   CommandOutput del = Banger({"delete", "hog", "--yes"});
