@@ -3,7 +3,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <grp.h>
+#include <sched.h>
 #include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -167,6 +171,7 @@ class PosixCommandRunner final : public CommandRunner {
 
   Result<ProcessIdentity> StartDetached(const CommandSpec& spec) override {
     if (spec.argv.empty()) return InvalidArgument("empty argv");
+    if (spec.confine.Active()) return StartConfined(spec);
     BANGER_ASSIGN_OR_RETURN(std::filesystem::path program, ResolveProgram(spec.argv[0]));
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -192,6 +197,118 @@ class PosixCommandRunner final : public CommandRunner {
     if (rc != 0) return ErrnoStatus(rc, "start " + spec.argv[0]);
     // Reap it in the background if it dies while we are still running, so it
     // does not linger as a zombie; after banger exits, init adopts it.
+    std::thread([pid] {
+      int st;
+      while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+      }
+    }).detach();
+    auto start = ProcessStartTime(pid);
+    if (!start) return start.error().WithContext("start " + spec.argv[0]);
+    return ProcessIdentity{pid, *start};
+  }
+
+ private:
+  // fork + confinement steps + execve. Everything the child needs is
+  // prepared here; between fork and exec the child only makes system calls
+  // (async-signal-safe), and reports a failed step through a CLOEXEC pipe
+  // (EOF there means exec succeeded).
+  Result<ProcessIdentity> StartConfined(const CommandSpec& spec) {
+    const ChildConfinement& c = spec.confine;
+    if (c.uid.has_value() != c.gid.has_value()) return InvalidArgument("confinement needs both uid and gid");
+    auto exe = FindProgram(spec.argv[0]);
+    if (!exe) return NotFound("start " + spec.argv[0] + ": not found in PATH");
+    std::vector<int> fds;
+    auto close_all = [&fds] {
+      for (int fd : fds) ::close(fd);
+    };
+    auto open_fd = [&](const std::string& path, int flags, const std::string& what) -> Result<int> {
+      int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0600);
+      if (fd < 0) {
+        Status s = ErrnoStatus(errno, what + " " + path);
+        close_all();
+        return s;
+      }
+      fds.push_back(fd);
+      return fd;
+    };
+    BANGER_ASSIGN_OR_RETURN(int null_fd, open_fd("/dev/null", O_RDONLY, "open"));
+    BANGER_ASSIGN_OR_RETURN(int log_fd, open_fd(spec.log_file.empty() ? "/dev/null" : spec.log_file.string(),
+                                                O_WRONLY | O_CREAT | O_APPEND, "open log"));
+    int netns_fd = -1;
+    if (!c.netns.empty()) {
+      BANGER_ASSIGN_OR_RETURN(netns_fd, open_fd(c.netns.string(), O_RDONLY, "open network namespace"));
+    }
+    std::vector<int> cgroup_fds;
+    for (const auto& dir : c.cgroups) {
+      BANGER_ASSIGN_OR_RETURN(int fd, open_fd((dir / "cgroup.procs").string(), O_WRONLY, "open cgroup"));
+      cgroup_fds.push_back(fd);
+    }
+    int err_pipe[2];
+    if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+      Status s = ErrnoStatus(errno, "pipe");
+      close_all();
+      return s;
+    }
+    std::vector<std::string> argv = spec.argv;
+    std::vector<std::string> envs = BuildEnv(spec.env);
+    auto cargv = CStrings(argv);
+    auto cenv = CStrings(envs);
+    std::string exe_path = exe->string();
+    std::vector<gid_t> groups(c.groups.begin(), c.groups.end());
+    const bool drop = c.uid.has_value();
+    const uid_t uid = c.uid.value_or(0);
+    const gid_t gid = c.gid.value_or(0);
+
+    pid_t pid = ::fork();
+    if (pid < 0) {
+      Status s = ErrnoStatus(errno, "fork for " + spec.argv[0]);
+      ::close(err_pipe[0]);
+      ::close(err_pipe[1]);
+      close_all();
+      return s;
+    }
+    if (pid == 0) {
+      auto fail = [&](int step) {
+        int msg[2] = {step, errno};
+        (void)!::write(err_pipe[1], msg, sizeof(msg));
+        ::_exit(127);
+      };
+      ::setsid();
+      sigset_t empty;
+      sigemptyset(&empty);
+      ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+      if (::dup2(null_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0) fail(0);
+      if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) != 0) fail(1);
+      for (int fd : cgroup_fds) {
+        if (::write(fd, "0", 1) != 1) fail(2);
+      }
+      if (c.umask) ::umask(static_cast<mode_t>(*c.umask));
+      if (drop) {
+        if (::setgroups(groups.size(), groups.data()) != 0) fail(3);
+        if (::setresgid(gid, gid, gid) != 0) fail(4);
+        if (::setresuid(uid, uid, uid) != 0) fail(5);
+      }
+      if (c.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(6);
+      ::execve(exe_path.c_str(), cargv.data(), cenv.data());
+      fail(7);
+    }
+    ::close(err_pipe[1]);
+    close_all();
+    int msg[2] = {0, 0};
+    ssize_t n;
+    while ((n = ::read(err_pipe[0], msg, sizeof(msg))) < 0 && errno == EINTR) {
+    }
+    ::close(err_pipe[0]);
+    if (n > 0) {
+      int st = 0;
+      while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+      }
+      static const char* const kSteps[] = {"redirect output", "enter network namespace", "join cgroup",
+                                           "setgroups", "setresgid", "setresuid",
+                                           "set no_new_privs", "exec"};
+      const char* step = msg[0] >= 0 && msg[0] < 8 ? kSteps[msg[0]] : "prepare";
+      return ErrnoStatus(msg[1], "start " + spec.argv[0] + ": " + step);
+    }
     std::thread([pid] {
       int st;
       while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {

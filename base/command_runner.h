@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -14,6 +15,23 @@
 
 namespace banger {
 
+/// How StartDetached confines a child before it execs (docs/qemu.md,
+/// "Confinement"). Applied in the forked child, in this order: setns into
+/// `netns`; join every cgroup (its pid written to DIR/cgroup.procs); umask;
+/// setgroups(`groups`), setresgid(`gid`), setresuid(`uid`); then
+/// PR_SET_NO_NEW_PRIVS. A step that fails makes StartDetached fail, naming it.
+struct ChildConfinement {
+  std::filesystem::path netns;                     // e.g. /run/netns/NAME; empty: stay
+  std::vector<std::filesystem::path> cgroups;      // cgroup directories to join
+  std::optional<unsigned> umask;
+  std::optional<uint32_t> uid, gid;                // both or neither
+  std::vector<uint32_t> groups;                    // supplementary groups (with uid/gid)
+  bool no_new_privs = false;
+  bool Active() const {
+    return !netns.empty() || !cgroups.empty() || umask || uid || gid || no_new_privs;
+  }
+};
+
 struct CommandSpec {
   std::vector<std::string> argv;               // argv[0] is looked up in PATH
   std::map<std::string, std::string> env;      // added to (and overriding) the inherited env
@@ -22,6 +40,8 @@ struct CommandSpec {
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};
   /// For detached processes: where stdout/stderr go (appended). Empty: /dev/null.
   std::filesystem::path log_file;
+  /// StartDetached only: privileges, cgroups and namespace of the child.
+  ChildConfinement confine;
 };
 
 struct CommandOutput {

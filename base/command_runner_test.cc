@@ -3,8 +3,13 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <thread>
+
+#include "base/files.h"
 
 namespace banger {
 namespace {
@@ -52,6 +57,58 @@ TEST(ProcessIdentityTest, AliveOnlyWithMatchingStartTimeAndGoneAfterKill) {
   EXPECT_EQ(SignalProcess(*id, SIGKILL).code(), StatusCode::kNotFound) << "never signals a dead identity";
   EXPECT_FALSE(ProcessAlive({0, 0}));
   EXPECT_FALSE(ProcessStartTime(-5).ok());
+}
+
+// A confined detached child runs with the uid, gid, groups, umask and
+// no_new_privs asked for (it reports them from /proc/self/status).
+TEST(ConfinedStartTest, ChildDropsToTheGivenIdentity) {
+  if (::geteuid() != 0) GTEST_SKIP() << "switching uids needs root";
+  auto dir = MakeTempDir("confined-start");
+  ASSERT_TRUE(dir.ok());
+  ScopedRemove cleanup(*dir);
+  ASSERT_EQ(::chmod(dir->c_str(), 0777), 0);
+  const std::string out = (*dir / "status").string();
+  auto runner = MakePosixCommandRunner();
+  CommandSpec spec{.argv = {"sh", "-c", "grep -E '^(Uid|Gid|Groups|NoNewPrivs|Umask):' /proc/self/status > " + out}};
+  spec.confine.uid = 2000001;
+  spec.confine.gid = 2000002;
+  spec.confine.groups = {2000000};
+  spec.confine.umask = 077;
+  spec.confine.no_new_privs = true;
+  auto id = runner->StartDetached(spec);
+  ASSERT_TRUE(id.ok()) << id.error().ToString();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (ProcessAlive(*id) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto text = ReadFile(out);
+  ASSERT_TRUE(text.ok()) << text.error().ToString();
+  EXPECT_NE(text->find("Uid:\t2000001\t2000001\t2000001\t2000001"), std::string::npos) << *text;
+  EXPECT_NE(text->find("Gid:\t2000002\t2000002\t2000002\t2000002"), std::string::npos) << *text;
+  EXPECT_NE(text->find("Groups:\t2000000"), std::string::npos) << *text;
+  EXPECT_NE(text->find("NoNewPrivs:\t1"), std::string::npos) << *text;
+  EXPECT_NE(text->find("Umask:\t0077"), std::string::npos) << *text;
+  struct stat st{};
+  ASSERT_EQ(::stat(out.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 2000001u) << "the file was written by the dropped identity";
+}
+
+TEST(ConfinedStartTest, AFailingStepIsNamedAndNothingRuns) {
+  auto runner = MakePosixCommandRunner();
+  CommandSpec spec{.argv = {"sleep", "30"}};
+  spec.confine.netns = "/nonexistent/banger-netns";
+  auto id = runner->StartDetached(spec);
+  ASSERT_FALSE(id.ok());
+  EXPECT_NE(id.error().message().find("open network namespace /nonexistent/banger-netns"), std::string::npos)
+      << id.error().message();
+  // /dev/null is not a namespace: setns fails in the child, which says so.
+  spec.confine.netns = "/dev/null";
+  id = runner->StartDetached(spec);
+  ASSERT_FALSE(id.ok());
+  EXPECT_NE(id.error().message().find("enter network namespace"), std::string::npos) << id.error().message();
+  spec.confine = {};
+  spec.confine.uid = 1;  // uid without gid
+  EXPECT_EQ(runner->StartDetached(spec).status().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

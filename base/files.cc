@@ -73,6 +73,17 @@ Status MakeDirs(const fs::path& path, unsigned mode) {
   return OkStatus();
 }
 
+Status MakePrivateDir(const fs::path& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return MakeDirs(path, 0700);
+  mode_t keep = st.st_gid != ::getegid() ? 0710 : 0700;
+  mode_t mode = st.st_mode & 07777;
+  if ((mode & ~keep) != 0 && ::chmod(path.c_str(), mode & keep) != 0) {
+    return ErrnoStatus(errno, "chmod " + path.string());
+  }
+  return OkStatus();
+}
+
 Status RemoveAll(const fs::path& path) {
   if (path.empty()) return OkStatus();
   std::error_code ec;

@@ -23,6 +23,12 @@ Status WriteFileAtomic(const std::filesystem::path& path, std::string_view conte
 /// private state). An existing directory has its mode tightened to `mode`.
 Status MakeDirs(const std::filesystem::path& path, unsigned mode = 0755);
 
+/// A private directory: created (with parents) mode 0700; an existing one is
+/// tightened to 0700, except that group search (0010) stays where the
+/// directory's group is not this process's gid (it was handed to another
+/// group on purpose, such as banger's confined QEMUs, docs/qemu.md).
+Status MakePrivateDir(const std::filesystem::path& path);
+
 /// Removes a file or a whole tree; missing is not an error.
 Status RemoveAll(const std::filesystem::path& path);
 

@@ -13,6 +13,8 @@
 #include "base/files.h"
 #include "base/strings.h"
 #include "host/vm_runtime.h"
+#include "providers/confinement.h"
+#include "providers/qemu_hypervisor.h"
 #include "state/layout.h"
 
 namespace banger::cli {
@@ -106,10 +108,13 @@ void CheckStateDir(const fs::path& root, std::vector<Check>& out) {
     problems.push_back("owned by uid " + std::to_string(st.st_uid) + ", not by uid " + std::to_string(::geteuid()) +
                        " running banger");
   }
-  if ((st.st_mode & 07777) != 0700) {
+  // 0700; or 0710 when its group is the one banger's confined QEMUs share,
+  // which search it to reach their own files (docs/qemu.md, "Confinement").
+  const bool qemu_group = st.st_gid == ConfineIds().shared_gid();
+  if ((st.st_mode & 07777) != 0700 && !((st.st_mode & 07777) == 0710 && qemu_group)) {
     char mode[8];
     std::snprintf(mode, sizeof(mode), "%04o", st.st_mode & 07777);
-    problems.push_back(std::string("mode ") + mode + ", expected 0700 (private)");
+    problems.push_back(std::string("mode ") + mode + ", expected 0700 (private)" + (qemu_group ? " or 0710" : ""));
   }
   if (problems.empty()) {
     // Really writable: create and remove a file.
@@ -201,6 +206,10 @@ void AddDoctorCommands(CLI::App& app, const Globals& g, int& exit_code) {
                           std::string("open to others (mode ") + mode + "), expected 0600"});
       }
 
+      // Below the root: the database is the owner's alone and nothing is
+      // writable by other users.
+      add("state directory contents", h.CheckStateDirectory(), "nothing open to other users");
+
       // 3. The hypervisor: QEMU really runs, the agent is there.
       SandboxRuntime* rt = h.runtime();
       Status available = rt ? rt->CheckAvailable() : FailedPrecondition("no hypervisor runtime");
@@ -236,6 +245,25 @@ void AddDoctorCommands(CLI::App& app, const Globals& g, int& exit_code) {
       checks.push_back({"acceleration", Verdict::kOk,
                         (verdict ? std::string(Trim(*verdict)) : "not probed yet (decided at first boot)") +
                             " (config accel: " + h.config().accel + ", machine: " + h.config().machine + ")"});
+
+      // How each QEMU is confined (docs/qemu.md, "Confinement").
+      QemuConfinement conf = host::ConfinementFor(h.config(), h.layout());
+      if (conf.per_sandbox_ids) {
+        add("QEMU runs as a per-sandbox uid (" + std::to_string(conf.ids.IdOfSlot(0)) + "-" +
+                std::to_string(conf.ids.IdOfSlot(conf.ids.count - 1)) + ", shared group " +
+                std::to_string(conf.ids.shared_gid()) + ")",
+            host::CheckPrivilegeDrop(h.runner(), conf));
+      } else {
+        checks.push_back({"QEMU identity", Verdict::kWarn,
+                          "QEMU runs as uid " + std::to_string(::geteuid()) +
+                              ", as banger does (per-sandbox uids need root)"});
+      }
+      add(std::string("QEMU seccomp sandbox (-sandbox ") + kQemuSandboxOption + ")",
+          host::CheckQemuSeccomp(h.runner()));
+      checks.push_back({"memory limit per QEMU", conf.cgroups.mode != CgroupMode::kNone ? Verdict::kOk : Verdict::kWarn,
+                        conf.cgroups.mode != CgroupMode::kNone
+                            ? conf.cgroups.Describe()
+                            : conf.cgroups.Describe() + ": QEMU runs without a memory limit"});
 
       // 4. The default kernel: recorded and its files on disk.
       std::string kernel = h.artifacts().DefaultKernel();

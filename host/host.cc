@@ -7,10 +7,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "host/vm_runtime.h"
 #include "host/volume_files.h"
 #include "network/host_driver.h"
+#include "providers/confinement.h"
 #include "images/catalog.h"
 #include "kernels/catalog.h"
 #include "kernels/oci_fetcher.h"
@@ -150,8 +153,42 @@ Status Host::CheckStateDirectory() {
     return FailedPrecondition(dir + " is owned by uid " + std::to_string(st.st_uid) + ", not by uid " +
                               std::to_string(::geteuid()) + " running banger");
   }
-  if ((st.st_mode & 07777) != 0700) {
-    return FailedPrecondition(dir + " has mode " + OctalMode(st.st_mode) + ", expected 0700");
+  // 0700; or 0710 when its group is the one of banger's confined QEMUs,
+  // which search it to reach their own files (docs/qemu.md).
+  const unsigned mode = st.st_mode & 07777;
+  const bool qemu_group = st.st_gid == ConfineIds().shared_gid();
+  if (mode != 0700 && !(mode == 0710 && qemu_group)) {
+    return FailedPrecondition(dir + " has mode " + OctalMode(st.st_mode) + ", expected 0700" +
+                              (qemu_group ? " or 0710" : ""));
+  }
+  // The database is the owner's alone; nothing below the root is writable
+  // by others.
+  for (const char* db : {"state.db", "state.db-wal", "state.db-shm"}) {
+    const std::string p = (layout_.root / db).string();
+    if (::stat(p.c_str(), &st) == 0 && (st.st_mode & 07777) != 0600) {
+      return FailedPrecondition(p + " has mode " + OctalMode(st.st_mode) + ", expected 0600");
+    }
+  }
+  std::vector<std::string> open_to_others;
+  size_t seen = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           layout_.root, std::filesystem::directory_options::skip_permission_denied, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator() && seen < 20000; it.increment(ec), ++seen) {
+    if (it.depth() >= 2) it.disable_recursion_pending();  // root/a/b/c at most
+    if (::lstat(it->path().c_str(), &st) != 0 || S_ISLNK(st.st_mode)) continue;
+    // The root's mode keeps other users out; the confined QEMUs' group may
+    // search some directories and read the shared artifacts, and see the
+    // rest of the tree as "others": nothing may be writable by others.
+    const bool bad = (st.st_mode & 0002) != 0;
+    if (bad && open_to_others.size() < 3) {
+      open_to_others.push_back(it->path().string() + " (" + OctalMode(st.st_mode) + ")");
+    }
+  }
+  if (!open_to_others.empty()) {
+    std::string list;
+    for (const auto& p : open_to_others) list += (list.empty() ? "" : ", ") + p;
+    return FailedPrecondition("writable by other users: " + list);
   }
   auto rows = store_->ListSandboxes();
   if (!rows) return rows.error().WithContext("reading " + layout_.db_path.string());

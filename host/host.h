@@ -74,7 +74,9 @@ class Host {
   Result<SandboxRecord> FindSandbox(const std::string& name);
 
   /// OK when the state directory is a directory owned by the current user
-  /// with mode 0700 and the state database answers a query.
+  /// with mode 0700 (0710 for the group of banger's confined QEMUs), the
+  /// database files are 0600, nothing in the top three levels below it is
+  /// writable by other users, and the database answers a query.
   Status CheckStateDirectory();
 
   /// spec.hypervisor -> the provider that boots it on this host, or what the

@@ -9,6 +9,7 @@
 #include "base/sha256.h"
 #include "base/strings.h"
 #include "host/ssh.h"
+#include "host/volume_files.h"
 #include "images/image_config.h"
 #include "kernels/vmlinux.h"
 #include "providers/agent_client.h"
@@ -31,6 +32,56 @@ fs::path FindAgentBinary() {
     if (fs::exists(candidate, ec)) return fs::weakly_canonical(candidate, ec);
   }
   return {};
+}
+
+QemuConfinement ConfinementFor(const Config& config, const StateLayout& layout) {
+  QemuConfinement c;
+  c.seccomp = true;  // needs no privilege: QEMU sets no_new_privs and loads its filter
+  if (::geteuid() != 0) {
+    c.cgroups.why_not = "banger is not running as root";
+    return c;
+  }
+  c.per_sandbox_ids = true;
+  c.state_root = layout.root;
+  c.netns = config.netns;
+  c.cgroups = DetectCgroups();
+  c.reclaim_dirs = {VolumesDir(layout)};
+  return c;
+}
+
+Status CheckQemuSeccomp(CommandRunner& runner, const std::string& qemu_binary) {
+  // A QEMU with no machine, the sandbox on, driven over QMP on stdin: it
+  // loads its filter, answers and quits (exit 0).
+  CommandSpec spec;
+  spec.argv = {qemu_binary, "-nodefaults", "-no-user-config", "-display", "none", "-M", "none",
+               "-sandbox", kQemuSandboxOption, "-qmp", "stdio"};
+  spec.stdin_data = "{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"quit\"}\n";
+  spec.timeout = std::chrono::seconds(20);
+  auto out = RunChecked(runner, spec);
+  if (!out) return out.error();
+  return OkStatus();
+}
+
+Status CheckPrivilegeDrop(CommandRunner& runner, const QemuConfinement& c) {
+  if (!c.per_sandbox_ids) return FailedPrecondition("banger is not running as root");
+  // The steps a QEMU's child takes, for real, with the first sandbox uid,
+  // ending in `sleep 1`; a failing step is reported by name.
+  CommandSpec spec;
+  spec.argv = {"sleep", "1"};  // outlives StartDetached reading its start time
+  spec.confine.uid = c.ids.IdOfSlot(0);
+  spec.confine.gid = c.ids.IdOfSlot(0);
+  spec.confine.groups = {c.ids.shared_gid()};
+  spec.confine.no_new_privs = true;
+  spec.confine.umask = 077;
+  auto id = runner.StartDetached(spec);
+  if (!id) return id.error();
+  // The QEMUs reach their files through the state dir's parents (banger
+  // opens the state dir itself to their group at the first boot).
+  std::vector<gid_t> groups{c.ids.shared_gid()};
+  if (std::string why = AccessProblem(c.state_root.parent_path(), c.ids.IdOfSlot(0), groups, false); !why.empty()) {
+    return FailedPrecondition("QEMU's uids cannot reach the state directory " + c.state_root.string() + ": " + why);
+  }
+  return OkStatus();
 }
 
 fs::path SandboxRuntimeDir(const StateLayout& layout, const std::string& id) {
@@ -64,10 +115,12 @@ class VmRuntime final : public SandboxRuntime {
                 : config.machine == "q35"   ? QemuMachine::kQ35
                                             : QemuMachine::kAuto;
     o.accel_cache_file = layout.root / "accel-verdict";
-    if (!config.netns.empty()) {
+    o.confine = ConfinementFor(config, layout);
+    if (!config.netns.empty() && o.confine.netns.empty()) {
       // QEMU opens its tap inside the namespace banger's taps live in. `ip
       // netns exec` execs QEMU in place (same pid), and the QMP and agent
-      // sockets are files, reachable from the host's namespace.
+      // sockets are files, reachable from the host's namespace. (As root the
+      // child enters the namespace itself before dropping its privileges.)
       o.launcher_prefix = {"ip", "netns", "exec", config.netns};
     }
     netns_ = config.netns;

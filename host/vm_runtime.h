@@ -10,6 +10,7 @@
 #include "base/command_runner.h"
 #include "host/config.h"
 #include "providers/hypervisor.h"
+#include "providers/qemu_hypervisor.h"
 #include "reconciler/ports.h"
 #include "state/layout.h"
 
@@ -22,6 +23,18 @@ std::filesystem::path FindAgentBinary();
 
 /// Runtime directory of a sandbox: <state>/sandboxes/<id>.
 std::filesystem::path SandboxRuntimeDir(const StateLayout& layout, const std::string& id);
+
+/// How this banger confines each QEMU (docs/qemu.md, "Confinement"): as
+/// root, a per-sandbox uid/gid, the child entering config.netns itself, and
+/// a cgroup per sandbox where the host has one; always QEMU's seccomp sandbox.
+QemuConfinement ConfinementFor(const Config& config, const StateLayout& layout);
+
+/// OK when `qemu_binary` accepts and loads its seccomp sandbox with banger's
+/// options (it is started with no machine and quit over QMP).
+Status CheckQemuSeccomp(CommandRunner& runner, const std::string& qemu_binary = "qemu-system-x86_64");
+/// OK when a child can drop to a per-sandbox uid as a QEMU's child does
+/// (setgroups, setresgid, setresuid, no_new_privs), tried for real.
+Status CheckPrivilegeDrop(CommandRunner& runner, const QemuConfinement& c);
 
 /// The QEMU-backed SandboxRuntime, configured by `config` (accel, machine).
 std::unique_ptr<SandboxRuntime> MakeVmRuntime(const Config& config, const StateLayout& layout,

@@ -31,9 +31,9 @@ class HostVolumeFiles final : public VolumeFiles {
         b.name.find('/') != std::string::npos || b.sandbox[0] == '.' || b.name[0] == '.') {
       return InvalidArgument("invalid volume name \"" + b.sandbox + "/" + b.name + "\"");
     }
-    BANGER_RETURN_IF_ERROR(MakeDirs(dir_, 0700));
+    BANGER_RETURN_IF_ERROR(MakePrivateDir(dir_));
     const fs::path sandbox_dir = dir_ / b.sandbox;
-    BANGER_RETURN_IF_ERROR(MakeDirs(sandbox_dir, 0700));
+    BANGER_RETURN_IF_ERROR(MakePrivateDir(sandbox_dir));
     const fs::path final_path = PathOf(b.sandbox, b.name);
     const fs::path partial = sandbox_dir / ("." + b.name + ".ext4.partial");
     // A leftover of an interrupted creation is never attached: start afresh.

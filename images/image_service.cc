@@ -479,7 +479,7 @@ Result<ImageRecord> ImageService::Publish(const Source& src, const PullRequest& 
     return OkStatus();
   };
   BANGER_RETURN_IF_ERROR(taken());
-  BANGER_RETURN_IF_ERROR(MakeDirs(options_.images_dir, 0700));
+  BANGER_RETURN_IF_ERROR(MakePrivateDir(options_.images_dir));
   {
     // What an interrupted publish (a crash, a kill -9) left behind goes
     // before the next one starts; publishes in progress hold their locks.

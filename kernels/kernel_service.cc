@@ -196,7 +196,7 @@ Result<KernelRecord> KernelService::Publish(
   }
   if (existing.status().code() != StatusCode::kNotFound) return existing.status();
 
-  BANGER_RETURN_IF_ERROR(MakeDirs(kernels_dir_, 0700));
+  BANGER_RETURN_IF_ERROR(MakePrivateDir(kernels_dir_));
   // What an interrupted publish (a crash, a kill -9) left behind goes before
   // the next one starts; publishes in progress hold their locks.
   if (auto swept = RemoveStaleStaging(); !swept.ok()) spdlog::warn("kernels: {}", swept.status().ToString());

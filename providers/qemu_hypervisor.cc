@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <time.h>
@@ -20,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/failpoint.h"
+#include "base/file_lock.h"
 #include "base/files.h"
 #include "base/strings.h"
 #include "providers/agent_client.h"
@@ -197,9 +199,15 @@ std::vector<std::string> BuildQemuArgv(const VmLaunchConfig& c, const QemuOption
       o.qemu_binary,
       "-name", "banger-" + c.sandbox_id,
       "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+  });
+  if (o.confine.seccomp) a.insert(a.end(), {"-sandbox", kQemuSandboxOption});
+  // Under a memory limit, TCG's translation cache (up to 1 GiB by default)
+  // is bounded so that QEMU's overhead is.
+  const bool bound_tb = !plan.kvm && o.confine.cgroups.mode != CgroupMode::kNone;
+  a.insert(a.end(), {
       "-pidfile", f.pidfile.string(),
       "-M", plan.microvm ? "microvm" : "q35",
-      "-accel", plan.kvm ? "kvm" : "tcg",
+      "-accel", plan.kvm ? "kvm" : bound_tb ? "tcg,tb-size=" + std::to_string(kQemuTcgTbSizeMiB) : "tcg",
   });
   if (plan.kvm) a.insert(a.end(), {"-cpu", "host"});
   a.insert(a.end(), {
@@ -285,6 +293,7 @@ class QemuHypervisor final : public Hypervisor {
       spdlog::info("sandbox {}: starting QEMU ({}, {}, attempt {}/{})", c.sandbox_id,
                    plan.microvm ? "microvm" : "q35", plan.kvm ? "kvm" : "tcg", attempt, attempts);
       CommandSpec spec{.argv = argv, .log_file = f.qemu_log};
+      if (Status s = Confine(c, f, plan, spec.confine); !s.ok()) return ctx(s);
       auto id = runner_.StartDetached(spec);
       if (!id) return ctx(id.error());
       VmHandle handle{*id, c.runtime_dir, f.disk, f.agent_socket};
@@ -351,10 +360,77 @@ class QemuHypervisor final : public Hypervisor {
     if (handle.runtime_dir.empty() || !handle.runtime_dir.is_absolute()) {
       return InvalidArgument("refusing to remove runtime dir '" + handle.runtime_dir.string() + "'");
     }
-    return RemoveAll(handle.runtime_dir);
+    struct stat st{};
+    const bool owned = ::lstat(handle.runtime_dir.c_str(), &st) == 0 && opts_.confine.ids.Owns(st.st_uid);
+    BANGER_RETURN_IF_ERROR(RemoveAll(handle.runtime_dir));
+    if (owned && opts_.confine.per_sandbox_ids) {
+      for (const auto& dir : opts_.confine.reclaim_dirs) BANGER_RETURN_IF_ERROR(ReclaimFiles(dir, st.st_uid));
+    }
+    // The runtime dir is <sandboxes>/<sandbox id>; so is the cgroup's name.
+    return RemoveSandboxCgroup(opts_.confine.cgroups, handle.runtime_dir.filename().string());
   }
 
  private:
+  // Everything the confined QEMU needs, made accessible to exactly its
+  // identity, and the steps its child takes before exec (docs/qemu.md,
+  // "Confinement"). Called after Prepare, before each start.
+  Status Confine(const VmLaunchConfig& c, const QemuRuntimeFiles& f, const QemuLaunchPlan& plan,
+                 ChildConfinement& child) {
+    const QemuConfinement& cf = opts_.confine;
+    child.umask = 077;  // QEMU's sockets, logs and pidfile are private
+    if (!cf.netns.empty()) child.netns = fs::path("/run/netns") / cf.netns;
+    if (cf.per_sandbox_ids) {
+      uint32_t id = 0;
+      {
+        // The id is recorded by owning the runtime dir: pick and own it under
+        // one lock, so parallel boots never take the same one.
+        auto lock = FileLock::Acquire(c.runtime_dir.parent_path() / ".ids.lock", "boot " + c.sandbox_id, clock_,
+                                      clock_.SteadyNow() + std::chrono::seconds(60));
+        if (!lock) return lock.error().WithContext("allocating a uid for the sandbox's QEMU");
+        BANGER_ASSIGN_OR_RETURN(id, PickSandboxId(cf.ids, c.runtime_dir));
+        BANGER_RETURN_IF_ERROR(OwnRuntimeDir(c.runtime_dir, id, id));
+      }
+      const gid_t shared = cf.ids.shared_gid();
+      std::vector<gid_t> groups{shared};
+      if (plan.kvm) {
+        struct stat st{};
+        if (::stat("/dev/kvm", &st) == 0) groups.push_back(st.st_gid);
+      }
+      BANGER_RETURN_IF_ERROR(GrantGroupAccess(c.runtime_dir.parent_path(), cf.state_root, shared, false));
+      BANGER_RETURN_IF_ERROR(GrantGroupAccess(c.kernel_path, cf.state_root, shared, true));
+      BANGER_RETURN_IF_ERROR(GrantGroupAccess(c.base_disk, cf.state_root, shared, true));
+      std::vector<std::pair<fs::path, bool>> needs = {{c.kernel_path, false}, {c.base_disk, false},
+                                                      {f.initrd, false},     {f.disk, true}};
+      for (const auto& d : c.extra_disks) {
+        BANGER_RETURN_IF_ERROR(OwnFile(d.path, id, id));
+        BANGER_RETURN_IF_ERROR(GrantGroupAccess(d.path.parent_path(), cf.state_root, shared, false));
+        needs.push_back({d.path, true});
+      }
+      for (const auto& [path, rw] : needs) {
+        if (std::string why = AccessProblem(path, id, groups, rw); !why.empty()) {
+          return FailedPrecondition("QEMU runs as uid " + std::to_string(id) + " and cannot use " + path.string() +
+                                    ": " + why + "; keep the state directory on a path every user may search");
+        }
+      }
+      if (!c.tap_device.empty()) {
+        BANGER_RETURN_IF_ERROR(SetTapOwner(cf.netns, c.tap_device, id, id));
+      }
+      child.uid = id;
+      child.gid = id;
+      child.groups.assign(groups.begin(), groups.end());
+      child.no_new_privs = true;
+    }
+    if (cf.cgroups.mode != CgroupMode::kNone) {
+      CgroupLimits limits{QemuMemoryLimit(c.memory_bytes), cf.pids_max};
+      if (Status s = CreateSandboxCgroup(cf.cgroups, c.sandbox_id, limits); !s.ok()) {
+        spdlog::warn("sandbox {}: QEMU runs without a memory limit: {}", c.sandbox_id, s.message());
+      } else {
+        child.cgroups = SandboxCgroupDirs(cf.cgroups, c.sandbox_id);
+      }
+    }
+    return OkStatus();
+  }
+
   Status Validate(const VmLaunchConfig& c) {
     if (c.sandbox_id.empty() || c.sandbox_id.find_first_of("/, \t\n") != std::string::npos) {
       return InvalidArgument("invalid sandbox id '" + c.sandbox_id + "'");
@@ -477,7 +553,7 @@ class QemuHypervisor final : public Hypervisor {
     bool kvm = ProbeKvm(kernel);
     cached_kvm_ = kvm;
     if (!opts_.accel_cache_file.empty()) {
-      Status s = WriteFileAtomic(opts_.accel_cache_file, kvm ? "kvm\n" : "tcg\n", 0644);
+      Status s = WriteFileAtomic(opts_.accel_cache_file, kvm ? "kvm\n" : "tcg\n", 0600);
       if (!s.ok()) spdlog::warn("cannot cache accelerator verdict: {}", s.message());
     }
     return kvm;

@@ -11,12 +11,39 @@
 
 #include "base/clock.h"
 #include "base/command_runner.h"
+#include "providers/confinement.h"
 #include "providers/hypervisor.h"
 
 namespace banger {
 
 enum class QemuAccel { kAuto, kKvm, kTcg };
 enum class QemuMachine { kAuto, kMicrovm, kQ35 };
+
+/// How each QEMU is confined (docs/qemu.md, "Confinement").
+struct QemuConfinement {
+  /// Each QEMU runs as its own uid/gid from `ids` (banger must be root).
+  bool per_sandbox_ids = false;
+  ConfineIds ids;
+  /// The state directory: shared inputs below it (kernels, images, volume
+  /// dirs) are made reachable by group ids.shared_gid(); nothing above it
+  /// is changed.
+  std::filesystem::path state_root;
+  /// Network namespace (`ip netns` name) the child enters before it drops
+  /// its privileges (used instead of launcher_prefix when confined).
+  std::string netns;
+  /// QEMU's seccomp sandbox: -sandbox on,obsolete=deny,elevateprivileges=deny,
+  /// spawn=deny,resourcecontrol=deny.
+  bool seccomp = false;
+  /// A cgroup per sandbox with memory.max = QemuMemoryLimit(guest memory) and
+  /// pids.max; kNone: no limit. Under TCG the translation cache is bounded
+  /// to kQemuTcgTbSizeMiB when a limit applies.
+  CgroupSupport cgroups;
+  uint64_t pids_max = 512;
+  /// Directories (volumes) whose files a sandbox's uid may own: Destroy gives
+  /// them back to root, so a later sandbox that gets the same uid cannot
+  /// open a deleted sandbox's kept volume.
+  std::vector<std::filesystem::path> reclaim_dirs;
+};
 
 struct QemuOptions {
   std::string qemu_binary = "qemu-system-x86_64";
@@ -42,6 +69,7 @@ struct QemuOptions {
   /// runs at the host TSC rate, so banger passes it as tsc_early_khz.
   /// 0: measure the host TSC (x86-64 with constant_tsc).
   uint64_t guest_tsc_khz = 0;
+  QemuConfinement confine;
 };
 
 /// What Boot resolved for one launch; exposed for tests and docs.
@@ -50,6 +78,10 @@ struct QemuLaunchPlan {
   bool microvm = true;
   uint64_t tsc_khz = 0;  // appended as tsc_early_khz= for microvm under TCG
 };
+
+/// QEMU's seccomp sandbox option, as passed to -sandbox.
+inline constexpr const char* kQemuSandboxOption =
+    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
 /// The host TSC frequency in kHz, measured against CLOCK_MONOTONIC_RAW over
 /// ~20 ms; 0 where unavailable (not x86-64, or no constant TSC).

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 
 #include "base/files.h"
@@ -19,6 +23,8 @@ class FakeCommandRunner final : public CommandRunner {
  public:
   Result<CommandOutput> Run(const CommandSpec& spec) override {
     runs.push_back(spec.argv);
+    // qemu-img create: the overlay appears (confinement chowns it).
+    if (spec.argv.size() > 9 && spec.argv[0] == "qemu-img") (void)WriteFileAtomic(spec.argv[9], "qcow2", 0644);
     return CommandOutput{};
   }
   Result<ProcessIdentity> StartDetached(const CommandSpec& spec) override {
@@ -177,6 +183,88 @@ TEST_F(QemuBootTest, BootCreatesOverlayWritesInitrdAndStartsQemuDetached) {
   EXPECT_EQ(h->process.pid, 999999);
   EXPECT_EQ(h->agent_socket, config_.runtime_dir / "agent.sock");
   EXPECT_EQ(h->disk_path, config_.runtime_dir / "disk.qcow2");
+}
+
+TEST(QemuArgvTest, ConfinementAddsTheSeccompSandboxAndBoundsTcgsCache) {
+  QemuOptions o;
+  std::vector<std::string> plain = BuildQemuArgv(FixedConfig(), o, {false, true, 0});
+  EXPECT_EQ(std::find(plain.begin(), plain.end(), "-sandbox"), plain.end()) << "off by default (golden argv unchanged)";
+  o.confine.seccomp = true;
+  o.confine.cgroups.mode = CgroupMode::kV2;
+  std::vector<std::string> a = BuildQemuArgv(FixedConfig(), o, {false, true, 0});
+  auto at = std::find(a.begin(), a.end(), "-sandbox");
+  ASSERT_NE(at, a.end());
+  EXPECT_EQ(*(at + 1), "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+  auto accel = std::find(a.begin(), a.end(), "-accel");
+  ASSERT_NE(accel, a.end());
+  EXPECT_EQ(*(accel + 1), "tcg,tb-size=64");
+  std::vector<std::string> k = BuildQemuArgv(FixedConfig(), o, {true, true, 0});
+  EXPECT_EQ(*(std::find(k.begin(), k.end(), "-accel") + 1), "kvm") << "KVM has no translation cache";
+  o.confine.cgroups.mode = CgroupMode::kNone;
+  a = BuildQemuArgv(FixedConfig(), o, {false, true, 0});
+  EXPECT_EQ(*(std::find(a.begin(), a.end(), "-accel") + 1), "tcg") << "no limit: QEMU's default cache";
+}
+
+TEST_F(QemuBootTest, ConfinedBootGivesEachSandboxItsOwnUidAndFiles) {
+  if (::geteuid() != 0) GTEST_SKIP() << "chown needs root";
+  opts_.confine.per_sandbox_ids = true;
+  opts_.confine.ids = {3000000, 8};
+  opts_.confine.state_root = dir_;
+  opts_.confine.seccomp = true;
+  opts_.confine.reclaim_dirs = {dir_ / "volumes"};
+  auto hv = MakeQemuHypervisor(runner_, clock_, opts_);
+  ASSERT_TRUE(hv->Boot(config_).ok());
+  VmLaunchConfig second = config_;
+  second.sandbox_id = "sb-2";
+  second.runtime_dir = dir_ / "run2";
+  const fs::path vol = dir_ / "volumes" / "web-2" / "data.ext4";
+  ASSERT_TRUE(MakeDirs(vol.parent_path(), 0700).ok());
+  ASSERT_TRUE(WriteFileAtomic(vol, "ext4", 0600).ok());
+  second.extra_disks = {{vol, "data"}};
+  auto h2 = hv->Boot(second);
+  ASSERT_TRUE(h2.ok()) << h2.error().ToString();
+  ASSERT_EQ(runner_.started.size(), 2u);
+  const ChildConfinement& c1 = runner_.started[0].confine;
+  const ChildConfinement& c2 = runner_.started[1].confine;
+  EXPECT_EQ(c1.uid, 3000001u);
+  EXPECT_EQ(c1.gid, 3000001u);
+  EXPECT_EQ(c2.uid, 3000002u) << "another sandbox, another uid";
+  EXPECT_EQ(c1.groups, std::vector<uint32_t>{3000000});
+  EXPECT_TRUE(c1.no_new_privs);
+  EXPECT_EQ(c1.umask, 077u);
+  auto stat_of = [](const fs::path& p) {
+    struct stat st{};
+    EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+    return st;
+  };
+  for (const char* f : {"disk.qcow2", "initrd.img"}) {
+    struct stat st = stat_of(config_.runtime_dir / f);
+    EXPECT_EQ(st.st_uid, 3000001u) << f;
+    EXPECT_EQ(st.st_mode & 07777, 0600u) << f;
+  }
+  EXPECT_EQ(stat_of(config_.runtime_dir).st_uid, 3000001u);
+  EXPECT_EQ(stat_of(config_.runtime_dir).st_mode & 07777, 0700u);
+  EXPECT_EQ(stat_of(config_.kernel_path).st_gid, 3000000u) << "shared, read-only";
+  EXPECT_EQ(stat_of(config_.kernel_path).st_mode & 0070, 0040u);
+  EXPECT_EQ(stat_of(dir_).st_mode & 07777, 0710u);
+  const auto& argv = runner_.started[0].argv;
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "-sandbox"), argv.end());
+  // A restart keeps the disk and the identity.
+  config_.keep_disk = true;
+  ASSERT_TRUE(hv->Boot(config_).ok());
+  EXPECT_EQ(runner_.started.back().confine.uid, 3000001u);
+  EXPECT_EQ(stat_of(vol).st_uid, 3000002u) << "a volume belongs to its sandbox's uid";
+  EXPECT_EQ(stat_of(vol.parent_path()).st_mode & 07777, 0710u);
+  // Destroy frees it: the next sandbox takes the lowest free uid, and the
+  // kept volume is root's again (never the next holder of that uid's).
+  ASSERT_TRUE(hv->Destroy(*h2).ok());
+  EXPECT_EQ(stat_of(vol).st_uid, 0u);
+  VmLaunchConfig third = config_;
+  third.keep_disk = false;
+  third.sandbox_id = "sb-3";
+  third.runtime_dir = dir_ / "run3";
+  ASSERT_TRUE(hv->Boot(third).ok());
+  EXPECT_EQ(runner_.started.back().confine.uid, 3000002u);
 }
 
 TEST(QemuTscTest, HostTscMeasurementIsPlausible) {

@@ -70,7 +70,7 @@ Status EnsureLayout(const StateLayout& layout) {
   for (const fs::path* dir : {&layout.root, &layout.blobs_dir, &layout.images_dir,
                               &layout.kernels_dir, &layout.sandboxes_dir, &layout.run_dir}) {
     if (dir->empty()) continue;
-    BANGER_RETURN_IF_ERROR(MakeDirs(*dir, 0700).WithContext("state layout"));
+    BANGER_RETURN_IF_ERROR(MakePrivateDir(*dir).WithContext("state layout"));
   }
   return OkStatus();
 }

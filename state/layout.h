@@ -31,7 +31,8 @@ Result<StateLayout> ResolveStateLayout(const std::string& flag_state_dir);
 Result<StateLayout> ResolveStateLayout(const std::string& flag_state_dir, bool running_as_root);
 
 /// Creates root and every directory of the layout with mode 0700 (existing
-/// ones are tightened to 0700).
+/// ones are tightened to at most 0710: group search stays, for the group of
+/// banger's confined QEMUs, docs/qemu.md).
 Status EnsureLayout(const StateLayout& layout);
 
 }  // namespace banger

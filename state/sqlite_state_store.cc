@@ -1239,7 +1239,7 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::filesystem::path
 Result<std::unique_ptr<StateStore>> StateStore::Open(const std::filesystem::path& dir,
                                                      std::shared_ptr<const Clock> clock) {
   if (dir.empty()) return InvalidArgument("state directory is empty");
-  BANGER_RETURN_IF_ERROR(MakeDirs(dir, 0700).WithContext("state directory"));
+  BANGER_RETURN_IF_ERROR(MakePrivateDir(dir).WithContext("state directory"));
   return OpenFile((dir / "state.db").string(), std::move(clock));
 }
 

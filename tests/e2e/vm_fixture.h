@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -290,6 +291,9 @@ class BangerEnv {
   // the guard's included.
   void Init(const std::string& config = "parallel: 2\n", std::map<std::string, std::string> env = {}) {
     ASSERT_FALSE(dir_.path().empty());
+    // As root, each QEMU runs as its own uid and must be able to search the
+    // path to the state dir (docs/qemu.md, "Confinement"): search, no listing.
+    ASSERT_EQ(::chmod(dir_.path().c_str(), 0711), 0);
     state_ = (dir_.path() / "state").string();
     config_ = Write("config.yaml", config);
     env_ = std::move(env);
