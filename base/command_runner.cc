@@ -65,6 +65,19 @@ struct Pipe {
   }
 };
 
+// A detached child just started: it is reaped in the background if it dies
+// while banger still runs (no zombie), and adopted by init after banger exits.
+Result<ProcessIdentity> Detached(pid_t pid, const std::string& program) {
+  std::thread([pid] {
+    int st;
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+  }).detach();
+  auto start = ProcessStartTime(pid);
+  if (!start) return start.error().WithContext("start " + program);
+  return ProcessIdentity{pid, *start};
+}
+
 class PosixCommandRunner final : public CommandRunner {
  public:
   Result<CommandOutput> Run(const CommandSpec& spec) override {
@@ -195,16 +208,7 @@ class PosixCommandRunner final : public CommandRunner {
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) return ErrnoStatus(rc, "start " + spec.argv[0]);
-    // Reap it in the background if it dies while we are still running, so it
-    // does not linger as a zombie; after banger exits, init adopts it.
-    std::thread([pid] {
-      int st;
-      while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-      }
-    }).detach();
-    auto start = ProcessStartTime(pid);
-    if (!start) return start.error().WithContext("start " + spec.argv[0]);
-    return ProcessIdentity{pid, *start};
+    return Detached(pid, spec.argv[0]);
   }
 
  private:
@@ -309,14 +313,7 @@ class PosixCommandRunner final : public CommandRunner {
       const char* step = msg[0] >= 0 && msg[0] < 8 ? kSteps[msg[0]] : "prepare";
       return ErrnoStatus(msg[1], "start " + spec.argv[0] + ": " + step);
     }
-    std::thread([pid] {
-      int st;
-      while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-      }
-    }).detach();
-    auto start = ProcessStartTime(pid);
-    if (!start) return start.error().WithContext("start " + spec.argv[0]);
-    return ProcessIdentity{pid, *start};
+    return Detached(pid, spec.argv[0]);
   }
 };
 

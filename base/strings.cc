@@ -240,4 +240,26 @@ std::string HexEncode(std::string_view bytes) {
   return out;
 }
 
+std::string UnescapeMountInfo(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      int v = 0;
+      bool ok = true;
+      for (size_t j = 1; j <= 3; ++j) {
+        char c = s[i + j];
+        ok = ok && c >= '0' && c <= '7';
+        v = v * 8 + (c - '0');
+      }
+      if (ok) {
+        out.push_back(static_cast<char>(v));
+        i += 3;
+        continue;
+      }
+    }
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
 }  // namespace banger

@@ -42,6 +42,10 @@ size_t EditDistance(std::string_view a, std::string_view b);
 /// Returns the closest candidate within distance 2 (or 1/3 of the length), or "".
 std::string ClosestMatch(std::string_view word, const std::vector<std::string>& candidates);
 
+/// Decodes the `\NNN` octal escapes of /proc/self/mountinfo fields (`\040`
+/// for a space); anything else is kept as is.
+std::string UnescapeMountInfo(std::string_view field);
+
 /// Lower-case hex of bytes.
 std::string HexEncode(std::string_view bytes);
 

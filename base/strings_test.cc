@@ -65,6 +65,13 @@ TEST(ClosestMatchTest, SuggestsNearbyNames) {
   EXPECT_EQ(ClosestMatch("zzzzzz", {"memory", "cpus", "disk"}), "");
 }
 
+TEST(StringsTest, UnescapeMountInfoDecodesOctalEscapesOnly) {
+  EXPECT_EQ(UnescapeMountInfo("/mnt/with\\040space"), "/mnt/with space");
+  EXPECT_EQ(UnescapeMountInfo("/a\\011b\\134c"), "/a\tb\\c");
+  EXPECT_EQ(UnescapeMountInfo("/not\\08x/end\\04"), "/not\\08x/end\\04");
+  EXPECT_EQ(UnescapeMountInfo(""), "");
+}
+
 }  // namespace
 }  // namespace banger
 

@@ -30,6 +30,13 @@ class RecordingRunner final : public CommandRunner {
  public:
   Result<CommandOutput> Run(const CommandSpec& spec) override {
     runs.push_back(spec.argv);
+    // `qemu-img create ... PATH`: the overlay exists afterwards, as for real
+    // (a confined QEMU's access to it is checked before the start).
+    if (spec.argv.size() > 2 && spec.argv[0] == "qemu-img" && spec.argv[1] == "create") {
+      for (const std::string& a : spec.argv) {
+        if (EndsWith(a, ".qcow2")) BANGER_RETURN_IF_ERROR(WriteFileAtomic(a, "", 0600));
+      }
+    }
     return CommandOutput{};
   }
   Result<ProcessIdentity> StartDetached(const CommandSpec& spec) override {
@@ -46,6 +53,10 @@ class VmRuntimeTest : public ::testing::Test {
  protected:
   void SetUp() override {
     fs::path root = dir_.path();
+    // As root each QEMU runs as its own uid (docs/qemu.md, "Confinement"),
+    // which must be able to search its way to the kernel and the state, as
+    // under /var/lib: a private 0700 temporary directory would stop it.
+    ASSERT_EQ(::chmod(root.c_str(), 0711), 0);
     ASSERT_TRUE(WriteFileAtomic(root / "banger-agent", "not really an agent").ok());
     agent_env_.emplace("BANGER_AGENT", (root / "banger-agent").string());
     layout_ = LayoutAt(root / "state");
@@ -137,12 +148,24 @@ TEST_F(VmRuntimeTest, BridgedBootUsesTheTapMacLeaseAndPeers) {
   EXPECT_NE(initrd.find(R"("peer.banger")"), std::string::npos);
 }
 
-TEST_F(VmRuntimeTest, NetnsStartsQemuThroughIpNetnsExec) {
-  config_.netns = "banger-test";
+TEST_F(VmRuntimeTest, NetnsStartsQemuInsideTheNamespace) {
+  config_.netns = "banger-test-no-such-ns";
   BootRequest req = Request("web");
   req.network = Bridged();
+  if (::geteuid() == 0) {
+    // Confined (docs/qemu.md): the child enters /run/netns/NAME itself before
+    // dropping to the sandbox's uid, so a missing namespace is named before
+    // anything starts. (tests/e2e runs QEMU in real namespaces.)
+    auto rt = MakeVmRuntime(config_, layout_, runner_, clock_);
+    auto r = rt->Boot(req);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message().find("/run/netns/banger-test-no-such-ns"), std::string::npos) << r.error().ToString();
+    EXPECT_TRUE(runner_.started.empty());
+    return;
+  }
+  // As an ordinary user there is no uid to drop: `ip netns exec` starts QEMU.
   auto [argv, initrd] = Boot(req);
-  EXPECT_EQ(argv.rfind("ip netns exec banger-test qemu-system-x86_64 ", 0), 0u) << argv;
+  EXPECT_EQ(argv.rfind("ip netns exec banger-test-no-such-ns qemu-system-x86_64 ", 0), 0u) << argv;
 }
 
 TEST_F(VmRuntimeTest, WithoutAnAttachmentTheUserModePathIsKept) {

@@ -293,28 +293,6 @@ Status BuildDebootstrapTree(CommandRunner& runner, const CatalogEntry& entry,
 }
 
 namespace {
-// Mount points in /proc/self/mountinfo are octal-escaped (\040 for space).
-std::string UnescapeMountPath(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      int v = 0;
-      bool ok = true;
-      for (size_t j = 1; j <= 3; ++j) {
-        char c = s[i + j];
-        if (c < '0' || c > '7') ok = false;
-        else v = v * 8 + (c - '0');
-      }
-      if (ok) {
-        out.push_back(static_cast<char>(v));
-        i += 3;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
 }  // namespace
 
 Status UnmountBelow(const fs::path& path) {
@@ -328,7 +306,7 @@ Status UnmountBelow(const fs::path& path) {
     std::istringstream in(line);
     std::string id, parent, devno, mroot, mpoint;
     if (!(in >> id >> parent >> devno >> mroot >> mpoint)) continue;
-    std::string mp = UnescapeMountPath(mpoint);
+    std::string mp = UnescapeMountInfo(mpoint);
     if (mp == prefix || StartsWith(mp, prefix + "/")) targets.push_back(mp);
   }
   // Deepest first.

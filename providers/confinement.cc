@@ -250,29 +250,6 @@ std::vector<std::string> Words(const std::string& s) {
 
 bool Has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
 
-// mountinfo escapes spaces etc. as \040; cgroup mount points have none in practice.
-std::string Unescape(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      int v = 0;
-      bool ok = true;
-      for (size_t j = 1; j <= 3; ++j) {
-        char c = s[i + j];
-        ok = ok && c >= '0' && c <= '7';
-        v = v * 8 + (c - '0');
-      }
-      if (ok) {
-        out += static_cast<char>(v);
-        i += 3;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
-}
-
 }  // namespace
 
 CgroupSupport ParseCgroupSupport(const std::string& mountinfo, const std::string& v2_root_controllers) {
@@ -286,7 +263,7 @@ CgroupSupport ParseCgroupSupport(const std::string& mountinfo, const std::string
     std::vector<std::string> pre = Tokens(line.substr(0, dash), ' ');
     std::vector<std::string> post = Tokens(line.substr(dash + 3), ' ');
     if (pre.size() < 5 || post.size() < 3) continue;
-    const std::string mount_point = Unescape(pre[4]);
+    const std::string mount_point = UnescapeMountInfo(pre[4]);
     if (post[0] == "cgroup2" && v2.empty()) v2 = mount_point;
     if (post[0] == "cgroup") {
       std::vector<std::string> opts = Tokens(post[2], ',');

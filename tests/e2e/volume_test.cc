@@ -90,7 +90,9 @@ TEST_F(VolumeTest, VolumeSurvivesReplaceGrowsAndGoesOnlyWhenAsked) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   // As root, the file belongs to the sandbox's own QEMU uid and its
   // directory is searchable (not listable) by the confined QEMUs' group.
-  if (::geteuid() == 0) EXPECT_GT(st.st_uid, 1u << 20) << "owned by the sandbox's uid";
+  if (::geteuid() == 0) {
+    EXPECT_GT(st.st_uid, 1u << 20) << "owned by the sandbox's uid";
+  }
   ASSERT_EQ(::stat(fs::path(data_path).parent_path().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, ::geteuid() == 0 ? 0710u : 0700u);
 
