@@ -84,6 +84,20 @@ Status CheckDatabaseIntegrity(const fs::path& db_path) {
 
 // The state directory: exists (or can be created), is a directory of ours,
 // private, writable, with room.
+// Free space on the file system of `dir` (the state directory, or the parent
+// it will be created in).
+void CheckFreeSpace(const fs::path& dir, std::vector<Check>& out) {
+  auto free = FreeBytes(dir);
+  if (!free) {
+    out.push_back({"free space", Verdict::kFail, free.error().message()});
+  } else {
+    std::string amount = HumanBytes(*free) + " free on the state directory's file system";
+    out.push_back({"free space", *free < kFreeFail ? Verdict::kFail : *free < kFreeWarn ? Verdict::kWarn : Verdict::kOk,
+                   *free < kFreeWarn ? amount + " (pulls and root disks need more; free some or use --state-dir)"
+                                     : amount});
+  }
+}
+
 void CheckStateDir(const fs::path& root, std::vector<Check>& out) {
   struct stat st;
   if (::stat(root.c_str(), &st) != 0) {
@@ -95,6 +109,7 @@ void CheckStateDir(const fs::path& root, std::vector<Check>& out) {
     if (err == ENOENT && ::access(parent.c_str(), W_OK | X_OK) == 0) {
       out.push_back({"state directory " + root.string(), Verdict::kOk,
                      "does not exist yet; will be created (0700) under " + parent.string()});
+      CheckFreeSpace(parent, out);
     } else {
       out.push_back({"state directory " + root.string(), Verdict::kFail,
                      err == ENOENT ? "does not exist and " + parent.string() + " is not writable"
@@ -133,15 +148,7 @@ void CheckStateDir(const fs::path& root, std::vector<Check>& out) {
   out.push_back({"state directory " + root.string(), problems.empty() ? Verdict::kOk : Verdict::kFail,
                  problems.empty() ? "a private directory of uid " + std::to_string(::geteuid()) + ", writable"
                                   : Join(problems, "; ")});
-  auto free = FreeBytes(root);
-  if (!free) {
-    out.push_back({"free space", Verdict::kFail, free.error().message()});
-  } else {
-    std::string amount = HumanBytes(*free) + " free on the state directory's file system";
-    out.push_back({"free space", *free < kFreeFail ? Verdict::kFail : *free < kFreeWarn ? Verdict::kWarn : Verdict::kOk,
-                   *free < kFreeWarn ? amount + " (pulls and root disks need more; free some or use --state-dir)"
-                                     : amount});
-  }
+  CheckFreeSpace(root, out);
 }
 
 std::string Symbol(Verdict v) {

@@ -34,7 +34,7 @@ Result<uint32_t> LowestFreeId(const ConfineIds& ids, const std::set<uint32_t>& u
 /// The id of the sandbox whose runtime dir is `runtime_dir`: the owner of
 /// that directory when it is one of ours (a restart keeps its identity),
 /// else the lowest id that owns no entry of its parent (the sandboxes dir).
-/// The caller serializes calls (a lock in the sandboxes dir).
+/// The caller serializes calls (a lock in <state>/run/locks).
 Result<uint32_t> PickSandboxId(const ConfineIds& ids, const std::filesystem::path& runtime_dir);
 
 /// chown to uid:gid and chmod `mode` (files) / 0700 (dir): the runtime dir

@@ -384,7 +384,11 @@ class QemuHypervisor final : public Hypervisor {
       {
         // The id is recorded by owning the runtime dir: pick and own it under
         // one lock, so parallel boots never take the same one.
-        auto lock = FileLock::Acquire(c.runtime_dir.parent_path() / ".ids.lock", "boot " + c.sandbox_id, clock_,
+        // The lock lives with banger's other locks (<state>/run/locks), not
+        // among the sandboxes' directories.
+        fs::path locks = cf.state_root.empty() ? c.runtime_dir.parent_path() : cf.state_root / "run" / "locks";
+        BANGER_RETURN_IF_ERROR(MakeDirs(locks, 0700));
+        auto lock = FileLock::Acquire(locks / "qemu-ids.lock", "boot " + c.sandbox_id, clock_,
                                       clock_.SteadyNow() + std::chrono::seconds(60));
         if (!lock) return lock.error().WithContext("allocating a uid for the sandbox's QEMU");
         BANGER_ASSIGN_OR_RETURN(id, PickSandboxId(cf.ids, c.runtime_dir));
