@@ -39,6 +39,7 @@ using testing::FakeArtifacts;
 using testing::FakeClock;
 using testing::FakeNetworkDriver;
 using testing::FakeRuntime;
+using testing::FakeSpecSource;
 using testing::FakeVolumeFiles;
 using testing::MakeDoc;
 using testing::MakeSpec;
@@ -75,20 +76,6 @@ SandboxSpec Replaced() {  // spec.image: replace
   return s;
 }
 
-class FakeSource final : public SpecSource {
- public:
-  std::string Key() const override { return "fake:specs"; }
-  std::string Url() const override { return "fake://specs"; }
-  std::string Ref() const override { return "main"; }
-  Result<SourceSnapshot> Fetch() override {
-    SourceSnapshot snap;
-    snap.revision = "rev1";
-    snap.summary = "commit rev1";
-    snap.specs.specs.push_back(MakeDoc(Full(), "specs/web.yaml"));
-    return snap;
-  }
-};
-
 // The host a run of banger sees: the state directory, and the fakes standing
 // in for QEMU, the artifact stores, the network and the volume files.
 struct World {
@@ -99,12 +86,13 @@ struct World {
   FakeVolumeFiles volumes;
   FakeClock clock;
   NullEventSink sink;
-  FakeSource source;
+  FakeSpecSource source;
 
   World() {
     artifacts.AddImage("busybox");
     artifacts.AddImage("alpine");
     artifacts.AddKernel("default-kernel");
+    source.Set("rev1", {Full()});
   }
   fs::path locks() const { return dir.path() / "state" / "run" / "locks"; }
 };

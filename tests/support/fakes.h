@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "reconciler/ports.h"
+#include "reconciler/spec_source.h"
+#include "tests/support/test_util.h"
 
 namespace banger::testing {
 
@@ -130,6 +132,53 @@ class FakeVolumeFiles : public VolumeFiles {
   std::vector<std::string> calls_;
   int fail_creates_ = 0;
   Status fail_error_;
+};
+
+/// A spec source whose revisions and errors the test sets (watcher tests).
+class FakeSpecSource final : public SpecSource {
+ public:
+  std::string Key() const override { return "fake:specs"; }
+  std::string Url() const override { return "fake://specs"; }
+  std::string Ref() const override { return "main"; }
+  Result<SourceSnapshot> Fetch() override {
+    std::lock_guard<std::mutex> l(mu_);
+    ++fetches_;
+    if (!error_.ok()) return error_;
+    return snap_;
+  }
+  void Set(const std::string& revision, const std::vector<SandboxSpec>& specs) {
+    std::lock_guard<std::mutex> l(mu_);
+    error_ = OkStatus();
+    snap_ = SourceSnapshot{};
+    snap_.revision = revision;
+    snap_.summary = "commit " + revision;
+    for (const auto& s : specs) snap_.specs.specs.push_back(MakeDoc(s, "specs/" + s.name + ".yaml"));
+  }
+  void AddNetwork(const std::string& name, const std::string& subnet) {
+    std::lock_guard<std::mutex> l(mu_);
+    NetworkDocument d;
+    d.spec.name = name;
+    d.spec.subnet = subnet;
+    d.location = {"specs/net.yaml", 1, 1};
+    snap_.specs.networks.push_back(d);
+  }
+  void SetInvalid(const std::string& revision) {
+    std::lock_guard<std::mutex> l(mu_);
+    error_ = OkStatus();
+    snap_ = SourceSnapshot{};
+    snap_.revision = revision;
+    snap_.specs.diagnostics.AddError({"specs/web.yaml", 7, 9}, "spec.cpus: must be between 1 and 64");
+  }
+  void Fail(Status s) {
+    std::lock_guard<std::mutex> l(mu_);
+    error_ = std::move(s);
+  }
+
+ private:
+  std::mutex mu_;
+  SourceSnapshot snap_;
+  Status error_;
+  int fetches_ = 0;
 };
 
 }  // namespace banger::testing
