@@ -143,6 +143,13 @@ Result<Reference> ParseReference(std::string_view text) {
   if (ref.registry == "docker.io" && ref.repository.find('/') == std::string::npos) {
     ref.repository = "library/" + ref.repository;
   }
+  // The distribution spec bounds a name (registry host and repository) at 255
+  // characters; checked after normalisation so that every accepted reference
+  // also prints (ToString) to one that parses back.
+  if (ref.registry.size() + 1 + ref.repository.size() > kMaxNameLength) {
+    return bad("name " + ref.registry + "/" + ref.repository.substr(0, 32) + "... is longer than " +
+               std::to_string(kMaxNameLength) + " characters");
+  }
   if (ref.tag.empty() && ref.digest.empty()) ref.tag = "latest";
   return ref;
 }

@@ -8,6 +8,9 @@
 
 namespace banger::oci {
 
+/// Longest name (registry host "/" repository) a reference may have.
+inline constexpr size_t kMaxNameLength = 255;
+
 struct Reference {
   std::string registry;    // "docker.io", "localhost:5000", "127.0.0.1:41234"
   std::string repository;  // "library/debian", "team/app"
@@ -26,7 +29,9 @@ struct Reference {
 
 /// Parses with docker-style defaults: a bare name gets docker.io and library/,
 /// a missing tag becomes "latest". The first path component is a registry when
-/// it contains '.' or ':' or is "localhost".
+/// it contains '.' or ':' or is "localhost". A name longer than
+/// kMaxNameLength after those defaults is refused, so ToString() of an
+/// accepted reference always parses back to the same reference.
 Result<Reference> ParseReference(std::string_view text);
 
 /// True if `digest` is "sha256:" followed by 64 lower-case hex characters.

@@ -81,6 +81,27 @@ TEST(ReferenceTest, RejectsMalformedReferences) {
   }
 }
 
+// Found by fuzz/oci_reference_fuzz.cc: a 504-character name without a registry
+// was accepted, but printed with "docker.io/" in front it no longer parsed.
+// Names are bounded at 255 after normalisation, as the distribution spec says.
+TEST(ReferenceTest, BoundsTheNormalisedNameSoEveryAcceptedReferencePrintsBack) {
+  std::string longest = "team/" + std::string(oci::kMaxNameLength - 15, 'a');  // 255 with "docker.io/"
+  auto ok = ParseReference(longest + ":v1");
+  ASSERT_TRUE(ok.ok()) << ok.error().message();
+  EXPECT_EQ(ok->ToString().size(), oci::kMaxNameLength + 3);
+  auto again = ParseReference(ok->ToString());
+  ASSERT_TRUE(again.ok()) << again.error().message();
+  EXPECT_EQ(again->repository, ok->repository);
+
+  auto too_long = ParseReference("team/" + std::string(oci::kMaxNameLength - 14, 'a'));
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_NE(too_long.error().message().find("longer than 255 characters"), std::string::npos)
+      << too_long.error().message();
+  // The implicit "library/" counts too.
+  EXPECT_FALSE(ParseReference(std::string(oci::kMaxNameLength - 17, 'a')).ok());
+  EXPECT_TRUE(ParseReference(std::string(oci::kMaxNameLength - 18, 'a')).ok());
+}
+
 TEST(ReferenceTest, ApiHostAndLoopback) {
   EXPECT_EQ(ParseReference("debian")->ApiHost(), "registry-1.docker.io");
   EXPECT_EQ(ParseReference("localhost:5000/x")->ApiHost(), "localhost:5000");

@@ -26,7 +26,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr uint64_t kMiB = 1ull << 20;
-constexpr uint64_t kGiB = 1ull << 30;
 constexpr uint64_t kTiB = 1ull << 40;
 constexpr uint64_t kMinMemory = 64 * kMiB;
 constexpr uint64_t kMaxMemory = kTiB;
