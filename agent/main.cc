@@ -525,9 +525,11 @@ std::string AddEntropy(const std::string& bytes) {
   std::string err;
   if (::ioctl(fd, RNDADDENTROPY, info) != 0) {
     err = Errno("add entropy (RNDADDENTROPY)");
-  } else if (::ioctl(fd, RNDRESEEDCRNG) != 0 && errno != EINVAL && errno != ENOTTY) {
-    // Kernels before 4.17 lack the reseed ioctl; the credited input reseeds them.
-    err = Errno("reseed the CRNG (RNDRESEEDCRNG)");
+  } else if (::ioctl(fd, RNDRESEEDCRNG) != 0) {
+    // Kernels before 4.17 lack the reseed ioctl (EINVAL/ENOTTY), and a CRNG
+    // not yet initialised (ENODATA) has no key to share with the template:
+    // the credited input seeds it. Anything else is an error.
+    if (errno != EINVAL && errno != ENOTTY && errno != ENODATA) err = Errno("reseed the CRNG (RNDRESEEDCRNG)");
   }
   std::memset(buf.data(), 0, buf.size());
   ::close(fd);
