@@ -1,7 +1,7 @@
 // The guest agent's side of the channel: the bytes the host sends, cut into
 // reads of varying sizes, go through the same FrameDecoder and the same
 // payload decoders as agent/server.cc's HandleFrame (EXEC, SIGNAL, RESIZE,
-// PING, SET_HOSTS and the /etc/hosts rewrite). Nothing is executed. Checks:
+// PING, SET_HOSTS and the /etc/hosts rewrite, IDENTITY). Nothing is executed. Checks:
 // no crash, decoded requests survive an encode/decode round trip, the hosts
 // rewrite is idempotent and keeps the image's lines.
 //
@@ -54,6 +54,18 @@ void Handle(const proto::Frame& f) {
       FUZZ_CHECK(once.find("192.168.1.1\trouter\n") != std::string::npos, "hosts rewrite lost an image line");
       FUZZ_CHECK(once.find("10.0.0.9\told") == std::string::npos, "hosts rewrite kept the old block");
       (void)agent::EnsureHostnameLine(once, "sandbox");
+      break;
+    }
+    case MessageType::kIdentity: {
+      std::string err;
+      auto id = proto::DecodeIdentity(f.payload, &err);
+      if (!id) {
+        FUZZ_CHECK(!err.empty(), "IDENTITY refused without a reason");
+        break;
+      }
+      FUZZ_CHECK(proto::ValidateIdentity(*id).empty(), "IDENTITY decoded but invalid");
+      FUZZ_CHECK(proto::EncodeIdentity(*id) == f.payload, "IDENTITY does not re-encode to its bytes");
+      FUZZ_CHECK(id->mac.empty() || proto::IsMacAddress(id->mac), "IDENTITY accepted a bad MAC");
       break;
     }
     default: break;  // answered with ERROR "unexpected message type"

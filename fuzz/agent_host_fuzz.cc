@@ -1,7 +1,7 @@
 // The host end of the guest agent channel facing a hostile guest: the input
 // is everything the "guest" sends on the socket, after which it closes its
 // sending side. Each host operation (WaitHello, Ping, Exec, SetHosts,
-// PowerOff) must return (value or error) without crashing, hanging until its
+// PowerOff, SendIdentity) must return (value or error) without crashing, hanging until its
 // deadline or reading past what was sent.
 //
 // Input: byte 0 picks the operation; the rest is the guest's byte stream.
@@ -67,7 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Generous deadlines: an operation must end when the stream does, not at
   // its deadline; the check below catches one that waits for it.
   const auto deadline = 5s;
-  switch (data[0] % 5) {
+  switch (data[0] % 6) {
     case 0: (void)(*conn)->WaitHello(steady_clock::now() + deadline); break;
     case 1: (void)(*conn)->Ping(deadline); break;
     case 2: {
@@ -85,6 +85,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
     case 4: (void)(*conn)->PowerOff(deadline); break;
+    case 5: {
+      GuestConfig config;
+      config.hostname = "sandbox";
+      (void)(*conn)->SendIdentity(config, "52:54:00:12:34:56", deadline);
+      break;
+    }
   }
   FUZZ_CHECK(steady_clock::now() - start < 4s, "an agent operation waited for its deadline on a closed stream");
   conn->reset();

@@ -293,7 +293,7 @@ def strlist(v): return u32(len(v)) + b"".join(pstr(s) for s in v)
 def frame(t, ch, payload=b""): return u32(5 + len(payload)) + u8(t) + u32(ch) + payload
 
 HELLO, PING, PONG, EXEC, STARTED, STDIN, STDIN_EOF, STDOUT, STDERR, EXIT, RESIZE, SIGNAL, \
-    POWEROFF, POWEROFF_ACK, ERROR, SET_HOSTS, SET_HOSTS_ACK = range(1, 18)
+    POWEROFF, POWEROFF_ACK, ERROR, SET_HOSTS, SET_HOSTS_ACK, IDENTITY, IDENTITY_ACK = range(1, 20)
 
 
 def set_hosts(entries):
@@ -312,6 +312,8 @@ def agent_seeds():
         frame(EXIT, 1, u8(0) + u32(127)))
     put("agent_host", "set-hosts", b"\3" + hello + frame(SET_HOSTS_ACK, 1, u32(1)))
     put("agent_host", "set-hosts-old", b"\3" + frame(ERROR, 1, pstr("unexpected message type 16")))
+    put("agent_host", "identity", b"\5" + frame(HELLO, 0, u32(1) + pstr("0.1.0") + u64(1) + pstr("held")) +
+        frame(PONG, 0, u64(1) + pstr("held")) + frame(IDENTITY_ACK, 1, u32(1) + pstr("0.1.0") + u64(2) + pstr("init")))
     put("agent_host", "poweroff", b"\4" + frame(POWEROFF_ACK, 0))
     put("agent_host", "bad-length", b"\2" + u32(0xffffffff) + b"xxxx")
     # Guest side: byte 0 seeds the read sizes.
@@ -327,6 +329,9 @@ def agent_seeds():
         [("10.0.0.2", ["web", "web.banger"]), ("10.0.0.3", ["db"])])))
     put("agent_guest", "set-hosts-empty", b"\x05" + frame(SET_HOSTS, 5, set_hosts([])))
     put("agent_guest", "set-hosts-bad", b"\x05" + frame(SET_HOSTS, 6, set_hosts([("10.0.0.2\nevil", ["a b"])])))
+    identity = u64(1790000000 * 10**9) + pstr("52:54:00:12:34:56") + pstr(b"\x5a" * 64) + pstr('{"hostname": "a"}')
+    put("agent_guest", "identity", b"\x02" + frame(PING, 0, u64(1)) + frame(IDENTITY, 9, identity) +
+        frame(IDENTITY, 10, identity[:20]))
     put("agent_guest", "unexpected", b"\x00" + frame(HELLO, 0, b"") + frame(99, 0, b"?") + u32(3) + b"abc")
     put("agent_json", "config.json", """{
     "hostname": "web-1",
