@@ -158,7 +158,8 @@ bool IsFirecrackerOf(int pid, const fs::path& runtime_dir) {
   const std::string proc = "/proc/" + std::to_string(pid);
   if (auto cmdline = ReadFile(proc + "/cmdline")) {
     if (cmdline->find(f.api_socket.string() + '\0') != std::string::npos) return true;
-    if (cmdline->find(f.jail_base.string() + '\0') != std::string::npos) return true;
+    if (cmdline->find(f.jail_base.string() + '\0') != std::string::npos) return true;  // the jailer
+    if (cmdline->find(f.jail_base.string() + '/') != std::string::npos) return true;
   }
   std::error_code ec;
   fs::path root = fs::read_symlink(proc + "/root", ec);
@@ -320,10 +321,9 @@ class FirecrackerHypervisor final : public Hypervisor {
   fs::path WorkDirOf(const fs::path& runtime_dir) const {
     return opts_.jailer.enabled ? JailRoot(runtime_dir) : runtime_dir;
   }
-  fs::path ApiSocketOf(const fs::path& runtime_dir) const {
-    return opts_.jailer.enabled ? JailRoot(runtime_dir) / fs::path(kJailApiSocket).filename()
-                                : FirecrackerFilesFor(runtime_dir).api_socket;
-  }
+  // In the runtime dir; under the jailer, symlinks to the sockets in the
+  // jail's root (whose host paths may be longer than a socket address).
+  fs::path ApiSocketOf(const fs::path& runtime_dir) const { return FirecrackerFilesFor(runtime_dir).api_socket; }
 
   Status Validate(const VmLaunchConfig& c) {
     // The jailer's --id: at most 64 of [A-Za-z0-9-].
@@ -352,8 +352,7 @@ class FirecrackerHypervisor final : public Hypervisor {
       std::error_code ec;
       if (!fs::is_regular_file(p, ec)) return NotFound("missing " + what + " file " + p.string());
     }
-    if (ApiSocketOf(c.runtime_dir).string().size() > kMaxUnixPath ||
-        (WorkDirOf(c.runtime_dir) / kVsockName).string().size() > kMaxUnixPath) {
+    if (ApiSocketOf(c.runtime_dir).string().size() > kMaxUnixPath) {
       return InvalidArgument("runtime dir too long for unix sockets: " + c.runtime_dir.string());
     }
     if (!c.tap_device.empty() && !SafeName(c.tap_device, 15)) {
@@ -478,7 +477,14 @@ class FirecrackerHypervisor final : public Hypervisor {
       // Firecracker appends to these; they must exist.
       BANGER_RETURN_IF_ERROR(WriteFileAtomic(cwd / name, "", 0600));
     }
-    if (opts_.jailer.enabled) BANGER_RETURN_IF_ERROR(OwnJail(cwd));
+    if (opts_.jailer.enabled) {
+      BANGER_RETURN_IF_ERROR(OwnJail(cwd));
+      for (const auto& [link, target] : {std::pair{f.api_socket, cwd / fs::path(kJailApiSocket).filename()},
+                                         {f.vsock_socket, cwd / kVsockName}}) {
+        ::unlink(link.c_str());
+        if (::symlink(target.c_str(), link.c_str()) != 0) return ErrnoStatus(errno, "symlink " + link.string());
+      }
+    }
     BANGER_FAILPOINT("firecracker.boot.after_disk");
 
     // 5. Start Firecracker, detached, and wait for its API socket.
@@ -486,7 +492,8 @@ class FirecrackerHypervisor final : public Hypervisor {
     spec.argv = Argv(c);
     spec.cwd = cwd;
     spec.log_file = f.console_log;  // its stdout is the guest's serial console
-    spec.confine.umask = 077;
+    // (No umask setting: the runtime dir is 0700, and a confined start
+    // ignores spec.cwd.)
     auto pid = runner_.StartDetached(spec);
     if (!pid) return pid.error().WithContext("starting " + spec.argv[0]);
     started = *pid;
@@ -512,7 +519,7 @@ class FirecrackerHypervisor final : public Hypervisor {
     h.process = *pid;
     h.runtime_dir = c.runtime_dir;
     h.disk_path = f.disk;
-    h.agent_socket = cwd / kVsockName;
+    h.agent_socket = f.vsock_socket;
     return h;
   }
 

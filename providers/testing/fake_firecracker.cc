@@ -108,7 +108,8 @@ int main(int argc, char** argv) {
   opts.root = Arg(args, "--fake-root");
   if (!Arg(args, "--id").empty()) opts.instance_id = Arg(args, "--id");
   opts.record_file = control.value("record", "");
-  for (const auto& [k, v] : control.value("fail", json::object()).items()) opts.fail[k] = v.get<std::string>();
+  const json fail = control.value("fail", json::object());
+  for (const auto& [k, v] : fail.items()) opts.fail[k] = v.get<std::string>();
   if (control.contains("exit_early")) {
     std::cerr << control["exit_early"].get<std::string>() << "\n";
     return 1;
@@ -123,7 +124,8 @@ int main(int argc, char** argv) {
   }
   std::cout << "fake firecracker " << opts.instance_id << " serving " << socket << std::endl;
   FakeVmm vmm(*contract, opts);
-  fs::path api = fs::path(socket).is_absolute() && !opts.root.empty() ? opts.root / fs::path(socket).relative_path()
+  // Jailed: the working directory is the jail's root (see FakeVmm::Resolve).
+  fs::path api = fs::path(socket).is_absolute() && !opts.root.empty() ? fs::path(socket).relative_path()
                                                                        : fs::path(socket);
   auto server = FakeVmmServer::Start(api, vmm);
   if (!server) {

@@ -26,24 +26,32 @@ Result<SwaggerContract> SwaggerContract::Load(const fs::path& yaml_file) {
   } catch (const std::exception& e) {
     return InvalidArgument("cannot parse " + yaml_file.string() + ": " + e.what());
   }
-  if (!c.doc_["paths"].IsMap() || !c.doc_["definitions"].IsMap()) {
+  const YAML::Node& d = c.doc_;
+  if (!d["paths"] || !d["paths"].IsMap() || !d["definitions"] || !d["definitions"].IsMap()) {
     return InvalidArgument(yaml_file.string() + " has no paths or definitions");
   }
   return c;
 }
 
-YAML::Node SwaggerContract::Definition(const std::string& name) const { return doc_["definitions"][name]; }
+YAML::Node SwaggerContract::Definition(const std::string& name) const {
+  const YAML::Node& defs = doc_["definitions"];
+  return defs[name];
+}
 
 YAML::Node SwaggerContract::Resolve(const YAML::Node& schema, std::string* error) const {
+  // Only const lookups: yaml-cpp's non-const operator[] inserts missing keys.
+  const YAML::Node& defs = doc_["definitions"];
   YAML::Node s = schema;
-  for (int depth = 0; depth < 16 && s.IsMap() && s["$ref"]; ++depth) {
-    std::string ref = s["$ref"].as<std::string>();
+  for (int depth = 0; depth < 16 && s && s.IsMap(); ++depth) {
+    const YAML::Node& cs = s;
+    if (!cs["$ref"]) break;
+    std::string ref = cs["$ref"].as<std::string>();
     const std::string prefix = "#/definitions/";
-    if (ref.rfind(prefix, 0) != 0 || !doc_["definitions"][ref.substr(prefix.size())]) {
+    if (ref.rfind(prefix, 0) != 0 || !defs[ref.substr(prefix.size())]) {
       *error = "unresolvable $ref " + ref;
       return YAML::Node();
     }
-    s = doc_["definitions"][ref.substr(prefix.size())];
+    s.reset(defs[ref.substr(prefix.size())]);  // rebind (operator= would write into the doc)
   }
   return s;
 }
@@ -66,16 +74,16 @@ std::string Scalar(const json& v) { return v.is_string() ? v.get<std::string>() 
 
 std::string SwaggerContract::CheckValue(const YAML::Node& schema_in, const json& v, const std::string& where) const {
   std::string err;
-  YAML::Node schema = Resolve(schema_in, &err);
+  const YAML::Node schema = Resolve(schema_in, &err);
   if (!err.empty()) return where + ": " + err;
-  if (!schema.IsMap()) return "";
+  if (!schema || !schema.IsMap()) return "";
   std::string type = schema["type"] ? schema["type"].as<std::string>() : (schema["properties"] ? "object" : "");
   if (!type.empty()) {
     std::string got = TypeOf(v);
     bool ok = got == type || (type == "number" && got == "integer");
     if (!ok) return where + ": expected " + type + ", got " + got + " (" + v.dump() + ")";
   }
-  if (schema["enum"]) {
+  if (schema["enum"] && schema["enum"].IsSequence()) {
     bool found = false;
     for (const auto& e : schema["enum"]) found = found || e.as<std::string>() == Scalar(v);
     if (!found) return where + ": " + v.dump() + " is not one of the enum values";
@@ -94,13 +102,13 @@ std::string SwaggerContract::CheckValue(const YAML::Node& schema_in, const json&
     }
   }
   if (v.is_object()) {
-    if (schema["required"]) {
+    if (schema["required"] && schema["required"].IsSequence()) {
       for (const auto& r : schema["required"]) {
         if (!v.contains(r.as<std::string>())) return where + ": missing required field \"" + r.as<std::string>() + "\"";
       }
     }
-    YAML::Node props = schema["properties"];
-    YAML::Node extra = schema["additionalProperties"];
+    const YAML::Node props = schema["properties"];
+    const YAML::Node extra = schema["additionalProperties"];
     for (const auto& [key, value] : v.items()) {
       if (props && props[key]) {
         if (std::string e = CheckValue(props[key], value, where + "." + key); !e.empty()) return e;
@@ -120,9 +128,10 @@ std::string SwaggerContract::CheckValue(const YAML::Node& schema_in, const json&
 std::string SwaggerContract::CheckRequest(const std::string& method, const std::string& path, const std::string& body,
                                           std::string* path_template) const {
   std::vector<std::string> want = Split(path, '/');
+  const YAML::Node& paths = doc_["paths"];
   YAML::Node op;
   std::string tmpl;
-  for (const auto& entry : doc_["paths"]) {
+  for (const auto& entry : paths) {
     std::string t = entry.first.as<std::string>();
     std::vector<std::string> have = Split(t, '/');
     if (have.size() != want.size()) continue;
@@ -135,41 +144,51 @@ std::string SwaggerContract::CheckRequest(const std::string& method, const std::
     tmpl = t;
     std::string m = method;
     for (char& ch : m) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    op = entry.second[m];
-    if (!op) return method + " " + path + ": the API has no " + method + " on " + t;
+    const YAML::Node ops = entry.second;
+    if (!ops[m]) return method + " " + path + ": the API has no " + method + " on " + t;
+    op.reset(ops[m]);
     break;
   }
   if (tmpl.empty()) return method + " " + path + ": no such path in the API";
   if (path_template) *path_template = tmpl;
+  const YAML::Node cop = op;
   YAML::Node body_param;
-  YAML::Node params = op["parameters"];
-  for (size_t i = 0; params.IsSequence() && i < params.size(); ++i) {
-    YAML::Node p = params[i];
-    if (p["in"] && p["in"].as<std::string>() == "body") body_param = p;
+  bool has_body_param = false;
+  const YAML::Node params = cop["parameters"];
+  for (size_t i = 0; params && params.IsSequence() && i < params.size(); ++i) {
+    const YAML::Node p = params[i];
+    if (p && p.IsMap() && p["in"] && p["in"].as<std::string>() == "body") {
+      body_param.reset(p);
+      has_body_param = true;
+    }
   }
-  if (!body_param) {
+  if (!has_body_param) {
     if (!body.empty()) return method + " " + tmpl + ": takes no body";
     return "";
   }
+  const YAML::Node cbody = body_param;
   if (body.empty()) {
-    if (body_param["required"] && body_param["required"].as<bool>()) return method + " " + tmpl + ": the body is required";
+    if (cbody["required"] && cbody["required"].as<bool>()) return method + " " + tmpl + ": the body is required";
     return "";
   }
   json v = json::parse(body, nullptr, false);
   if (v.is_discarded()) return method + " " + tmpl + ": the body is not JSON";
-  return CheckValue(body_param["schema"], v, method + " " + tmpl + " body");
+  return CheckValue(cbody["schema"], v, method + " " + tmpl + " body");
 }
 
 std::string SwaggerContract::CheckResponse(const std::string& method, const std::string& tmpl, int status,
                                            const std::string& body) const {
   std::string m = method;
   for (char& ch : m) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  YAML::Node responses = doc_["paths"][tmpl][m]["responses"];
+  const YAML::Node& paths = doc_["paths"];
+  const YAML::Node path_node = paths[tmpl];
+  const YAML::Node op = path_node[m];
+  const YAML::Node responses = op["responses"];
   if (!responses) return method + " " + tmpl + ": no responses";
   const std::string code = std::to_string(status);
-  YAML::Node r = responses[code] ? responses[code] : responses["default"];
+  const YAML::Node r = responses[code] ? responses[code] : responses["default"];
   if (!r) return method + " " + tmpl + ": status " + std::to_string(status) + " is not a documented answer";
-  if (!r["schema"]) return body.empty() ? "" : method + " " + tmpl + ": answer " + std::to_string(status) + " has no body";
+  if (!r.IsMap() || !r["schema"]) return body.empty() ? "" : method + " " + tmpl + ": answer " + std::to_string(status) + " has no body";
   json v = json::parse(body, nullptr, false);
   if (v.is_discarded()) return method + " " + tmpl + ": the answer is not JSON";
   return CheckValue(r["schema"], v, method + " " + tmpl + " answer " + std::to_string(status));
@@ -199,8 +218,10 @@ FakeVmm::Response FakeVmm::Fault(int status, const std::string& message) {
 }
 
 fs::path FakeVmm::Resolve(const std::string& path) const {
+  // A jailed fake runs with the jail's root as its working directory, as
+  // the real one after chroot: "/x" is "x" there.
   fs::path p(path);
-  if (p.is_absolute() && !opts_.root.empty()) return opts_.root / p.relative_path();
+  if (p.is_absolute() && !opts_.root.empty()) return p.relative_path();
   return p;
 }
 

@@ -58,8 +58,8 @@ struct RecordedRequest {
 struct FakeVmmOptions {
   /// "PUT /drives/rootfs" -> fault_message: refuse that request with 400.
   std::map<std::string, std::string> fail;
-  /// Absolute paths in requests are looked up below this (a fake jail);
-  /// relative ones in the working directory.
+  /// A fake jail's root, which is the working directory: absolute paths in
+  /// requests are looked up below it. Empty: paths are taken as they are.
   std::filesystem::path root;
   std::string instance_id = "anonymous-instance";
   /// Each request is appended here as one JSON line before it is answered
