@@ -416,6 +416,14 @@ TEST_F(FirecrackerProviderTest, MissingInputsAreRefusedBeforeAnythingStarts) {
   EXPECT_NE(h.error().message().find("missing kernel file"), std::string::npos) << h.error().message();
   c = env_.Config("bad/id");
   EXPECT_EQ(hv->Boot(c).error().code(), StatusCode::kInvalidArgument);
+  c = env_.Config("sb-bzimage");
+  c.kernel_path = env_.root() / "kernels/6.1/bzImage";
+  ASSERT_TRUE(WriteFileAtomic(c.kernel_path, "MZ compressed kernel").ok());
+  h = hv->Boot(c);
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.error().message().find("Firecracker boots an uncompressed vmlinux (ELF)"), std::string::npos)
+      << h.error().message();
+  EXPECT_FALSE(fs::exists(c.runtime_dir));
   EXPECT_EQ(env_.RecordedCount(), 0u);
 }
 

@@ -352,6 +352,12 @@ class FirecrackerHypervisor final : public Hypervisor {
       std::error_code ec;
       if (!fs::is_regular_file(p, ec)) return NotFound("missing " + what + " file " + p.string());
     }
+    // Firecracker on x86_64 loads an uncompressed ELF vmlinux (the one kernel
+    // import extracts), not a bzImage.
+    if (ReadFileHead(c.kernel_path, 4) != "\x7f" "ELF") {
+      return InvalidArgument("Firecracker boots an uncompressed vmlinux (ELF); " + c.kernel_path.string() +
+                             " is not one (a bzImage? use the kernel's extracted vmlinux)");
+    }
     if (ApiSocketOf(c.runtime_dir).string().size() > kMaxUnixPath) {
       return InvalidArgument("runtime dir too long for unix sockets: " + c.runtime_dir.string());
     }

@@ -30,7 +30,7 @@ class FirecrackerTestEnv {
     for (const auto& d : {kernel_.parent_path(), base_disk_.parent_path(), root_ / "sandboxes", root_ / "volumes"}) {
       std::filesystem::create_directories(d);
     }
-    EXPECT_TRUE(WriteFileAtomic(kernel_, "ELF vmlinux stand-in", 0644).ok());
+    EXPECT_TRUE(WriteFileAtomic(kernel_, "\x7f" "ELF vmlinux stand-in", 0644).ok());
     EXPECT_TRUE(WriteFileAtomic(initramfs_, "070701 initramfs stand-in", 0644).ok());
     // A 16 MiB sparse base with data at both ends.
     {
