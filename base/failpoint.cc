@@ -12,7 +12,7 @@ namespace banger::failpoint {
 
 namespace {
 
-constexpr unsigned E = kEngineSweep, V = kVmSweep, A = kArtifactSweep;
+constexpr unsigned E = kEngineSweep, V = kVmSweep, A = kArtifactSweep, F = kFirecrackerSweep;
 
 // THE list of failpoints. docs/testing.md ("Failpoints") documents each; the
 // sweep tests drive each in both modes. Engine steps are journal steps
@@ -54,6 +54,12 @@ const std::vector<Point> kPoints = {
     {"runtime.boot.after_overlay", "runtime dir, overlay disk and initramfs written; QEMU not started", V},
     {"runtime.boot.after_spawn", "QEMU started (pidfile written by QEMU); early boot not yet checked", V},
     {"runtime.destroy.after_kill", "QEMU killed; runtime dir (overlay, sockets, logs) not yet removed", V},
+    // providers/firecracker_hypervisor.cc: the Firecracker provider (swept against the API contract server).
+    {"firecracker.boot.after_disk", "runtime dir, raw root disk, initrd (and jail) written; Firecracker not started", F},
+    {"firecracker.boot.after_spawn", "Firecracker (or the jailer) started detached; its API socket not yet awaited", F},
+    {"firecracker.boot.before_start", "Firecracker configured (or the snapshot loaded); InstanceStart (or resume) not sent", F},
+    {"firecracker.boot.after_start", "the guest started; the handle (pid, runtime dir) not yet returned to the caller", F},
+    {"firecracker.destroy.after_kill", "Firecracker killed; runtime dir (disk, sockets, jail) not yet removed", F},
     // reconciler/network_controller.cc: bridged networking.
     {"network.lease.after_acquire", "address lease recorded; bridge and tap not yet created", E},
     {"network.tap.after_create", "bridge and tap created; nftables rules not yet synced", E},

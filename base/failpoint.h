@@ -31,6 +31,7 @@ enum Sweep : unsigned {
   kEngineSweep = 1,    // in-process engine, fake runtime (reconciler/failpoint_sweep_itest.cc)
   kVmSweep = 2,        // the banger binary with real QEMU VMs (tests/e2e/failpoint_sweep_test.cc)
   kArtifactSweep = 4,  // the banger binary: image pull, kernel pull (tests/e2e/failpoint_sweep_test.cc)
+  kFirecrackerSweep = 8,  // the Firecracker provider against its API contract (providers/firecracker_sweep_test.cc)
 };
 
 struct Point {
