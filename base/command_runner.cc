@@ -258,6 +258,7 @@ class PosixCommandRunner final : public CommandRunner {
     auto cargv = CStrings(argv);
     auto cenv = CStrings(envs);
     std::string exe_path = exe->string();
+    const std::string cwd = spec.cwd.string();
     std::vector<gid_t> groups(c.groups.begin(), c.groups.end());
     const bool drop = c.uid.has_value();
     const uid_t uid = c.uid.value_or(0);
@@ -293,6 +294,8 @@ class PosixCommandRunner final : public CommandRunner {
         if (::setresuid(uid, uid, uid) != 0) fail(5);
       }
       if (c.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(6);
+      // After the privilege drop: the confined identity must reach its directory.
+      if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) fail(8);
       ::execve(exe_path.c_str(), cargv.data(), cenv.data());
       fail(7);
     }
@@ -309,8 +312,8 @@ class PosixCommandRunner final : public CommandRunner {
       }
       static const char* const kSteps[] = {"redirect output", "enter network namespace", "join cgroup",
                                            "setgroups", "setresgid", "setresuid",
-                                           "set no_new_privs", "exec"};
-      const char* step = msg[0] >= 0 && msg[0] < 8 ? kSteps[msg[0]] : "prepare";
+                                           "set no_new_privs", "exec", "change directory"};
+      const char* step = msg[0] >= 0 && msg[0] < 9 ? kSteps[msg[0]] : "prepare";
       return ErrnoStatus(msg[1], "start " + spec.argv[0] + ": " + step);
     }
     return Detached(pid, spec.argv[0]);

@@ -60,7 +60,8 @@ TEST(ProcessIdentityTest, AliveOnlyWithMatchingStartTimeAndGoneAfterKill) {
 }
 
 // A confined detached child runs with the uid, gid, groups, umask and
-// no_new_privs asked for (it reports them from /proc/self/status).
+// no_new_privs asked for (it reports them from /proc/self/status), in the
+// working directory asked for.
 TEST(ConfinedStartTest, ChildDropsToTheGivenIdentity) {
   if (::geteuid() != 0) GTEST_SKIP() << "switching uids needs root";
   auto dir = MakeTempDir("confined-start");
@@ -69,7 +70,9 @@ TEST(ConfinedStartTest, ChildDropsToTheGivenIdentity) {
   ASSERT_EQ(::chmod(dir->c_str(), 0777), 0);
   const std::string out = (*dir / "status").string();
   auto runner = MakePosixCommandRunner();
-  CommandSpec spec{.argv = {"sh", "-c", "grep -E '^(Uid|Gid|Groups|NoNewPrivs|Umask):' /proc/self/status > " + out}};
+  // A relative output path: the child also starts in spec.cwd.
+  CommandSpec spec{.argv = {"sh", "-c", "grep -E '^(Uid|Gid|Groups|NoNewPrivs|Umask):' /proc/self/status > status"}};
+  spec.cwd = *dir;
   spec.confine.uid = 2000001;
   spec.confine.gid = 2000002;
   spec.confine.groups = {2000000};
@@ -106,6 +109,14 @@ TEST(ConfinedStartTest, AFailingStepIsNamedAndNothingRuns) {
   id = runner->StartDetached(spec);
   ASSERT_FALSE(id.ok());
   EXPECT_NE(id.error().message().find("enter network namespace"), std::string::npos) << id.error().message();
+  // A working directory the child cannot enter is named too.
+  spec.confine = {};
+  spec.confine.no_new_privs = true;
+  spec.cwd = "/nonexistent/banger-cwd";
+  id = runner->StartDetached(spec);
+  ASSERT_FALSE(id.ok());
+  EXPECT_NE(id.error().message().find("change directory"), std::string::npos) << id.error().message();
+  spec.cwd.clear();
   spec.confine = {};
   spec.confine.uid = 1;  // uid without gid
   EXPECT_EQ(runner->StartDetached(spec).status().code(), StatusCode::kInvalidArgument);
