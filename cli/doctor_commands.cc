@@ -208,7 +208,10 @@ void CheckFirecracker(CommandRunner& runner, const host::Config& config, const S
   KvmVerdict kvm = ProbeKvmCached(layout.root / "kvm-verdict");
   std::string kvm_fix;
   if (!kvm.works) {
-    if (!fs::exists("/dev/kvm", ec)) {
+    if (fs::exists("/sys/module/kvm_pvm", ec)) {
+      kvm_fix = "run Firecracker sandboxes on a host whose KVM runs stock guest kernels (bare metal, or a VM with "
+                "nested VMX/SVM, not PVM); on this host use hypervisor: qemu (TCG)";
+    } else if (!fs::exists("/dev/kvm", ec)) {
       kvm_fix = "enable virtualisation (VT-x/AMD-V) in the firmware, or nested virtualisation for a VM host, then "
                 "modprobe kvm_intel (or kvm_amd)";
     } else if (::access("/dev/kvm", R_OK | W_OK) != 0) {

@@ -197,9 +197,12 @@ int64_t NowMs() {
 KvmVerdict ProbeKvmNow(std::chrono::milliseconds deadline) {
   KvmVerdict v;
   std::error_code ec;
+  const bool pvm = fs::exists("/sys/module/kvm_pvm", ec);
   if (!fs::exists("/dev/kvm", ec)) {
-    v.reason = "/dev/kvm does not exist (no KVM on this host: enable virtualisation in the firmware and load "
-               "kvm_intel or kvm_amd)";
+    v.reason = pvm ? "/dev/kvm does not exist here, and the host's KVM is nested through PVM (module kvm_pvm), "
+                     "which runs only guest kernels built for PVM, not the stock kernels Firecracker boots"
+                   : "/dev/kvm does not exist (no KVM on this host: enable virtualisation in the firmware and load "
+                     "kvm_intel or kvm_amd)";
     return v;
   }
   if (::access("/dev/kvm", R_OK | W_OK) != 0) {
@@ -270,7 +273,7 @@ KvmVerdict ProbeKvmNow(std::chrono::milliseconds deadline) {
     return v;
   }
   // The probe ran; a PVM host runs it too but not stock guest kernels.
-  if (fs::exists("/sys/module/kvm_pvm", ec)) {
+  if (pvm) {
     v.reason = "KVM here is nested through PVM (module kvm_pvm), which runs only guest kernels built for PVM, "
                "not the stock kernels Firecracker boots (a probe VM ran to HLT, but a Linux guest does not)";
     return v;
