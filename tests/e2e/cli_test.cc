@@ -284,8 +284,10 @@ TEST_F(CliTest, DoctorSaysPerProviderWhatFirecrackerNeedsAndHowToGetIt) {
   ASSERT_TRUE(j.is_array()) << out.stdout_data << out.stderr_data;
   std::map<std::string, nlohmann::json> fc;  // firecracker's checks by name
   for (const auto& c : j) {
-    if (c.value("provider", "") == "firecracker") fc[c["check"]] = c;
-    if (c["check"] == "qemu-system-x86_64 (/usr/bin/qemu-system-x86_64)") EXPECT_EQ(c.value("provider", ""), "qemu");
+    if (c.value("provider", "") == "firecracker") fc[c["check"].get<std::string>()] = c;
+    if (c["check"] == "qemu-system-x86_64 (/usr/bin/qemu-system-x86_64)") {
+      EXPECT_EQ(c.value("provider", ""), "qemu");
+    }
   }
   const std::string fc_name = "firecracker (" + (bin / "firecracker").string() + ")";
   ASSERT_TRUE(fc.count(fc_name)) << out.stdout_data;
@@ -323,7 +325,9 @@ TEST_F(CliTest, DoctorSaysPerProviderWhatFirecrackerNeedsAndHowToGetIt) {
       ++fails;
     }
   }
-  if (fails > 0) EXPECT_EQ(out.exit_code, 1) << out.stdout_data;
+  if (fails > 0) {
+    EXPECT_EQ(out.exit_code, 1) << out.stdout_data;
+  }
 }
 
 TEST_F(CliTest, GetOnEmptyHostPrintsEmptyJsonList) {
