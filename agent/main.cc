@@ -38,6 +38,7 @@
 #include "agent/config.h"
 #include "agent/hosts_file.h"
 #include "agent/server.h"
+#include "providers/agent_protocol.h"
 
 #ifndef BANGER_AGENT_VERSION
 #define BANGER_AGENT_VERSION "0.1.0"
@@ -277,6 +278,45 @@ std::string FindPort(const std::string& name, int timeout_ms) {
   return FindDevice("/sys/class/virtio-ports", "name", name, S_IFCHR, timeout_ms);
 }
 
+// The host channel: the virtio-serial port (QEMU) or, in a VM without one, a
+// listener on vsock port kVsockPort (Firecracker). Both carry the same
+// protocol (providers/agent_protocol.h).
+struct Channel {
+  int fd = -1;          // the open port, or the vsock listener
+  bool listener = false;
+};
+
+// Looks for whichever channel exists until `timeout_ms`: the named port
+// first (virtio_console binds it early under QEMU), then a vsock device that
+// reports a guest CID. Neither: fd -1 (the agent still runs init, without a
+// host channel).
+Channel FindChannel(const std::string& port_name, int timeout_ms) {
+  int64_t deadline = MonoMs() + timeout_ms;
+  Channel c;
+  while (true) {
+    std::string port = FindPort(port_name, 0);
+    if (!port.empty()) {
+      c.fd = ::open(port.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
+      if (c.fd < 0) Log(Errno("open " + port));
+      return c;
+    }
+    if (VsockAvailable()) {
+      c.fd = OpenVsockListener(agent_protocol::kVsockPort);
+      c.listener = c.fd >= 0;
+      if (c.listener) Log("host channel: vsock port " + std::to_string(agent_protocol::kVsockPort));
+      return c;
+    }
+    if (MonoMs() > deadline) break;
+    SleepMs(20);
+  }
+  Log("neither virtio port " + port_name + " nor a vsock device found; no host channel");
+  return c;
+}
+
+int ServeChannel(const Channel& c, const ServerOptions& opts) {
+  return c.listener ? ServeListener(c.fd, opts) : ServeVirtioPort(c.fd, opts);
+}
+
 // ---- network ----------------------------------------------------------------
 
 bool SetInterface(int sock, const std::string& ifname, uint32_t addr, uint32_t mask) {
@@ -487,19 +527,6 @@ void MountRoot(AgentConfig& config) {
   GrowRootFs(config.root_device, config.root_fstype);
 }
 
-// The host channel's fd, or -1 without one.
-int OpenPort(const AgentConfig& config) {
-  std::string port = FindPort(config.agent_port, 10000);
-  int port_fd = -1;
-  if (port.empty()) {
-    Log("virtio port " + config.agent_port + " not found; no host channel");
-  } else {
-    port_fd = ::open(port.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
-    if (port_fd < 0) Log(Errno("open " + port));
-  }
-  return port_fd;
-}
-
 // ---- identity (held boot) ---------------------------------------------------
 
 std::string SetClock(uint64_t time_ns) {
@@ -700,8 +727,8 @@ int RunAsInit() {
 
   if (config->hold) {
     // A template: nothing of a sandbox's identity is set until IDENTITY.
-    int port_fd = OpenPort(*config);
-    if (port_fd < 0) Fatal("hold: no host channel to receive the identity on");
+    Channel channel = FindChannel(config->agent_port, 10000);
+    if (channel.fd < 0) Fatal("hold: no host channel to receive the identity on");
     ServerOptions opts = BaseServerOptions(*config);
     opts.mode = "init";
     opts.held = true;
@@ -710,12 +737,12 @@ int RunAsInit() {
       return ApplyIdentity(held, id, next);
     };
     Log("held: waiting for identity");
-    ServeVirtioPort(port_fd, opts);
+    ServeChannel(channel, opts);
     PowerOff();
   }
 
   ConfigureNetwork(*config);
-  int port_fd = OpenPort(*config);
+  Channel channel = FindChannel(config->agent_port, 10000);
   bool use_image_init = EnterSandbox(*config, /*new_identity=*/false);
 
   ServerOptions opts = BaseServerOptions(*config);
@@ -726,16 +753,16 @@ int RunAsInit() {
     if (pid == 0) {
       ::setsid();
       opts.mode = "server";
-      ::_exit(ServeVirtioPort(port_fd, opts));
+      ::_exit(ServeChannel(channel, opts));
     }
-    if (port_fd >= 0) ::close(port_fd);
+    if (channel.fd >= 0) ::close(channel.fd);
     Log("handing PID 1 to /sbin/init; agent server is pid " + std::to_string(pid));
     ExecImageInit();
   }
   opts.mode = "init";
   opts.entrypoint_pid = StartEntrypoint(*config);
   // Serves the channel (or, without one, just reaps orphans) until power-off.
-  ServeVirtioPort(port_fd, opts);
+  ServeChannel(channel, opts);
   PowerOff();
 }
 

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <linux/vm_sockets.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -752,6 +753,11 @@ int ServeVirtioPort(int port_fd, const ServerOptions& options) {
   return server.Run(port_fd, -1);
 }
 
+int ServeListener(int listen_fd, const ServerOptions& options) {
+  Server server(options);
+  return server.Run(-1, listen_fd);
+}
+
 int ServeUnixSocket(const std::string& path, const ServerOptions& options) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return 1;
@@ -768,11 +774,42 @@ int ServeUnixSocket(const std::string& path, const ServerOptions& options) {
     ::close(fd);
     return 1;
   }
-  Server server(options);
-  int rc = server.Run(-1, fd);
+  int rc = ServeListener(fd, options);
   ::close(fd);
   ::unlink(path.c_str());
   return rc;
+}
+
+bool VsockAvailable() {
+  // /dev/vsock answers the local CID only once a transport with a device is
+  // bound (virtio-vsock under Firecracker); without one it says
+  // VMADDR_CID_ANY or the ioctl fails, and listening would never see a host.
+  int fd = ::open("/dev/vsock", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  unsigned int cid = VMADDR_CID_ANY;
+  bool ok = ::ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) == 0;
+  ::close(fd);
+  return ok && cid != VMADDR_CID_ANY && cid > VMADDR_CID_HOST;
+}
+
+int OpenVsockListener(uint32_t port) {
+  int fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    Log(std::string("vsock socket: ") + std::strerror(errno));
+    return -1;
+  }
+  sockaddr_vm addr{};
+  addr.svm_family = AF_VSOCK;
+  addr.svm_cid = VMADDR_CID_ANY;
+  addr.svm_port = port;
+  // Backlog as QEMU's chardev gives the serial port: one connection is
+  // served, the next waits until it closes (docs/guest-agent.md, "Channels").
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 4) != 0) {
+    Log("bind/listen vsock port " + std::to_string(port) + ": " + std::strerror(errno));
+    ::close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 }  // namespace banger::agent

@@ -1,10 +1,12 @@
 // The agent's channel server: serves exec/ping/poweroff/set-hosts requests
-// from the host over one byte stream (the virtio-serial port in a VM, or a
-// unix socket when run on a host for tests). Single-threaded, poll-based.
+// from the host over one byte stream (the virtio-serial port under QEMU, a
+// vsock connection under Firecracker, or a unix socket when run on a host for
+// tests). Single-threaded, poll-based.
 #pragma once
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -41,9 +43,23 @@ struct ServerOptions {
 /// not report POLLHUP. Runs until power-off; returns an exit code.
 int ServeVirtioPort(int port_fd, const ServerOptions& options);
 
-/// Test mode: listens on a unix socket path and serves one connection at a
-/// time, like QEMU's chardev does for the host. Runs until POWEROFF.
+/// Serves a listening stream socket (a unix socket in test mode, AF_VSOCK in
+/// a Firecracker VM): one accepted connection at a time, like QEMU's chardev
+/// gives the serial port to one host client at a time; the next connection
+/// waits in the backlog until the current one closes. Sessions belong to the
+/// connection that started them. Runs until POWEROFF.
+int ServeListener(int listen_fd, const ServerOptions& options);
+
+/// Test mode: listens on a unix socket path and serves it with ServeListener
+/// (the code path the vsock channel uses). Runs until POWEROFF.
 int ServeUnixSocket(const std::string& path, const ServerOptions& options);
+
+/// True when AF_VSOCK reaches a host: /dev/vsock reports a guest CID (a
+/// virtio-vsock device is bound to its transport).
+bool VsockAvailable();
+
+/// A non-blocking AF_VSOCK listener on `port` for any CID, or -1 (logged).
+int OpenVsockListener(uint32_t port);
 
 /// Default PATH and HOME for processes the agent starts.
 std::vector<std::string> DefaultEnv();

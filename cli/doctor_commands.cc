@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -14,6 +15,7 @@
 #include "base/strings.h"
 #include "host/vm_runtime.h"
 #include "providers/confinement.h"
+#include "providers/kvm_probe.h"
 #include "providers/qemu_hypervisor.h"
 #include "state/layout.h"
 
@@ -28,6 +30,8 @@ struct Check {
   std::string name;
   Verdict verdict = Verdict::kOk;
   std::string detail;  // what was found (ok) or what is wrong (warn, fail)
+  std::string provider;  // "qemu" or "firecracker" for a provider's requirement; "" for the host
+  std::string fix;       // what to install or do, when something is missing
 };
 
 constexpr uint64_t kMiB = 1ull << 20;
@@ -151,6 +155,92 @@ void CheckStateDir(const fs::path& root, std::vector<Check>& out) {
   CheckFreeSpace(root, out);
 }
 
+// cgroup v2 with the controllers the jailer limits (cpu, memory), or why not.
+Status CgroupV2ForJailer() {
+  auto controllers = ReadFile("/sys/fs/cgroup/cgroup.controllers");
+  if (!controllers) {
+    return FailedPrecondition("/sys/fs/cgroup is not a cgroup v2 (unified) hierarchy");
+  }
+  std::vector<std::string> missing;
+  std::vector<std::string> have = Split(std::string(Trim(*controllers)), ' ');
+  for (const char* want : {"cpu", "memory"}) {
+    if (std::find(have.begin(), have.end(), want) == have.end()) missing.push_back(want);
+  }
+  if (!missing.empty()) {
+    return FailedPrecondition("cgroup v2 lacks the " + Join(missing, " and ") + " controller" +
+                              (missing.size() == 1 ? "" : "s"));
+  }
+  return OkStatus();
+}
+
+// What Firecracker needs on this host, each with what to do about it
+// (docs/firecracker.md, "Host set-up"). Missing pieces are warnings (QEMU
+// still runs sandboxes) unless the host config makes Firecracker the default.
+void CheckFirecracker(CommandRunner& runner, const host::Config& config, const StateLayout& layout,
+                      const KernelRecord* kernel, std::vector<Check>& out) {
+  const Verdict missing = config.hypervisor == "firecracker" ? Verdict::kFail : Verdict::kWarn;
+  auto add = [&](std::string name, Verdict v, std::string detail, std::string fix = "") {
+    out.push_back({std::move(name), v, std::move(detail), "firecracker", std::move(fix)});
+  };
+  const std::string release_fix =
+      "download firecracker-<version>-x86_64.tgz from the Firecracker releases on GitHub (v1.4 or later) and "
+      "install its release-<version>-x86_64/";
+  for (const char* name : {"firecracker", "jailer"}) {
+    const bool jailer = std::string(name) == "jailer";
+    auto found = FindProgram(name);
+    if (!found) {
+      add(name, jailer ? Verdict::kWarn : missing,
+          jailer ? "not on PATH (needed only to confine Firecracker: chroot, uid/gid, cgroup, network namespace)"
+                 : "not on PATH",
+          release_fix + name + "-<version>-x86_64 as /usr/local/bin/" + name + " (mode 0755)");
+      continue;
+    }
+    auto v = VersionOf(runner, *found, {"--version"});
+    if (v) {
+      add(std::string(name) + " (" + found->string() + ")", Verdict::kOk, *v);
+    } else {
+      add(std::string(name) + " (" + found->string() + ")", missing, v.error().message(),
+          "reinstall it from the Firecracker release for x86_64");
+    }
+  }
+  // KVM, for real: a probe VM must run (Firecracker has no software fallback).
+  std::error_code ec;
+  KvmVerdict kvm = ProbeKvmCached(layout.root / "kvm-verdict");
+  std::string kvm_fix;
+  if (!kvm.works) {
+    if (fs::exists("/sys/module/kvm_pvm", ec)) {
+      kvm_fix = "run Firecracker sandboxes on a host whose KVM runs stock guest kernels (bare metal, or a VM with "
+                "nested VMX/SVM, not PVM); on this host use hypervisor: qemu (TCG)";
+    } else if (!fs::exists("/dev/kvm", ec)) {
+      kvm_fix = "enable virtualisation (VT-x/AMD-V) in the firmware, or nested virtualisation for a VM host, then "
+                "modprobe kvm_intel (or kvm_amd)";
+    } else if (::access("/dev/kvm", R_OK | W_OK) != 0) {
+      kvm_fix = "add the user to the kvm group (sudo usermod -aG kvm $USER, then log in again), or run as root";
+    } else {
+      kvm_fix = "run Firecracker sandboxes on a host whose KVM runs stock guest kernels (bare metal, or a VM with "
+                "nested VMX/SVM, not PVM); on this host use hypervisor: qemu (TCG)";
+    }
+  }
+  add("KVM for Firecracker (/dev/kvm and a probe VM)", kvm.works ? Verdict::kOk : missing,
+      (kvm.works ? "works: " : "does not work: ") + kvm.reason + (kvm.cached ? " (cached for this boot)" : ""),
+      kvm_fix);
+  Status cg = CgroupV2ForJailer();
+  add("cgroup v2 for the jailer", cg.ok() ? Verdict::kOk : Verdict::kWarn,
+      cg.ok() ? "/sys/fs/cgroup is cgroup v2 with the cpu and memory controllers" : cg.message(),
+      cg.ok() ? "" : "boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2) and enable the cpu and memory "
+                     "controllers; without it the jailer cannot limit Firecracker");
+  if (kernel != nullptr) {
+    bool has = !kernel->vmlinux_path.empty() && fs::exists(kernel->vmlinux_path, ec);
+    add("uncompressed kernel (vmlinux) of " + kernel->name, has ? Verdict::kOk : missing,
+        has ? kernel->vmlinux_path : "the kernel has no extracted vmlinux (Firecracker boots only an ELF vmlinux)",
+        has ? "" : "run `banger kernel rm " + kernel->name + "` and `banger kernel pull " + kernel->name +
+                       "` (kernel import extracts the vmlinux)");
+  }
+  add("Firecracker provider in this banger", host::kFirecrackerProviderBuiltIn ? Verdict::kOk : missing,
+      host::kFirecrackerProviderBuiltIn ? "built in" : "this banger build has no Firecracker provider",
+      host::kFirecrackerProviderBuiltIn ? "" : "install a banger release that includes the Firecracker provider");
+}
+
 std::string Symbol(Verdict v) {
   switch (v) {
     case Verdict::kOk: return "✓";
@@ -234,7 +324,7 @@ void AddDoctorCommands(CLI::App& app, const Globals& g, int& exit_code) {
                                        : OkStatus(),
           agent.string());
       add("sandbox runtime", available, "QEMU, the guest agent and the configured network namespace are usable");
-      for (HypervisorKind k : {HypervisorKind::kAuto, HypervisorKind::kFirecracker}) {
+      for (HypervisorKind k : {HypervisorKind::kAuto, HypervisorKind::kQemu, HypervisorKind::kFirecracker}) {
         auto p = h.ProviderFor()(k);
         checks.push_back({"hypervisor: " + std::string(ToString(k)), p ? Verdict::kOk : Verdict::kWarn,
                           p ? *p : p.error().message()});
@@ -271,6 +361,24 @@ void AddDoctorCommands(CLI::App& app, const Globals& g, int& exit_code) {
                         conf.cgroups.mode != CgroupMode::kNone
                             ? conf.cgroups.Describe()
                             : conf.cgroups.Describe() + ": QEMU runs without a memory limit"});
+
+      // The checks above that only QEMU needs.
+      for (Check& c : checks) {
+        if (c.provider.empty() && (StartsWith(c.name, "qemu-system-x86_64") || c.name.find("QEMU") != std::string::npos ||
+                                   c.name == "/dev/kvm" || c.name == "acceleration")) {
+          c.provider = "qemu";
+          if (c.verdict != Verdict::kOk && StartsWith(c.name, "qemu-system-x86_64")) {
+            c.fix = "apt-get install qemu-system-x86 (scripts/setup.sh does)";
+          }
+        }
+      }
+
+      // 3b. Firecracker (docs/firecracker.md).
+      {
+        std::string kname = h.artifacts().DefaultKernel();
+        auto k = h.store().GetKernel(kname);
+        CheckFirecracker(*runner, h.config(), h.layout(), k ? &*k : nullptr, checks);
+      }
 
       // 4. The default kernel: recorded and its files on disk.
       std::string kernel = h.artifacts().DefaultKernel();
@@ -348,12 +456,19 @@ void AddDoctorCommands(CLI::App& app, const Globals& g, int& exit_code) {
     for (const auto& c : checks) failures += c.verdict == Verdict::kFail ? 1 : 0;
     if (*output == "json") {
       nlohmann::json j = nlohmann::json::array();
-      for (const auto& c : checks) j.push_back({{"check", c.name}, {"result", VerdictName(c.verdict)}, {"detail", c.detail}});
+      for (const auto& c : checks) {
+        nlohmann::json jc = {{"check", c.name}, {"result", VerdictName(c.verdict)}, {"detail", c.detail}};
+        if (!c.provider.empty()) jc["provider"] = c.provider;
+        if (!c.fix.empty()) jc["fix"] = c.fix;
+        j.push_back(std::move(jc));
+      }
       std::printf("%s\n", j.dump(2).c_str());
     } else {
       for (const auto& c : checks) {
-        std::printf("%s %s%s\n", Symbol(c.verdict).c_str(), c.name.c_str(),
+        std::string name = c.provider.empty() ? c.name : "[" + c.provider + "] " + c.name;
+        std::printf("%s %s%s\n", Symbol(c.verdict).c_str(), name.c_str(),
                     c.detail.empty() ? "" : (": " + c.detail).c_str());
+        if (!c.fix.empty() && c.verdict != Verdict::kOk) std::printf("    fix: %s\n", c.fix.c_str());
       }
     }
     exit_code = failures == 0 ? kExitOk : kExitError;

@@ -53,7 +53,7 @@ Result<std::unique_ptr<AgentConnection>> ConnectRunning(host::Host& h, const std
   if (h.runtime() == nullptr || !h.runtime()->Inspect(rec).alive) {
     return FailedPrecondition("sandbox " + name + " is not running");
   }
-  auto conn = ConnectAgent(host::AgentSocketOf(rec), std::chrono::steady_clock::now() + std::chrono::seconds(10));
+  auto conn = ConnectAgent(host::AgentEndpointOf(rec), std::chrono::steady_clock::now() + std::chrono::seconds(10));
   if (!conn) return conn.error().WithContext("connecting to the guest agent of " + name);
   return conn;
 }

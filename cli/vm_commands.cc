@@ -42,7 +42,7 @@ class RawTerminal {
 Result<int> RunInteractiveExec(const SandboxRecord& record, const std::vector<std::string>& argv,
                                const std::map<std::string, std::string>& env, const std::string& cwd,
                                bool pass_stdin, bool tty) {
-  auto conn = ConnectAgent(host::AgentSocketOf(record), std::chrono::steady_clock::now() + std::chrono::seconds(10));
+  auto conn = ConnectAgent(host::AgentEndpointOf(record), std::chrono::steady_clock::now() + std::chrono::seconds(10));
   if (!conn) return conn.error().WithContext("connecting to the guest agent of " + record.name);
   ExecCommand cmd;
   cmd.argv = argv;

@@ -142,8 +142,8 @@ Result<Config> LoadConfig(const std::string& explicit_path) {
       return c;
     }
     if (!root.IsMap()) return InvalidArgument(Where(path, root) + ": config must be a mapping");
-    static const std::vector<std::string> kKeys = {"defaultKernel", "accel", "machine", "parallel",
-                                                   "images", "kernels", "network", "run"};
+    static const std::vector<std::string> kKeys = {"defaultKernel", "accel",   "machine", "hypervisor", "parallel",
+                                                   "images",        "kernels", "network", "run"};
     for (auto it = root.begin(); it != root.end(); ++it) {
       std::string key = it->first.as<std::string>();
       const YAML::Node v = it->second;  // a copy: it-> returns a proxy that dies with the expression
@@ -161,6 +161,11 @@ Result<Config> LoadConfig(const std::string& explicit_path) {
         c.machine = v.as<std::string>();
         if (c.machine != "auto" && c.machine != "microvm" && c.machine != "q35") {
           return InvalidArgument(Where(path, v) + ": machine: must be auto, microvm or q35");
+        }
+      } else if (key == "hypervisor") {
+        c.hypervisor = v.as<std::string>();
+        if (c.hypervisor != "auto" && c.hypervisor != "qemu" && c.hypervisor != "firecracker") {
+          return InvalidArgument(Where(path, v) + ": hypervisor: must be auto, qemu or firecracker");
         }
       } else if (key == "parallel") {
         c.parallel = v.as<int>();
@@ -211,6 +216,7 @@ std::vector<ConfigEntry> ConfigEntries(const Config& c) {
       {"defaultKernel", c.default_kernel.empty() ? "(kernel catalog default)" : c.default_kernel, ""},
       {"accel", c.accel, ""},
       {"machine", c.machine, ""},
+      {"hypervisor", c.hypervisor, ""},
       {"parallel", std::to_string(c.parallel), ""},
       {"network.netns", c.netns.empty() ? "(host namespace)" : c.netns, ""},
       {"run.image", c.run.image, ""},

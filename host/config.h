@@ -16,6 +16,9 @@ struct Config {
   std::string default_kernel;         // empty: the kernel catalog's default
   std::string accel = "auto";         // auto | kvm | tcg
   std::string machine = "auto";       // auto | microvm | q35
+  /// hypervisor: the provider of specs that say `hypervisor: auto` (or
+  /// nothing): auto (Firecracker where it works, else QEMU) | qemu | firecracker.
+  std::string hypervisor = "auto";
   int parallel = 4;
   std::string image_catalog_yaml;     // "images:" document: extra/overriding image catalog entries
   std::string kernel_catalog_yaml;    // "kernels:" document: extra/overriding kernel catalog entries

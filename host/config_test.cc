@@ -125,5 +125,22 @@ TEST_F(ConfigTest, EverySettingSaysWhereItCameFrom) {
   EXPECT_NE(text.find("  cpus: 2"), std::string::npos) << text;
 }
 
+TEST_F(ConfigTest, HypervisorDefaultIsValidatedWithFileAndLine) {
+  auto d = Load("accel: tcg\n");
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  EXPECT_EQ(d->hypervisor, "auto");
+  auto fc = Load("accel: tcg\nhypervisor: firecracker\n");
+  ASSERT_TRUE(fc.ok()) << fc.error().ToString();
+  EXPECT_EQ(fc->hypervisor, "firecracker");
+  auto bad = Load("hypervisor: kvmtool\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("config.yaml:1:13: hypervisor: must be auto, qemu or firecracker"),
+            std::string::npos)
+      << bad.error().ToString();
+  auto typo = Load("hypervisr: qemu\n");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.error().message().find("did you mean \"hypervisor\""), std::string::npos) << typo.error().ToString();
+}
+
 }  // namespace
 }  // namespace banger::host

@@ -110,7 +110,7 @@ Result<std::unique_ptr<Host>> Host::Open(const HostOptions& options) {
   h->network_ = network::MakeHostNetworkDriver(*h->runner_, h->config_.netns);
   h->volumes_ = MakeVolumeFiles(*h->runner_, VolumesDir(h->layout_));
   h->workspaces_ = std::make_unique<workspace::AgentWorkspaceShipper>(
-      h->WorkspacesDir(), [](const SandboxRecord& rec) { return AgentSocketOf(rec); });
+      h->WorkspacesDir(), [](const SandboxRecord& rec) { return AgentEndpointOf(rec); });
   return h;
 }
 
@@ -127,7 +127,7 @@ EngineOptions Host::DefaultEngineOptions(int parallel) const {
 
 std::function<Result<std::string>(HypervisorKind)> Host::ProviderFor() const {
   return [this](HypervisorKind kind) {
-    std::call_once(provider_once_, [this] { provider_probe_ = ProbeProviders(runtime_.get()); });
+    std::call_once(provider_once_, [this] { provider_probe_ = ProbeProviders(runtime_.get(), config_, layout_); });
     return ResolveProvider(kind, provider_probe_);
   };
 }

@@ -14,6 +14,7 @@
 #include "kernels/vmlinux.h"
 #include "providers/agent_client.h"
 #include "providers/initramfs.h"
+#include "providers/kvm_probe.h"
 #include "providers/qemu_hypervisor.h"
 
 namespace banger::host {
@@ -90,6 +91,13 @@ fs::path SandboxRuntimeDir(const StateLayout& layout, const std::string& id) {
 
 fs::path AgentSocketOf(const SandboxRecord& record) {
   return RuntimeFilesFor(record.runtime_dir).agent_socket;
+}
+
+AgentEndpoint AgentEndpointOf(const SandboxRecord& record) {
+  if (record.hypervisor == "firecracker") {
+    return {fs::path(record.runtime_dir) / std::string(kFirecrackerVsockSocketName), agent_protocol::kVsockPort};
+  }
+  return {AgentSocketOf(record), std::nullopt};
 }
 
 fs::path ConsoleLogOf(const SandboxRecord& record) {
@@ -260,7 +268,7 @@ class VmRuntime final : public SandboxRuntime {
     Status last = Unavailable("guest agent did not answer");
     while (clock_.SteadyNow() < deadline) {
       auto step = std::min(deadline, clock_.SteadyNow() + std::chrono::seconds(5));
-      auto conn = ConnectAgent(AgentSocketOf(rec), step);
+      auto conn = ConnectAgent(AgentEndpointOf(rec), step);
       if (conn) {
         auto hello = (*conn)->WaitHello(step);
         if (hello) return OkStatus();
@@ -280,7 +288,7 @@ class VmRuntime final : public SandboxRuntime {
 
   Result<CommandOutput> Exec(const SandboxRecord& rec, const std::vector<std::string>& argv,
                              milliseconds timeout) override {
-    BANGER_ASSIGN_OR_RETURN(auto conn, ConnectAgent(AgentSocketOf(rec), clock_.SteadyNow() + std::chrono::seconds(10)));
+    BANGER_ASSIGN_OR_RETURN(auto conn, ConnectAgent(AgentEndpointOf(rec), clock_.SteadyNow() + std::chrono::seconds(10)));
     ExecCommand cmd;
     cmd.argv = argv;
     BANGER_ASSIGN_OR_RETURN(ExecResult r, conn->Exec(cmd, "", timeout));
@@ -305,7 +313,7 @@ class VmRuntime final : public SandboxRuntime {
       return Unavailable("sandbox " + rec.name + " is not running");
     }
     auto deadline = clock_.SteadyNow() + std::chrono::seconds(10);
-    auto conn = ConnectAgent(AgentSocketOf(rec), deadline);
+    auto conn = ConnectAgent(AgentEndpointOf(rec), deadline);
     if (!conn) return conn.error().WithContext("updating /etc/hosts of sandbox " + rec.name);
     Status s = (*conn)->SetHosts(entries, deadline);
     if (!s.ok()) return s.WithContext("updating /etc/hosts of sandbox " + rec.name);
@@ -400,44 +408,55 @@ std::unique_ptr<SandboxRuntime> MakeVmRuntime(const Config& config, const StateL
   return std::make_unique<VmRuntime>(config, layout, runner, clock);
 }
 
-ProviderProbe ProbeProviders(SandboxRuntime* runtime) {
+// Set to true where the Firecracker provider (providers/firecracker_hypervisor.h)
+// is wired into VmRuntime::Boot; until then a firecracker spec is a plan error
+// that says so, and auto never picks it.
+const bool kFirecrackerProviderBuiltIn = false;
+
+ProviderProbe ProbeProviders(SandboxRuntime* runtime, const Config& config, const StateLayout& layout) {
   ProviderProbe p;
   p.qemu = runtime != nullptr ? runtime->CheckAvailable()
                               : FailedPrecondition("no hypervisor runtime could be set up on this host");
+  p.firecracker_provider = kFirecrackerProviderBuiltIn;
   p.firecracker_binary = FindProgram("firecracker").has_value();
-  std::error_code ec;
-  if (!fs::exists("/dev/kvm", ec)) {
-    p.kvm_problem = "/dev/kvm does not exist (no KVM on this host)";
-  } else if (::access("/dev/kvm", R_OK | W_OK) != 0) {
-    p.kvm_problem = "/dev/kvm is not readable and writable by uid " + std::to_string(::geteuid());
-  }
+  KvmVerdict kvm = ProbeKvmCached(layout.root / "kvm-verdict");
+  (kvm.works ? p.kvm_ok : p.kvm_problem) = kvm.reason;
+  if (config.hypervisor == "qemu") p.host_default = HypervisorKind::kQemu;
+  if (config.hypervisor == "firecracker") p.host_default = HypervisorKind::kFirecracker;
   return p;
 }
 
 Result<std::string> ResolveProvider(HypervisorKind kind, const ProviderProbe& p) {
+  // spec.hypervisor auto defers to the host config's default, and says so.
+  std::string via;
+  if (kind == HypervisorKind::kAuto && p.host_default != HypervisorKind::kAuto) {
+    kind = p.host_default;
+    via = std::string(" (host config hypervisor: ") + (kind == HypervisorKind::kQemu ? "qemu" : "firecracker") + ")";
+  }
   // Firecracker: what it would take, all of it at once.
   std::vector<std::string> fc_missing;
   if (!p.firecracker_provider) fc_missing.push_back("the Firecracker provider (this banger has none yet)");
   if (!p.firecracker_binary) fc_missing.push_back("the firecracker binary (not on PATH)");
-  if (!p.kvm_problem.empty()) fc_missing.push_back("a working /dev/kvm (" + p.kvm_problem + ")");
+  if (!p.kvm_problem.empty()) fc_missing.push_back("a working KVM (" + p.kvm_problem + ")");
   switch (kind) {
     case HypervisorKind::kFirecracker:
       if (!fc_missing.empty()) {
-        return FailedPrecondition("firecracker is not available on this host: missing " + Join(fc_missing, ", ") +
-                                  "; use hypervisor: qemu or auto");
+        return FailedPrecondition("firecracker" + via + " is not available on this host: missing " +
+                                  Join(fc_missing, ", ") + "; use hypervisor: qemu or auto" +
+                                  (via.empty() ? "" : ", or change hypervisor in the host config"));
       }
-      return std::string("firecracker");
+      return "firecracker" + via;
     case HypervisorKind::kQemu:
-      if (!p.qemu.ok()) return FailedPrecondition("qemu is not available on this host: " + p.qemu.message());
-      return std::string("qemu");
+      if (!p.qemu.ok()) return FailedPrecondition("qemu" + via + " is not available on this host: " + p.qemu.message());
+      return "qemu" + via;
     case HypervisorKind::kAuto:
+      if (fc_missing.empty()) return std::string("firecracker (auto: firecracker on PATH and KVM works)");
       if (!p.qemu.ok()) {
         return FailedPrecondition("auto found no provider on this host: " + p.qemu.message() +
                                   "; and firecracker is missing " + Join(fc_missing, ", "));
       }
       if (!p.firecracker_provider) return std::string("qemu (auto: firecracker provider not available)");
-      if (!fc_missing.empty()) return "qemu (auto: firecracker lacks " + Join(fc_missing, ", ") + ")";
-      return std::string("qemu (auto: firecracker provider not selected)");
+      return "qemu (auto: firecracker lacks " + Join(fc_missing, ", ") + ")";
   }
   return std::string("qemu");
 }

@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/command_runner.h"
 #include "host/config.h"
+#include "providers/agent_client.h"
 #include "providers/hypervisor.h"
 #include "providers/qemu_hypervisor.h"
 #include "reconciler/ports.h"
@@ -40,24 +41,45 @@ Status CheckPrivilegeDrop(CommandRunner& runner, const QemuConfinement& c);
 std::unique_ptr<SandboxRuntime> MakeVmRuntime(const Config& config, const StateLayout& layout,
                                               CommandRunner& runner, Clock& clock);
 
+/// Whether this banger build boots `hypervisor: firecracker` sandboxes (the
+/// Firecracker provider is wired into the runtime). False until it is.
+extern const bool kFirecrackerProviderBuiltIn;
+
 /// What this host has to boot sandboxes with, as probed once
 /// (ProbeProviders); ResolveProvider decides from it.
 struct ProviderProbe {
   Status qemu;                        // the QEMU runtime's CheckAvailable
-  bool firecracker_provider = false;  // no Firecracker provider is built into banger yet
+  bool firecracker_provider = false;  // kFirecrackerProviderBuiltIn
   bool firecracker_binary = false;    // `firecracker` on PATH
-  std::string kvm_problem;            // why /dev/kvm is not usable; empty when it is
+  /// Why KVM cannot run Firecracker's guests (the real probe's reason,
+  /// providers/kvm_probe.h); empty when it can.
+  std::string kvm_problem;
+  /// What the probe saw when KVM works ("a probe VM ... ran to HLT in 2 ms").
+  std::string kvm_ok;
+  /// The host config's `hypervisor`, used for specs that say auto.
+  HypervisorKind host_default = HypervisorKind::kAuto;
 };
-ProviderProbe ProbeProviders(SandboxRuntime* runtime);
 
-/// The provider that boots spec.hypervisor `kind` on a host probed as `p`:
-/// "qemu", "qemu (auto: firecracker provider not available)", or an error
-/// naming everything that is missing ("firecracker is not available on this
-/// host: missing the Firecracker provider (...), the firecracker binary (...)").
+/// Probes QEMU (runtime->CheckAvailable), the firecracker binary, and KVM
+/// for real (ProbeKvmCached, cached per boot in <state>/kvm-verdict).
+ProviderProbe ProbeProviders(SandboxRuntime* runtime, const Config& config, const StateLayout& layout);
+
+/// The provider that boots spec.hypervisor `kind` on a host probed as `p`,
+/// with why when the choice was not the spec's own: "qemu", "firecracker",
+/// "firecracker (auto: firecracker on PATH and KVM works)", "qemu (auto:
+/// firecracker provider not available)", "qemu (auto: firecracker lacks the
+/// firecracker binary (not on PATH), ...)", "qemu (host config hypervisor:
+/// qemu)"; or an error naming everything that is missing ("firecracker is not
+/// available on this host: missing the firecracker binary (not on PATH), a
+/// working KVM (...); use hypervisor: qemu or auto").
 Result<std::string> ResolveProvider(HypervisorKind kind, const ProviderProbe& p);
 
 /// The agent socket of a recorded sandbox (for `banger exec`).
 std::filesystem::path AgentSocketOf(const SandboxRecord& record);
+/// How to reach a recorded sandbox's guest agent: QEMU's virtio-serial socket,
+/// or for record.hypervisor "firecracker" the VMM's vsock socket in its
+/// runtime dir (kFirecrackerVsockSocketName) and agent_protocol::kVsockPort.
+AgentEndpoint AgentEndpointOf(const SandboxRecord& record);
 /// The serial console log of a recorded sandbox (for `banger logs`).
 std::filesystem::path ConsoleLogOf(const SandboxRecord& record);
 

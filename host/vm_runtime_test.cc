@@ -223,6 +223,15 @@ TEST_F(VmRuntimeTest, CheckAvailableNamesAMissingNetns) {
 namespace banger::host {
 namespace {
 
+// A host with the Firecracker provider, the binary and a working KVM.
+ProviderProbe FirecrackerHost() {
+  ProviderProbe p;
+  p.firecracker_provider = true;
+  p.firecracker_binary = true;
+  p.kvm_ok = "a probe VM (in-kernel irqchip, 1 vCPU) ran to HLT in 2 ms";
+  return p;
+}
+
 TEST(ResolveProviderTest, FirecrackerNamesEverythingTheHostLacks) {
   ProviderProbe p;  // QEMU fine, no Firecracker provider, no binary, no KVM
   p.kvm_problem = "/dev/kvm does not exist (no KVM on this host)";
@@ -230,7 +239,7 @@ TEST(ResolveProviderTest, FirecrackerNamesEverythingTheHostLacks) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message(),
             "firecracker is not available on this host: missing the Firecracker provider (this banger has none "
-            "yet), the firecracker binary (not on PATH), a working /dev/kvm (/dev/kvm does not exist (no KVM on "
+            "yet), the firecracker binary (not on PATH), a working KVM (/dev/kvm does not exist (no KVM on "
             "this host)); use hypervisor: qemu or auto");
   // With the binary and KVM present it still lacks the provider, and says only that.
   p.firecracker_binary = true;
@@ -251,6 +260,90 @@ TEST(ResolveProviderTest, AutoAndQemuPickQemuAndSayWhy) {
   EXPECT_EQ(q.error().message(),
             "qemu is not available on this host: no hypervisor available: qemu-system-x86_64 is not installed");
   EXPECT_FALSE(ResolveProvider(HypervisorKind::kAuto, p).ok());
+}
+
+TEST(ResolveProviderTest, AutoPicksFirecrackerOnlyWithTheBinaryAndAWorkingKvm) {
+  ProviderProbe p = FirecrackerHost();
+  EXPECT_EQ(*ResolveProvider(HypervisorKind::kAuto, p), "firecracker (auto: firecracker on PATH and KVM works)");
+  EXPECT_EQ(*ResolveProvider(HypervisorKind::kFirecracker, p), "firecracker");
+  EXPECT_EQ(*ResolveProvider(HypervisorKind::kQemu, p), "qemu");
+
+  // /dev/kvm opens but the probe VM does not run (nested PVM): QEMU, saying why.
+  ProviderProbe pvm = FirecrackerHost();
+  pvm.kvm_ok.clear();
+  pvm.kvm_problem = "KVM here is nested through PVM (module kvm_pvm), which runs only guest kernels built for PVM";
+  EXPECT_EQ(*ResolveProvider(HypervisorKind::kAuto, pvm),
+            "qemu (auto: firecracker lacks a working KVM (KVM here is nested through PVM (module kvm_pvm), which "
+            "runs only guest kernels built for PVM))");
+  auto fc = ResolveProvider(HypervisorKind::kFirecracker, pvm);
+  ASSERT_FALSE(fc.ok());
+  EXPECT_EQ(fc.error().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(fc.error().message().find("missing a working KVM (KVM here is nested through PVM"), std::string::npos)
+      << fc.error().message();
+
+  // No binary: QEMU, saying so.
+  ProviderProbe nobin = FirecrackerHost();
+  nobin.firecracker_binary = false;
+  EXPECT_EQ(*ResolveProvider(HypervisorKind::kAuto, nobin),
+            "qemu (auto: firecracker lacks the firecracker binary (not on PATH))");
+  // Firecracker works and QEMU does not: auto still has a provider.
+  ProviderProbe noqemu = FirecrackerHost();
+  noqemu.qemu = FailedPrecondition("qemu-system-x86_64 is not installed");
+  EXPECT_EQ(*ResolveProvider(HypervisorKind::kAuto, noqemu), "firecracker (auto: firecracker on PATH and KVM works)");
+}
+
+TEST(ResolveProviderTest, HostConfigDefaultDecidesForAutoSpecsAndSaysSo) {
+  ProviderProbe p = FirecrackerHost();
+  p.host_default = HypervisorKind::kQemu;
+  EXPECT_EQ(*ResolveProvider(HypervisorKind::kAuto, p), "qemu (host config hypervisor: qemu)");
+  EXPECT_EQ(*ResolveProvider(HypervisorKind::kFirecracker, p), "firecracker") << "a spec's own choice wins";
+  p.host_default = HypervisorKind::kFirecracker;
+  EXPECT_EQ(*ResolveProvider(HypervisorKind::kAuto, p), "firecracker (host config hypervisor: firecracker)");
+  EXPECT_EQ(*ResolveProvider(HypervisorKind::kQemu, p), "qemu");
+  // The config asks for Firecracker on a host without it: an error, naming the config.
+  p.firecracker_binary = false;
+  auto r = ResolveProvider(HypervisorKind::kAuto, p);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message(),
+            "firecracker (host config hypervisor: firecracker) is not available on this host: missing the "
+            "firecracker binary (not on PATH); use hypervisor: qemu or auto, or change hypervisor in the host config");
+}
+
+// The real probe of this host gives ProbeProviders a definite KVM answer with
+// a reason (on the development hosts: does not work, nested PVM).
+TEST(ProbeProvidersTest, RealHostGivesADefiniteKvmAnswerWithAReason) {
+  auto dir = MakeTempDir("probe-providers");
+  ASSERT_TRUE(dir.ok());
+  StateLayout layout = LayoutAt(*dir);
+  Config config;
+  config.hypervisor = "qemu";
+  ProviderProbe p = ProbeProviders(nullptr, config, layout);
+  EXPECT_NE(p.kvm_ok.empty(), p.kvm_problem.empty()) << "exactly one of works / does not work";
+  EXPECT_EQ(p.host_default, HypervisorKind::kQemu);
+  EXPECT_FALSE(p.qemu.ok());  // no runtime given
+  EXPECT_FALSE(p.firecracker_provider);
+  std::printf("[provider probe] kvm: %s\n", p.kvm_ok.empty() ? p.kvm_problem.c_str() : p.kvm_ok.c_str());
+  std::error_code ec;
+  if (std::filesystem::exists("/sys/module/kvm_pvm", ec)) {
+    EXPECT_NE(p.kvm_problem.find("PVM"), std::string::npos) << p.kvm_problem;
+  }
+  (void)RemoveAll(*dir);
+}
+
+TEST(AgentEndpointOfTest, FirecrackerRecordsUseTheVsockSocketAndPort) {
+  SandboxRecord q;
+  q.hypervisor = "qemu";
+  q.runtime_dir = "/state/sandboxes/abc";
+  AgentEndpoint eq = AgentEndpointOf(q);
+  EXPECT_EQ(eq.socket, AgentSocketOf(q));
+  EXPECT_FALSE(eq.vsock_port.has_value());
+  SandboxRecord f = q;
+  f.hypervisor = "firecracker";
+  AgentEndpoint ef = AgentEndpointOf(f);
+  EXPECT_EQ(ef.socket, std::filesystem::path("/state/sandboxes/abc/vsock.sock"));
+  ASSERT_TRUE(ef.vsock_port.has_value());
+  EXPECT_EQ(*ef.vsock_port, agent_protocol::kVsockPort);
+  EXPECT_EQ(ef.Describe(), "/state/sandboxes/abc/vsock.sock (vsock port 52)");
 }
 
 }  // namespace

@@ -451,10 +451,13 @@ std::string SanitizeGuestText(std::string_view text) {
   return out;
 }
 
-Result<std::unique_ptr<AgentConnection>> ConnectAgent(const fs::path& socket_path, SteadyTime deadline) {
+namespace {
+
+// Connects a unix stream socket to `p`, retrying while it does not exist or
+// refuses (the VMM has not created it yet) until `deadline`; the fd is blocking.
+Result<int> ConnectUnix(const std::string& p, SteadyTime deadline) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  std::string p = socket_path.string();
   if (p.size() >= sizeof(addr.sun_path)) {
     return InvalidArgument("agent socket path too long (" + std::to_string(p.size()) + " bytes): " + p);
   }
@@ -463,9 +466,7 @@ Result<std::unique_ptr<AgentConnection>> ConnectAgent(const fs::path& socket_pat
   while (true) {
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return ErrnoStatus(errno, "socket");
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-      return std::unique_ptr<AgentConnection>(std::make_unique<SocketAgentConnection>(fd, socket_path));
-    }
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) return fd;
     last_err = errno;
     ::close(fd);
     if (last_err != ENOENT && last_err != ECONNREFUSED && last_err != EAGAIN) {
@@ -475,6 +476,101 @@ Result<std::unique_ptr<AgentConnection>> ConnectAgent(const fs::path& socket_pat
       return DeadlineExceeded("guest agent socket " + p + " not reachable: " + std::strerror(last_err));
     }
     ::poll(nullptr, 0, 50);  // back off before retrying the connect
+  }
+}
+
+// Firecracker's host-initiated vsock connection: "CONNECT <port>\n", then one
+// line "OK <hostport>\n". Unavailable when the VMM closed the connection
+// without an answer (the guest refused: nothing listens yet), DataLoss for
+// anything else it says, DeadlineExceeded without a full line by `deadline`.
+// Reads byte by byte: the agent's first frame may follow the line at once.
+Status VsockHandshake(int fd, const AgentEndpoint& ep, SteadyTime deadline) {
+  const std::string where = "Firecracker vsock socket " + ep.socket.string();
+  std::string request = "CONNECT " + std::to_string(*ep.vsock_port) + "\n";
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+    if (errno == EPIPE || errno == ECONNRESET) {
+      return Unavailable(where + " closed the connection before CONNECT " + std::to_string(*ep.vsock_port));
+    }
+    return ErrnoStatus(errno, "writing CONNECT to " + where);
+  }
+  std::string line;
+  while (true) {
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, MsUntil(deadline));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return ErrnoStatus(errno, "poll " + where);
+    if (r == 0) {
+      return DeadlineExceeded(where + ": no answer to CONNECT " + std::to_string(*ep.vsock_port) +
+                              (line.empty() ? "" : " (got \"" + SanitizeGuestText(line) + "\" without a newline)"));
+    }
+    char c = 0;
+    ssize_t n = ::recv(fd, &c, 1, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != ECONNRESET) return ErrnoStatus(errno, "reading the CONNECT answer from " + where);
+    if (n <= 0) {
+      if (line.empty()) {
+        return Unavailable(where + " closed the connection on CONNECT " + std::to_string(*ep.vsock_port) +
+                           ": nothing listens on that guest port (yet)");
+      }
+      return DataLoss(where + " closed the connection after a partial answer \"" + SanitizeGuestText(line) + "\"");
+    }
+    if (c == '\n') break;
+    line.push_back(c);
+    if (line.size() >= kMaxVsockHandshakeLine) {
+      return DataLoss(where + ": answer to CONNECT longer than " + std::to_string(kMaxVsockHandshakeLine) +
+                      " bytes: \"" + SanitizeGuestText(line.substr(0, 32)) + "...\"");
+    }
+  }
+  // "OK " followed by the host-side port number (1-10 digits).
+  bool ok = line.size() > 3 && line.size() <= 13 && line.compare(0, 3, "OK ") == 0 &&
+            std::all_of(line.begin() + 3, line.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+  if (!ok) {
+    return DataLoss(where + ": expected \"OK <port>\" after CONNECT " + std::to_string(*ep.vsock_port) +
+                    ", got \"" + SanitizeGuestText(line) + "\"");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+std::string AgentEndpoint::Describe() const {
+  if (!vsock_port) return socket.string();
+  return socket.string() + " (vsock port " + std::to_string(*vsock_port) + ")";
+}
+
+Result<std::unique_ptr<AgentConnection>> ConnectAgent(const fs::path& socket_path, SteadyTime deadline) {
+  BANGER_ASSIGN_OR_RETURN(int fd, ConnectUnix(socket_path.string(), deadline));
+  return std::unique_ptr<AgentConnection>(std::make_unique<SocketAgentConnection>(fd, socket_path));
+}
+
+Result<std::unique_ptr<AgentConnection>> ConnectAgent(const AgentEndpoint& endpoint, SteadyTime deadline) {
+  if (!endpoint.vsock_port) return ConnectAgent(endpoint.socket, deadline);
+  int refusals = 0;
+  std::string last_refusal;
+  auto unreachable = [&](const Status& s) {
+    std::string why = s.message();
+    if (refusals > 0) {
+      why = "refused " + std::to_string(refusals) + " time" + (refusals == 1 ? "" : "s") + " (" + last_refusal +
+            ")" + (s.code() == StatusCode::kUnavailable ? "" : "; then " + s.message());
+    }
+    return DeadlineExceeded("guest agent on " + endpoint.Describe() + " not reachable: " + why);
+  };
+  while (true) {
+    auto fd = ConnectUnix(endpoint.socket.string(), deadline);
+    if (!fd) return fd.error().code() == StatusCode::kDeadlineExceeded ? unreachable(fd.error()) : fd.error();
+    Status s = VsockHandshake(*fd, endpoint, deadline);
+    if (s.ok()) {
+      return std::unique_ptr<AgentConnection>(
+          std::make_unique<SocketAgentConnection>(*fd, fs::path(endpoint.Describe())));
+    }
+    ::close(*fd);
+    if (s.code() == StatusCode::kDeadlineExceeded) return unreachable(s);
+    if (s.code() != StatusCode::kUnavailable) return s;
+    // Refused: the guest agent is not listening yet (still booting). Retry.
+    ++refusals;
+    last_refusal = s.message();
+    if (steady_clock::now() >= deadline) return unreachable(s);
+    ::poll(nullptr, 0, 50);
   }
 }
 

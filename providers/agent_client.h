@@ -1,5 +1,7 @@
 // Host side of the guest agent channel (protocol: providers/agent_protocol.h,
-// docs/guest-agent.md). One AgentConnection talks to one VM's agent socket.
+// docs/guest-agent.md). One AgentConnection talks to one VM's agent socket:
+// QEMU's virtio-serial chardev, or Firecracker's vsock socket after its
+// CONNECT handshake (ConnectAgent(AgentEndpoint)).
 // Not thread-safe: use one connection per thread.
 #pragma once
 
@@ -7,7 +9,9 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -121,5 +125,34 @@ class AgentConnection {
 /// --serve-unix), retrying until `deadline` while the socket does not exist yet.
 Result<std::unique_ptr<AgentConnection>> ConnectAgent(const std::filesystem::path& socket_path,
                                                       SteadyTime deadline);
+
+/// The file, in a Firecracker sandbox's runtime directory, that the
+/// Firecracker provider gives the VMM as its vsock `uds_path`.
+inline constexpr std::string_view kFirecrackerVsockSocketName = "vsock.sock";
+
+/// Where a VM's guest agent is reached: QEMU's virtio-serial chardev socket
+/// (no vsock_port), or Firecracker's vsock unix socket plus the guest port the
+/// agent listens on (agent_protocol::kVsockPort).
+struct AgentEndpoint {
+  std::filesystem::path socket;
+  std::optional<uint32_t> vsock_port;
+
+  /// "PATH" or "PATH (vsock port N)", for messages.
+  std::string Describe() const;
+};
+
+/// The longest line the vsock handshake accepts from the VMM ("OK 1073741824\n"
+/// is 14 bytes); a longer one is a protocol error.
+inline constexpr size_t kMaxVsockHandshakeLine = 64;
+
+/// Connects to `endpoint`. With a vsock port, speaks Firecracker's host-side
+/// handshake first: sends "CONNECT <port>\n" and reads one line, at most
+/// kMaxVsockHandshakeLine bytes, by `deadline`, which must be "OK <hostport>\n".
+/// The VMM closing the connection instead (nothing listens on the port yet:
+/// the guest is still booting) is retried until `deadline`, like a missing
+/// socket; anything else it says is DataLoss naming what it said (cut and
+/// sanitised); no complete line by `deadline` is DeadlineExceeded. Then the
+/// connection speaks the same protocol as the serial channel.
+Result<std::unique_ptr<AgentConnection>> ConnectAgent(const AgentEndpoint& endpoint, SteadyTime deadline);
 
 }  // namespace banger

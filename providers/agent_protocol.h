@@ -1,5 +1,6 @@
 // Wire protocol between banger (host) and banger-agent (guest) over the
-// virtio-serial port "banger.agent". Header-only and free of banger/third-party
+// virtio-serial port "banger.agent" (QEMU) or vsock port kVsockPort
+// (Firecracker): the same frames on either byte stream. Header-only and free of banger/third-party
 // dependencies: the static guest agent and the host client both include it.
 //
 // Frame layout (all integers big-endian):
@@ -23,6 +24,10 @@ namespace banger::agent_protocol {
 
 inline constexpr uint32_t kProtocolVersion = 1;
 inline constexpr std::string_view kDefaultPortName = "banger.agent";
+/// The guest's AF_VSOCK port the agent listens on when the VM has no
+/// virtio-serial port (Firecracker). The host reaches it through the VMM's
+/// vsock unix socket with "CONNECT 52\n" (docs/guest-agent.md, "Channels").
+inline constexpr uint32_t kVsockPort = 52;
 /// Frames larger than this are a protocol error (the stream is out of sync).
 inline constexpr uint32_t kMaxFrameLength = 1u << 20;
 /// Data chunks (stdin/stdout/stderr) are split to stay well below the limit.

@@ -112,6 +112,10 @@ struct VmHandle {
   std::filesystem::path runtime_dir;
   std::filesystem::path disk_path;      // writable disk the VM uses
   std::filesystem::path agent_socket;   // host end of the guest agent channel
+  /// Set when agent_socket is a Firecracker vsock socket: the guest port the
+  /// agent listens on (agent_protocol::kVsockPort), reached with the CONNECT
+  /// handshake (ConnectAgent(AgentEndpoint), providers/agent_client.h).
+  std::optional<uint32_t> agent_vsock_port;
 };
 
 class Hypervisor {

@@ -242,8 +242,16 @@ const std::vector<std::string>& DefaultGuestModules() {
   return kModules;
 }
 
+const std::vector<std::string>& OptionalGuestModules() {
+  // The vsock channel of Firecracker VMs (docs/guest-agent.md, "Channels");
+  // a kernel without them still boots under QEMU over virtio-serial.
+  static const std::vector<std::string> kModules = {"vmw_vsock_virtio_transport"};
+  return kModules;
+}
+
 Result<std::vector<std::string>> ResolveModuleLoadOrder(const fs::path& modules_dir,
-                                                        const std::vector<std::string>& wanted) {
+                                                        const std::vector<std::string>& wanted,
+                                                        const std::vector<std::string>& optional) {
   BANGER_ASSIGN_OR_RETURN(ModuleDb db, LoadModuleDb(modules_dir));
   std::vector<std::string> order;
   std::set<std::string> done, visiting;
@@ -272,13 +280,17 @@ Result<std::vector<std::string>> ResolveModuleLoadOrder(const fs::path& modules_
                       " nor built in");
     }
   }
+  for (const std::string& w : optional) {
+    std::string n = NormalizeName(w);
+    if (db.path.count(n)) visit(n);  // absent or built in: nothing to load
+  }
   return order;
 }
 
 Status BuildInitramfs(const fs::path& modules_dir, const fs::path& agent_binary, const fs::path& out,
-                      const std::vector<std::string>& modules) {
+                      const std::vector<std::string>& modules, const std::vector<std::string>& optional_modules) {
   auto ctx = [&](const Status& s) { return s.WithContext("building initramfs " + out.string()); };
-  auto order = ResolveModuleLoadOrder(modules_dir, modules);
+  auto order = ResolveModuleLoadOrder(modules_dir, modules, optional_modules);
   if (!order) return ctx(order.error());
   auto agent = ReadFile(agent_binary);
   if (!agent) return ctx(agent.error().WithContext("reading guest agent"));

@@ -16,15 +16,20 @@ namespace banger {
 
 /// The modules banger's guest needs, by module name (dependencies are resolved).
 const std::vector<std::string>& DefaultGuestModules();
+/// Modules included when the kernel has them (the vsock channel used under
+/// Firecracker: vmw_vsock_virtio_transport and its dependencies).
+const std::vector<std::string>& OptionalGuestModules();
 
 /// Resolves `wanted` module names against `modules_dir` (a /lib/modules/<ver>
 /// directory with modules.dep, and optionally modules.softdep, modules.alias,
 /// modules.builtin) and returns paths relative to modules_dir in load order,
 /// dependencies first, each once (the order `modprobe --show-depends` uses,
 /// including "pre:" soft dependencies). Built-in modules are skipped; a module
-/// that is neither listed nor built in is NotFound.
+/// of `wanted` that is neither listed nor built in is NotFound; one of
+/// `optional` is then skipped (its dependencies follow the wanted modules).
 Result<std::vector<std::string>> ResolveModuleLoadOrder(const std::filesystem::path& modules_dir,
-                                                        const std::vector<std::string>& wanted);
+                                                        const std::vector<std::string>& wanted,
+                                                        const std::vector<std::string>& optional = {});
 
 /// Writes a gzip-compressed newc cpio to `out`: /init (the agent), the
 /// resolved modules (decompressed if .ko.xz/.ko.zst/.ko.gz) under
@@ -32,7 +37,8 @@ Result<std::vector<std::string>> ResolveModuleLoadOrder(const std::filesystem::p
 /// mounts on, and /dev/console. Identical inputs give identical bytes.
 Status BuildInitramfs(const std::filesystem::path& modules_dir,
                       const std::filesystem::path& agent_binary, const std::filesystem::path& out,
-                      const std::vector<std::string>& modules = DefaultGuestModules());
+                      const std::vector<std::string>& modules = DefaultGuestModules(),
+                      const std::vector<std::string>& optional_modules = OptionalGuestModules());
 
 /// Writes `out` (mode 0600) = the bytes of `kernel_initramfs`, zero-padded to
 /// 4 bytes, + an uncompressed newc cpio with banger/config.json.

@@ -89,6 +89,34 @@ TEST(InitramfsTest, MissingModulesDepNamesTheFile) {
   EXPECT_NE(order.error().message().find("modules.dep"), std::string::npos);
 }
 
+TEST(InitramfsTest, OptionalVsockModulesAreLoadedAfterTheirDependenciesWhenPresent) {
+  TempDir t;
+  WriteSyntheticModules(t.path());
+  // Append the vsock transport (Debian's layout) to the synthetic tree.
+  auto dep = ReadFile(t.path() / "modules.dep");
+  ASSERT_TRUE(dep.ok());
+  Write(t.path() / "modules.dep",
+        *dep +
+            "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko: "
+            "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko kernel/net/vmw_vsock/vsock.ko "
+            "kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n"
+            "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko: kernel/net/vmw_vsock/vsock.ko\n"
+            "kernel/net/vmw_vsock/vsock.ko:\n");
+  auto order = ResolveModuleLoadOrder(t.path(), {"virtio_blk"}, OptionalGuestModules());
+  ASSERT_TRUE(order.ok()) << order.error().ToString();
+  EXPECT_EQ(Names(*order), (std::vector<std::string>{"virtio_ring", "virtio", "virtio_blk", "vsock",
+                                                     "vmw_vsock_virtio_transport_common",
+                                                     "vmw_vsock_virtio_transport"}));
+}
+
+TEST(InitramfsTest, OptionalModulesAbsentFromTheKernelAreSkipped) {
+  TempDir t;
+  WriteSyntheticModules(t.path());  // no vsock modules at all
+  auto order = ResolveModuleLoadOrder(t.path(), {"virtio_blk"}, OptionalGuestModules());
+  ASSERT_TRUE(order.ok()) << order.error().ToString();
+  EXPECT_EQ(Names(*order), (std::vector<std::string>{"virtio_ring", "virtio", "virtio_blk"}));
+}
+
 fs::path HostModulesDir() {
   // The Debian kernel the VM tests boot (HOST-NOTES.md), not necessarily the running one.
   for (const auto& e : fs::directory_iterator("/lib/modules")) {
@@ -119,6 +147,20 @@ TEST(InitramfsTest, HostModuleOrderMatchesHostNotesForVirtioSubset) {
   for (const char* m : {"crc16", "mbcache", "jbd2", "crc32c_generic"}) {
     EXPECT_LT(pos(m), pos("ext4")) << m;
   }
+  EXPECT_EQ(std::set<std::string>(names.begin(), names.end()).size(), names.size()) << "duplicates";
+}
+
+TEST(InitramfsTest, HostKernelGetsTheVsockTransportForFirecracker) {
+  fs::path dir = HostModulesDir();
+  if (dir.empty()) GTEST_SKIP() << "no Debian 6.1 kernel modules under /lib/modules";
+  auto order = ResolveModuleLoadOrder(dir, DefaultGuestModules(), OptionalGuestModules());
+  ASSERT_TRUE(order.ok()) << order.error().ToString();
+  std::vector<std::string> names = Names(*order);
+  auto pos = [&](const std::string& n) { return std::find(names.begin(), names.end(), n) - names.begin(); };
+  ASSERT_LT(pos("vmw_vsock_virtio_transport"), static_cast<long>(names.size()));
+  EXPECT_LT(pos("vsock"), pos("vmw_vsock_virtio_transport_common"));
+  EXPECT_LT(pos("vmw_vsock_virtio_transport_common"), pos("vmw_vsock_virtio_transport"));
+  EXPECT_LT(pos("virtio"), pos("vmw_vsock_virtio_transport"));
   EXPECT_EQ(std::set<std::string>(names.begin(), names.end()).size(), names.size()) << "duplicates";
 }
 

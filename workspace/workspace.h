@@ -78,7 +78,7 @@ Result<ExportResult> Export(AgentConnection& conn, const ShipRecord& record, con
 /// The engine's ship_workspace step: connects to the sandbox's agent and Ships.
 class AgentWorkspaceShipper : public WorkspaceShipper {
  public:
-  using SocketOf = std::function<std::filesystem::path(const SandboxRecord&)>;
+  using SocketOf = std::function<AgentEndpoint(const SandboxRecord&)>;
   AgentWorkspaceShipper(std::filesystem::path records_dir, SocketOf socket_of)
       : records_dir_(std::move(records_dir)), socket_of_(std::move(socket_of)) {}
   Status Ship(const SandboxRecord& record, const SandboxSpec& spec) override;

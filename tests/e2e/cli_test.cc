@@ -205,7 +205,9 @@ TEST_F(CliTest, DoctorChecksTheStateDirectoryAndFindsToolsOnPath) {
   // The tool was run for its version, not just found.
   EXPECT_NE(out->stdout_data.find("✓ qemu-img (" + (bin / "qemu-img").string() + "): qemu-img version 0.0-test\n"),
             std::string::npos) << out->stdout_data;
-  EXPECT_NE(out->stdout_data.find("✗ qemu-system-x86_64: not installed"), std::string::npos) << out->stdout_data;
+  EXPECT_NE(out->stdout_data.find("✗ [qemu] qemu-system-x86_64: not installed"), std::string::npos)
+      << out->stdout_data;
+  EXPECT_NE(out->stdout_data.find("    fix: apt-get install qemu-system-x86"), std::string::npos) << out->stdout_data;
   // System tools are also looked for in /usr/sbin and /sbin (not on an
   // ordinary user's PATH): mkfs.ext4 is found there.
   EXPECT_NE(out->stdout_data.find("✓ mkfs.ext4 (/usr/sbin/mkfs.ext4): mke2fs"), std::string::npos)
@@ -259,6 +261,73 @@ TEST_F(CliTest, DoctorProbesTheStateDirectoryDatabaseAndTools) {
   out = Banger({"doctor"});
   EXPECT_EQ(out.exit_code, 1) << out.stdout_data;
   EXPECT_NE(out.stdout_data.find("✗ state database"), std::string::npos) << out.stdout_data;
+}
+
+TEST_F(CliTest, DoctorSaysPerProviderWhatFirecrackerNeedsAndHowToGetIt) {
+  // A stand-in firecracker on PATH: found and run for its version; no jailer.
+  auto bin = dir_.path() / "bin";
+  std::filesystem::create_directories(bin);
+  ASSERT_TRUE(WriteFileAtomic(bin / "firecracker", "#!/bin/sh\necho 'Firecracker v1.7.0'\n", 0755).ok());
+  auto doctor = [&](const std::string& config) {
+    EXPECT_TRUE(WriteFileAtomic(dir_.path() / "config.yaml", config).ok());
+    CommandSpec spec;
+    spec.argv = {BANGER_EXE, "--state-dir", (dir_.path() / "state").string(), "--config",
+                 (dir_.path() / "config.yaml").string(), "doctor", "-o", "json"};
+    spec.env["NO_COLOR"] = "1";
+    spec.env["PATH"] = bin.string() + ":/usr/local/bin:/usr/bin:/bin";
+    auto out = runner_->Run(spec);
+    EXPECT_TRUE(out.ok());
+    return out.ok() ? *out : CommandOutput{-1, "", ""};
+  };
+  CommandOutput out = doctor("parallel: 2\n");
+  auto j = nlohmann::json::parse(out.stdout_data, nullptr, false);
+  ASSERT_TRUE(j.is_array()) << out.stdout_data << out.stderr_data;
+  std::map<std::string, nlohmann::json> fc;  // firecracker's checks by name
+  for (const auto& c : j) {
+    if (c.value("provider", "") == "firecracker") fc[c["check"].get<std::string>()] = c;
+    if (c["check"] == "qemu-system-x86_64 (/usr/bin/qemu-system-x86_64)") {
+      EXPECT_EQ(c.value("provider", ""), "qemu");
+    }
+  }
+  const std::string fc_name = "firecracker (" + (bin / "firecracker").string() + ")";
+  ASSERT_TRUE(fc.count(fc_name)) << out.stdout_data;
+  EXPECT_EQ(fc[fc_name]["result"], "ok");
+  EXPECT_EQ(fc[fc_name]["detail"], "Firecracker v1.7.0");
+  ASSERT_TRUE(fc.count("jailer")) << out.stdout_data;
+  EXPECT_EQ(fc["jailer"]["result"], "warning");
+  EXPECT_NE(fc["jailer"].value("fix", "").find("/usr/local/bin/jailer"), std::string::npos) << fc["jailer"];
+  const std::string kvm = "KVM for Firecracker (/dev/kvm and a probe VM)";
+  ASSERT_TRUE(fc.count(kvm)) << out.stdout_data;
+  if (fc[kvm]["result"] != "ok") {
+    EXPECT_EQ(fc[kvm]["result"], "warning") << fc[kvm];  // QEMU still runs sandboxes
+    EXPECT_NE(fc[kvm]["detail"].get<std::string>().find("does not work: "), std::string::npos) << fc[kvm];
+    EXPECT_FALSE(fc[kvm].value("fix", "").empty()) << fc[kvm];
+  }
+  ASSERT_TRUE(fc.count("cgroup v2 for the jailer")) << out.stdout_data;
+  ASSERT_TRUE(fc.count("Firecracker provider in this banger")) << out.stdout_data;
+  EXPECT_EQ(out.exit_code == 0 || out.exit_code == 1, true);
+
+  // With the host config making Firecracker the default, what it lacks fails
+  // doctor (the optional jailer and its cgroups stay warnings).
+  out = doctor("hypervisor: firecracker\n");
+  j = nlohmann::json::parse(out.stdout_data, nullptr, false);
+  ASSERT_TRUE(j.is_array()) << out.stdout_data << out.stderr_data;
+  int fails = 0;
+  for (const auto& c : j) {
+    if (c.value("provider", "") != "firecracker") continue;
+    std::string name = c["check"];
+    ASSERT_TRUE(fc.count(name)) << name;
+    std::string before = fc[name]["result"];
+    if (name == "jailer" || name == "cgroup v2 for the jailer" || before == "ok") {
+      EXPECT_EQ(c["result"], before) << c;
+    } else {
+      EXPECT_EQ(c["result"], "fail") << c;
+      ++fails;
+    }
+  }
+  if (fails > 0) {
+    EXPECT_EQ(out.exit_code, 1) << out.stdout_data;
+  }
 }
 
 TEST_F(CliTest, GetOnEmptyHostPrintsEmptyJsonList) {

@@ -21,6 +21,7 @@ ProbeRun RunProbe(std::map<std::string, std::string> env) {
   for (const char* k : {"PROBE_SKIP", "PROBE_FAIL", "PROBE_SUITE_SKIP"}) {
     if (!env.count(k)) env[k] = "0";
   }
+  if (!env.count("PROBE_FC_SKIP")) env["PROBE_FC_SKIP"] = "";
   auto runner = MakePosixCommandRunner();
   CommandSpec spec;
   spec.argv = {REQUIRE_ALL_PROBE};
@@ -68,6 +69,23 @@ TEST(RequireAll, OnlyTheFilteredTestsCount) {
   auto out = runner->Run(spec);
   ASSERT_TRUE(out.ok());
   EXPECT_EQ(out->exit_code, 0) << out->stderr_data;
+}
+
+TEST(RequireAll, TheFirecrackerTestMaySkipOnlyForItsOneReason) {
+  ProbeRun ok = RunProbe({{"PROBE_FC_SKIP", "needs firecracker on PATH and a working KVM: firecracker is not on PATH"},
+                          {"BANGER_REQUIRE_ALL", "1"}});
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("skipped (allowed) FirecrackerTest.BootsExecsAndDeletesARealMicroVm: needs firecracker "
+                           "on PATH and a working KVM: firecracker is not on PATH; allowed because: "),
+            std::string::npos)
+      << ok.output;
+  // The same test skipping for anything else fails the run.
+  ProbeRun other = RunProbe({{"PROBE_FC_SKIP", "qemu-system-x86_64 is not installed"}, {"BANGER_REQUIRE_ALL", "1"}});
+  EXPECT_NE(other.exit_code, 0) << other.output;
+  EXPECT_NE(other.output.find("SKIPPED, not allowed FirecrackerTest.BootsExecsAndDeletesARealMicroVm: "
+                              "qemu-system-x86_64 is not installed"),
+            std::string::npos)
+      << other.output;
 }
 
 TEST(RequireAll, AFailureStillFails) {
