@@ -5,10 +5,15 @@
 #   cold     banger image pull REF into a fresh state dir (pull + flatten + ext4 root disk)
 #   vs       skopeo copy docker://REF oci:DIR + umoci raw unpack + mkfs.ext4 -d (what a user
 #            would script instead), also from nothing
-#   warm     banger image pull REF again after `banger image rm` (blob cache kept)
+#   warm     banger image pull REF again after `banger image rm` (blobs and the built
+#            root disk cached: no layer download, no flatten, no mkfs; issue 11)
+#   alias    banger image pull REF under another name while the first is installed (same
+#            digest: links the cached disk)
 #   present  banger image pull REF when the image is already installed
 #   lib      oci_pull_bench: banger's PullAndFlatten alone (no ext4), for reference
-# Targets: banger cold <= 0.7 x the alternative; warm re-pull < 50 ms.
+#   phases   where a cold pull's time goes: PullAndFlatten (parallel layers) vs the same with
+#            one connection, and mkfs.ext4 -d of the flattened tree alone
+# Targets: banger cold <= 0.5 x the alternative (issue 11); cached re-pull < 50 ms.
 # "Cold" means empty blob cache and no image; the registry's files are in the
 # host page cache in every case (no cache dropping on a shared machine).
 #
@@ -152,8 +157,22 @@ hyperfine -N -i --warmup 2 --runs 20 "$(exp present)" \
   -n "banger image pull (already installed)" "$B image pull --name bench $REF"
 [[ $(find "$WORK/state" -type f | wc -l) -eq $blobs_before ]] || echo "note: state file count changed across warm pulls" >&2
 
-# Library only, cold (blob cache removed each run), for reference.
+# The same digest under another name: a link to the cached disk.
+hyperfine --runs "$RUNS" "$(exp alias)" \
+  --prepare "$B image rm bench2 >/dev/null 2>&1 || true; sync" \
+  -n "banger image pull --name bench2 (same digest installed as bench)" "$B image pull --name bench2 $REF"
+[[ $(stat -c %i "$(find "$WORK/state/images" -name rootfs.ext4 | head -1)") == \
+   $(stat -c %i "$(find "$WORK/state/images" -name rootfs.ext4 | tail -1)") ]] || echo "note: bench and bench2 do not share one disk" >&2
+
+# Library only, cold (blob cache removed each run), for reference, and the
+# phases of a cold pull: layers over 4 connections vs 1, then mkfs.ext4 -d of
+# the flattened tree alone (the rest of a cold pull is FixupExt4 and publishing).
 hyperfine --runs "$RUNS" "$(exp lib)" \
   --prepare "rm -rf $WORK/lib-root $WORK/lib-cache; mkdir -p $WORK/lib-root" \
-  -n "oci_pull_bench PullAndFlatten (cold, no ext4)" "$DRIVER $REF $WORK/lib-root $WORK/lib-cache"
+  -n "oci_pull_bench PullAndFlatten (cold, no ext4)" "$DRIVER $REF $WORK/lib-root $WORK/lib-cache" \
+  -n "oci_pull_bench PullAndFlatten (cold, no ext4, 1 connection)" "BANGER_BENCH_PARALLEL_LAYERS=1 $DRIVER $REF $WORK/lib-root $WORK/lib-cache"
+hyperfine --runs "$RUNS" "$(exp mkfs)" \
+  --prepare "rm -f $WORK/phase.ext4; truncate -s $SIZE $WORK/phase.ext4" \
+  -n "mkfs.ext4 -d of the flattened tree alone" \
+  "mkfs.ext4 -q -F -d $WORK/lib-root -L rootfs -E root_owner=0:0,nodiscard -b 4096 $WORK/phase.ext4"
 echo "load after: $(cat /proc/loadavg)"

@@ -3,6 +3,7 @@
 // (bench/CMakeLists.txt).
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -15,6 +16,8 @@ int main(int argc, char** argv) {
   }
   banger::oci::PullOptions opts;
   opts.blob_dir = argv[3];
+  // For the phase breakdown in bench/oci_pull.sh: layers over N connections.
+  if (const char* p = std::getenv("BANGER_BENCH_PARALLEL_LAYERS"); p && *p) opts.parallel_layers = std::atoi(p);
   auto start = std::chrono::steady_clock::now();
   auto r = banger::oci::PullAndFlatten(argv[1], argv[2], opts);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -155,15 +155,15 @@ void AddArtifactCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
     });
   });
 
-  auto* prune = image->add_subcommand("prune", "Remove cached blobs and leftovers no image uses");
+  auto* prune = image->add_subcommand("prune", "Remove cached blobs, cached root disks and leftovers no image uses");
 
   prune->footer("Example:\n  banger image prune");
   prune->callback([=] {
     with_host([=](host::Host& h) {
       auto r = h.images().Prune();
       if (!r) return Fail(r.error());
-      std::printf("✓ pruned %zu staging leftovers, %zu orphaned images, %llu blobs (%s freed)\n",
-                  r->removed_staging.size(), r->removed_orphans.size(),
+      std::printf("✓ pruned %zu staging leftovers, %zu orphaned images, %zu cached disks, %llu blobs (%s freed)\n",
+                  r->removed_staging.size(), r->removed_orphans.size(), r->removed_disks.size(),
                   static_cast<unsigned long long>(r->removed_blobs), HumanBytes(r->freed_bytes).c_str());
       return 0;
     });

@@ -366,29 +366,15 @@ class VmRuntime final : public SandboxRuntime {
     return "\nconsole ends:\n" + tail;
   }
 
-  // One initramfs per (kernel, agent build), cached beside the kernel.
+  // One initramfs per set of inputs (kernel modules, agent build), cached
+  // beside the kernel (providers/initramfs.h EnsureCachedInitramfs).
   Result<fs::path> EnsureInitramfs(const KernelRecord& kernel) {
-    BANGER_ASSIGN_OR_RETURN(std::string agent_hash, Sha256File(agent_));
-    fs::path dir = fs::path(kernel.kernel_path).parent_path();
-    fs::path out = dir / ("banger-initramfs-" + agent_hash.substr(0, 12) + ".img");
-    std::error_code ec;
-    if (fs::exists(out, ec)) return out;
     if (kernel.modules_dir.empty()) {
       return FailedPrecondition("kernel " + kernel.name + " has no modules directory; banger needs its "
                                 "virtio and ext4 modules for the initramfs");
     }
-    fs::path tmp = out;
-    tmp += ".tmp." + std::to_string(::getpid());
-    Status s = BuildInitramfs(kernel.modules_dir, agent_, tmp);
-    if (!s.ok()) {
-      (void)RemoveAll(tmp);
-      return s.WithContext("building the initramfs for kernel " + kernel.name);
-    }
-    fs::rename(tmp, out, ec);
-    if (ec) {
-      (void)RemoveAll(tmp);
-      return ErrnoStatus(ec.value(), "publishing " + out.string());
-    }
+    auto out = EnsureCachedInitramfs(kernel.modules_dir, agent_, fs::path(kernel.kernel_path).parent_path());
+    if (!out) return out.error().WithContext("building the initramfs for kernel " + kernel.name);
     return out;
   }
 

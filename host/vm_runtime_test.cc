@@ -12,6 +12,7 @@
 #include "base/files.h"
 #include "base/sha256.h"
 #include "base/strings.h"
+#include "providers/initramfs.h"
 #include "providers/qemu_hypervisor.h"
 #include "tests/support/test_util.h"
 
@@ -65,12 +66,19 @@ class VmRuntimeTest : public ::testing::Test {
     kernel_.name = "k";
     kernel_.kernel_path = (root / "kernel/bzImage").string();
     ASSERT_TRUE(WriteFileAtomic(kernel_.kernel_path, "kernel").ok());
-    // The runtime's per-(kernel, agent) initramfs cache, filled beforehand so
-    // that no modules are needed.
-    auto hash = Sha256OfAgent();
-    ASSERT_TRUE(WriteFileAtomic(root / "kernel" / ("banger-initramfs-" + hash.substr(0, 12) + ".img"),
-                                "kernel initramfs")
-                    .ok());
+    // The runtime's initramfs cache (keyed by the agent and the modules),
+    // filled beforehand so that nothing is built from these stand-in modules.
+    kernel_.modules_dir = (root / "kernel/modules").string();
+    std::string dep;
+    for (const auto& m : DefaultGuestModules()) {
+      dep += "kernel/" + m + ".ko:\n";
+      ASSERT_TRUE(MakeDirs(root / "kernel/modules/kernel").ok());
+      ASSERT_TRUE(WriteFileAtomic(root / "kernel/modules/kernel" / (m + ".ko"), m).ok());
+    }
+    ASSERT_TRUE(WriteFileAtomic(root / "kernel/modules/modules.dep", dep).ok());
+    auto cached = InitramfsCacheName(kernel_.modules_dir, Sha256OfAgent());
+    ASSERT_TRUE(cached.ok()) << cached.status().ToString();
+    ASSERT_TRUE(WriteFileAtomic(root / "kernel" / *cached, "kernel initramfs").ok());
     image_.name = "busybox";
     image_.rootfs_path = (root / "rootfs.ext4").string();
     ASSERT_TRUE(WriteFileAtomic(image_.rootfs_path, "disk").ok());

@@ -10,6 +10,10 @@
 #include <chrono>
 #include <thread>
 
+#include <set>
+
+#include <sys/stat.h>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -169,6 +173,61 @@ TEST_F(RegistryImageTest, EnsureOfASpecReferenceRecordsTheExactStringAndPrunesBl
   EXPECT_EQ(pruned->removed_blobs, cached);
   EXPECT_GT(pruned->freed_bytes, 0u);
   EXPECT_TRUE(ListDir(tmp_.path() / "blobs/sha256").empty());
+}
+
+TEST_F(RegistryImageTest, PullAfterRemoveAndUnderAnotherNameReusesTheDiskWithoutLayers) {
+  auto digest = registry_.PushImage("team/app", "3.0", Config(), Layers());
+  ASSERT_TRUE(digest.ok()) << digest.status().ToString();
+  ASSERT_TRUE(registry_.PushImage("mirror/app", "stable", Config(), Layers()).ok());
+  std::string ref = registry_.HostPort() + "/team/app:3.0";
+  auto first = service_->Pull(ref, {});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  struct stat disk {};
+  ASSERT_EQ(::stat(first->rootfs_path.c_str(), &disk), 0);
+  ASSERT_TRUE(service_->Remove(first->name).ok());
+
+  // Take the layers out of the blob cache: a pull that flattened would fetch
+  // them again, a pull that reuses the cached disk does not need them.
+  std::set<std::string> layer_files;
+  for (const auto& n : ListDir(tmp_.path() / "blobs/sha256")) {
+    auto body = ReadFile(tmp_.path() / "blobs/sha256" / n);
+    ASSERT_TRUE(body.ok());
+    if (!body->empty() && (*body)[0] != '{') layer_files.insert(n);  // not JSON: a layer
+  }
+  ASSERT_EQ(layer_files.size(), 2u);
+  for (const auto& n : layer_files) fs::remove(tmp_.path() / "blobs/sha256" / n);
+
+  std::vector<std::string> phases;
+  PullRequest req;
+  req.progress = [&](const oci::PullProgress& p) { phases.push_back(p.phase); };
+  auto again = service_->Pull(ref, req);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  struct stat st {};
+  ASSERT_EQ(::stat(again->rootfs_path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_ino, disk.st_ino) << "the root disk was rebuilt";
+  EXPECT_EQ(again->digest, *digest);
+  EXPECT_EQ(again->config_json, first->config_json);
+  for (const auto& n : layer_files) EXPECT_FALSE(fs::exists(tmp_.path() / "blobs/sha256" / n)) << "layer fetched again";
+  for (const char* p : {"blob", "flatten", "mkfs"}) {
+    EXPECT_EQ(std::count(phases.begin(), phases.end(), p), 0) << p;
+  }
+
+  // The same digest under another reference and name shares the disk.
+  PullRequest other;
+  other.name = "mirrored";
+  auto mirrored = service_->Pull(registry_.HostPort() + "/mirror/app:stable", other);
+  ASSERT_TRUE(mirrored.ok()) << mirrored.status().ToString();
+  ASSERT_EQ(::stat(mirrored->rootfs_path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_ino, disk.st_ino);
+  EXPECT_EQ(E2fsck(mirrored->rootfs_path), 0);
+
+  // Once no image links it, prune removes the cached disk.
+  ASSERT_TRUE(service_->Remove("mirrored").ok());
+  ASSERT_TRUE(service_->Remove(again->name).ok());
+  auto pruned = service_->Prune();
+  ASSERT_TRUE(pruned.ok()) << pruned.status().ToString();
+  EXPECT_EQ(pruned->removed_disks.size(), 1u);
+  EXPECT_TRUE(ListDir(tmp_.path() / "disks").empty());
 }
 
 TEST_F(RegistryImageTest, MissingTagFailsCleanly) {

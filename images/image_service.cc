@@ -19,6 +19,7 @@
 #include "base/files.h"
 #include "base/strings.h"
 #include "images/bundle.h"
+#include "images/disk_cache.h"
 #include "images/ext4_builder.h"
 #include "images/recipes.h"
 
@@ -314,6 +315,9 @@ ImageService::ImageService(StateStore& store, CommandRunner& runner, Clock& cloc
                            ImageServiceOptions options)
     : store_(store), runner_(runner), clock_(clock), options_(std::move(options)) {
   if (!options_.tree_source) options_.tree_source = &oci::PullAndFlatten;
+  // Beside images_dir (state root/disks), on the same file system: published
+  // disks are hard links to the cached ones.
+  if (options_.disks_dir.empty()) options_.disks_dir = options_.images_dir.parent_path() / "disks";
 }
 
 ImageService::~ImageService() = default;
@@ -420,6 +424,8 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
   fs::path tree;
   oci::TreeManifest manifest;
   bool have_manifest = false;
+  DiskCache disk_cache(options_.disks_dir);
+  DiskCache::Lock cache_lock;  // held from the manifest until the disk is cached
   if (src.is_import && fs::is_directory(src.import_path)) {
     tree = src.import_path;  // mkfs reads it in place; nothing to copy
   } else {
@@ -434,6 +440,15 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
       opts.docker_config = options_.docker_config;
       opts.plain_http = options_.plain_http;
       opts.progress = request.progress;
+      // Once the manifest digest is known: take the disk cache's lock for it
+      // (held until this disk is cached, so concurrent pulls build once) and,
+      // if that disk was built before, link it and skip the layers.
+      opts.reuse_check = [&](const std::string& digest) -> Result<bool> {
+        auto key = DiskCache::Key(digest, request.disk_size_bytes);
+        if (!key) return false;
+        BANGER_ASSIGN_OR_RETURN(cache_lock, disk_cache.Acquire(*key));
+        return disk_cache.LinkInto(cache_lock, rootfs);
+      };
       auto pulled_or = options_.tree_source(src.oci_ref, tree, opts);
       if (!pulled_or) {
         // Blobs go to the blob cache, layers are unpacked into the staging tree.
@@ -446,6 +461,11 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
       built.config_json = pulled.config_json;
       manifest = std::move(pulled.manifest);
       have_manifest = true;
+      if (!pulled.flattened) {
+        spdlog::info("image {}: root disk of {} reused from the disk cache", src.name, built.digest);
+        Report(request.progress, "cached", built.digest);
+        return staging.RemoveTree();
+      }
     } else if (src.entry.recipe == RecipeKind::kBusybox) {
       Report(request.progress, "recipe", "busybox");
       BANGER_RETURN_IF_ERROR(BuildBusyboxTree(runner_, options_.busybox, tree));
@@ -468,6 +488,12 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
   BANGER_RETURN_IF_ERROR(NoSpaceError(BuildExt4(runner_, tree, rootfs, request.disk_size_bytes,
                                                 have_manifest ? &manifest : nullptr),
                                       rootfs, "building the root disk (mkfs.ext4 -d)"));
+  if (cache_lock.held()) {
+    // A disk that cannot be cached is still a good disk: the next pull builds again.
+    if (Status c = disk_cache.Publish(cache_lock, rootfs); !c.ok()) {
+      spdlog::warn("image {}: root disk not cached: {}", src.name, c.ToString());
+    }
+  }
   return staging.RemoveTree();
 }
 
@@ -631,6 +657,13 @@ Result<PruneReport> ImageService::Prune() {
   if (!fs::is_directory(options_.images_dir, ec)) return report;
   bool pulls_running = false;
   BANGER_RETURN_IF_ERROR(SweepStaging(report, pulls_running));
+  {
+    // Removed images (and the orphans just swept) no longer link their disks.
+    DiskCache disks(options_.disks_dir);
+    BANGER_ASSIGN_OR_RETURN(DiskCache::PruneResult pruned, disks.Prune());
+    report.removed_disks = std::move(pruned.removed);
+    report.freed_bytes += pruned.freed_bytes;
+  }
   if (pulls_running) {
     // A running pull may be filling the blob cache with blobs no record
     // names yet; leave the cache alone this time.

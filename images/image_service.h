@@ -10,6 +10,12 @@
 // pulls of different names run fully in parallel. Any failure removes the
 // staging directories.
 //
+// OCI images (registry and catalog) get their root disk from the DiskCache
+// (images/disk_cache.h) when one was built from the same manifest digest and
+// disk size: the published rootfs.ext4 is then a hard link to the cached disk,
+// and nothing is flattened or formatted. `Remove` keeps the cached disk;
+// `Prune` removes cached disks that no image links to any more.
+//
 // Thread safety: every method may be called from several threads at once.
 #pragma once
 
@@ -44,6 +50,7 @@ using TreeSource = std::function<Result<oci::PulledImage>(
 struct ImageServiceOptions {
   std::filesystem::path images_dir;  // published images: images_dir/<id>/rootfs.ext4 (0700)
   std::filesystem::path blobs_dir;   // OCI blob cache handed to the tree source
+  std::filesystem::path disks_dir;   // built-disk cache (images/disk_cache.h); empty: <images_dir>/../disks
   ImageCatalog catalog;              // builtin merged with the user's entries
   TreeSource tree_source;            // empty: oci::PullAndFlatten
   std::filesystem::path docker_config;  // registry credentials; may be empty
@@ -63,6 +70,7 @@ struct PullRequest {
 struct PruneReport {
   std::vector<std::string> removed_staging;   // stray *.staging dirs and *.lock files
   std::vector<std::string> removed_orphans;   // images_dir/<id> without a DB row
+  std::vector<std::string> removed_disks;     // cached root disks no image links (keys)
   uint64_t removed_blobs = 0;
   uint64_t freed_bytes = 0;
 };
@@ -114,13 +122,15 @@ class ImageService {
   Status Remove(const std::string& name);
 
   /// Removes stray staging directories and lock files (of pulls no longer
-  /// running), published directories without a record, and cached blobs no
-  /// image uses (skipped while any pull is running).
+  /// running), published directories without a record, cached root disks no
+  /// image links to, and cached blobs no image uses (skipped while any pull is
+  /// running).
   Result<PruneReport> Prune();
 
   void SetBlobPruner(BlobPruner pruner) { blob_pruner_ = std::move(pruner); }
   const ImageCatalog& catalog() const { return options_.catalog; }
   const ImageServiceOptions& options() const { return options_; }
+  const std::filesystem::path& disks_dir() const { return options_.disks_dir; }
 
  private:
   struct Source;     // what to build and how

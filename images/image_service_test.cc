@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "base/sha256.h"
 #include "images/images_test_util.h"
 
 namespace banger::images {
@@ -32,6 +33,7 @@ constexpr char kConfig[] =
 class FakeTreeSource {
  public:
   std::atomic<int> calls{0};
+  std::atomic<int> trees{0};  // pulls that flattened (were not answered by the disk cache)
   /// Runs inside the pull, after the tree is written; may block or fail.
   std::function<Status(const std::string& ref)> hook;
 
@@ -42,15 +44,32 @@ class FakeTreeSource {
       EXPECT_FALSE(opts.blob_dir.empty());
       EXPECT_TRUE(fs::is_directory(dest));
       EXPECT_TRUE(ListDir(dest).empty()) << "tree dir must start empty";
-      MakeTree(dest, ref);
-      if (hook) BANGER_RETURN_IF_ERROR(hook(ref));
       oci::PulledImage img;
       img.reference = ref;
-      img.manifest_digest = kDigest;
+      img.manifest_digest = DigestOf(ref);
       img.config_json = kConfig;
+      if (opts.reuse_check) {  // as the real puller: before any layer
+        BANGER_ASSIGN_OR_RETURN(bool reuse, opts.reuse_check(img.manifest_digest));
+        if (reuse) {
+          img.flattened = false;
+          return img;
+        }
+      }
+      ++trees;
+      MakeTree(dest, ref);
+      if (hook) BANGER_RETURN_IF_ERROR(hook(ref));
       img.tree_bytes = 4096;
       return img;
     };
+  }
+
+  /// The team/alpine image (also under other references) has kDigest; any
+  /// other reference is an image of its own.
+  static std::string DigestOf(const std::string& ref) {
+    if (ref.find("team/alpine") != std::string::npos || ref.find("mirror/alpine") != std::string::npos) {
+      return kDigest;
+    }
+    return "sha256:" + Sha256Hex(ref);
   }
 
  private:
@@ -181,11 +200,7 @@ TEST_F(ImageServiceTest, MkfsFailureLeavesNoStagingAndNoRecord) {
 }
 
 TEST_F(ImageServiceTest, TwoConcurrentPullsOfOneNameHaveExactlyOneWinner) {
-  Barrier both(2);
-  fake_.hook = [&](const std::string&) {
-    EXPECT_TRUE(both.ArriveAndWait(std::chrono::seconds(30))) << "pulls did not overlap";
-    return OkStatus();
-  };
+  // The second pull waits at the disk cache's lock for the first one's disk.
   auto pull = [&] { return service_->Pull("localhost:5000/team/alpine:3.19", {}); };
   auto a = std::async(std::launch::async, pull);
   auto b = std::async(std::launch::async, pull);
@@ -200,6 +215,7 @@ TEST_F(ImageServiceTest, TwoConcurrentPullsOfOneNameHaveExactlyOneWinner) {
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->size(), 1u);
   EXPECT_TRUE(fs::exists(winner->rootfs_path));
+  EXPECT_EQ(fake_.trees, 1) << "both pulls flattened the same image";
 }
 
 TEST_F(ImageServiceTest, PullsOfDifferentNamesRunInParallel) {
@@ -408,6 +424,159 @@ TEST_F(ImageServiceTest, PruneHandsTheRecordedDigestsToTheBlobPruner) {
   EXPECT_EQ(kept, (std::vector<std::string>{kDigest}));
   EXPECT_EQ(report->removed_blobs, 3u);
   EXPECT_EQ(report->freed_bytes, 12345u);
+}
+
+// --- disk cache ---------------------------------------------------------------
+
+fs::path DisksDir(const fs::path& images_dir) { return images_dir.parent_path() / "disks"; }
+
+ino_t Inode(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_ino;
+}
+
+TEST_F(ImageServiceTest, PullAfterRemoveReusesTheCachedDiskWithoutFlattenOrMkfs) {
+  testing::CountingRunner counting;
+  auto service = MakeService(fake_.AsTreeSource(), &counting);
+  const std::string ref = "localhost:5000/team/alpine:3.19";
+  auto first = service->Pull(ref, {});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(counting.Runs("mkfs.ext4"), 1);
+  ino_t disk = Inode(first->rootfs_path);
+  ASSERT_TRUE(service->Remove("alpine-3.19").ok());
+  EXPECT_FALSE(fs::exists(first->rootfs_path));
+
+  std::vector<std::string> phases;
+  PullRequest req;
+  req.progress = [&](const oci::PullProgress& p) { phases.push_back(p.phase); };
+  auto again = service->Pull(ref, req);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(fake_.trees, 1) << "the second pull flattened the layers again";
+  EXPECT_EQ(counting.Runs("mkfs.ext4"), 1) << "the second pull ran mkfs.ext4 again";
+  EXPECT_EQ(Inode(again->rootfs_path), disk);
+  EXPECT_NE(again->id, first->id);
+  EXPECT_EQ(again->digest, kDigest);
+  EXPECT_EQ(again->config_json, kConfig);
+  EXPECT_EQ(again->size_bytes, 1ull << 30);
+  EXPECT_NE(std::find(phases.begin(), phases.end(), "cached"), phases.end());
+  EXPECT_EQ(std::find(phases.begin(), phases.end(), "mkfs"), phases.end());
+  auto app = DebugfsStat(again->rootfs_path, "/bin/app");
+  ASSERT_TRUE(app);
+  EXPECT_EQ(app->mode, 04755u);
+  EXPECT_TRUE(Leftovers().empty()) << Join(Leftovers(), " ");
+}
+
+TEST_F(ImageServiceTest, TwoNamesOfOneDigestShareOneDiskAndADifferentSizeIsAnotherDisk) {
+  testing::CountingRunner counting;
+  auto service = MakeService(fake_.AsTreeSource(), &counting);
+  auto a = service->Pull("localhost:5000/team/alpine:3.19", {});
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  PullRequest other;
+  other.name = "alpine-mirror";
+  auto b = service->Pull("localhost:5001/mirror/alpine:stable", other);  // same digest
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(counting.Runs("mkfs.ext4"), 1);
+  EXPECT_EQ(fake_.trees, 1);
+  EXPECT_EQ(Inode(a->rootfs_path), Inode(b->rootfs_path));
+  struct stat st {};
+  ASSERT_EQ(::stat(a->rootfs_path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 3u) << "two images and the cache entry";
+
+  PullRequest sized;
+  sized.name = "alpine-small";
+  sized.disk_size_bytes = 256ull << 20;
+  auto c = service->Pull("localhost:5000/team/alpine:3.19", sized);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(counting.Runs("mkfs.ext4"), 2);
+  EXPECT_NE(Inode(c->rootfs_path), Inode(a->rootfs_path));
+  EXPECT_EQ(fs::file_size(c->rootfs_path), 256ull << 20);
+
+  // Other images are built as before.
+  ASSERT_TRUE(service->Pull("localhost:5000/other/image:1", {}).ok());
+  EXPECT_EQ(counting.Runs("mkfs.ext4"), 3);
+  EXPECT_EQ(ListDir(DisksDir(images_dir())).size(), 6u) << Join(ListDir(DisksDir(images_dir())), " ");
+}
+
+TEST_F(ImageServiceTest, PruneRemovesACachedDiskOnlyOnceNoImageLinksIt) {
+  testing::CountingRunner counting;
+  auto service = MakeService(fake_.AsTreeSource(), &counting);
+  auto a = service->Pull("localhost:5000/team/alpine:3.19", {});
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  PullRequest other;
+  other.name = "alpine-mirror";
+  ASSERT_TRUE(service->Pull("localhost:5001/mirror/alpine:stable", other).ok());
+  const std::string key =
+      "v1-1111111111111111111111111111111111111111111111111111111111111111-auto";
+  fs::path cached = DisksDir(images_dir()) / (key + ".ext4");
+  ASSERT_TRUE(fs::exists(cached));
+
+  ASSERT_TRUE(service->Remove("alpine-3.19").ok());
+  auto r1 = service->Prune();
+  ASSERT_TRUE(r1.ok()) << r1.status().ToString();
+  EXPECT_TRUE(r1->removed_disks.empty()) << "alpine-mirror still links the disk";
+  EXPECT_TRUE(fs::exists(cached));
+
+  ASSERT_TRUE(service->Remove("alpine-mirror").ok());
+  EXPECT_TRUE(fs::exists(cached)) << "image rm of the last name keeps the cached disk";
+  auto r2 = service->Prune();
+  ASSERT_TRUE(r2.ok()) << r2.status().ToString();
+  EXPECT_EQ(r2->removed_disks, std::vector<std::string>{key});
+  EXPECT_GT(r2->freed_bytes, 0u);
+  EXPECT_TRUE(ListDir(DisksDir(images_dir())).empty()) << Join(ListDir(DisksDir(images_dir())), " ");
+
+  // Pruned: the next pull builds again.
+  ASSERT_TRUE(service->Pull("localhost:5000/team/alpine:3.19", {}).ok());
+  EXPECT_EQ(counting.Runs("mkfs.ext4"), 2);
+}
+
+TEST_F(ImageServiceTest, ConcurrentPullsOfOneDigestUnderTwoNamesBuildOnce) {
+  testing::CountingRunner counting;
+  auto service = MakeService(fake_.AsTreeSource(), &counting);
+  std::atomic<int> in_hook{0};
+  fake_.hook = [&](const std::string&) {
+    ++in_hook;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // widen the window
+    return OkStatus();
+  };
+  PullRequest r1, r2;
+  r1.name = "one";
+  r2.name = "two";
+  auto a = std::async(std::launch::async,
+                      [&] { return service->Pull("localhost:5000/team/alpine:3.19", r1); });
+  auto b = std::async(std::launch::async,
+                      [&] { return service->Pull("localhost:5001/mirror/alpine:3.19", r2); });
+  auto ra = a.get(), rb = b.get();
+  ASSERT_TRUE(ra.ok()) << ra.status().ToString();
+  ASSERT_TRUE(rb.ok()) << rb.status().ToString();
+  EXPECT_EQ(fake_.trees, 1);
+  EXPECT_EQ(counting.Runs("mkfs.ext4"), 1);
+  EXPECT_EQ(Inode(ra->rootfs_path), Inode(rb->rootfs_path));
+}
+
+TEST_F(ImageServiceTest, PruneLeavesTheDiskOfARunningBuildAlone) {
+  Barrier in_pull(2), may_finish(2);
+  fake_.hook = [&](const std::string&) {
+    in_pull.ArriveAndWait(std::chrono::seconds(30));
+    may_finish.ArriveAndWait(std::chrono::seconds(30));
+    return OkStatus();
+  };
+  // A stale cached disk of the same key, linked by no image (as after a
+  // crash between the cache link and the publish): the running pull holds
+  // the key's lock, so Prune must not touch it.
+  auto running = std::async(std::launch::async,
+                            [&] { return service_->Pull("localhost:5000/team/alpine:3.19", {}); });
+  ASSERT_TRUE(in_pull.ArriveAndWait(std::chrono::seconds(30)));
+  const std::string key =
+      "v1-1111111111111111111111111111111111111111111111111111111111111111-auto";
+  ASSERT_TRUE(fs::exists(DisksDir(images_dir()) / (key + ".lock")));
+  auto report = service_->Prune();
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_TRUE(report->removed_disks.empty());
+  may_finish.ArriveAndWait(std::chrono::seconds(30));
+  auto rec = running.get();
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  EXPECT_TRUE(fs::exists(DisksDir(images_dir()) / (key + ".ext4")));
 }
 
 TEST_F(ImageServiceTest, ImportFromADirectoryKeepsOwners) {

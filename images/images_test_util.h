@@ -209,4 +209,29 @@ class FailingRunner final : public CommandRunner {
   std::unique_ptr<CommandRunner> real_ = MakePosixCommandRunner();
 };
 
+/// Runs every command for real and counts them by program (argv[0]).
+class CountingRunner final : public CommandRunner {
+ public:
+  Result<CommandOutput> Run(const CommandSpec& spec) override {
+    if (!spec.argv.empty()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++runs_[spec.argv[0]];
+    }
+    return real_->Run(spec);
+  }
+  Result<ProcessIdentity> StartDetached(const CommandSpec& spec) override {
+    return real_->StartDetached(spec);
+  }
+  int Runs(const std::string& program) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find(program);
+    return it == runs_.end() ? 0 : it->second;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, int> runs_;
+  std::unique_ptr<CommandRunner> real_ = MakePosixCommandRunner();
+};
+
 }  // namespace banger::images::testing

@@ -594,16 +594,38 @@ Status Flattener::Finish() {
 
 }  // namespace
 
-Result<FlattenStats> FlattenLayers(const std::vector<LayerFile>& layers, const fs::path& dest_dir,
-                                   const FlattenProgressFn& progress, TreeManifest* manifest) {
+struct LayerApplier::Impl {
+  explicit Impl(Fd root, TreeManifest* manifest) : f(std::move(root), manifest) {}
+  Flattener f;
+};
+
+LayerApplier::LayerApplier(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+LayerApplier::~LayerApplier() = default;
+
+Result<std::unique_ptr<LayerApplier>> LayerApplier::Open(const fs::path& dest_dir,
+                                                         TreeManifest* manifest) {
   Fd root(::open(dest_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root.valid()) return ErrnoStatus(errno, "open destination " + dest_dir.string());
-  Flattener f(std::move(root), manifest);
+  return std::unique_ptr<LayerApplier>(
+      new LayerApplier(std::make_unique<Impl>(std::move(root), manifest)));
+}
+
+Status LayerApplier::Apply(const LayerFile& layer, const FlattenProgressFn& progress) {
+  return impl_->f.Apply(layer, progress);
+}
+
+Result<FlattenStats> LayerApplier::Finish() {
+  BANGER_RETURN_IF_ERROR(impl_->f.Finish());
+  return impl_->f.stats();
+}
+
+Result<FlattenStats> FlattenLayers(const std::vector<LayerFile>& layers, const fs::path& dest_dir,
+                                   const FlattenProgressFn& progress, TreeManifest* manifest) {
+  BANGER_ASSIGN_OR_RETURN(std::unique_ptr<LayerApplier> applier, LayerApplier::Open(dest_dir, manifest));
   for (const LayerFile& layer : layers) {
-    BANGER_RETURN_IF_ERROR(f.Apply(layer, progress));
+    BANGER_RETURN_IF_ERROR(applier->Apply(layer, progress));
   }
-  BANGER_RETURN_IF_ERROR(f.Finish());
-  return f.stats();
+  return applier->Finish();
 }
 
 void EraseSubtree(TreeManifest& manifest, const std::string& path) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -75,6 +76,25 @@ Result<FlattenStats> FlattenLayers(const std::vector<LayerFile>& layers,
                                    const std::filesystem::path& dest_dir,
                                    const FlattenProgressFn& progress = {},
                                    TreeManifest* manifest = nullptr);
+
+/// FlattenLayers one layer at a time, for callers that get layers as they
+/// arrive (the puller downloads them in parallel): Apply them base first,
+/// then Finish. Same rules and errors as FlattenLayers.
+class LayerApplier {
+ public:
+  static Result<std::unique_ptr<LayerApplier>> Open(const std::filesystem::path& dest_dir,
+                                                    TreeManifest* manifest = nullptr);
+  ~LayerApplier();
+  LayerApplier(const LayerApplier&) = delete;
+  LayerApplier& operator=(const LayerApplier&) = delete;
+  Status Apply(const LayerFile& layer, const FlattenProgressFn& progress = {});
+  Result<FlattenStats> Finish();
+
+ private:
+  struct Impl;
+  explicit LayerApplier(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 /// Apparent size of a tree: regular-file sizes (each inode once) plus symlink
 /// lengths. Never follows symlinks.

@@ -2,7 +2,11 @@
 
 #include <dirent.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -39,6 +43,8 @@ Status CheckEmptyDir(const fs::path& dir) {
 void Report(const PullOptions& o, std::string phase, std::string item, uint64_t done,
             uint64_t total) {
   if (!o.progress) return;
+  static std::mutex report_mu;  // layer downloads report from several threads
+  std::lock_guard<std::mutex> lock(report_mu);
   PullProgress p;
   p.phase = std::move(phase);
   p.item = std::move(item);
@@ -113,26 +119,111 @@ Result<PulledImage> PullAndFlatten(const std::string& reference, const fs::path&
   BANGER_ASSIGN_OR_RETURN(uint64_t config_bytes, client.FetchBlob(manifest.config, cache));
   out.bytes_downloaded += config_bytes;
   BANGER_ASSIGN_OR_RETURN(out.config_json, cache.Read(manifest.config.digest));
-
-  std::vector<LayerFile> layers;
-  for (const Descriptor& l : manifest.layers) {
-    uint64_t total = l.size > 0 ? static_cast<uint64_t>(l.size) : 0;
-    BANGER_ASSIGN_OR_RETURN(
-        uint64_t n, client.FetchBlob(l, cache, [&](uint64_t done, uint64_t t) {
-          Report(options, "blob", l.digest, done, t);
-        }));
-    if (n > 0) spdlog::debug("{}: fetched layer {} ({} bytes)", what, l.digest, n);
-    Report(options, "blob", l.digest, total, total);
-    out.bytes_downloaded += n;
-    out.layer_digests.push_back(l.digest);
-    layers.push_back(LayerFile{cache.PathFor(l.digest), l.digest, l.media_type});
+  if (options.reuse_check) {
+    BANGER_ASSIGN_OR_RETURN(bool reuse, options.reuse_check(out.manifest_digest));
+    if (reuse) {
+      for (const Descriptor& l : manifest.layers) out.layer_digests.push_back(l.digest);
+      out.flattened = false;
+      spdlog::info("{} ({}): layers not needed, the caller reuses what they built", what,
+                   out.manifest_digest);
+      return out;
+    }
   }
 
-  BANGER_ASSIGN_OR_RETURN(
-      FlattenStats stats,
-      FlattenLayers(layers, dest_dir, [&](const LayerFile& layer, uint64_t done, uint64_t total) {
-        Report(options, "flatten", layer.digest, done, total);
-      }, &out.manifest));
+  // Layers download over up to `parallel_layers` connections (each worker has
+  // its own client: a client is one connection and not thread-safe) and are
+  // applied here, in order, as soon as each one and all below it are cached.
+  const size_t n = manifest.layers.size();
+  std::vector<LayerFile> layers;
+  layers.reserve(n);
+  for (const Descriptor& l : manifest.layers) {
+    layers.push_back(LayerFile{cache.PathFor(l.digest), l.digest, l.media_type});
+    out.layer_digests.push_back(l.digest);
+  }
+  struct Slot {
+    bool done = false;
+    Status status;
+    uint64_t bytes = 0;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Slot> slots(n);
+  size_t next = 0;
+  bool stop = false;
+  auto fetch_worker = [&]() {
+    std::unique_ptr<HttpClient> wh;
+    std::unique_ptr<RegistryClient> wc;
+    for (;;) {
+      size_t i;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (stop || next >= n) return;
+        i = next++;
+      }
+      const Descriptor& l = manifest.layers[i];
+      Result<uint64_t> got = [&]() -> Result<uint64_t> {
+        if (cache.Has(l.digest, l.size > 0 ? l.size : -1)) return uint64_t{0};
+        if (!wc) {
+          wh = MakeCurlHttpClient();
+          wc = std::make_unique<RegistryClient>(*wh, ref, ro);
+          std::lock_guard<std::mutex> lock(mu);  // workers copy one at a time; nobody writes it now
+          wc->ShareAuthFrom(client);
+        }
+        return wc->FetchBlob(l, cache, [&](uint64_t done, uint64_t t) {
+          Report(options, "blob", l.digest, done, t);
+        });
+      }();
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        slots[i].done = true;
+        if (got) {
+          slots[i].bytes = *got;
+        } else {
+          slots[i].status = got.error();
+          stop = true;  // start no further download
+        }
+      }
+      cv.notify_all();
+    }
+  };
+  size_t workers = std::min<size_t>(n, static_cast<size_t>(std::max(1, options.parallel_layers)));
+  std::vector<std::thread> threads;
+  for (size_t w = 0; w < workers; ++w) threads.emplace_back(fetch_worker);
+  auto join = [&]() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      stop = true;
+    }
+    for (auto& t : threads) t.join();
+    threads.clear();
+  };
+
+  auto apply_all = [&]() -> Result<FlattenStats> {
+    BANGER_ASSIGN_OR_RETURN(std::unique_ptr<LayerApplier> applier,
+                            LayerApplier::Open(dest_dir, &out.manifest));
+    for (size_t i = 0; i < n; ++i) {
+      Slot slot;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return slots[i].done; });
+        slot = slots[i];
+      }
+      BANGER_RETURN_IF_ERROR(slot.status);
+      const Descriptor& l = manifest.layers[i];
+      uint64_t total = l.size > 0 ? static_cast<uint64_t>(l.size) : 0;
+      if (slot.bytes > 0) spdlog::debug("{}: fetched layer {} ({} bytes)", what, l.digest, slot.bytes);
+      Report(options, "blob", l.digest, total, total);
+      out.bytes_downloaded += slot.bytes;
+      BANGER_RETURN_IF_ERROR(applier->Apply(layers[i], [&](const LayerFile& layer, uint64_t done, uint64_t t) {
+        Report(options, "flatten", layer.digest, done, t);
+      }));
+    }
+    return applier->Finish();
+  };
+  Result<FlattenStats> applied = apply_all();
+  join();
+  if (!applied) return applied.error();
+  FlattenStats stats = *applied;
   BANGER_ASSIGN_OR_RETURN(out.tree_bytes, TreeApparentSize(dest_dir));
   spdlog::info("pulled {} ({}): {} layers, {} entries, {} downloaded", what, out.manifest_digest,
                layers.size(), stats.entries, HumanBytes(out.bytes_downloaded));

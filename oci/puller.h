@@ -17,7 +17,9 @@
 
 namespace banger::oci {
 
-/// Progress of a long transfer; called from the pulling thread.
+/// Progress of a long transfer; called from the pulling threads, one call at
+/// a time (layers download in parallel, so "blob" reports of several layers
+/// interleave).
 struct PullProgress {
   std::string phase;          // "manifest", "blob", "flatten"
   std::string item;           // digest or layer being worked on
@@ -42,6 +44,14 @@ struct PullOptions {
   // else 90 s.
   std::chrono::seconds stall_timeout{0};
   Clock* clock = nullptr;                 // for the backoff sleeps; nullptr: system clock
+  // Layers are downloaded by up to this many connections at once and applied
+  // to the tree in order as they arrive (layer N after N-1). At least 1.
+  int parallel_layers = 4;
+  // Called once the platform's image manifest is known (its digest), before
+  // any layer is fetched. Returning true ends the pull there: the caller
+  // already has what the layers would build (images/: a cached root disk), so
+  // the result has the digest and config but no tree (flattened == false).
+  std::function<Result<bool>(const std::string& manifest_digest)> reuse_check;
 };
 
 /// The stall timeout a pull uses: `configured` if > 0, else
@@ -58,12 +68,17 @@ struct PulledImage {
   std::string index_digest;     // the image index / manifest list digest, if any
   std::vector<std::string> layer_digests;  // base layer first
   TreeManifest manifest;  // exact metadata of every entry (owners, modes, xattrs, devices)
+  bool flattened = true;  // false: reuse_check said the tree is not needed
 };
 
 /// Resolves `reference`, fetches (or reuses from the cache) every blob,
-/// verifies each sha256, and flattens the layers in order into `dest_dir`
+/// verifies each sha256 (layers over up to options.parallel_layers
+/// connections), and flattens the layers in order into `dest_dir` as they
+/// arrive
 /// (which must exist and be empty), applying whiteouts. Entries that would
 /// escape dest_dir are refused with an error naming the layer and entry.
+/// On a failure no further layer download starts; those in flight finish
+/// (their verified blobs stay cached) before the error is returned.
 /// Thread-safe: concurrent pulls share the blob cache safely.
 Result<PulledImage> PullAndFlatten(const std::string& reference,
                                    const std::filesystem::path& dest_dir,

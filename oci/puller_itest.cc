@@ -269,6 +269,113 @@ TEST_F(RegistryPullTest, PullsMultiLayerImageAndWarmRepullDownloadsNothing) {
   EXPECT_EQ(refs->size(), 5u);
 }
 
+// Eight layers, each overwriting /order and adding its own file; layer 5
+// whites out layer 2's file and makes /opq opaque. Applied out of order, the
+// tree would differ.
+std::vector<Blob> ManyLayers() {
+  std::vector<Blob> out;
+  for (int i = 0; i < 8; ++i) {
+    std::string big(256 * 1024 + i, '\0');
+    for (size_t k = 0; k < big.size(); ++k) big[k] = static_cast<char>((k * 31 + i * 7) % 253);
+    TarBuilder b;
+    b.File("order", "layer " + std::to_string(i) + "\n")
+        .File("l" + std::to_string(i), "from layer " + std::to_string(i))
+        .File("big" + std::to_string(i), big)
+        .Dir("opq")
+        .File("opq/f" + std::to_string(i), "x");
+    if (i == 5) b.Whiteout("", "l2").Opaque("opq");
+    out.push_back({std::string(i % 2 ? kLayerZstd : kLayerGzip), b.Build(i % 2 ? Compression::kZstd : Compression::kGzip)});
+  }
+  return out;
+}
+
+TEST_F(RegistryPullTest, LayersDownloadInParallelAndApplyInOrder) {
+  TestImage img = MakeImage(ManyLayers());
+  Pusher push(Host());
+  ASSERT_TRUE(push.PushImage("banger/many", "v1", img).ok());
+  for (int parallel : {4, 1}) {
+    SCOPED_TRACE("parallel_layers " + std::to_string(parallel));
+    (void)RemoveAll(blobs_);
+    std::vector<std::string> flattened;  // layers in the order they were applied
+    PullOptions opts = Options();
+    opts.parallel_layers = parallel;
+    opts.progress = [&](const PullProgress& p) {
+      if (p.phase == "flatten" && (flattened.empty() || flattened.back() != p.item)) flattened.push_back(p.item);
+    };
+    fs::path dest = NewDest("many" + std::to_string(parallel));
+    auto r = PullAndFlatten(Host() + "/banger/many:v1", dest, opts);
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    std::vector<std::string> want;
+    for (const Blob& l : img.layers) want.push_back(l.Digest());
+    EXPECT_EQ(flattened, want);
+    EXPECT_EQ(r->layer_digests, want);
+    uint64_t expected_bytes = img.manifest.size() + img.config.data.size();
+    for (const Blob& l : img.layers) expected_bytes += l.data.size();
+    EXPECT_EQ(r->bytes_downloaded, expected_bytes);
+    EXPECT_EQ(ReadOr(dest / "order"), "layer 7\n");
+    EXPECT_FALSE(Exists(dest / "l2")) << "layer 5's whiteout was applied before layer 2";
+    for (int i : {0, 1, 3, 4, 5, 6, 7}) EXPECT_EQ(ReadOr(dest / ("l" + std::to_string(i))), "from layer " + std::to_string(i));
+    std::set<std::string> opq;
+    for (const auto& e : fs::directory_iterator(dest / "opq")) opq.insert(e.path().filename().string());
+    EXPECT_EQ(opq, (std::set<std::string>{"f5", "f6", "f7"}));
+    EXPECT_EQ(fs::file_size(dest / "big7"), 256u * 1024 + 7);
+  }
+}
+
+TEST_F(RegistryPullTest, AFailingLayerStopsThePullAppliesNothingAboveItAndLeavesNoTempFiles) {
+  TestImage img = MakeImage(ManyLayers());
+  Pusher push(Host());
+  ASSERT_TRUE(push.PushImage("banger/broken", "v1", img).ok());
+  // The registry loses layer 3's data: its GET fails (not found, no retry helps).
+  std::string hex = img.layers[3].Digest().substr(7);
+  fs::path data = *registry_root_ / "storage/docker/registry/v2/blobs/sha256" / hex.substr(0, 2) / hex / "data";
+  ASSERT_TRUE(fs::exists(data)) << data;
+  fs::path saved = tmp_->path() / "layer3.saved";
+  fs::rename(data, saved);
+  fs::path dest = NewDest("broken");
+  auto r = PullAndFlatten(Host() + "/banger/broken:v1", dest, Options());
+  fs::rename(saved, data);  // before any assertion: other tests may push this blob
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find(img.layers[3].Digest()), std::string::npos) << r.error().message();
+  // Layers below 3 were applied, nothing from 3 or above.
+  EXPECT_EQ(ReadOr(dest / "order"), "layer 2\n");
+  EXPECT_FALSE(Exists(dest / "l3"));
+  EXPECT_FALSE(Exists(dest / "l4"));
+  std::set<std::string> files = CacheFiles(blobs_);
+  EXPECT_FALSE(files.count(hex));
+  for (const std::string& f : files) {
+    EXPECT_EQ(f.find(".partial."), std::string::npos) << "temp file left: " << f;
+  }
+  // The blobs that did arrive are verified and reused by the next pull.
+  fs::path dest2 = NewDest("fixed");
+  auto again = PullAndFlatten(Host() + "/banger/broken:v1", dest2, Options());
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  EXPECT_EQ(ReadOr(dest2 / "order"), "layer 7\n");
+  EXPECT_GE(again->bytes_downloaded, img.layers[3].data.size());
+}
+
+TEST_F(RegistryPullTest, ReuseCheckSeesTheManifestDigestAndSkipsTheLayers) {
+  TestImage img = MakeImage(RichLayers());
+  Pusher push(Host());
+  ASSERT_TRUE(push.PushImage("banger/reuse", "v1", img).ok());
+  std::string seen;
+  PullOptions opts = Options();
+  opts.reuse_check = [&](const std::string& digest) -> Result<bool> {
+    seen = digest;
+    return true;
+  };
+  fs::path dest = NewDest("reuse");
+  auto r = PullAndFlatten(Host() + "/banger/reuse:v1", dest, opts);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(seen, img.Digest());
+  EXPECT_FALSE(r->flattened);
+  EXPECT_EQ(r->config_json, img.config.data);
+  EXPECT_TRUE(fs::is_empty(dest));
+  std::set<std::string> files = CacheFiles(blobs_);
+  EXPECT_EQ(files, (std::set<std::string>{img.Digest().substr(7), img.config.Digest().substr(7)}))
+      << "layers were downloaded although the caller reuses its disk";
+}
+
 TEST_F(RegistryPullTest, ImageIndexSelectsPlatform) {
   TestImage amd = MakeImage({{std::string(kLayerGzip),
                                     TarBuilder().File("arch", "amd64").Build(Compression::kGzip)}});

@@ -344,4 +344,11 @@ Result<uint64_t> RegistryClient::FetchBlob(const Descriptor& d, const BlobStore&
   return transferred;
 }
 
+void RegistryClient::ShareAuthFrom(const RegistryClient& other) {
+  creds_ = other.creds_;
+  creds_loaded_ = other.creds_loaded_;
+  use_basic_ = other.use_basic_;
+  tokens_ = other.tokens_;
+}
+
 }  // namespace banger::oci

@@ -89,6 +89,12 @@ class RegistryClient {
 
   std::string BaseUrl() const;  // "https://host/v2/repo"
 
+  /// Starts with `other`'s credentials and bearer tokens (a client for
+  /// another connection to the same repository, e.g. a parallel layer
+  /// download), so the registry is not asked for a token again. `other` must
+  /// not be in use by another thread meanwhile.
+  void ShareAuthFrom(const RegistryClient& other);
+
  private:
   // Sends with the current credentials, answering one 401 challenge.
   Result<HttpResponse> Send(HttpRequest req, const BodySink& sink);

@@ -6,13 +6,17 @@
 
 #include <sys/sysmacros.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
 #include <set>
+#include <thread>
 
 #include "base/files.h"
+#include "base/sha256.h"
 #include "base/strings.h"
 
 namespace banger {
@@ -354,6 +358,48 @@ Result<std::vector<std::string>> ListCpio(const fs::path& path) {
     archive_read_data_skip(a.get());
   }
   if (r != ARCHIVE_EOF) return ArchiveError(a.get(), "read " + path.string());
+  return out;
+}
+
+Result<std::string> InitramfsCacheName(const fs::path& modules_dir, const std::string& agent_sha256,
+                                       const std::vector<std::string>& modules) {
+  BANGER_ASSIGN_OR_RETURN(std::vector<std::string> order, ResolveModuleLoadOrder(modules_dir, modules));
+  Sha256 h;
+  h.Update("banger-initramfs-v1\n");  // bump when BuildInitramfs changes what it writes
+  h.Update("agent " + agent_sha256 + "\n");
+  for (const auto& m : modules) h.Update("want " + m + "\n");
+  for (const auto& rel : order) {
+    struct stat st;
+    fs::path p = modules_dir / rel;
+    if (::stat(p.c_str(), &st) != 0) return ErrnoStatus(errno, "stat " + p.string());
+    h.Update("module " + rel + " " + std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) +
+             "." + std::to_string(st.st_mtim.tv_nsec) + "\n");
+  }
+  return "banger-initramfs-" + h.HexDigest().substr(0, 16) + ".img";
+}
+
+Result<fs::path> EnsureCachedInitramfs(const fs::path& modules_dir, const fs::path& agent_binary,
+                                       const fs::path& cache_dir, bool* built,
+                                       const std::vector<std::string>& modules) {
+  if (built) *built = false;
+  BANGER_ASSIGN_OR_RETURN(std::string agent_hash, Sha256File(agent_binary));
+  BANGER_ASSIGN_OR_RETURN(std::string name, InitramfsCacheName(modules_dir, agent_hash, modules));
+  fs::path out = cache_dir / name;
+  std::error_code ec;
+  if (fs::exists(out, ec)) return out;
+  fs::path tmp = out;
+  tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()));
+  Status s = BuildInitramfs(modules_dir, agent_binary, tmp, modules);
+  if (!s.ok()) {
+    (void)RemoveAll(tmp);
+    return s;
+  }
+  fs::rename(tmp, out, ec);
+  if (ec) {
+    (void)RemoveAll(tmp);
+    return ErrnoStatus(ec.value(), "publish " + out.string());
+  }
+  if (built) *built = true;
   return out;
 }
 

@@ -40,6 +40,26 @@ Status BuildInitramfs(const std::filesystem::path& modules_dir,
                       const std::vector<std::string>& modules = DefaultGuestModules(),
                       const std::vector<std::string>& optional_modules = OptionalGuestModules());
 
+/// The name of the cached initramfs built from these inputs:
+/// "banger-initramfs-<16 hex>.img", the hex being a sha256 over the builder's
+/// format version, the agent binary's sha256, the wanted module names, and
+/// each resolved module's path, size and modification time (a kernel's
+/// modules are immutable in its published directory; size and mtime also
+/// catch an in-place update of a host's /lib/modules/<version>).
+Result<std::string> InitramfsCacheName(const std::filesystem::path& modules_dir,
+                                       const std::string& agent_sha256,
+                                       const std::vector<std::string>& modules = DefaultGuestModules());
+
+/// The initramfs for `modules_dir` and `agent_binary`, built once per set of
+/// inputs (InitramfsCacheName) into `cache_dir` and reused afterwards: built
+/// in a temporary file and renamed into place, so a reader never sees a
+/// partial file (two concurrent first builds write identical bytes; one
+/// rename wins). `built` (optional) tells whether this call built it.
+Result<std::filesystem::path> EnsureCachedInitramfs(
+    const std::filesystem::path& modules_dir, const std::filesystem::path& agent_binary,
+    const std::filesystem::path& cache_dir, bool* built = nullptr,
+    const std::vector<std::string>& modules = DefaultGuestModules());
+
 /// Writes `out` (mode 0600) = the bytes of `kernel_initramfs`, zero-padded to
 /// 4 bytes, + an uncompressed newc cpio with banger/config.json.
 Status WriteSandboxInitrd(const std::filesystem::path& kernel_initramfs, const GuestConfig& guest,

@@ -214,6 +214,59 @@ TEST(InitramfsTest, BuildsDeterministicArchiveWithAgentModulesAndOrder) {
   EXPECT_TRUE(has("lib/banger/modules.order 100644"));
 }
 
+TEST(InitramfsTest, CachedInitramfsIsBuiltOncePerInputsAndAgainWhenAnyChanges) {
+  TempDir t;
+  fs::path mods = t.path() / "modules";
+  WriteSyntheticModules(mods);
+  for (const char* m : {"kernel/lib/crc16.ko", "kernel/fs/mbcache.ko", "kernel/fs/jbd2/jbd2.ko",
+                        "kernel/crypto/crc32c_generic.ko", "kernel/fs/ext4/ext4.ko.xz",
+                        "kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko"}) {
+    Write(mods / m, std::string("module ") + m);
+  }
+  Write(t.path() / "agent", "#!agent v1");
+  fs::path cache = t.path() / "kernel";
+  ASSERT_TRUE(MakeDirs(cache).ok());
+  auto runner = MakePosixCommandRunner();
+  // ext4 must really be xz for the build: compress the stand-in.
+  Write(mods / "kernel/fs/ext4/ext4.ko", "ext4 module body");
+  fs::remove(mods / "kernel/fs/ext4/ext4.ko.xz");
+  ASSERT_TRUE(RunChecked(*runner, {.argv = {"xz", "-f", (mods / "kernel/fs/ext4/ext4.ko").string()}}).ok());
+
+  bool built = false;
+  auto first = EnsureCachedInitramfs(mods, t.path() / "agent", cache, &built, {"ext4"});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_TRUE(built);
+  auto mtime = fs::last_write_time(*first);
+  auto again = EnsureCachedInitramfs(mods, t.path() / "agent", cache, &built, {"ext4"});
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(built) << "same inputs built again";
+  EXPECT_EQ(*again, *first);
+  EXPECT_EQ(fs::last_write_time(*again), mtime);
+
+  // Another module set, another agent, another module file: each a new build.
+  auto other_set = EnsureCachedInitramfs(mods, t.path() / "agent", cache, &built, {"virtio"});
+  ASSERT_TRUE(other_set.ok()) << other_set.status().ToString();
+  EXPECT_TRUE(built);
+  EXPECT_NE(*other_set, *first);
+  Write(t.path() / "agent", "#!agent v2");
+  auto new_agent = EnsureCachedInitramfs(mods, t.path() / "agent", cache, &built, {"ext4"});
+  ASSERT_TRUE(new_agent.ok());
+  EXPECT_TRUE(built);
+  EXPECT_NE(*new_agent, *first);
+  Write(mods / "kernel/fs/mbcache.ko", "module kernel/fs/mbcache.ko, rebuilt and longer");
+  auto new_module = EnsureCachedInitramfs(mods, t.path() / "agent", cache, &built, {"ext4"});
+  ASSERT_TRUE(new_module.ok());
+  EXPECT_TRUE(built);
+  EXPECT_NE(*new_module, *new_agent);
+  // Only finished images in the cache, no temporary files.
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(cache)) {
+    ++files;
+    EXPECT_TRUE(EndsWith(e.path().filename().string(), ".img")) << e.path();
+  }
+  EXPECT_EQ(files, 4u);
+}
+
 TEST(InitramfsTest, SandboxInitrdAppendsConfigCpioTheAgentCanParse) {
   TempDir t;
   std::string base = "\x1f\x8b pretend-gzip-initramfs";  // 25 bytes: needs padding
