@@ -414,4 +414,23 @@ Status SignalProcess(const ProcessIdentity& id, int sig) {
   return OkStatus();
 }
 
+bool WaitProcessGone(Clock& clock, const ProcessIdentity& id, std::chrono::steady_clock::time_point deadline,
+                     std::chrono::milliseconds poll) {
+  while (ProcessAlive(id)) {
+    if (clock.SteadyNow() >= deadline) return false;
+    clock.SleepFor(poll);
+  }
+  return true;
+}
+
+Status KillProcessAndWait(Clock& clock, const ProcessIdentity& id, std::string_view what) {
+  if (!ProcessAlive(id)) return OkStatus();
+  Status s = SignalProcess(id, SIGKILL);
+  if (!s.ok() && ProcessAlive(id)) return s;
+  if (!WaitProcessGone(clock, id, clock.SteadyNow() + std::chrono::seconds(10), std::chrono::milliseconds(20))) {
+    return Internal(std::string(what) + " pid " + std::to_string(id.pid) + " survived SIGKILL");
+  }
+  return OkStatus();
+}
+
 }  // namespace banger

@@ -9,8 +9,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/status.h"
 
 namespace banger {
@@ -87,5 +89,14 @@ const ProcessIdentity& SelfProcess();
 
 /// Sends `sig` to the process only if its identity still matches.
 Status SignalProcess(const ProcessIdentity& id, int sig);
+
+/// Waits until the process has exited, polling every `poll` on `clock`;
+/// false when `deadline` passed first.
+bool WaitProcessGone(Clock& clock, const ProcessIdentity& id, std::chrono::steady_clock::time_point deadline,
+                     std::chrono::milliseconds poll);
+
+/// SIGKILLs the process (if its identity still matches) and waits up to 10 s
+/// for it to go; Internal("WHAT pid N survived SIGKILL") otherwise.
+Status KillProcessAndWait(Clock& clock, const ProcessIdentity& id, std::string_view what);
 
 }  // namespace banger

@@ -13,6 +13,7 @@
 #include "images/image_config.h"
 #include "kernels/vmlinux.h"
 #include "providers/agent_client.h"
+#include "providers/firecracker_hypervisor.h"
 #include "providers/initramfs.h"
 #include "providers/kvm_probe.h"
 #include "providers/qemu_hypervisor.h"
@@ -101,6 +102,7 @@ AgentEndpoint AgentEndpointOf(const SandboxRecord& record) {
 }
 
 fs::path ConsoleLogOf(const SandboxRecord& record) {
+  if (record.hypervisor == "firecracker") return FirecrackerFilesFor(record.runtime_dir).console_log;
   return RuntimeFilesFor(record.runtime_dir).console_log;
 }
 
@@ -116,7 +118,7 @@ std::vector<GuestHost> ToGuestHosts(const std::vector<HostEntry>& hosts) {
 class VmRuntime final : public SandboxRuntime {
  public:
   VmRuntime(const Config& config, const StateLayout& layout, CommandRunner& runner, Clock& clock)
-      : layout_(layout), runner_(runner), clock_(clock) {
+      : config_(config), layout_(layout), runner_(runner), clock_(clock) {
     QemuOptions o;
     o.accel = config.accel == "kvm" ? QemuAccel::kKvm : config.accel == "tcg" ? QemuAccel::kTcg : QemuAccel::kAuto;
     o.machine = config.machine == "microvm" ? QemuMachine::kMicrovm
@@ -134,6 +136,9 @@ class VmRuntime final : public SandboxRuntime {
     netns_ = config.netns;
     qemu_binary_ = o.qemu_binary;
     hv_ = MakeQemuHypervisor(runner, clock, o);
+    // Firecracker (docs/firecracker.md): made on first use, for specs that
+    // resolve to it (ResolveProvider) and records that name it.
+    if (!config.netns.empty()) fc_options_.launcher_prefix = {"ip", "netns", "exec", config.netns};
     agent_ = FindAgentBinary();
   }
 
@@ -165,12 +170,9 @@ class VmRuntime final : public SandboxRuntime {
 
   Result<BootResult> Boot(const BootRequest& req) override {
     const SandboxSpec& spec = req.spec;
-    if (spec.hypervisor == HypervisorKind::kFirecracker) {
-      // Never boot QEMU and record it for a spec that asked for Firecracker.
-      return FailedPrecondition(
-          "spec.hypervisor: firecracker is not available in this banger build (only qemu); use "
-          "hypervisor: qemu or auto");
-    }
+    // The provider the plan named (never QEMU recorded for a spec that asked
+    // for Firecracker, nor the reverse).
+    BANGER_ASSIGN_OR_RETURN(Hypervisor * hv, HypervisorFor(spec));
     BANGER_ASSIGN_OR_RETURN(fs::path initramfs, EnsureInitramfs(req.kernel));
     VmLaunchConfig c;
     c.sandbox_id = req.record.id;
@@ -253,9 +255,19 @@ class VmRuntime final : public SandboxRuntime {
             {std::string(ToString(p.protocol)), "127.0.0.1", p.host, p.guest});
       }
     }
-    BANGER_ASSIGN_OR_RETURN(VmHandle h, hv_->Boot(c));
+    if (hv != hv_.get()) {
+      // Firecracker boots the uncompressed vmlinux (ELF) with banger's
+      // initramfs; it has no user-mode networking (the provider refuses that
+      // before starting anything).
+      if (req.kernel.vmlinux_path.empty()) {
+        return FailedPrecondition("kernel " + req.kernel.name +
+                                  " has no extracted vmlinux, which Firecracker boots; pull or import it again");
+      }
+      c.kernel_path = req.kernel.vmlinux_path;
+    }
+    BANGER_ASSIGN_OR_RETURN(VmHandle h, hv->Boot(c));
     BootResult r;
-    r.hypervisor = "qemu";
+    r.hypervisor = std::string(hv->Kind());
     r.process = h.process;
     r.runtime_dir = h.runtime_dir.string();
     r.disk_path = h.disk_path.string();
@@ -323,7 +335,7 @@ class VmRuntime final : public SandboxRuntime {
   RuntimeObservation Inspect(const SandboxRecord& rec) override {
     RuntimeObservation o;
     VmHandle h = HandleOf(rec);
-    VmObservation v = hv_->Inspect(h);
+    VmObservation v = HypervisorOf(rec).Inspect(h);
     o.alive = v.process_alive;
     o.responsive = v.vmm_responsive;
     o.detail = v.detail;
@@ -331,24 +343,66 @@ class VmRuntime final : public SandboxRuntime {
   }
 
   Status Stop(const SandboxRecord& rec, milliseconds grace) override {
-    return hv_->Shutdown(HandleOf(rec), grace);
+    return HypervisorOf(rec).Shutdown(HandleOf(rec), grace);
   }
 
   Status Destroy(const SandboxRecord& rec) override {
     VmHandle h = HandleOf(rec);
     if (h.runtime_dir.empty()) h.runtime_dir = SandboxRuntimeDir(layout_, rec.id);
-    BANGER_RETURN_IF_ERROR(hv_->Destroy(h));
+    BANGER_RETURN_IF_ERROR(HypervisorOf(rec).Destroy(h));
     // Its host key goes with it, so a new sandbox of this name is not refused.
     if (Status s = ForgetSshHost(layout_, rec.name); !s.ok()) spdlog::warn("sandbox {}: {}", rec.name, s.message());
     return OkStatus();
   }
 
+  // Decide providers from `probe` instead of probing this host (tests).
+  void UseProbe(ProviderProbe probe) {
+    std::call_once(probe_once_, [&] { probe_ = std::move(probe); });
+  }
+
  private:
+  // The hypervisor that boots `spec`: QEMU, or Firecracker where the host
+  // resolves the spec to it (ResolveProvider, probed once per process).
+  Result<Hypervisor*> HypervisorFor(const SandboxSpec& spec) {
+    if (spec.hypervisor == HypervisorKind::kQemu) return hv_.get();
+    std::call_once(probe_once_, [this] { probe_ = ProbeProviders(this, config_, layout_); });
+    auto which = ResolveProvider(spec.hypervisor, probe_);
+    if (which.ok() && StartsWith(*which, "firecracker")) return Firecracker();
+    // Firecracker asked for (by the spec or the host config) but unavailable:
+    // never QEMU instead. Otherwise QEMU, which names its own problems.
+    if (!which.ok() && (spec.hypervisor == HypervisorKind::kFirecracker ||
+                        probe_.host_default == HypervisorKind::kFirecracker)) {
+      return which.error();
+    }
+    return hv_.get();
+  }
+
+  // The hypervisor a recorded sandbox runs under.
+  Hypervisor& HypervisorOf(const SandboxRecord& rec) {
+    return rec.hypervisor == "firecracker" ? *Firecracker() : *hv_;
+  }
+
+  Hypervisor* Firecracker() {
+    std::call_once(fc_once_, [this] { fc_ = MakeFirecrackerHypervisor(runner_, clock_, fc_options_); });
+    return fc_.get();
+  }
+
   // The recorded identity, or the one recovered from the runtime dir's pidfile
   // when banger was interrupted before recording it.
   VmHandle HandleOf(const SandboxRecord& rec) {
     VmHandle h;
     h.runtime_dir = rec.runtime_dir.empty() ? SandboxRuntimeDir(layout_, rec.id) : fs::path(rec.runtime_dir);
+    if (rec.hypervisor == "firecracker") {
+      FirecrackerRuntimeFiles f = FirecrackerFilesFor(h.runtime_dir);
+      h.disk_path = f.disk;
+      h.agent_socket = f.vsock_socket;
+      h.agent_vsock_port = agent_protocol::kVsockPort;
+      h.process = {rec.pid, rec.pid_start_time};
+      if (rec.pid == 0 || !ProcessAlive(h.process)) {
+        if (auto recovered = RecoverFirecrackerProcess(h.runtime_dir)) h.process = *recovered;
+      }
+      return h;
+    }
     QemuRuntimeFiles f = RuntimeFilesFor(h.runtime_dir);
     h.disk_path = f.disk;
     h.agent_socket = f.agent_socket;
@@ -378,10 +432,16 @@ class VmRuntime final : public SandboxRuntime {
     return out;
   }
 
+  Config config_;
   StateLayout layout_;
   CommandRunner& runner_;
   Clock& clock_;
-  std::unique_ptr<Hypervisor> hv_;
+  std::unique_ptr<Hypervisor> hv_;  // QEMU
+  FirecrackerOptions fc_options_;
+  std::once_flag fc_once_;
+  std::unique_ptr<Hypervisor> fc_;
+  std::once_flag probe_once_;
+  ProviderProbe probe_;
   std::string qemu_binary_;
   std::string netns_;
   fs::path agent_;
@@ -394,10 +454,16 @@ std::unique_ptr<SandboxRuntime> MakeVmRuntime(const Config& config, const StateL
   return std::make_unique<VmRuntime>(config, layout, runner, clock);
 }
 
-// Set to true where the Firecracker provider (providers/firecracker_hypervisor.h)
-// is wired into VmRuntime::Boot; until then a firecracker spec is a plan error
-// that says so, and auto never picks it.
-const bool kFirecrackerProviderBuiltIn = false;
+std::unique_ptr<SandboxRuntime> MakeVmRuntimeWithProbe(const Config& config, const StateLayout& layout,
+                                                       CommandRunner& runner, Clock& clock, ProviderProbe probe) {
+  auto rt = std::make_unique<VmRuntime>(config, layout, runner, clock);
+  rt->UseProbe(std::move(probe));
+  return rt;
+}
+
+// The Firecracker provider (providers/firecracker_hypervisor.h) is wired into
+// VmRuntime: a spec resolved to it boots under it.
+const bool kFirecrackerProviderBuiltIn = true;
 
 ProviderProbe ProbeProviders(SandboxRuntime* runtime, const Config& config, const StateLayout& layout) {
   ProviderProbe p;

@@ -523,22 +523,10 @@ class QemuHypervisor final : public Hypervisor {
   }
 
   bool WaitGone(const ProcessIdentity& id, std::chrono::steady_clock::time_point deadline) {
-    while (ProcessAlive(id)) {
-      if (clock_.SteadyNow() >= deadline) return false;
-      clock_.SleepFor(milliseconds(50));
-    }
-    return true;
+    return WaitProcessGone(clock_, id, deadline, milliseconds(50));
   }
 
-  Status Kill(const VmHandle& h) {
-    if (!ProcessAlive(h.process)) return OkStatus();
-    Status s = SignalProcess(h.process, SIGKILL);
-    if (!s.ok() && ProcessAlive(h.process)) return s;
-    if (!WaitGone(h.process, clock_.SteadyNow() + milliseconds(10000))) {
-      return Internal("QEMU pid " + std::to_string(h.process.pid) + " survived SIGKILL");
-    }
-    return OkStatus();
-  }
+  Status Kill(const VmHandle& h) { return KillProcessAndWait(clock_, h.process, "QEMU"); }
 
   // Returns true when KVM should be used.
   Result<bool> ResolveAccel(const fs::path& kernel) {

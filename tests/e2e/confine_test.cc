@@ -200,12 +200,12 @@ TEST_F(ConfineTest, EachQemuRunsAsItsOwnUidUnderSeccompAndCannotOpenAnotherSandb
 
   // doctor reports each part of the confinement.
   CommandOutput doc = Banger({"doctor"});
-  EXPECT_NE(doc.stdout_data.find("✓ QEMU runs as a per-sandbox uid (1048577-1114112, shared group 1048576)"),
+  EXPECT_NE(doc.stdout_data.find("✓ [qemu] QEMU runs as a per-sandbox uid (1048577-1114112, shared group 1048576)"),
             std::string::npos) << doc.stdout_data;
-  EXPECT_NE(doc.stdout_data.find("✓ QEMU seccomp sandbox (-sandbox on,obsolete=deny,elevateprivileges=deny,"
+  EXPECT_NE(doc.stdout_data.find("✓ [qemu] QEMU seccomp sandbox (-sandbox on,obsolete=deny,elevateprivileges=deny,"
                                  "spawn=deny,resourcecontrol=deny)"),
             std::string::npos) << doc.stdout_data;
-  EXPECT_NE(doc.stdout_data.find("✓ memory limit per QEMU: cgroup v"), std::string::npos) << doc.stdout_data;
+  EXPECT_NE(doc.stdout_data.find("✓ [qemu] memory limit per QEMU: cgroup v"), std::string::npos) << doc.stdout_data;
   EXPECT_NE(doc.stdout_data.find("✓ state directory"), std::string::npos) << doc.stdout_data;
 }
 
