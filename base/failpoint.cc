@@ -54,6 +54,10 @@ const std::vector<Point> kPoints = {
     {"runtime.boot.after_overlay", "runtime dir, overlay disk and initramfs written; QEMU not started", V},
     {"runtime.boot.after_spawn", "QEMU started (pidfile written by QEMU); early boot not yet checked", V},
     {"runtime.destroy.after_kill", "QEMU killed; runtime dir (overlay, sockets, logs) not yet removed", V},
+    {"template.save.after_migrate", "template VM paused and its state file written; QEMU not yet stopped, disk not moved", V},
+    {"template.publish.before_rename", "template files and meta.json complete in the staging dir; not yet renamed", V},
+    {"template.restore.after_overlay", "restore: overlay on the template's disk and initrd written; QEMU not started", V},
+    {"template.restore.before_cont", "restore: state loaded into the new QEMU (paused); not yet resumed", V},
     // reconciler/network_controller.cc: bridged networking.
     {"network.lease.after_acquire", "address lease recorded; bridge and tap not yet created", E},
     {"network.tap.after_create", "bridge and tap created; nftables rules not yet synced", E},

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +55,16 @@ inline GuestNetwork UserNetworkGuestAddress() {
   return n;
 }
 
+/// A saved template: the VMM's device and memory state plus the disk state it
+/// belongs to; immutable once published (docs/snapshots.md).
+struct VmTemplateFiles {
+  std::filesystem::path state_file;   // QEMU: zstd migration stream; Firecracker: snapshot file
+  std::filesystem::path memory_file;  // Firecracker: guest memory file; QEMU: empty (in state_file)
+  std::filesystem::path disk_layer;   // the disk as saved (QEMU: qcow2/raw layer; Firecracker: raw)
+  std::filesystem::path kernel_path;  // the exact kernel and initrd the template booted
+  std::filesystem::path initrd_path;  //   (QEMU restores need identical ROM/initrd sizes)
+};
+
 /// Everything needed to boot one sandbox's VM. Paths are absolute.
 struct VmLaunchConfig {
   std::string sandbox_id;            // directory-safe id
@@ -83,6 +94,9 @@ struct VmLaunchConfig {
     std::string serial;   // at most 20 bytes (virtio-blk's id)
   };
   std::vector<ExtraDisk> extra_disks;
+  /// Start from this template instead of booting: a new writable disk on top
+  /// of restore->disk_layer, the VMM state loaded, the VM resumed.
+  std::optional<VmTemplateFiles> restore;
 };
 
 /// What a provider can tell about a VM it started.
@@ -119,6 +133,15 @@ class Hypervisor {
   /// Stops the VM if running and removes everything under runtime_dir. OK if
   /// already gone.
   virtual Status Destroy(const VmHandle& handle) = 0;
+
+  virtual bool SupportsTemplates() const { return false; }
+  /// Pauses the VM, writes its device/memory state and its disk layer into
+  /// `dir` (an existing private staging directory), then stops the VM.
+  virtual Result<VmTemplateFiles> SaveTemplate(const VmHandle& handle, const std::filesystem::path& dir) {
+    (void)handle;
+    (void)dir;
+    return FailedPrecondition(std::string(Kind()) + " provider cannot save templates");
+  }
 };
 
 }  // namespace banger
