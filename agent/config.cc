@@ -33,6 +33,9 @@ std::optional<AgentConfig> ParseAgentConfig(std::string_view json, std::string* 
   if (c.init != "auto" && c.init != "image" && c.init != "agent") {
     return fail("config.json: init must be auto, image or agent, not '" + c.init + "'");
   }
+  const JsonValue& hold = j["hold"];
+  if (!hold.IsNull() && hold.kind() != JsonValue::Kind::kBool) return fail("config.json: hold must be true or false");
+  c.hold = hold.AsBool(false);
   const JsonValue& net = j["network"];
   if (net.IsObject()) {
     AgentNetwork n;

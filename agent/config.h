@@ -51,6 +51,9 @@ struct AgentConfig {
   std::vector<std::string> entrypoint;  // entrypoint + cmd, may be empty
   std::vector<std::string> entrypoint_env;
   std::string workdir;
+  /// JSON `hold`: boot only the identity-free part, then wait for IDENTITY
+  /// (docs/guest-agent.md, "Held boot").
+  bool hold = false;
 };
 
 /// Parses config.json. On error returns nullopt and sets *error naming the field.

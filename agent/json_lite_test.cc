@@ -108,5 +108,22 @@ TEST(AgentConfigTest, RejectsBadFieldsNamingThem) {
   EXPECT_NE(err.find("init"), std::string::npos) << err;
 }
 
+TEST(AgentConfigTest, HoldIsOffByDefaultAndMustBeABool) {
+  std::string err;
+  auto c = ParseAgentConfig(R"({"hostname": "x"})", &err);
+  ASSERT_TRUE(c) << err;
+  EXPECT_FALSE(c->hold);
+  c = ParseAgentConfig(R"({"hold": true})", &err);
+  ASSERT_TRUE(c) << err;
+  EXPECT_TRUE(c->hold);
+  c = ParseAgentConfig(R"({"hold": false})", &err);
+  ASSERT_TRUE(c) << err;
+  EXPECT_FALSE(c->hold);
+  for (const char* bad : {R"({"hold": "yes"})", R"({"hold": 1})", R"({"hold": {}})"}) {
+    EXPECT_FALSE(ParseAgentConfig(bad, &err)) << bad;
+    EXPECT_NE(err.find("hold must be true or false"), std::string::npos) << err;
+  }
+}
+
 }  // namespace
 }  // namespace banger::agent

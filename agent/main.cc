@@ -2,8 +2,9 @@
 // channel. See docs/guest-agent.md for the boot sequence.
 //
 //   banger-agent                      as PID 1: boot the sandbox (normal use)
-//   banger-agent --serve-unix PATH [--env K=V]... [--hosts-file FILE]
-//                                     serve the protocol on a unix socket (host tests)
+//   banger-agent --serve-unix PATH [--env K=V]... [--hosts-file FILE] [--hold]
+//                                     serve the protocol on a unix socket (host tests;
+//                                     --hold: held until IDENTITY, which is only parsed)
 //   banger-agent --version
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -11,8 +12,11 @@
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
+#include <linux/random.h>
+#include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -420,6 +424,15 @@ void SwitchRoot() {
   if (::chdir("/") != 0) Fatal(Errno("chdir /"));
 }
 
+// Unblocks every signal and restores SIGPIPE's default: what a process the
+// agent execs (the entrypoint, the image's init) must start with.
+void ResetSignals() {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::signal(SIGPIPE, SIG_DFL);
+}
+
 pid_t StartEntrypoint(const AgentConfig& c) {
   if (c.entrypoint.empty()) return 0;
   std::vector<std::string> env = MergeEnv(MergeEnv(DefaultEnv(), c.env), c.entrypoint_env);
@@ -431,6 +444,9 @@ pid_t StartEntrypoint(const AgentConfig& c) {
     return 0;
   }
   if (pid == 0) {
+    // After a held boot the server (SIGCHLD blocked, SIGPIPE ignored) forks
+    // the entrypoint: give it the default signal state.
+    ResetSignals();
     ::setsid();
     int null_fd = ::open("/dev/null", O_RDONLY);
     if (null_fd >= 0) ::dup2(null_fd, 0);
@@ -454,6 +470,217 @@ pid_t StartEntrypoint(const AgentConfig& c) {
   return pid;
 }
 
+// Mounts the root disk at /newroot and grows its file system: the last
+// identity-free step of the boot.
+void MountRoot(AgentConfig& config) {
+  if (!config.root_serial.empty()) {
+    // Volumes are attached too: the kernel may name any disk vda.
+    std::string dev = FindDiskBySerial(config.root_serial, 30000);
+    if (dev.empty()) Fatal("root disk with serial " + config.root_serial + " did not appear");
+    config.root_device = dev;
+  }
+  if (!WaitForPath(config.root_device, 30000)) Fatal("root device " + config.root_device + " did not appear");
+  ::mkdir(kNewRoot, 0755);
+  if (::mount(config.root_device.c_str(), kNewRoot, config.root_fstype.c_str(), 0, nullptr) != 0) {
+    Fatal(Errno("mount " + config.root_device + " (" + config.root_fstype + ")"));
+  }
+  GrowRootFs(config.root_device, config.root_fstype);
+}
+
+// The host channel's fd, or -1 without one.
+int OpenPort(const AgentConfig& config) {
+  std::string port = FindPort(config.agent_port, 10000);
+  int port_fd = -1;
+  if (port.empty()) {
+    Log("virtio port " + config.agent_port + " not found; no host channel");
+  } else {
+    port_fd = ::open(port.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
+    if (port_fd < 0) Log(Errno("open " + port));
+  }
+  return port_fd;
+}
+
+// ---- identity (held boot) ---------------------------------------------------
+
+std::string SetClock(uint64_t time_ns) {
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(time_ns / 1000000000ull);
+  ts.tv_nsec = static_cast<long>(time_ns % 1000000000ull);
+  if (::clock_settime(CLOCK_REALTIME, &ts) != 0) return Errno("step the clock");
+  return "";
+}
+
+// Mixes the host's bytes into the kernel's pool, credited as entropy, then
+// forces a reseed of the CRNG so every later read (getrandom, /dev/urandom)
+// differs from the template's and from every other restore of it.
+std::string AddEntropy(const std::string& bytes) {
+  int fd = ::open("/dev/urandom", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return Errno("open /dev/urandom");
+  size_t words = (bytes.size() + 3) / 4;
+  std::vector<char> buf(sizeof(rand_pool_info) + words * 4, 0);
+  auto* info = reinterpret_cast<rand_pool_info*>(buf.data());
+  info->entropy_count = static_cast<int>(bytes.size() * 8);
+  info->buf_size = static_cast<int>(bytes.size());
+  std::memcpy(info->buf, bytes.data(), bytes.size());
+  std::string err;
+  if (::ioctl(fd, RNDADDENTROPY, info) != 0) {
+    err = Errno("add entropy (RNDADDENTROPY)");
+  } else if (::ioctl(fd, RNDRESEEDCRNG) != 0 && errno != EINVAL && errno != ENOTTY) {
+    // Kernels before 4.17 lack the reseed ioctl; the credited input reseeds them.
+    err = Errno("reseed the CRNG (RNDRESEEDCRNG)");
+  }
+  std::memset(buf.data(), 0, buf.size());
+  ::close(fd);
+  return err;
+}
+
+// Sets the NIC's MAC address. The interface is still down (a held boot never
+// brought it up), as SIOCSIFHWADDR requires.
+std::string SetMac(const std::string& ifname, const std::string& mac) {
+  ifreq ifr{};
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ) return "bad interface name '" + ifname + "'";
+  std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  unsigned b[6];
+  if (std::sscanf(mac.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6) {
+    return "bad MAC address '" + mac + "'";
+  }
+  ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+  for (int i = 0; i < 6; ++i) ifr.ifr_hwaddr.sa_data[i] = static_cast<char>(b[i]);
+  int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return Errno("socket");
+  std::string err;
+  if (::ioctl(sock, SIOCSIFHWADDR, &ifr) != 0) err = Errno("set MAC address of " + ifname);
+  ::close(sock);
+  return err;
+}
+
+// A fresh /etc/machine-id (32 lowercase hex digits) when the image carries
+// one: a baked-in id would be shared by every sandbox of the image. An empty
+// or "uninitialized" file is left for the image's init (systemd) to fill at
+// its first boot; a symlink is left alone. /var/lib/dbus/machine-id follows
+// when it is a copy rather than a link.
+void RegenerateMachineId() {
+  std::string old;
+  struct stat st{};
+  if (::lstat("/etc/machine-id", &st) != 0 || !S_ISREG(st.st_mode) || !ReadFile("/etc/machine-id", &old)) return;
+  old = Trim(old);
+  if (old.size() != 32 || old.find_first_not_of("0123456789abcdef") != std::string::npos) return;
+  unsigned char raw[16];
+  if (::getrandom(raw, sizeof(raw), 0) != static_cast<ssize_t>(sizeof(raw))) {
+    Log(Errno("getrandom for machine-id"));
+    return;
+  }
+  raw[6] = static_cast<unsigned char>((raw[6] & 0x0f) | 0x40);  // a v4 UUID, as systemd makes
+  raw[8] = static_cast<unsigned char>((raw[8] & 0x3f) | 0x80);
+  static const char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (unsigned char c : raw) {
+    id += kHex[c >> 4];
+    id += kHex[c & 0x0f];
+  }
+  if (!WriteFile("/etc/machine-id", id + "\n", st.st_mode & 07777)) {
+    Log(Errno("write /etc/machine-id"));
+    return;
+  }
+  std::string dbus;
+  if (::lstat("/var/lib/dbus/machine-id", &st) == 0 && S_ISREG(st.st_mode) &&
+      ReadFile("/var/lib/dbus/machine-id", &dbus) && Trim(dbus) == old) {
+    if (!WriteFile("/var/lib/dbus/machine-id", id + "\n", st.st_mode & 07777)) Log(Errno("write dbus machine-id"));
+  }
+  Log("new machine-id");
+}
+
+// ---- the sandbox ------------------------------------------------------------
+
+ServerOptions BaseServerOptions(const AgentConfig& config) {
+  ServerOptions opts;
+  opts.agent_version = BANGER_AGENT_VERSION;
+  opts.base_env = MergeEnv(DefaultEnv(), config.env);
+  opts.hosts_path = "/etc/hosts";
+  opts.power_off = [] { PowerOff(); };
+  return opts;
+}
+
+// Everything after the root disk and the network: into the new root, volumes,
+// files, and which init runs. Returns true to exec the image's /sbin/init.
+bool EnterSandbox(const AgentConfig& config, bool new_identity) {
+  ::mkdir("/run/banger", 0700);
+  if (!CopySelf("/run/banger/agent")) Log(Errno("copy agent to /run/banger/agent"));
+
+  SwitchRoot();
+  MountVolumes(config);
+  if (new_identity) RegenerateMachineId();  // before the files: a spec's own machine-id wins
+  WriteGuestFiles(config);
+
+  bool has_init = ::access("/sbin/init", X_OK) == 0;
+  bool use_image_init = config.init == "image" || (config.init == "auto" && has_init);
+  if (config.init == "image" && !has_init) Fatal("init: image requested but /sbin/init is missing");
+  return use_image_init;
+}
+
+[[noreturn]] void ExecImageInit() {
+  ResetSignals();
+  char* init_argv[] = {const_cast<char*>("/sbin/init"), nullptr};
+  ::execv("/sbin/init", init_argv);
+  Fatal(Errno("exec /sbin/init"));
+}
+
+// IDENTITY in a held VM: checks everything first (a refusal leaves the agent
+// held, nothing changed), steps the clock, seeds the RNG, sets the MAC, then
+// boots on exactly as a normal boot does with the sandbox's config. With the
+// image's init the server forks: the child returns (and answers), PID 1
+// becomes /sbin/init.
+std::string ApplyIdentity(const AgentConfig& held, const agent_protocol::Identity& id, ServerOptions* next) {
+  std::string err;
+  auto parsed = ParseAgentConfig(id.config_json, &err);
+  if (!parsed) return err;
+  AgentConfig config = std::move(*parsed);
+  // The root disk is mounted and the channel open: those stay the held boot's.
+  config.root_device = held.root_device;
+  config.root_serial = held.root_serial;
+  config.root_fstype = held.root_fstype;
+  config.agent_port = held.agent_port;
+  config.hold = false;
+  if (config.init == "image" && ::access((std::string(kNewRoot) + "/sbin/init").c_str(), X_OK) != 0) {
+    return "init: image requested but /sbin/init is missing";
+  }
+  std::string ifname = config.network ? config.network->interface : "eth0";
+  bool set_mac = !id.mac.empty();
+  if (set_mac && !WaitForPath("/sys/class/net/" + ifname, config.network ? 10000 : 0)) {
+    if (config.network) return "network interface " + ifname + " did not appear";
+    Log("no " + ifname + ": MAC " + id.mac + " not set");
+    set_mac = false;
+  }
+
+  if (err = SetClock(id.time_ns); !err.empty()) return err;
+  if (err = AddEntropy(id.entropy); !err.empty()) return err;
+  if (set_mac) {
+    if (err = SetMac(ifname, id.mac); !err.empty()) return err;
+  }
+  Log("identity: clock stepped, " + std::to_string(id.entropy.size()) + " bytes of entropy" +
+      (set_mac ? ", MAC " + id.mac + " on " + ifname : std::string()));
+
+  // From here on as a normal boot (failures log or power off, as there).
+  ConfigureNetwork(config);
+  bool use_image_init = EnterSandbox(config, /*new_identity=*/true);
+  *next = BaseServerOptions(config);
+  if (use_image_init) {
+    next->power_off = [] { PowerOffThroughInit(); };
+    next->mode = "server";
+    pid_t pid = ::fork();
+    if (pid < 0) Fatal(Errno("fork agent server"));
+    if (pid == 0) {
+      ::setsid();
+      return "";  // the child goes on serving the connection
+    }
+    Log("handing PID 1 to /sbin/init; agent server is pid " + std::to_string(pid));
+    ExecImageInit();
+  }
+  next->mode = "init";
+  next->entrypoint_pid = StartEntrypoint(config);
+  return "";
+}
+
 int RunAsInit() {
   MountEarly();
   // Our stdio is /dev/console from the initramfs; keep it even before devtmpfs.
@@ -467,45 +694,29 @@ int RunAsInit() {
   if (!config) Fatal(err);
   ::unlink(kConfigPath);  // it may hold keys; the new root never sees it anyway
 
-  if (!config->root_serial.empty()) {
-    // Volumes are attached too: the kernel may name any disk vda.
-    std::string dev = FindDiskBySerial(config->root_serial, 30000);
-    if (dev.empty()) Fatal("root disk with serial " + config->root_serial + " did not appear");
-    config->root_device = dev;
+  MountRoot(*config);
+
+  if (config->hold) {
+    // A template: nothing of a sandbox's identity is set until IDENTITY.
+    int port_fd = OpenPort(*config);
+    if (port_fd < 0) Fatal("hold: no host channel to receive the identity on");
+    ServerOptions opts = BaseServerOptions(*config);
+    opts.mode = "init";
+    opts.held = true;
+    const AgentConfig held = *config;
+    opts.apply_identity = [held](const agent_protocol::Identity& id, ServerOptions* next) {
+      return ApplyIdentity(held, id, next);
+    };
+    Log("held: waiting for identity");
+    ServeVirtioPort(port_fd, opts);
+    PowerOff();
   }
-  if (!WaitForPath(config->root_device, 30000)) Fatal("root device " + config->root_device + " did not appear");
-  ::mkdir(kNewRoot, 0755);
-  if (::mount(config->root_device.c_str(), kNewRoot, config->root_fstype.c_str(), 0, nullptr) != 0) {
-    Fatal(Errno("mount " + config->root_device + " (" + config->root_fstype + ")"));
-  }
-  GrowRootFs(config->root_device, config->root_fstype);
+
   ConfigureNetwork(*config);
+  int port_fd = OpenPort(*config);
+  bool use_image_init = EnterSandbox(*config, /*new_identity=*/false);
 
-  std::string port = FindPort(config->agent_port, 10000);
-  int port_fd = -1;
-  if (port.empty()) {
-    Log("virtio port " + config->agent_port + " not found; no host channel");
-  } else {
-    port_fd = ::open(port.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
-    if (port_fd < 0) Log(Errno("open " + port));
-  }
-  ::mkdir("/run/banger", 0700);
-  if (!CopySelf("/run/banger/agent")) Log(Errno("copy agent to /run/banger/agent"));
-
-  SwitchRoot();
-  MountVolumes(*config);
-  WriteGuestFiles(*config);
-
-  bool has_init = ::access("/sbin/init", X_OK) == 0;
-  bool use_image_init = config->init == "image" || (config->init == "auto" && has_init);
-  if (config->init == "image" && !has_init) Fatal("init: image requested but /sbin/init is missing");
-
-  ServerOptions opts;
-  opts.agent_version = BANGER_AGENT_VERSION;
-  opts.base_env = MergeEnv(DefaultEnv(), config->env);
-  opts.hosts_path = "/etc/hosts";
-  opts.power_off = [] { PowerOff(); };
-
+  ServerOptions opts = BaseServerOptions(*config);
   if (use_image_init) {
     opts.power_off = [] { PowerOffThroughInit(); };
     pid_t pid = ::fork();
@@ -517,9 +728,7 @@ int RunAsInit() {
     }
     if (port_fd >= 0) ::close(port_fd);
     Log("handing PID 1 to /sbin/init; agent server is pid " + std::to_string(pid));
-    char* init_argv[] = {const_cast<char*>("/sbin/init"), nullptr};
-    ::execv("/sbin/init", init_argv);
-    Fatal(Errno("exec /sbin/init"));
+    ExecImageInit();
   }
   opts.mode = "init";
   opts.entrypoint_pid = StartEntrypoint(*config);
@@ -542,15 +751,33 @@ int main(int argc, char** argv) {
     opts.agent_version = BANGER_AGENT_VERSION;
     opts.mode = "test";
     opts.base_env = DefaultEnv();
-    for (int i = 3; i + 1 < argc; i += 2) {
-      if (std::string(argv[i]) == "--env") opts.base_env = MergeEnv(opts.base_env, {argv[i + 1]});
-      if (std::string(argv[i]) == "--hosts-file") opts.hosts_path = argv[i + 1];
+    for (int i = 3; i < argc; ++i) {
+      std::string arg = argv[i];
+      if (arg == "--hold") {
+        opts.held = true;
+      } else if (i + 1 < argc && arg == "--env") {
+        opts.base_env = MergeEnv(opts.base_env, {argv[++i]});
+      } else if (i + 1 < argc && arg == "--hosts-file") {
+        opts.hosts_path = argv[++i];
+      }
+    }
+    if (opts.held) {
+      // Test mode: IDENTITY is decoded and its config parsed (a bad one is
+      // refused and the agent stays held), but nothing of the host is touched
+      // (no clock, RNG or MAC); the config's env joins every exec's.
+      opts.apply_identity = [](const banger::agent_protocol::Identity& id, ServerOptions* next) {
+        std::string err;
+        auto config = ParseAgentConfig(id.config_json, &err);
+        if (!config) return err;
+        next->base_env = MergeEnv(next->base_env, config->env);
+        return std::string();
+      };
     }
     return ServeUnixSocket(argv[2], opts);
   }
   if (::getpid() == 1) return RunAsInit();
   std::fprintf(stderr,
-               "usage: banger-agent (as PID 1) | --serve-unix PATH [--env K=V]... [--hosts-file FILE] | "
+               "usage: banger-agent (as PID 1) | --serve-unix PATH [--env K=V]... [--hosts-file FILE] [--hold] | "
                "--version\n");
   return 2;
 }

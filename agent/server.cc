@@ -112,11 +112,17 @@ class Server {
     decoder_ = proto::FrameDecoder();
     outbuf_.clear();
     out_off_ = 0;
+    Send(proto::MessageType::kHello, 0, proto::EncodeHello(MakeHello()));
+  }
+
+  std::string Mode() const { return opts_.held ? std::string(proto::kModeHeld) : opts_.mode; }
+
+  proto::Hello MakeHello() const {
     proto::Hello h;
     h.agent_version = opts_.agent_version;
     h.boot_ms = BootMs();
-    h.mode = opts_.mode;
-    Send(proto::MessageType::kHello, 0, proto::EncodeHello(h));
+    h.mode = Mode();
+    return h;
   }
 
   void OnDisconnected() {
@@ -287,14 +293,77 @@ class Server {
 
   // ---- requests --------------------------------------------------------------
 
+  // While held only these are served; the rest waits for IDENTITY.
+  static bool ServedWhileHeld(proto::MessageType t) {
+    return t == proto::MessageType::kPing || t == proto::MessageType::kPowerOff ||
+           t == proto::MessageType::kIdentity;
+  }
+
+  void RefuseWhileHeld(const proto::Frame& f) {
+    using proto::MessageType;
+    switch (f.type) {
+      case MessageType::kExec:
+        // ERROR then EXIT, like an exec that could not start: the host's
+        // Exec returns at once with the reason.
+        SendError(f.channel, "exec refused: the agent is waiting for identity (booted with hold)");
+        Send(MessageType::kExit, f.channel, proto::EncodeExit({false, 127}));
+        break;
+      case MessageType::kStdin:
+      case MessageType::kStdinEof:
+      case MessageType::kResize:
+      case MessageType::kSignal:
+        break;  // no session can exist while held
+      default:
+        SendError(f.channel, std::string(proto::MessageTypeName(f.type)) +
+                                 " refused: the agent is waiting for identity (booted with hold)");
+        break;
+    }
+  }
+
+  // IDENTITY: applied once, by a held agent only; answered on the request's
+  // channel with IDENTITY_ACK (the new HELLO) or ERROR.
+  void Identity(const proto::Frame& f) {
+    if (!opts_.held) {
+      SendError(f.channel, "IDENTITY refused: this agent is not waiting for one (it booted without hold, "
+                           "or its identity was already applied)");
+      return;
+    }
+    std::string err;
+    auto id = proto::DecodeIdentity(f.payload, &err);
+    if (!id) {
+      SendError(f.channel, err);
+      return;
+    }
+    if (!opts_.apply_identity) {
+      SendError(f.channel, "IDENTITY refused: this agent cannot apply one");
+      return;
+    }
+    ServerOptions next = opts_;
+    if (err = opts_.apply_identity(*id, &next); !err.empty()) {
+      Log("identity refused: " + err);
+      SendError(f.channel, "IDENTITY: " + err);
+      return;
+    }
+    opts_ = std::move(next);
+    opts_.held = false;
+    opts_.apply_identity = nullptr;
+    Log("identity applied; serving as " + opts_.mode);
+    Send(proto::MessageType::kIdentityAck, f.channel, proto::EncodeHello(MakeHello()));
+  }
+
   void HandleFrame(const proto::Frame& f) {
     using proto::MessageType;
+    if (opts_.held && !ServedWhileHeld(f.type)) {
+      RefuseWhileHeld(f);
+      return;
+    }
     switch (f.type) {
       case MessageType::kPing: {
         auto nonce = proto::DecodeU64(f.payload);
-        Send(MessageType::kPong, 0, proto::EncodeU64(nonce.value_or(0)));
+        Send(MessageType::kPong, 0, proto::EncodePong(nonce.value_or(0), Mode()));
         break;
       }
+      case MessageType::kIdentity: Identity(f); break;
       case MessageType::kExec: StartExec(f); break;
       case MessageType::kStdin:
         if (Session* s = Find(f.channel)) s->stdin_buf += f.payload;
@@ -344,6 +413,7 @@ class Server {
       case MessageType::kPowerOffAck:
       case MessageType::kError:
       case MessageType::kSetHostsAck:
+      case MessageType::kIdentityAck:
       default:
         SendError(f.channel, std::string("unexpected message type ") +
                                  std::to_string(static_cast<int>(f.type)));
@@ -640,7 +710,7 @@ class Server {
     }
   }
 
-  const ServerOptions& opts_;
+  ServerOptions opts_;  // a copy: IDENTITY replaces it
   int port_fd_ = -1;
   int listen_fd_ = -1;
   int conn_fd_ = -1;

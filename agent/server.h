@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "providers/agent_protocol.h"
+
 namespace banger::agent {
 
 struct ServerOptions {
@@ -22,6 +24,17 @@ struct ServerOptions {
   /// Called after POWEROFF was acknowledged. In a VM it powers off and does not
   /// return; in host test mode it returns and the server loop ends.
   std::function<void()> power_off;
+  /// Held (booted with `hold`, docs/guest-agent.md "Held boot"): HELLO and
+  /// PONG say "held"; only PING, POWEROFF and IDENTITY are served, every other
+  /// request gets ERROR "waiting for identity".
+  bool held = false;
+  /// Applies a decoded, validated IDENTITY while held. Returns "" once the
+  /// sandbox is set up, with *next the options to serve with from then on
+  /// (the server answers IDENTITY_ACK with its new HELLO); else the reason,
+  /// and the agent stays held (nothing irreversible was done). Runs inside
+  /// the server loop: it may fork, and only the child returns (the parent
+  /// becomes the image's init).
+  std::function<std::string(const agent_protocol::Identity&, ServerOptions* next)> apply_identity;
 };
 
 /// Serves a virtio-serial port fd: the host is "connected" while the port does

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <termios.h>
@@ -79,10 +80,13 @@ class SocketAgentConnection final : public AgentConnection {
       if (f->type == proto::MessageType::kHello) {
         return DataLoss("malformed HELLO from the guest agent on " + path_.string());
       }
-      if (f->type == proto::MessageType::kPong && proto::DecodeU64(f->payload) == nonce) {
-        hello_ = proto::Hello{};
-        hello_->mode = "unknown";
-        return *hello_;
+      if (f->type == proto::MessageType::kPong) {
+        auto pong = proto::DecodePong(f->payload);
+        if (pong && pong->nonce == nonce) {
+          hello_ = proto::Hello{};
+          hello_->mode = pong->mode.empty() ? "unknown" : SanitizeGuestText(pong->mode.substr(0, 16));
+          return *hello_;
+        }
       }
     }
   }
@@ -94,7 +98,8 @@ class SocketAgentConnection final : public AgentConnection {
     Queue(proto::MessageType::kPing, 0, proto::EncodeU64(nonce));
     while (true) {
       BANGER_ASSIGN_OR_RETURN(proto::Frame f, ReadFrame(deadline));
-      if (f.type == proto::MessageType::kPong && proto::DecodeU64(f.payload) == nonce) {
+      auto pong = f.type == proto::MessageType::kPong ? proto::DecodePong(f.payload) : std::nullopt;
+      if (pong && pong->nonce == nonce) {
         return std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - start);
       }
     }
@@ -268,6 +273,55 @@ class SocketAgentConnection final : public AgentConnection {
                                     "); restart the sandbox to give it the current agent");
         }
         return FailedPrecondition("guest agent could not update /etc/hosts: " + error);
+      }
+    }
+  }
+
+  Status SendIdentity(const GuestConfig& config, std::string_view mac_address, milliseconds timeout) override {
+    auto deadline = steady_clock::now() + timeout;
+    proto::Identity id;
+    id.mac = std::string(mac_address);
+    GuestConfig sandbox = config;
+    sandbox.hold_for_identity = false;  // the identity is the sandbox's own, never a template's
+    id.config_json = GuestConfigToJson(sandbox);
+    id.entropy.resize(proto::kIdentityEntropyBytes);
+    for (size_t got = 0; got < id.entropy.size();) {
+      ssize_t n = ::getrandom(id.entropy.data() + got, id.entropy.size() - got, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return ErrnoStatus(errno, "getrandom for the guest's entropy");
+      got += static_cast<size_t>(n);
+    }
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    id.time_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count());
+    if (std::string why = proto::ValidateIdentity(id); !why.empty()) {
+      return InvalidArgument("guest identity: " + why);
+    }
+    uint32_t request = next_id_++;
+    Queue(proto::MessageType::kIdentity, request, proto::EncodeIdentity(id));
+    while (true) {
+      auto f = ReadFrame(deadline);
+      if (!f.ok()) {
+        if (f.error().code() == StatusCode::kDeadlineExceeded) {
+          return DeadlineExceeded("guest agent did not apply its identity within " +
+                                  std::to_string(timeout.count()) + "ms on " + path_.string());
+        }
+        return f.error().WithContext("giving the guest its identity");
+      }
+      if (f->channel != request) continue;
+      if (f->type == proto::MessageType::kIdentityAck) {
+        auto hello = proto::DecodeHello(f->payload);
+        if (!hello) return DataLoss("malformed IDENTITY_ACK from the guest agent on " + path_.string());
+        hello->agent_version = SanitizeGuestText(hello->agent_version.substr(0, 64));
+        hello->mode = SanitizeGuestText(hello->mode.substr(0, 16));
+        hello_ = *hello;
+        return OkStatus();
+      }
+      if (f->type == proto::MessageType::kError) {
+        std::string error = GuestError(f->payload);
+        if (error.rfind("unexpected message type", 0) == 0) {
+          return FailedPrecondition("the guest agent is too old to take an identity (" + error + ")");
+        }
+        return FailedPrecondition("guest agent refused its identity: " + error);
       }
     }
   }

@@ -68,7 +68,10 @@ class AgentConnection {
 
   /// Waits until the agent has said HELLO on this connection (or answered a
   /// PING, which covers reconnecting before the agent noticed the previous
-  /// client left; then only `protocol` is known).
+  /// client left; then only `protocol` and `mode` are known, mode "unknown"
+  /// from an agent older than IDENTITY). agent_protocol::IsHeld(hello): the
+  /// agent booted with `hold` and waits for SendIdentity; it refuses EXEC and
+  /// SET_HOSTS until then.
   virtual Result<agent_protocol::Hello> WaitHello(SteadyTime deadline) = 0;
 
   /// Round trip; returns the measured latency.
@@ -96,6 +99,19 @@ class AgentConnection {
   /// gives the sandbox the current agent); DeadlineExceeded without an
   /// answer by `deadline` (e.g. while another client holds the channel).
   virtual Status SetHosts(const std::vector<GuestHost>& hosts, SteadyTime deadline) = 0;
+
+  /// Gives a held (template or restored) guest its identity; returns once the
+  /// agent has applied it and is serving as after a normal boot (WaitHello
+  /// then reports the new mode). Fills 64 bytes of entropy from getrandom(2)
+  /// and the time from the system clock itself. `mac_address` is set on the
+  /// guest's NIC before it comes up ("" keeps the NIC's). InvalidArgument
+  /// (nothing sent) for a MAC or config the guest would refuse (a config.json
+  /// bigger than agent_protocol::kMaxIdentityConfig); FailedPrecondition with
+  /// the guest's reason when it refused (not held, already has an identity,
+  /// bad config) or predates IDENTITY; DeadlineExceeded without an answer.
+  /// A guest that refused before applying anything stays held.
+  virtual Status SendIdentity(const GuestConfig& config, std::string_view mac_address,
+                              std::chrono::milliseconds timeout) = 0;
 
   /// Asks the guest to power off; OK once acknowledged (or the channel closed).
   virtual Status PowerOff(std::chrono::milliseconds timeout) = 0;

@@ -421,6 +421,162 @@ TEST(AgentClientTest, SetHostsTimesOutWhenNobodyAnswers) {
   (void)RemoveAll(*dir);
 }
 
+// ---- held agent (booted with hold, waiting for IDENTITY) ----------------------
+
+GuestConfig SandboxConfig() {
+  GuestConfig g;
+  g.hostname = "sandbox-a";
+  g.env = {{"SANDBOX_NAME", "a"}};
+  return g;
+}
+
+TEST(AgentClientTest, HeldAgentServesOnlyHealthUntilItsIdentityThenAsUsual) {
+  testing::HostAgent agent({.tag = "agent-held", .hosts_file = true, .hold = true});
+  auto c = agent.Connect();
+  ASSERT_TRUE(c);
+  auto hello = c->WaitHello(steady_clock::now() + milliseconds(5000));
+  ASSERT_TRUE(hello.ok()) << hello.error().ToString();
+  EXPECT_TRUE(proto::IsHeld(*hello)) << hello->mode;
+  ASSERT_TRUE(c->Ping(milliseconds(2000)).ok());
+
+  auto exec = c->Exec({.argv = {"true"}}, "", milliseconds(5000));
+  ASSERT_FALSE(exec.ok());
+  EXPECT_EQ(exec.error().code(), StatusCode::kFailedPrecondition) << exec.error().ToString();
+  EXPECT_NE(exec.error().message().find("waiting for identity"), std::string::npos) << exec.error().ToString();
+  Status hosts = c->SetHosts({{"10.0.0.1", {"a"}}}, steady_clock::now() + milliseconds(5000));
+  EXPECT_EQ(hosts.code(), StatusCode::kFailedPrecondition) << hosts.ToString();
+  EXPECT_NE(hosts.message().find("waiting for identity"), std::string::npos) << hosts.ToString();
+  EXPECT_FALSE(fs::exists(agent.dir() / "hosts"));
+
+  // A client that reconnects before the agent says HELLO learns it from PONG.
+  RawConnection raw(agent.socket());
+  c.reset();
+  ASSERT_TRUE(raw.connected());
+  ASSERT_TRUE(raw.Send(proto::EncodeFrame(proto::MessageType::kPing, 0, proto::EncodeU64(42))));
+  std::optional<proto::Pong> pong;
+  while (auto f = raw.Next(0)) {
+    if (f->type == proto::MessageType::kPong) {
+      pong = proto::DecodePong(f->payload);
+      break;
+    }
+  }
+  ASSERT_TRUE(pong);
+  EXPECT_EQ(pong->nonce, 42u);
+  EXPECT_EQ(pong->mode, "held");
+}
+
+TEST(AgentClientTest, IdentityIsAppliedOnceAndTheAgentThenServesAsAfterABoot) {
+  testing::HostAgent agent({.tag = "agent-held", .hosts_file = true, .hold = true});
+  auto conn = agent.Connect();
+  ASSERT_TRUE(conn);
+  AgentConnection& c = *conn;
+  Status s = c.SendIdentity(SandboxConfig(), "52:54:00:aa:bb:01", milliseconds(5000));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  auto hello = c.WaitHello(steady_clock::now() + milliseconds(1000));
+  ASSERT_TRUE(hello.ok());
+  EXPECT_EQ(hello->mode, "test");  // what the ack reported: no longer held
+  // The sandbox's config reached the agent: its env joins every exec's.
+  auto r = c.Exec({.argv = {"sh", "-c", "echo $SANDBOX_NAME"}}, "", milliseconds(10000));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->stdout_data, "a\n");
+  EXPECT_TRUE(c.SetHosts({{"10.0.0.1", {"peer"}}}, steady_clock::now() + milliseconds(5000)).ok());
+  // Once only: a second identity (a replay, or another sandbox's) is refused.
+  GuestConfig other = SandboxConfig();
+  other.env = {{"SANDBOX_NAME", "b"}};
+  s = c.SendIdentity(other, "52:54:00:aa:bb:02", milliseconds(5000));
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("not waiting"), std::string::npos) << s.ToString();
+  r = c.Exec({.argv = {"sh", "-c", "echo $SANDBOX_NAME"}}, "", milliseconds(10000));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->stdout_data, "a\n");
+  // A new connection's HELLO says the agent is no longer held.
+  conn.reset();
+  auto again = agent.Connect();
+  ASSERT_TRUE(again);
+  auto fresh = again->WaitHello(steady_clock::now() + milliseconds(5000));
+  ASSERT_TRUE(fresh.ok()) << fresh.error().ToString();
+  EXPECT_EQ(fresh->mode, "test");
+}
+
+TEST(AgentClientTest, AgentBootedWithoutHoldRefusesAnIdentity) {
+  AgentProcess agent;
+  Status s = agent.conn().SendIdentity(SandboxConfig(), "52:54:00:aa:bb:01", milliseconds(5000));
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("not waiting"), std::string::npos) << s.ToString();
+}
+
+TEST(AgentClientTest, SendIdentityRefusesABadMacBeforeSending) {
+  testing::HostAgent agent({.tag = "agent-held", .hold = true});
+  for (const char* mac : {"01:00:5e:00:00:01", "52:54:00:aa:bb", "zz:54:00:aa:bb:01"}) {
+    Status s = agent.conn().SendIdentity(SandboxConfig(), mac, milliseconds(5000));
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << mac << ": " << s.ToString();
+  }
+  EXPECT_TRUE(proto::IsHeld(*agent.conn().WaitHello(steady_clock::now() + milliseconds(1000))));
+  // Nothing was sent: the agent is still held and takes a good identity.
+  EXPECT_TRUE(agent.conn().SendIdentity(SandboxConfig(), "", milliseconds(5000)).ok());
+}
+
+// The agent checks what it is sent itself (the host is only semi-trusted):
+// each bad IDENTITY is refused on its channel and leaves the agent held.
+TEST(AgentClientTest, HeldAgentRefusesMalformedIdentitiesAndStaysHeld) {
+  testing::HostAgent agent({.tag = "agent-held", .hold = true});
+  RawConnection raw(agent.socket());
+  ASSERT_TRUE(raw.connected());
+  proto::Identity good;
+  good.time_ns = 1790000000ull * 1000000000ull;
+  good.mac = "52:54:00:aa:bb:01";
+  good.entropy = std::string(proto::kIdentityEntropyBytes, '\x11');
+  good.config_json = GuestConfigToJson(SandboxConfig());
+  struct Bad {
+    std::string payload;
+    const char* why;
+  };
+  std::vector<Bad> bad;
+  std::string encoded = proto::EncodeIdentity(good);
+  bad.push_back({encoded.substr(0, encoded.size() - 1), "truncated"});
+  bad.push_back({encoded + "x", "trailing bytes"});
+  proto::Identity id = good;
+  id.mac = "ff:ff:ff:ff:ff:ff";
+  bad.push_back({proto::EncodeIdentity(id), "MAC address"});
+  id = good;
+  id.entropy = "short";
+  bad.push_back({proto::EncodeIdentity(id), "entropy"});
+  id = good;
+  id.time_ns = 5;
+  bad.push_back({proto::EncodeIdentity(id), "between 2000 and 2200"});
+  id = good;
+  id.config_json = "{\"hostname\": ";
+  bad.push_back({proto::EncodeIdentity(id), "config.json"});
+  id = good;
+  id.config_json = R"({"network": {"address": "10.0.0.999"}})";
+  bad.push_back({proto::EncodeIdentity(id), "network.address"});
+  id = good;
+  id.config_json = std::string(100, '[') + std::string(100, ']');
+  bad.push_back({proto::EncodeIdentity(id), "nesting too deep"});
+  uint32_t ch = 100;
+  for (const Bad& b : bad) {
+    ASSERT_TRUE(raw.Send(proto::EncodeFrame(proto::MessageType::kIdentity, ++ch, b.payload)));
+    auto f = raw.Next(ch);
+    ASSERT_TRUE(f) << b.why;
+    EXPECT_EQ(f->type, proto::MessageType::kError) << b.why;
+    std::string text = proto::DecodeString(f->payload).value_or("");
+    EXPECT_NE(text.find(b.why), std::string::npos) << text;
+    // Still held: an exec is refused.
+    ASSERT_TRUE(raw.Send(proto::EncodeFrame(proto::MessageType::kExec, ++ch, proto::EncodeExec({{"true"}, {}, "", false, 24, 80}))));
+    auto refused = raw.Next(ch);
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->type, proto::MessageType::kError);
+    EXPECT_NE(proto::DecodeString(refused->payload).value_or("").find("waiting for identity"), std::string::npos);
+  }
+  ASSERT_TRUE(raw.Send(proto::EncodeFrame(proto::MessageType::kIdentity, ++ch, encoded)));
+  auto ack = raw.Next(ch);
+  ASSERT_TRUE(ack);
+  ASSERT_EQ(ack->type, proto::MessageType::kIdentityAck);
+  auto hello = proto::DecodeHello(ack->payload);
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->mode, "test");
+}
+
 TEST(AgentClientTest, ConnectTimesOutWhenNoSocketAppears) {
   auto c = ConnectAgent("/nonexistent-banger-dir/agent.sock", steady_clock::now() + milliseconds(200));
   ASSERT_FALSE(c.ok());

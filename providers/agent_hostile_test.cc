@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <thread>
 
 #include "base/files.h"
@@ -592,6 +593,107 @@ TEST(AgentHostileTest, SetHostsPingAndPowerOffAreBoundedByTheirDeadlines) {
       EXPECT_LT(Since(start), milliseconds(3000)) << s.name << " call " << call;
     }
   }
+}
+
+// ---- IDENTITY -----------------------------------------------------------------
+
+// A guest that ignores, floods, answers on the wrong channel, acknowledges
+// with garbage or refuses with terminal escapes: SendIdentity ends in a clean
+// error within its deadline every time.
+TEST(AgentHostileTest, SendIdentityIsBoundedAndDistrustsTheAnswer) {
+  struct Script {
+    const char* name;
+    std::function<void(GuestEnd&)> play;
+    StatusCode want;
+  };
+  auto held_hello = [](GuestEnd& g) {
+    g.Send(MessageType::kHello, 0, proto::EncodeHello({proto::kProtocolVersion, "fake", 1, "held"}));
+  };
+  std::vector<Script> scripts = {
+      {"silent", held_hello, StatusCode::kDeadlineExceeded},
+      {"flood", [&](GuestEnd& g) {
+         held_hello(g);
+         while (g.Send(MessageType::kPong, 0, proto::EncodePong(1, "held"))) {
+         }
+       }, StatusCode::kDeadlineExceeded},
+      {"wrong channel", [&](GuestEnd& g) {
+         held_hello(g);
+         if (auto f = g.Expect(MessageType::kIdentity)) {
+           g.Send(MessageType::kIdentityAck, f->channel + 1, proto::EncodeHello({1, "fake", 1, "init"}));
+         }
+       }, StatusCode::kDeadlineExceeded},
+      {"garbage ack", [&](GuestEnd& g) {
+         held_hello(g);
+         if (auto f = g.Expect(MessageType::kIdentity)) g.Send(MessageType::kIdentityAck, f->channel, "\x01");
+       }, StatusCode::kDataLoss},
+      {"escapes", [&](GuestEnd& g) {
+         held_hello(g);
+         if (auto f = g.Expect(MessageType::kIdentity)) {
+           g.Send(MessageType::kError, f->channel, proto::EncodeString("no\x1b]0;pwned\x07" + std::string(5000, 'x')));
+         }
+       }, StatusCode::kFailedPrecondition},
+  };
+  GuestConfig config;
+  config.hostname = "a";
+  for (const Script& s : scripts) {
+    ++g_bad_inputs;
+    FakeAgent agent(s.play);
+    auto c = agent.Connect();
+    ASSERT_TRUE(c);
+    auto hello = c->WaitHello(steady_clock::now() + milliseconds(5000));
+    ASSERT_TRUE(hello.ok());
+    EXPECT_TRUE(proto::IsHeld(*hello));
+    auto start = steady_clock::now();
+    Status st = c->SendIdentity(config, "52:54:00:00:00:01", milliseconds(500));
+    EXPECT_EQ(st.code(), s.want) << s.name << ": " << st.ToString();
+    EXPECT_LT(Since(start), milliseconds(3000)) << s.name;
+    EXPECT_EQ(st.message().find('\x1b'), std::string::npos) << s.name;
+    EXPECT_LT(st.message().size(), kMaxGuestText + 200) << s.name;
+  }
+}
+
+// What the host sends is what the guest gets: the fake guest decodes the
+// IDENTITY it received (fresh entropy each time, the host's clock).
+TEST(AgentHostileTest, SendIdentitySendsFreshEntropyAndTheHostClock) {
+  std::vector<proto::Identity> seen;
+  std::mutex mu;
+  for (int i = 0; i < 2; ++i) {
+    FakeAgent agent([&](GuestEnd& g) {
+      g.Hello();
+      if (auto f = g.Expect(MessageType::kIdentity)) {
+        std::string err;
+        auto id = proto::DecodeIdentity(f->payload, &err);
+        if (id) {
+          std::lock_guard<std::mutex> lock(mu);
+          seen.push_back(*id);
+        }
+        g.Send(MessageType::kIdentityAck, f->channel, proto::EncodeHello({1, "fake", 1, "init"}));
+      }
+    });
+    auto c = agent.Connect();
+    ASSERT_TRUE(c);
+    GuestConfig config;
+    config.hostname = "sandbox-" + std::to_string(i);
+    config.hold_for_identity = true;  // a template's config: never forwarded as such
+    auto before = std::chrono::system_clock::now();
+    Status st = c->SendIdentity(config, "52:54:00:00:00:0" + std::to_string(i), milliseconds(5000));
+    auto after = std::chrono::system_clock::now();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(seen.size(), static_cast<size_t>(i + 1));
+    const proto::Identity& id = seen.back();
+    auto ns = [](auto t) {
+      return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+    };
+    EXPECT_GE(id.time_ns, ns(before));
+    EXPECT_LE(id.time_ns, ns(after));
+    EXPECT_EQ(id.mac, "52:54:00:00:00:0" + std::to_string(i));
+    EXPECT_EQ(id.entropy.size(), proto::kIdentityEntropyBytes);
+    EXPECT_NE(id.config_json.find("\"sandbox-" + std::to_string(i) + "\""), std::string::npos);
+    EXPECT_EQ(id.config_json.find("\"hold\""), std::string::npos) << id.config_json;
+    EXPECT_EQ(c->WaitHello(steady_clock::now() + milliseconds(100))->mode, "init");
+  }
+  EXPECT_NE(seen[0].entropy, seen[1].entropy);
 }
 
 }  // namespace

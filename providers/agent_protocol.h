@@ -47,6 +47,8 @@ enum class MessageType : uint8_t {
   kError = 15,     // guest->host, ch 0 or id: str message (exec failed, bad frame, ...)
   kSetHosts = 16,  // host->guest, ch id: HostsEntry list (replaces /etc/hosts' banger block)
   kSetHostsAck = 17,  // guest->host, ch id: u32 number of entries written
+  kIdentity = 18,     // host->guest, ch id: Identity (only a held agent accepts it)
+  kIdentityAck = 19,  // guest->host, ch id: Hello (the agent as it now serves)
 };
 
 inline const char* MessageTypeName(MessageType t) {
@@ -68,6 +70,8 @@ inline const char* MessageTypeName(MessageType t) {
     case MessageType::kError: return "ERROR";
     case MessageType::kSetHosts: return "SET_HOSTS";
     case MessageType::kSetHostsAck: return "SET_HOSTS_ACK";
+    case MessageType::kIdentity: return "IDENTITY";
+    case MessageType::kIdentityAck: return "IDENTITY_ACK";
   }
   return "UNKNOWN";
 }
@@ -228,12 +232,20 @@ class FrameDecoder {
 
 // ---- typed messages ---------------------------------------------------------
 
+/// HELLO's (and PONG's) mode of an agent that booted with `hold` and waits
+/// for IDENTITY: it accepts only PING, POWEROFF and IDENTITY.
+inline constexpr std::string_view kModeHeld = "held";
+
 struct Hello {
   uint32_t protocol = kProtocolVersion;
   std::string agent_version;
   uint64_t boot_ms = 0;  // guest CLOCK_BOOTTIME when the hello was sent
-  std::string mode;      // "init" (agent is PID 1) or "server" (image init is PID 1)
+  /// "init" (agent is PID 1), "server" (image init is PID 1), "held" (waiting
+  /// for IDENTITY, kModeHeld) or "test" (--serve-unix).
+  std::string mode;
 };
+
+inline bool IsHeld(const Hello& h) { return h.mode == kModeHeld; }
 
 inline std::string EncodeHello(const Hello& h) {
   return PayloadWriter().U32(h.protocol).Str(h.agent_version).U64(h.boot_ms).Str(h.mode).Take();
@@ -333,6 +345,26 @@ inline std::optional<uint64_t> DecodeU64(std::string_view p) {
   if (r.failed()) return std::nullopt;
   return v;
 }
+/// PONG: u64 nonce, then (agents that know IDENTITY) str mode, the same word
+/// as HELLO's. Older agents send the nonce only: mode is then empty.
+struct Pong {
+  uint64_t nonce = 0;
+  std::string mode;
+};
+inline std::string EncodePong(uint64_t nonce, std::string_view mode) {
+  return PayloadWriter().U64(nonce).Str(mode).Take();
+}
+inline std::optional<Pong> DecodePong(std::string_view p) {
+  PayloadReader r(p);
+  Pong pong;
+  pong.nonce = r.U64();
+  if (r.failed()) return std::nullopt;
+  if (r.AtEnd()) return pong;
+  pong.mode = r.Str();
+  if (r.failed() || !r.AtEnd()) return std::nullopt;
+  return pong;
+}
+
 inline std::string EncodeString(std::string_view s) { return PayloadWriter().Str(s).Take(); }
 inline std::optional<std::string> DecodeString(std::string_view p) {
   PayloadReader r(p);
@@ -447,6 +479,96 @@ inline std::optional<std::vector<HostsEntry>> DecodeSetHosts(std::string_view p,
   if (!r.AtEnd()) return fail("malformed SET_HOSTS: trailing bytes");
   if (std::string why = ValidateHostsEntries(out); !why.empty()) return fail("SET_HOSTS: " + why);
   return out;
+}
+
+// ---- IDENTITY (a held guest becomes a sandbox) -------------------------------
+
+/// Bytes of host entropy SendIdentity sends; the guest accepts
+/// kMinIdentityEntropy..kMaxIdentityEntropy.
+inline constexpr size_t kIdentityEntropyBytes = 64;
+inline constexpr size_t kMinIdentityEntropy = 32;
+inline constexpr size_t kMaxIdentityEntropy = 512;
+/// The sandbox's config.json must fit in one frame with the other fields.
+inline constexpr size_t kMaxIdentityConfig = kMaxFrameLength - 4096;
+/// The wall clock the guest is stepped to must lie between 2000-01-01 and
+/// 2200-01-01 (ns since the epoch): anything else is a broken host clock.
+inline constexpr uint64_t kMinIdentityTimeNs = 946684800ull * 1000000000ull;
+inline constexpr uint64_t kMaxIdentityTimeNs = 7258118400ull * 1000000000ull;
+
+struct Identity {
+  uint64_t time_ns = 0;     // host CLOCK_REALTIME, ns since the epoch
+  std::string mac;          // "" (keep the NIC's) or "xx:xx:xx:xx:xx:xx", unicast
+  std::string entropy;      // raw random bytes, credited to the guest's pool
+  std::string config_json;  // the sandbox's config.json (GuestConfigToJson)
+  bool operator==(const Identity&) const = default;
+};
+
+/// Six colon-separated pairs of hex digits, a unicast address (the low bit of
+/// the first octet clear) other than all zeros.
+inline bool IsMacAddress(std::string_view s) {
+  if (s.size() != 17) return false;
+  auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  bool any = false;
+  for (size_t i = 0; i < 17; ++i) {
+    if (i % 3 == 2) {
+      if (s[i] != ':') return false;
+      continue;
+    }
+    int v = hex(s[i]);
+    if (v < 0) return false;
+    if (v != 0) any = true;
+    if (i == 1 && (v & 1)) return false;  // multicast / broadcast
+  }
+  return any;
+}
+
+/// "" if the guest can apply `id`, else what is wrong. Both ends check.
+inline std::string ValidateIdentity(const Identity& id) {
+  if (id.time_ns < kMinIdentityTimeNs || id.time_ns > kMaxIdentityTimeNs) {
+    return "time " + std::to_string(id.time_ns) + " ns is not between 2000 and 2200";
+  }
+  if (!id.mac.empty() && !IsMacAddress(id.mac)) {
+    return "MAC address '" + id.mac.substr(0, 32) + "' is not a unicast xx:xx:xx:xx:xx:xx";
+  }
+  if (id.entropy.size() < kMinIdentityEntropy || id.entropy.size() > kMaxIdentityEntropy) {
+    return std::to_string(id.entropy.size()) + " bytes of entropy (" + std::to_string(kMinIdentityEntropy) + "-" +
+           std::to_string(kMaxIdentityEntropy) + " needed)";
+  }
+  if (id.config_json.empty()) return "empty config";
+  if (id.config_json.size() > kMaxIdentityConfig) {
+    return "config of " + std::to_string(id.config_json.size()) + " bytes (at most " +
+           std::to_string(kMaxIdentityConfig) + ")";
+  }
+  return "";
+}
+
+/// IDENTITY payload: u64 time_ns, str mac, str entropy, str config_json.
+inline std::string EncodeIdentity(const Identity& id) {
+  return PayloadWriter().U64(id.time_ns).Str(id.mac).Str(id.entropy).Str(id.config_json).Take();
+}
+
+/// Decodes and validates; nullopt with *error set when the payload is
+/// truncated, has trailing bytes or fails ValidateIdentity.
+inline std::optional<Identity> DecodeIdentity(std::string_view p, std::string* error) {
+  auto fail = [&](std::string msg) -> std::optional<Identity> {
+    if (error) *error = std::move(msg);
+    return std::nullopt;
+  };
+  PayloadReader r(p);
+  Identity id;
+  id.time_ns = r.U64();
+  id.mac = r.Str();
+  id.entropy = r.Str();
+  id.config_json = r.Str();
+  if (r.failed()) return fail("malformed IDENTITY: truncated");
+  if (!r.AtEnd()) return fail("malformed IDENTITY: trailing bytes");
+  if (std::string why = ValidateIdentity(id); !why.empty()) return fail("IDENTITY: " + why);
+  return id;
 }
 
 }  // namespace banger::agent_protocol

@@ -167,5 +167,97 @@ TEST(AgentProtocolTest, SetHostsValidatesAddressesAndNames) {
             "hosts entry 1 (10.0.0.2):");
 }
 
+// ---- IDENTITY ---------------------------------------------------------------
+
+Identity GoodIdentity() {
+  Identity id;
+  id.time_ns = 1790000000ull * 1000000000ull + 123;
+  id.mac = "52:54:00:12:34:56";
+  id.entropy = std::string(kIdentityEntropyBytes, '\x5a');
+  id.config_json = R"({"hostname": "a"})";
+  return id;
+}
+
+TEST(AgentProtocolTest, IdentityRoundTrips) {
+  Identity id = GoodIdentity();
+  std::string payload = EncodeIdentity(id);
+  // u64 time, str mac, str entropy, str config.
+  EXPECT_EQ(payload.substr(8, 4), std::string("\0\0\0\x11", 4));
+  std::string err;
+  auto back = DecodeIdentity(payload, &err);
+  ASSERT_TRUE(back) << err;
+  EXPECT_EQ(*back, id);
+  id.mac = "";  // keep the NIC's
+  back = DecodeIdentity(EncodeIdentity(id), &err);
+  ASSERT_TRUE(back) << err;
+  EXPECT_EQ(back->mac, "");
+  EXPECT_STREQ(MessageTypeName(MessageType::kIdentity), "IDENTITY");
+  EXPECT_STREQ(MessageTypeName(MessageType::kIdentityAck), "IDENTITY_ACK");
+}
+
+TEST(AgentProtocolTest, IdentityRejectsTruncatedTrailingAndHugePayloads) {
+  std::string payload = EncodeIdentity(GoodIdentity());
+  std::string err;
+  for (size_t n = 0; n < payload.size(); ++n) {
+    EXPECT_FALSE(DecodeIdentity(payload.substr(0, n), &err)) << "prefix of " << n << " bytes decoded";
+    EXPECT_FALSE(err.empty());
+  }
+  EXPECT_FALSE(DecodeIdentity(payload + "x", &err));
+  EXPECT_NE(err.find("trailing"), std::string::npos) << err;
+  // A string length beyond the bytes present must not be read or reserved.
+  EXPECT_FALSE(DecodeIdentity(PayloadWriter().U64(GoodIdentity().time_ns).U32(0xFFFFFFFF).Take(), &err));
+  EXPECT_NE(err.find("truncated"), std::string::npos) << err;
+  Identity big = GoodIdentity();
+  big.config_json = std::string(kMaxIdentityConfig + 1, ' ');
+  EXPECT_FALSE(DecodeIdentity(EncodeIdentity(big), &err));
+  EXPECT_NE(err.find("at most"), std::string::npos) << err;
+}
+
+TEST(AgentProtocolTest, IdentityValidatesTimeMacEntropyAndConfig) {
+  std::string err;
+  auto refused = [&](const Identity& id, const char* why) {
+    bool decoded = DecodeIdentity(EncodeIdentity(id), &err).has_value();
+    return !decoded && err.find(why) != std::string::npos;
+  };
+  Identity id = GoodIdentity();
+  id.time_ns = 0;
+  EXPECT_TRUE(refused(id, "between 2000 and 2200")) << err;
+  id.time_ns = ~uint64_t{0};
+  EXPECT_TRUE(refused(id, "between 2000 and 2200")) << err;
+  for (const char* bad : {"", "52:54:00:12:34", "52:54:00:12:34:56:78", "52-54-00-12-34-56", "5254.0012.3456",
+                          "01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00", "52:54:00:12:34:5g",
+                          "52:54:00:12:34:56\n", " 52:54:00:12:34:5"}) {
+    if (*bad == '\0') continue;  // "" means keep the NIC's MAC
+    id = GoodIdentity();
+    id.mac = bad;
+    EXPECT_TRUE(refused(id, "MAC address")) << "'" << bad << "': " << err;
+  }
+  EXPECT_TRUE(IsMacAddress("02:AB:cd:00:00:01"));
+  id = GoodIdentity();
+  id.entropy = std::string(kMinIdentityEntropy - 1, 'x');
+  EXPECT_TRUE(refused(id, "bytes of entropy")) << err;
+  id.entropy = std::string(kMaxIdentityEntropy + 1, 'x');
+  EXPECT_TRUE(refused(id, "bytes of entropy")) << err;
+  id = GoodIdentity();
+  id.config_json = "";
+  EXPECT_TRUE(refused(id, "empty config")) << err;
+}
+
+TEST(AgentProtocolTest, PongCarriesTheModeAndOldPongsStillDecode) {
+  auto p = DecodePong(EncodePong(7, kModeHeld));
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->nonce, 7u);
+  EXPECT_EQ(p->mode, "held");
+  auto old = DecodePong(EncodeU64(9));  // an agent from before IDENTITY
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->nonce, 9u);
+  EXPECT_EQ(old->mode, "");
+  EXPECT_FALSE(DecodePong(EncodeU64(9) + std::string("\0\0", 2)));
+  EXPECT_FALSE(DecodePong(EncodePong(7, "held") + "x"));
+  EXPECT_EQ(DecodeU64(EncodePong(7, "held")), 7u);  // old hosts read the nonce as before
+  EXPECT_TRUE(IsHeld(Hello{kProtocolVersion, "v", 1, "held"}));
+  EXPECT_FALSE(IsHeld(Hello{kProtocolVersion, "v", 1, "init"}));
+}
+
 }  // namespace
 }  // namespace banger::agent_protocol

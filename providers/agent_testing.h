@@ -26,6 +26,7 @@ struct HostAgentOptions {
   std::string tag = "host-agent";      // temp dir name prefix
   std::vector<std::string> env;        // "K=V" given to every exec (--env)
   bool hosts_file = false;             // SET_HOSTS writes dir()/hosts (else it has none)
+  bool hold = false;                   // --hold: held until IDENTITY (whose config's env it adopts)
 };
 
 class HostAgent {
@@ -40,6 +41,7 @@ class HostAgent {
     std::vector<std::string> argv = {BANGER_AGENT_PATH, "--serve-unix", socket_.string()};
     for (const auto& e : options.env) argv.insert(argv.end(), {"--env", e});
     if (options.hosts_file) argv.insert(argv.end(), {"--hosts-file", (dir_ / "hosts").string()});
+    if (options.hold) argv.push_back("--hold");
     auto id = runner_->StartDetached({.argv = argv, .log_file = dir_ / "agent.log"});
     EXPECT_TRUE(id.ok()) << id.error().ToString();
     if (id) id_ = *id;

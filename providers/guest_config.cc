@@ -13,6 +13,8 @@ std::string GuestConfigToJson(const GuestConfig& c) {
   if (!c.root_serial.empty()) j["root_serial"] = c.root_serial;
   j["root_fstype"] = c.root_fstype;
   j["agent_port"] = c.agent_port;
+  // Only when set: the bytes of every other config.json stay as they were.
+  if (c.hold_for_identity) j["hold"] = true;
   switch (c.init) {
     case GuestInitMode::kAuto: j["init"] = "auto"; break;
     case GuestInitMode::kImage: j["init"] = "image"; break;

@@ -70,6 +70,11 @@ struct GuestConfig {
   std::string root_serial;
   std::string root_fstype = "ext4";
   std::string agent_port = "banger.agent";
+  /// JSON `hold`: boot only the identity-free part (mount the early file
+  /// systems and the root disk, load modules, find the channel), then wait
+  /// for IDENTITY (AgentConnection::SendIdentity) before doing the rest. A VM
+  /// booted this way is a template (docs/guest-agent.md, "Held boot").
+  bool hold_for_identity = false;
 };
 
 /// Renders config.json (stable key order, so identical configs give identical bytes).

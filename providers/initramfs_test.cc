@@ -220,6 +220,12 @@ TEST(InitramfsTest, SandboxInitrdAppendsConfigCpioTheAgentCanParse) {
   EXPECT_EQ(parsed->volumes[0].serial, "bvol0");
   EXPECT_EQ(parsed->volumes[0].mount_path, "/srv/data");
   EXPECT_EQ(parsed->volumes[1].mount_path, "/root");
+  EXPECT_FALSE(parsed->hold);
+  EXPECT_EQ(GuestConfigToJson(g).find("\"hold\""), std::string::npos) << "hold is written only when set";
+  g.hold_for_identity = true;
+  parsed = agent::ParseAgentConfig(GuestConfigToJson(g), &err);
+  ASSERT_TRUE(parsed) << err;
+  EXPECT_TRUE(parsed->hold);
 }
 
 TEST(GuestConfigTest, Base64MatchesRfc4648Vectors) {
