@@ -15,6 +15,12 @@ namespace banger::cli {
 
 namespace {
 
+std::string Mib(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1fMiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return buf;
+}
+
 std::string FormatUnixTime(int64_t t) {
   if (t <= 0) return "-";
   std::time_t tt = static_cast<std::time_t>(t);
@@ -95,9 +101,9 @@ void AddSnapshotCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
         {"ID", "IMAGE", "KERNEL", "CPUS", "MEMORY", "STATE", "DISK LAYER", "CREATED", "IN USE BY"}};
     for (const auto& t : *all) {
       std::vector<std::string> users = UsersOf(t, names);
-      rows.push_back({host::ShortHash(t.hash), t.image_digest.substr(0, 19), t.kernel_sha256.substr(0, 12),
-                      std::to_string(t.cpus), FormatByteSize(t.memory_bytes), FormatByteSize(t.state_bytes),
-                      FormatByteSize(t.disk_layer_bytes), FormatUnixTime(t.created_at),
+      rows.push_back({host::ShortHash(t.hash), t.image_digest.empty() ? "(built)" : t.image_digest.substr(0, 19), t.kernel_sha256.substr(0, 12),
+                      std::to_string(t.cpus), FormatByteSize(t.memory_bytes), Mib(t.state_bytes),
+                      Mib(t.disk_layer_bytes), FormatUnixTime(t.created_at),
                       users.empty() ? "-" : std::to_string(users.size()) + " (" + Join(users, ",") + ")"});
     }
     std::printf("%s", RenderTable(rows).c_str());

@@ -237,7 +237,9 @@ class VmRuntime final : public SandboxRuntime {
     TemplateIdentity id;
     id.provider = std::string(hv_->Kind());
     id.image_digest = image.digest;
-    id.image_disk = image.rootfs_path;
+    // Recipe-built catalog images have no digest: their disk's path and
+    // creation time stand for their contents (a rebuilt image is another one).
+    id.image_disk = image.rootfs_path + " created " + std::to_string(image.created_at);
     fs::path kpath = KernelPathFor(kernel);
     BANGER_ASSIGN_OR_RETURN(id.kernel_sha256, CachedSha256(kpath));
     BANGER_ASSIGN_OR_RETURN(std::string agent_hash, CachedSha256(agent_));
@@ -303,7 +305,9 @@ class VmRuntime final : public SandboxRuntime {
     VmLaunchConfig tc = c;
     tc.sandbox_id = "tpl-" + ShortHash(hash);
     tc.name = "template";
-    tc.runtime_dir = TemplatesDir(layout_) / (".build-" + ShortHash(hash));
+    // Among the sandboxes' runtime dirs: a confined QEMU's uid is picked as
+    // one no other runtime dir there owns, so the template VM never shares one.
+    tc.runtime_dir = SandboxRuntimeDir(layout_, tc.sandbox_id);
     // Nothing of any sandbox goes into a template: the agent gets the
     // sandbox's configuration (IDENTITY) after each restore.
     GuestConfig g;

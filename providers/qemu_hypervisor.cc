@@ -514,7 +514,7 @@ class QemuHypervisor final : public Hypervisor {
         std::string st = JsonField(info, "status");
         if (st == "completed") return OkStatus();
         if (st == "failed" || st == "cancelled") {
-          return Internal("migration " + st + ": " + JsonField(info, "error-desc"));
+          return Internal("migration " + st + ": " + JsonField(info, "error-desc") + "; QEMU log: " + Tail(f.qemu_log, 600));
         }
         if (clock_.SteadyNow() >= deadline) {
           (void)qmp.Execute("migrate_cancel", "", opts_.qmp_timeout);
@@ -553,7 +553,11 @@ class QemuHypervisor final : public Hypervisor {
       return ctx(FailedPrecondition("the saved disk's backing file is '" + backing + "', expected " +
                                     record->base_disk.string()));
     }
-    BANGER_RETURN_IF_ERROR(ctx(CopyRegularFile(record->kernel, t.kernel_path, 0400)));
+    // Kernels are immutable artifacts: a hard link costs nothing (tens of MiB
+    // for a vmlinux); a copy where they are on another filesystem.
+    if (::link(record->kernel.c_str(), t.kernel_path.c_str()) != 0) {
+      BANGER_RETURN_IF_ERROR(ctx(CopyRegularFile(record->kernel, t.kernel_path, 0400)));
+    }
     BANGER_RETURN_IF_ERROR(ctx(CopyRegularFile(f.initrd, t.initrd_path, 0400)));
     BANGER_RETURN_IF_ERROR(ctx(WriteFileAtomic(dir / kLaunchRecord, LaunchRecordJson(*record), 0400)));
     return t;
