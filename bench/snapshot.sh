@@ -77,7 +77,7 @@ hyperfine --runs "$RUNS" --export-json "$OUT/cold-vs-template.json" \
 $B delete --yes cold >/dev/null 2>&1 || true
 # banger's own share of one restore: its step log (info level).
 $BANGER --state-dir "$STATE" apply -f "$WORK/warm.yaml" --yes >"$WORK/restore-steps.txt" 2>&1
-grep -E "restor|Ready|template" "$WORK/restore-steps.txt" | sed 's/^/  /' | head -20
+{ grep -E "restor|Ready|template" "$WORK/restore-steps.txt" || true; } | sed "s/^/  /" | head -20
 $B delete --yes warm >/dev/null
 
 echo "== 2. restore time against template size =="
