@@ -144,7 +144,7 @@ class Hypervisor {
   virtual Result<VmTemplateFiles> SaveTemplate(const VmHandle& handle, const std::filesystem::path& dir) {
     (void)handle;
     (void)dir;
-    return FailedPrecondition(std::string(Kind()) + " cannot save templates");
+    return FailedPrecondition(std::string(Kind()) + " provider cannot save templates");
   }
 };
 
