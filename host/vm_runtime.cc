@@ -17,6 +17,7 @@
 #include "images/image_config.h"
 #include "kernels/vmlinux.h"
 #include "providers/agent_client.h"
+#include "providers/firecracker_hypervisor.h"
 #include "providers/initramfs.h"
 #include "providers/kvm_probe.h"
 #include "providers/qemu_hypervisor.h"
@@ -105,6 +106,7 @@ AgentEndpoint AgentEndpointOf(const SandboxRecord& record) {
 }
 
 fs::path ConsoleLogOf(const SandboxRecord& record) {
+  if (record.hypervisor == "firecracker") return FirecrackerFilesFor(record.runtime_dir).console_log;
   return RuntimeFilesFor(record.runtime_dir).console_log;
 }
 
@@ -120,7 +122,7 @@ std::vector<GuestHost> ToGuestHosts(const std::vector<HostEntry>& hosts) {
 class VmRuntime final : public SandboxRuntime {
  public:
   VmRuntime(const Config& config, const StateLayout& layout, CommandRunner& runner, Clock& clock)
-      : layout_(layout), runner_(runner), clock_(clock) {
+      : config_(config), layout_(layout), runner_(runner), clock_(clock) {
     QemuOptions o;
     o.accel = config.accel == "kvm" ? QemuAccel::kKvm : config.accel == "tcg" ? QemuAccel::kTcg : QemuAccel::kAuto;
     o.machine = config.machine == "microvm" ? QemuMachine::kMicrovm
@@ -139,6 +141,9 @@ class VmRuntime final : public SandboxRuntime {
     machine_ = (config.accel.empty() ? "auto" : config.accel) + "/" + (config.machine.empty() ? "auto" : config.machine);
     qemu_binary_ = o.qemu_binary;
     hv_ = MakeQemuHypervisor(runner, clock, o);
+    // Firecracker (docs/firecracker.md): made on first use, for specs that
+    // resolve to it (ResolveProvider) and records that name it.
+    if (!config.netns.empty()) fc_options_.launcher_prefix = {"ip", "netns", "exec", config.netns};
     agent_ = FindAgentBinary();
   }
 
@@ -170,13 +175,11 @@ class VmRuntime final : public SandboxRuntime {
 
   Result<BootResult> Boot(const BootRequest& req) override {
     const SandboxSpec& spec = req.spec;
-    if (spec.hypervisor == HypervisorKind::kFirecracker) {
-      // Never boot QEMU and record it for a spec that asked for Firecracker.
-      return FailedPrecondition(
-          "spec.hypervisor: firecracker is not available in this banger build (only qemu); use "
-          "hypervisor: qemu or auto");
-    }
+    // The provider the plan named (never QEMU recorded for a spec that asked
+    // for Firecracker, nor the reverse).
+    BANGER_ASSIGN_OR_RETURN(Hypervisor * hv, HypervisorFor(spec));
     BANGER_ASSIGN_OR_RETURN(VmLaunchConfig c, LaunchConfigFor(req));
+    if (hv != hv_.get()) return BootFirecracker(*hv, req, std::move(c));
     // From a template (docs/snapshots.md): only a sandbox's first start (a
     // restart keeps its own disk) and never one with volumes.
     std::string note;
@@ -202,6 +205,11 @@ class VmRuntime final : public SandboxRuntime {
   Result<std::string> DescribeStart(const SandboxSpec& spec, const ImageRecord* image,
                                     const KernelRecord* kernel) override {
     if (spec.start == StartMode::kBoot) return std::string("boot");
+    if (auto hv = HypervisorFor(spec); hv.ok() && *hv != hv_.get()) {
+      std::string why = "templates are used with QEMU only so far";
+      if (spec.start == StartMode::kSnapshot) return FailedPrecondition(why);
+      return "boot (" + why + ")";
+    }
     if (std::string why = NoTemplateBecause(spec); !why.empty()) {
       if (spec.start == StartMode::kSnapshot) return FailedPrecondition(why);
       return "boot (" + why + ")";
@@ -227,6 +235,44 @@ class VmRuntime final : public SandboxRuntime {
     // long passed.
     if (!spec.volumes.empty()) return "sandboxes with volumes are not started from templates";
     return "";
+  }
+
+  // The hypervisor that boots `spec`: QEMU, or Firecracker where the host
+  // resolves the spec to it (ResolveProvider, probed once per process).
+  Result<Hypervisor*> HypervisorFor(const SandboxSpec& spec) {
+    if (spec.hypervisor == HypervisorKind::kQemu) return hv_.get();
+    std::call_once(probe_once_, [this] { probe_ = ProbeProviders(this, config_, layout_); });
+    BANGER_ASSIGN_OR_RETURN(std::string which, ResolveProvider(spec.hypervisor, probe_));
+    if (StartsWith(which, "firecracker")) return Firecracker();
+    return hv_.get();
+  }
+
+  // The hypervisor a recorded sandbox runs under.
+  Hypervisor& HypervisorOf(const SandboxRecord& rec) {
+    return rec.hypervisor == "firecracker" ? *Firecracker() : *hv_;
+  }
+
+  Hypervisor* Firecracker() {
+    std::call_once(fc_once_, [this] { fc_ = MakeFirecrackerHypervisor(runner_, clock_, fc_options_); });
+    return fc_.get();
+  }
+
+  // Firecracker boots the uncompressed vmlinux with banger's initramfs; it
+  // has no templates wired here yet and no user-mode networking (the
+  // provider refuses that before starting anything).
+  Result<BootResult> BootFirecracker(Hypervisor& hv, const BootRequest& req, VmLaunchConfig c) {
+    if (req.spec.start == StartMode::kSnapshot) {
+      return FailedPrecondition("spec.start is snapshot, but templates are used with QEMU only so far");
+    }
+    if (req.kernel.vmlinux_path.empty()) {
+      return FailedPrecondition("kernel " + req.kernel.name +
+                                " has no extracted vmlinux, which Firecracker boots; pull or import it again");
+    }
+    c.kernel_path = req.kernel.vmlinux_path;
+    BANGER_ASSIGN_OR_RETURN(VmHandle h, hv.Boot(c));
+    BootResult r = ResultOf(h, c);
+    r.hypervisor = std::string(hv.Kind());
+    return r;
   }
 
   BootResult ResultOf(const VmHandle& h, const VmLaunchConfig& c) const {
@@ -513,7 +559,7 @@ class VmRuntime final : public SandboxRuntime {
   RuntimeObservation Inspect(const SandboxRecord& rec) override {
     RuntimeObservation o;
     VmHandle h = HandleOf(rec);
-    VmObservation v = hv_->Inspect(h);
+    VmObservation v = HypervisorOf(rec).Inspect(h);
     o.alive = v.process_alive;
     o.responsive = v.vmm_responsive;
     o.detail = v.detail;
@@ -521,13 +567,13 @@ class VmRuntime final : public SandboxRuntime {
   }
 
   Status Stop(const SandboxRecord& rec, milliseconds grace) override {
-    return hv_->Shutdown(HandleOf(rec), grace);
+    return HypervisorOf(rec).Shutdown(HandleOf(rec), grace);
   }
 
   Status Destroy(const SandboxRecord& rec) override {
     VmHandle h = HandleOf(rec);
     if (h.runtime_dir.empty()) h.runtime_dir = SandboxRuntimeDir(layout_, rec.id);
-    BANGER_RETURN_IF_ERROR(hv_->Destroy(h));
+    BANGER_RETURN_IF_ERROR(HypervisorOf(rec).Destroy(h));
     // Its host key goes with it, so a new sandbox of this name is not refused.
     if (Status s = ForgetSshHost(layout_, rec.name); !s.ok()) spdlog::warn("sandbox {}: {}", rec.name, s.message());
     return OkStatus();
@@ -549,6 +595,17 @@ class VmRuntime final : public SandboxRuntime {
   VmHandle HandleOf(const SandboxRecord& rec) {
     VmHandle h;
     h.runtime_dir = rec.runtime_dir.empty() ? SandboxRuntimeDir(layout_, rec.id) : fs::path(rec.runtime_dir);
+    if (rec.hypervisor == "firecracker") {
+      FirecrackerRuntimeFiles f = FirecrackerFilesFor(h.runtime_dir);
+      h.disk_path = f.disk;
+      h.agent_socket = f.vsock_socket;
+      h.agent_vsock_port = agent_protocol::kVsockPort;
+      h.process = {rec.pid, rec.pid_start_time};
+      if (rec.pid == 0 || !ProcessAlive(h.process)) {
+        if (auto recovered = RecoverFirecrackerProcess(h.runtime_dir)) h.process = *recovered;
+      }
+      return h;
+    }
     QemuRuntimeFiles f = RuntimeFilesFor(h.runtime_dir);
     h.disk_path = f.disk;
     h.agent_socket = f.agent_socket;
@@ -578,10 +635,16 @@ class VmRuntime final : public SandboxRuntime {
     return out;
   }
 
+  Config config_;
   StateLayout layout_;
   CommandRunner& runner_;
   Clock& clock_;
-  std::unique_ptr<Hypervisor> hv_;
+  std::unique_ptr<Hypervisor> hv_;  // QEMU
+  FirecrackerOptions fc_options_;
+  std::once_flag fc_once_;
+  std::unique_ptr<Hypervisor> fc_;
+  std::once_flag probe_once_;
+  ProviderProbe probe_;
   std::string qemu_binary_;
   std::string netns_;
   std::string machine_;
@@ -597,10 +660,9 @@ std::unique_ptr<SandboxRuntime> MakeVmRuntime(const Config& config, const StateL
   return std::make_unique<VmRuntime>(config, layout, runner, clock);
 }
 
-// Set to true where the Firecracker provider (providers/firecracker_hypervisor.h)
-// is wired into VmRuntime::Boot; until then a firecracker spec is a plan error
-// that says so, and auto never picks it.
-const bool kFirecrackerProviderBuiltIn = false;
+// The Firecracker provider (providers/firecracker_hypervisor.h) is wired into
+// VmRuntime: a spec resolved to it boots under it.
+const bool kFirecrackerProviderBuiltIn = true;
 
 ProviderProbe ProbeProviders(SandboxRuntime* runtime, const Config& config, const StateLayout& layout) {
   ProviderProbe p;

@@ -240,7 +240,10 @@ class FirecrackerHypervisor final : public Hypervisor {
     if (grace.count() > 0) {
       // 1. Ask the guest agent (over vsock).
       auto agent_deadline = clock_.SteadyNow() + std::min(grace, milliseconds(3000));
-      auto conn = ConnectAgent(handle.agent_socket, agent_deadline);
+      // Firecracker's vsock muxer: the CONNECT handshake first.
+      auto conn = ConnectAgent(
+          AgentEndpoint{handle.agent_socket, handle.agent_vsock_port.value_or(agent_protocol::kVsockPort)},
+          agent_deadline);
       Status asked = conn ? (*conn)->PowerOff(std::min(grace, milliseconds(3000))) : conn.error();
       if (!asked.ok()) {
         spdlog::info("guest agent power-off failed ({}); sending Ctrl+Alt+Del", asked.message());
@@ -526,6 +529,7 @@ class FirecrackerHypervisor final : public Hypervisor {
     h.runtime_dir = c.runtime_dir;
     h.disk_path = f.disk;
     h.agent_socket = f.vsock_socket;
+    h.agent_vsock_port = agent_protocol::kVsockPort;
     return h;
   }
 
