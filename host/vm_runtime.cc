@@ -226,6 +226,11 @@ class VmRuntime final : public SandboxRuntime {
     return std::string("restore from a template of its boot identity (saved at the first start)");
   }
 
+  // Decide providers from `probe` instead of probing this host (tests).
+  void UseProbe(ProviderProbe probe) {
+    std::call_once(probe_once_, [&] { probe_ = std::move(probe); });
+  }
+
  private:
   // Why a spec is never started from a template; "" when it can be.
   std::string NoTemplateBecause(const SandboxSpec& spec) const {
@@ -242,8 +247,14 @@ class VmRuntime final : public SandboxRuntime {
   Result<Hypervisor*> HypervisorFor(const SandboxSpec& spec) {
     if (spec.hypervisor == HypervisorKind::kQemu) return hv_.get();
     std::call_once(probe_once_, [this] { probe_ = ProbeProviders(this, config_, layout_); });
-    BANGER_ASSIGN_OR_RETURN(std::string which, ResolveProvider(spec.hypervisor, probe_));
-    if (StartsWith(which, "firecracker")) return Firecracker();
+    auto which = ResolveProvider(spec.hypervisor, probe_);
+    if (which.ok() && StartsWith(*which, "firecracker")) return Firecracker();
+    // Firecracker asked for (by the spec or the host config) but unavailable:
+    // never QEMU instead. Otherwise QEMU, which names its own problems.
+    if (!which.ok() && (spec.hypervisor == HypervisorKind::kFirecracker ||
+                        probe_.host_default == HypervisorKind::kFirecracker)) {
+      return which.error();
+    }
     return hv_.get();
   }
 
@@ -658,6 +669,13 @@ class VmRuntime final : public SandboxRuntime {
 std::unique_ptr<SandboxRuntime> MakeVmRuntime(const Config& config, const StateLayout& layout,
                                               CommandRunner& runner, Clock& clock) {
   return std::make_unique<VmRuntime>(config, layout, runner, clock);
+}
+
+std::unique_ptr<SandboxRuntime> MakeVmRuntimeWithProbe(const Config& config, const StateLayout& layout,
+                                                       CommandRunner& runner, Clock& clock, ProviderProbe probe) {
+  auto rt = std::make_unique<VmRuntime>(config, layout, runner, clock);
+  rt->UseProbe(std::move(probe));
+  return rt;
 }
 
 // The Firecracker provider (providers/firecracker_hypervisor.h) is wired into

@@ -37,12 +37,8 @@ Status CheckQemuSeccomp(CommandRunner& runner, const std::string& qemu_binary = 
 /// (setgroups, setresgid, setresuid, no_new_privs), tried for real.
 Status CheckPrivilegeDrop(CommandRunner& runner, const QemuConfinement& c);
 
-/// The QEMU-backed SandboxRuntime, configured by `config` (accel, machine).
-std::unique_ptr<SandboxRuntime> MakeVmRuntime(const Config& config, const StateLayout& layout,
-                                              CommandRunner& runner, Clock& clock);
-
 /// Whether this banger build boots `hypervisor: firecracker` sandboxes (the
-/// Firecracker provider is wired into the runtime). False until it is.
+/// Firecracker provider is wired into the runtime).
 extern const bool kFirecrackerProviderBuiltIn;
 
 /// What this host has to boot sandboxes with, as probed once
@@ -59,6 +55,15 @@ struct ProviderProbe {
   /// The host config's `hypervisor`, used for specs that say auto.
   HypervisorKind host_default = HypervisorKind::kAuto;
 };
+
+/// The SandboxRuntime of real VMs, configured by `config` (accel, machine,
+/// hypervisor): QEMU, and Firecracker for specs that resolve to it
+/// (ResolveProvider over this host's ProbeProviders, probed on first need).
+std::unique_ptr<SandboxRuntime> MakeVmRuntime(const Config& config, const StateLayout& layout,
+                                              CommandRunner& runner, Clock& clock);
+/// The same, deciding providers from `probe` instead of probing this host.
+std::unique_ptr<SandboxRuntime> MakeVmRuntimeWithProbe(const Config& config, const StateLayout& layout,
+                                                       CommandRunner& runner, Clock& clock, ProviderProbe probe);
 
 /// Probes QEMU (runtime->CheckAvailable), the firecracker binary, and KVM
 /// for real (ProbeKvmCached, cached per boot in <state>/kvm-verdict).

@@ -97,6 +97,9 @@ class VmRuntimeTest : public ::testing::Test {
     r.record.name = name;
     r.record.id = "sb-" + name;
     r.spec = testing::MakeSpec(name);
+    // These tests pin a cold boot's argv and initrd; starting from templates
+    // is covered by the providers' itests and tests/e2e/template_test.cc.
+    r.spec.start = StartMode::kBoot;
     r.image = image_;
     r.kernel = kernel_;
     return r;
@@ -190,6 +193,66 @@ TEST_F(VmRuntimeTest, WithoutAnAttachmentTheUserModePathIsKept) {
   auto [argv2, initrd2] = Boot(none, &result);
   EXPECT_EQ(argv2.find("-netdev"), std::string::npos) << argv2;
   EXPECT_EQ(result.address, "");
+}
+
+// The Firecracker wiring (docs/firecracker.md): a spec resolved to
+// Firecracker never boots QEMU instead, one that cannot have it is refused,
+// and a record that names it is inspected and destroyed by its provider.
+// (The provider's own process, API and jail: providers' FirecrackerProvider
+// tests against the swagger contract.)
+TEST_F(VmRuntimeTest, SpecsResolvedToFirecrackerNeverBootQemu) {
+  ProviderProbe works;
+  works.firecracker_provider = true;
+  works.firecracker_binary = true;
+  works.kvm_ok = "a probe VM ran to HLT";
+  // The test kernel has no extracted vmlinux: Firecracker refuses it before
+  // anything starts, whether the spec said firecracker or auto.
+  for (HypervisorKind kind : {HypervisorKind::kFirecracker, HypervisorKind::kAuto}) {
+    auto rt = MakeVmRuntimeWithProbe(config_, layout_, runner_, clock_, works);
+    BootRequest req = Request("web");
+    req.spec.hypervisor = kind;
+    auto r = rt->Boot(req);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message().find("kernel k has no extracted vmlinux, which Firecracker boots"),
+              std::string::npos)
+        << r.error().ToString();
+    EXPECT_TRUE(runner_.started.empty()) << "QEMU was started for a Firecracker spec";
+  }
+  // Without a working KVM: an explicit firecracker spec is refused, auto boots QEMU.
+  ProviderProbe broken = works;
+  broken.kvm_ok.clear();
+  broken.kvm_problem = "no /dev/kvm";
+  auto rt = MakeVmRuntimeWithProbe(config_, layout_, runner_, clock_, broken);
+  BootRequest req = Request("web");
+  req.spec.hypervisor = HypervisorKind::kFirecracker;
+  auto refused = rt->Boot(req);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message().find("a working KVM (no /dev/kvm)"), std::string::npos)
+      << refused.error().ToString();
+  EXPECT_TRUE(runner_.started.empty());
+  req.spec.hypervisor = HypervisorKind::kAuto;
+  auto booted = rt->Boot(req);
+  ASSERT_TRUE(booted.ok()) << booted.error().ToString();
+  EXPECT_EQ(booted->hypervisor, "qemu");
+  ASSERT_EQ(runner_.started.size(), 1u);
+  EXPECT_NE(Join(runner_.started[0], " ").find("qemu-system-x86_64"), std::string::npos);
+
+  // A recorded Firecracker sandbox (no process left): not alive, its agent
+  // is the vsock socket, and Destroy removes its runtime dir.
+  SandboxRecord rec;
+  rec.id = "sb-fc";
+  rec.name = "fc";
+  rec.hypervisor = "firecracker";
+  rec.runtime_dir = SandboxRuntimeDir(layout_, rec.id).string();
+  fs::create_directories(rec.runtime_dir);
+  ASSERT_TRUE(WriteFileAtomic(fs::path(rec.runtime_dir) / "disk.raw", "disk", 0600).ok());
+  auto fc = MakeVmRuntimeWithProbe(config_, layout_, runner_, clock_, works);
+  EXPECT_FALSE(fc->Inspect(rec).alive);
+  EXPECT_EQ(AgentEndpointOf(rec).vsock_port, std::optional<uint32_t>(agent_protocol::kVsockPort));
+  Status destroyed = fc->Destroy(rec);
+  ASSERT_TRUE(destroyed.ok()) << destroyed.ToString();
+  EXPECT_FALSE(fs::exists(rec.runtime_dir));
+  EXPECT_EQ(runner_.started.size(), 1u) << "nothing else was started";
 }
 
 TEST_F(VmRuntimeTest, MalformedPeersAreRefusedBeforeQemuStarts) {
@@ -329,7 +392,7 @@ TEST(ProbeProvidersTest, RealHostGivesADefiniteKvmAnswerWithAReason) {
   EXPECT_NE(p.kvm_ok.empty(), p.kvm_problem.empty()) << "exactly one of works / does not work";
   EXPECT_EQ(p.host_default, HypervisorKind::kQemu);
   EXPECT_FALSE(p.qemu.ok());  // no runtime given
-  EXPECT_FALSE(p.firecracker_provider);
+  EXPECT_TRUE(p.firecracker_provider) << "the Firecracker provider is built in";
   std::printf("[provider probe] kvm: %s\n", p.kvm_ok.empty() ? p.kvm_problem.c_str() : p.kvm_ok.c_str());
   std::error_code ec;
   if (std::filesystem::exists("/sys/module/kvm_pvm", ec)) {
