@@ -60,6 +60,10 @@ const std::vector<Point> kPoints = {
     {"firecracker.boot.before_start", "Firecracker configured (or the snapshot loaded); InstanceStart (or resume) not sent", F},
     {"firecracker.boot.after_start", "the guest started; the handle (pid, runtime dir) not yet returned to the caller", F},
     {"firecracker.destroy.after_kill", "Firecracker killed; runtime dir (disk, sockets, jail) not yet removed", F},
+    {"template.save.after_migrate", "template VM paused and its state file written; QEMU not yet stopped, disk not moved", V},
+    {"template.publish.before_rename", "template files and meta.json complete in the staging dir; not yet renamed", V},
+    {"template.restore.after_overlay", "restore: overlay on the template's disk and initrd written; QEMU not started", V},
+    {"template.restore.before_cont", "restore: state loaded into the new QEMU (paused); not yet resumed", V},
     // reconciler/network_controller.cc: bridged networking.
     {"network.lease.after_acquire", "address lease recorded; bridge and tap not yet created", E},
     {"network.tap.after_create", "bridge and tap created; nftables rules not yet synced", E},

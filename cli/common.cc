@@ -59,6 +59,7 @@ Result<Plan> MakePlan(Context& ctx, const LoadResult& specs, const std::string& 
     return kind == "image" ? a.ImagePresent(name) : a.KernelPresent(name);
   };
   o.provider_for = ctx.host().ProviderFor();  // spec.hypervisor must name what this host has
+  o.start_for = ctx.host().StartFor();        // boot or restore from a template
   // Volumes kept by banger (docs/volumes.md): the plan says which are
   // created and which grow, and refuses a shrink.
   std::map<std::pair<std::string, std::string>, uint64_t> volume_sizes;

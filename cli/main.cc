@@ -25,6 +25,7 @@
 #include "cli/dns_commands.h"
 #include "cli/doctor_commands.h"
 #include "cli/network_commands.h"
+#include "cli/snapshot_commands.h"
 #include "cli/ssh_commands.h"
 #include "cli/volume_commands.h"
 #include "cli/guest_files_commands.h"
@@ -631,6 +632,7 @@ int Main(int argc, char** argv) {
   AddArtifactCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddWatchCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddNetworkCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
+  AddSnapshotCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddVolumeCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddDnsCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);
   AddSshCommands(app, [&g] { return host::Host::Open(Context::Options(g)); }, exit_code);

@@ -1,5 +1,8 @@
 #include "cli/output.h"
 
+#include <filesystem>
+#include <fstream>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -83,6 +86,16 @@ void ProgressLine::Done() {
 }
 
 namespace {
+// The template a sandbox was restored from (its runtime dir's marker,
+// docs/snapshots.md): the first 12 hex digits, or "" when it booted.
+std::string TemplateOf(const SandboxRecord& r) {
+  if (r.runtime_dir.empty()) return "";
+  std::ifstream in(std::filesystem::path(r.runtime_dir) / "template");
+  std::string hash;
+  if (!(in >> hash) || hash.size() != 64 || hash.find_first_not_of("0123456789abcdef") != std::string::npos) return "";
+  return hash.substr(0, 12);
+}
+
 nlohmann::json RecordJson(const SandboxRecord& r) {
   nlohmann::json spec = nlohmann::json::parse(r.spec_json, nullptr, false);
   return {
@@ -102,7 +115,8 @@ nlohmann::json RecordJson(const SandboxRecord& r) {
         {"stoppedByUser", r.stopped_by_user},
         {"provisioned", r.provisioned},
         {"restartCount", r.restart_count},
-        {"readyAt", r.ready_at}}},
+        {"readyAt", r.ready_at},
+        {"template", TemplateOf(r)}}},
       {"specHash", r.spec_hash},
       {"generation", r.generation},
       {"createdAt", r.created_at},

@@ -122,6 +122,7 @@ EngineOptions Host::DefaultEngineOptions(int parallel) const {
   o.volumes = volumes_.get();
   o.workspace_shipper = workspaces_.get();
   o.provider_for = ProviderFor();
+  o.start_for = StartFor();
   return o;
 }
 
@@ -129,6 +130,19 @@ std::function<Result<std::string>(HypervisorKind)> Host::ProviderFor() const {
   return [this](HypervisorKind kind) {
     std::call_once(provider_once_, [this] { provider_probe_ = ProbeProviders(runtime_.get(), config_, layout_); });
     return ResolveProvider(kind, provider_probe_);
+  };
+}
+
+std::function<Result<std::string>(const SandboxSpec&)> Host::StartFor() const {
+  return [this](const SandboxSpec& spec) -> Result<std::string> {
+    if (runtime_ == nullptr) return std::string("boot");
+    std::optional<ImageRecord> image;
+    std::optional<KernelRecord> kernel;
+    if (auto i = images_->Find(spec.image); i.ok()) image = std::move(*i);
+    if (auto k = kernels_->Find(spec.kernel.empty() ? kernels_->catalog().default_name : spec.kernel); k.ok()) {
+      kernel = std::move(*k);
+    }
+    return runtime_->DescribeStart(spec, image ? &*image : nullptr, kernel ? &*kernel : nullptr);
   };
 }
 

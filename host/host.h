@@ -83,6 +83,9 @@ class Host {
   /// host lacks (ResolveProvider over one ProbeProviders, made at first use);
   /// for PlanOptions::provider_for. Safe from several threads.
   std::function<Result<std::string>(HypervisorKind)> ProviderFor() const;
+  /// spec -> how its VM would start here (SandboxRuntime::DescribeStart with
+  /// the local image and kernel, when present); for PlanOptions::start_for.
+  std::function<Result<std::string>(const SandboxSpec&)> StartFor() const;
 
  private:
   Host() = default;

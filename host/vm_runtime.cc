@@ -2,13 +2,17 @@
 
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <cstdlib>
+#include <mutex>
 #include <spdlog/spdlog.h>
 
 #include "base/files.h"
 #include "base/sha256.h"
 #include "base/strings.h"
 #include "host/ssh.h"
+#include "host/templates.h"
 #include "host/volume_files.h"
 #include "images/image_config.h"
 #include "kernels/vmlinux.h"
@@ -134,6 +138,7 @@ class VmRuntime final : public SandboxRuntime {
       o.launcher_prefix = {"ip", "netns", "exec", config.netns};
     }
     netns_ = config.netns;
+    machine_ = (config.accel.empty() ? "auto" : config.accel) + "/" + (config.machine.empty() ? "auto" : config.machine);
     qemu_binary_ = o.qemu_binary;
     hv_ = MakeQemuHypervisor(runner, clock, o);
     // Firecracker (docs/firecracker.md): made on first use, for specs that
@@ -173,6 +178,257 @@ class VmRuntime final : public SandboxRuntime {
     // The provider the plan named (never QEMU recorded for a spec that asked
     // for Firecracker, nor the reverse).
     BANGER_ASSIGN_OR_RETURN(Hypervisor * hv, HypervisorFor(spec));
+    BANGER_ASSIGN_OR_RETURN(VmLaunchConfig c, LaunchConfigFor(req));
+    if (hv != hv_.get()) return BootFirecracker(*hv, req, std::move(c));
+    // From a template (docs/snapshots.md): only a sandbox's first start (a
+    // restart keeps its own disk) and never one with volumes.
+    std::string note;
+    if (req.fresh_disk && spec.start != StartMode::kBoot) {
+      std::string why = NoTemplateBecause(spec);
+      if (why.empty()) {
+        auto restored = BootFromTemplate(req, c);
+        if (restored.ok()) return restored;
+        why = restored.error().message();
+      }
+      if (spec.start == StartMode::kSnapshot) {
+        return FailedPrecondition("spec.start is snapshot, but the sandbox cannot start from a template: " + why);
+      }
+      spdlog::warn("sandbox {}: booting instead of restoring a template: {}", spec.name, why);
+      note = why;
+    }
+    BANGER_ASSIGN_OR_RETURN(VmHandle h, hv_->Boot(c));
+    BootResult r = ResultOf(h, c);
+    r.start_note = note;
+    return r;
+  }
+
+  Result<std::string> DescribeStart(const SandboxSpec& spec, const ImageRecord* image,
+                                    const KernelRecord* kernel) override {
+    if (spec.start == StartMode::kBoot) return std::string("boot");
+    if (auto hv = HypervisorFor(spec); hv.ok() && *hv != hv_.get()) {
+      std::string why = "templates are used with QEMU only so far";
+      if (spec.start == StartMode::kSnapshot) return FailedPrecondition(why);
+      return "boot (" + why + ")";
+    }
+    if (std::string why = NoTemplateBecause(spec); !why.empty()) {
+      if (spec.start == StartMode::kSnapshot) return FailedPrecondition(why);
+      return "boot (" + why + ")";
+    }
+    if (image != nullptr && kernel != nullptr) {
+      auto id = IdentityFor(spec, *image, *kernel);
+      if (id.ok()) {
+        const std::string hash = id->Hash();
+        auto t = FindTemplate(layout_, hash);
+        if (t.ok() && *t) return "restore from template " + ShortHash(hash);
+        return "boot, save template " + ShortHash(hash) + ", restore from it";
+      }
+    }
+    return std::string("restore from a template of its boot identity (saved at the first start)");
+  }
+
+  // Decide providers from `probe` instead of probing this host (tests).
+  void UseProbe(ProviderProbe probe) {
+    std::call_once(probe_once_, [&] { probe_ = std::move(probe); });
+  }
+
+ private:
+  // Why a spec is never started from a template; "" when it can be.
+  std::string NoTemplateBecause(const SandboxSpec& spec) const {
+    if (!hv_->SupportsTemplates()) return "the " + std::string(hv_->Kind()) + " provider has no templates";
+    // A template's disk state is the root disk only; volumes are attached
+    // (and grown, seeded) per sandbox at boot, which a restored guest has
+    // long passed.
+    if (!spec.volumes.empty()) return "sandboxes with volumes are not started from templates";
+    return "";
+  }
+
+  // The hypervisor that boots `spec`: QEMU, or Firecracker where the host
+  // resolves the spec to it (ResolveProvider, probed once per process).
+  Result<Hypervisor*> HypervisorFor(const SandboxSpec& spec) {
+    if (spec.hypervisor == HypervisorKind::kQemu) return hv_.get();
+    std::call_once(probe_once_, [this] { probe_ = ProbeProviders(this, config_, layout_); });
+    auto which = ResolveProvider(spec.hypervisor, probe_);
+    if (which.ok() && StartsWith(*which, "firecracker")) return Firecracker();
+    // Firecracker asked for (by the spec or the host config) but unavailable:
+    // never QEMU instead. Otherwise QEMU, which names its own problems.
+    if (!which.ok() && (spec.hypervisor == HypervisorKind::kFirecracker ||
+                        probe_.host_default == HypervisorKind::kFirecracker)) {
+      return which.error();
+    }
+    return hv_.get();
+  }
+
+  // The hypervisor a recorded sandbox runs under.
+  Hypervisor& HypervisorOf(const SandboxRecord& rec) {
+    return rec.hypervisor == "firecracker" ? *Firecracker() : *hv_;
+  }
+
+  Hypervisor* Firecracker() {
+    std::call_once(fc_once_, [this] { fc_ = MakeFirecrackerHypervisor(runner_, clock_, fc_options_); });
+    return fc_.get();
+  }
+
+  // Firecracker boots the uncompressed vmlinux with banger's initramfs; it
+  // has no templates wired here yet and no user-mode networking (the
+  // provider refuses that before starting anything).
+  Result<BootResult> BootFirecracker(Hypervisor& hv, const BootRequest& req, VmLaunchConfig c) {
+    if (req.spec.start == StartMode::kSnapshot) {
+      return FailedPrecondition("spec.start is snapshot, but templates are used with QEMU only so far");
+    }
+    if (req.kernel.vmlinux_path.empty()) {
+      return FailedPrecondition("kernel " + req.kernel.name +
+                                " has no extracted vmlinux, which Firecracker boots; pull or import it again");
+    }
+    c.kernel_path = req.kernel.vmlinux_path;
+    BANGER_ASSIGN_OR_RETURN(VmHandle h, hv.Boot(c));
+    BootResult r = ResultOf(h, c);
+    r.hypervisor = std::string(hv.Kind());
+    return r;
+  }
+
+  BootResult ResultOf(const VmHandle& h, const VmLaunchConfig& c) const {
+    BootResult r;
+    r.hypervisor = "qemu";
+    r.process = h.process;
+    r.runtime_dir = h.runtime_dir.string();
+    r.disk_path = h.disk_path.string();
+    if (c.guest.network) r.address = c.guest.network->address;
+    return r;
+  }
+
+  // The boot identity of a spec with these artifacts (host/templates.h).
+  Result<TemplateIdentity> IdentityFor(const SandboxSpec& spec, const ImageRecord& image,
+                                       const KernelRecord& kernel) {
+    TemplateIdentity id;
+    id.provider = std::string(hv_->Kind());
+    id.image_digest = image.digest;
+    // Recipe-built catalog images have no digest: their disk's path and
+    // creation time stand for their contents (a rebuilt image is another one).
+    id.image_disk = image.rootfs_path + " created " + std::to_string(image.created_at);
+    fs::path kpath = KernelPathFor(kernel);
+    BANGER_ASSIGN_OR_RETURN(id.kernel_sha256, CachedSha256(kpath));
+    BANGER_ASSIGN_OR_RETURN(std::string agent_hash, CachedSha256(agent_));
+    // Every input of the initramfs (agent build, modules): its cache name.
+    BANGER_ASSIGN_OR_RETURN(id.initramfs, InitramfsCacheName(kernel.modules_dir, agent_hash));
+    id.cpus = spec.cpus;
+    id.memory_bytes = spec.memory_bytes;
+    id.disk_bytes = spec.disk_bytes;
+    id.machine = machine_;
+    id.network = std::string(ToString(spec.network.mode));
+    id.devices = "root";
+    return id;
+  }
+
+  Result<std::string> CachedSha256(const fs::path& file) {
+    struct stat st{};
+    if (::stat(file.c_str(), &st) != 0) return ErrnoStatus(errno, "stat " + file.string());
+    std::string key = file.string() + "\n" + std::to_string(st.st_size) + "\n" + std::to_string(st.st_mtim.tv_sec) +
+                      "." + std::to_string(st.st_mtim.tv_nsec) + "\n" + std::to_string(st.st_ino);
+    {
+      std::lock_guard<std::mutex> l(hash_mu_);
+      if (auto it = hashes_.find(key); it != hashes_.end()) return it->second;
+    }
+    BANGER_ASSIGN_OR_RETURN(std::string h, Sha256File(file));
+    std::lock_guard<std::mutex> l(hash_mu_);
+    hashes_[key] = h;
+    return h;
+  }
+
+  // Restores the sandbox from the template of its boot identity, building
+  // and publishing that first when there is none. On failure nothing it
+  // started is left (the caller boots cold in the same runtime dir).
+  Result<BootResult> BootFromTemplate(const BootRequest& req, const VmLaunchConfig& c) {
+    BANGER_ASSIGN_OR_RETURN(TemplateIdentity identity, IdentityFor(req.spec, req.image, req.kernel));
+    const std::string hash = identity.Hash();
+    auto t = EnsureTemplate(layout_, clock_, identity,
+                            [&](const fs::path& staging) { return BuildTemplate(c, hash, staging); });
+    if (!t) return t.error();
+    VmLaunchConfig rc = c;
+    rc.restore = t->files;
+    auto started = clock_.SteadyNow();
+    auto h = hv_->Boot(rc);
+    if (!h) return h.error();
+    Status s = GiveIdentity(*h, c);
+    if (s.ok()) {
+      // Names the template this sandbox's disk is layered on (snapshot ls/rm).
+      s = WriteFileAtomic(h->runtime_dir / kTemplateMarker, hash + "\n", 0600);
+    }
+    if (!s.ok()) {
+      Status d = hv_->Destroy(*h);
+      if (!d.ok()) spdlog::warn("sandbox {}: removing the failed restore: {}", c.name, d.message());
+      return s.WithContext("restoring template " + ShortHash(hash));
+    }
+    spdlog::info("sandbox {}: restored from template {} in {} ms", c.name, ShortHash(hash),
+                 std::chrono::duration_cast<milliseconds>(clock_.SteadyNow() - started).count());
+    BootResult r = ResultOf(*h, c);
+    r.start = "restored from template " + ShortHash(hash);
+    return r;
+  }
+
+  // Boots a VM of this identity whose agent holds before taking any
+  // identity, waits until it says so, and saves it into `staging`.
+  Result<VmTemplateFiles> BuildTemplate(const VmLaunchConfig& c, const std::string& hash, const fs::path& staging) {
+    VmLaunchConfig tc = c;
+    tc.sandbox_id = "tpl-" + ShortHash(hash);
+    tc.name = "template";
+    // Among the sandboxes' runtime dirs: a confined QEMU's uid is picked as
+    // one no other runtime dir there owns, so the template VM never shares one.
+    tc.runtime_dir = SandboxRuntimeDir(layout_, tc.sandbox_id);
+    // Nothing of any sandbox goes into a template: the agent gets the
+    // sandbox's configuration (IDENTITY) after each restore.
+    GuestConfig g;
+    g.hostname = "template";
+    g.root_device = c.guest.root_device;
+    g.root_serial = c.guest.root_serial;
+    g.root_fstype = c.guest.root_fstype;
+    g.agent_port = c.guest.agent_port;
+    g.hold_for_identity = true;
+    tc.guest = std::move(g);
+    tc.user_network.forwards.clear();  // never holds a sandbox's host ports
+    tc.keep_disk = false;
+    spdlog::info("building template {} (boot, hold, save)", ShortHash(hash));
+    BANGER_ASSIGN_OR_RETURN(VmHandle h, hv_->Boot(tc));
+    auto destroy = [&] {
+      Status d = hv_->Destroy(h);
+      if (!d.ok()) spdlog::warn("template {}: removing its build VM: {}", ShortHash(hash), d.message());
+    };
+    SandboxRecord rec;
+    rec.id = tc.sandbox_id;
+    rec.name = tc.name;
+    rec.runtime_dir = h.runtime_dir.string();
+    rec.pid = h.process.pid;
+    rec.pid_start_time = h.process.start_time;
+    auto deadline = clock_.SteadyNow() + std::chrono::minutes(3);
+    auto conn = ConnectAgent(h.agent_socket, deadline);
+    Result<agent_protocol::Hello> hello = conn ? (*conn)->WaitHello(deadline) : Result<agent_protocol::Hello>(conn.error());
+    if (!hello) {
+      destroy();
+      return hello.error().WithContext("the template VM's agent did not answer" + ConsoleTail(rec));
+    }
+    if (!agent_protocol::IsHeld(*hello)) {
+      destroy();
+      return FailedPrecondition("the template VM's agent did not hold for an identity (mode " + hello->mode +
+                                "); it predates templates");
+    }
+    conn->reset();  // the channel is idle while the state is saved
+    auto files = hv_->SaveTemplate(h, staging);
+    destroy();
+    return files;
+  }
+
+  // Sends a restored (held) guest its own identity: hostname, network, MAC,
+  // files, keys, environment, entropy and clock (docs/snapshots.md).
+  Status GiveIdentity(const VmHandle& h, const VmLaunchConfig& c) {
+    auto deadline = clock_.SteadyNow() + std::chrono::seconds(60);
+    BANGER_ASSIGN_OR_RETURN(auto conn, ConnectAgent(h.agent_socket, deadline));
+    GuestConfig g = c.guest;
+    if (g.hostname.empty()) g.hostname = c.name;
+    return conn->SendIdentity(g, c.mac_address, milliseconds(60000));
+  }
+
+  // The launch configuration of a sandbox (everything but the template).
+  Result<VmLaunchConfig> LaunchConfigFor(const BootRequest& req) {
+    const SandboxSpec& spec = req.spec;
     BANGER_ASSIGN_OR_RETURN(fs::path initramfs, EnsureInitramfs(req.kernel));
     VmLaunchConfig c;
     c.sandbox_id = req.record.id;
@@ -180,13 +436,7 @@ class VmRuntime final : public SandboxRuntime {
     c.cpus = spec.cpus;
     c.memory_bytes = spec.memory_bytes;
     c.runtime_dir = SandboxRuntimeDir(layout_, req.record.id);
-    c.kernel_path = req.kernel.kernel_path;
-    if (!req.kernel.vmlinux_path.empty()) {
-      // The uncompressed kernel boots about twice as fast under TCG, but only
-      // through its PVH entry point.
-      auto pvh = kernels::HasPvhEntry(req.kernel.vmlinux_path);
-      if (pvh.ok() && *pvh) c.kernel_path = req.kernel.vmlinux_path;
-    }
+    c.kernel_path = KernelPathFor(req.kernel);
     c.initrd_path = initramfs;
     c.base_disk = req.image.rootfs_path;
     c.disk_bytes = spec.disk_bytes;
@@ -255,25 +505,10 @@ class VmRuntime final : public SandboxRuntime {
             {std::string(ToString(p.protocol)), "127.0.0.1", p.host, p.guest});
       }
     }
-    if (hv != hv_.get()) {
-      // Firecracker boots the uncompressed vmlinux (ELF) with banger's
-      // initramfs; it has no user-mode networking (the provider refuses that
-      // before starting anything).
-      if (req.kernel.vmlinux_path.empty()) {
-        return FailedPrecondition("kernel " + req.kernel.name +
-                                  " has no extracted vmlinux, which Firecracker boots; pull or import it again");
-      }
-      c.kernel_path = req.kernel.vmlinux_path;
-    }
-    BANGER_ASSIGN_OR_RETURN(VmHandle h, hv->Boot(c));
-    BootResult r;
-    r.hypervisor = std::string(hv->Kind());
-    r.process = h.process;
-    r.runtime_dir = h.runtime_dir.string();
-    r.disk_path = h.disk_path.string();
-    if (g.network) r.address = g.network->address;
-    return r;
+    return c;
   }
+
+ public:
 
   Status WaitAgent(const SandboxRecord& rec, milliseconds timeout) override {
     auto deadline = clock_.SteadyNow() + timeout;
@@ -355,36 +590,15 @@ class VmRuntime final : public SandboxRuntime {
     return OkStatus();
   }
 
-  // Decide providers from `probe` instead of probing this host (tests).
-  void UseProbe(ProviderProbe probe) {
-    std::call_once(probe_once_, [&] { probe_ = std::move(probe); });
-  }
-
  private:
-  // The hypervisor that boots `spec`: QEMU, or Firecracker where the host
-  // resolves the spec to it (ResolveProvider, probed once per process).
-  Result<Hypervisor*> HypervisorFor(const SandboxSpec& spec) {
-    if (spec.hypervisor == HypervisorKind::kQemu) return hv_.get();
-    std::call_once(probe_once_, [this] { probe_ = ProbeProviders(this, config_, layout_); });
-    auto which = ResolveProvider(spec.hypervisor, probe_);
-    if (which.ok() && StartsWith(*which, "firecracker")) return Firecracker();
-    // Firecracker asked for (by the spec or the host config) but unavailable:
-    // never QEMU instead. Otherwise QEMU, which names its own problems.
-    if (!which.ok() && (spec.hypervisor == HypervisorKind::kFirecracker ||
-                        probe_.host_default == HypervisorKind::kFirecracker)) {
-      return which.error();
+  fs::path KernelPathFor(const KernelRecord& kernel) {
+    if (!kernel.vmlinux_path.empty()) {
+      // The uncompressed kernel boots about twice as fast under TCG, but only
+      // through its PVH entry point.
+      auto pvh = kernels::HasPvhEntry(kernel.vmlinux_path);
+      if (pvh.ok() && *pvh) return kernel.vmlinux_path;
     }
-    return hv_.get();
-  }
-
-  // The hypervisor a recorded sandbox runs under.
-  Hypervisor& HypervisorOf(const SandboxRecord& rec) {
-    return rec.hypervisor == "firecracker" ? *Firecracker() : *hv_;
-  }
-
-  Hypervisor* Firecracker() {
-    std::call_once(fc_once_, [this] { fc_ = MakeFirecrackerHypervisor(runner_, clock_, fc_options_); });
-    return fc_.get();
+    return kernel.kernel_path;
   }
 
   // The recorded identity, or the one recovered from the runtime dir's pidfile
@@ -444,7 +658,10 @@ class VmRuntime final : public SandboxRuntime {
   ProviderProbe probe_;
   std::string qemu_binary_;
   std::string netns_;
+  std::string machine_;
   fs::path agent_;
+  std::mutex hash_mu_;
+  std::map<std::string, std::string> hashes_;  // file identity -> sha256 (kernels, the agent)
 };
 
 }  // namespace

@@ -97,6 +97,9 @@ class VmRuntimeTest : public ::testing::Test {
     r.record.name = name;
     r.record.id = "sb-" + name;
     r.spec = testing::MakeSpec(name);
+    // These tests pin a cold boot's argv and initrd; starting from templates
+    // is covered by the providers' itests and tests/e2e/template_test.cc.
+    r.spec.start = StartMode::kBoot;
     r.image = image_;
     r.kernel = kernel_;
     return r;

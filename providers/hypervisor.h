@@ -56,7 +56,7 @@ inline GuestNetwork UserNetworkGuestAddress() {
 }
 
 /// A saved template: the VMM's device and memory state plus the disk state it
-/// belongs to; immutable once published (docs/firecracker.md, "Snapshots").
+/// belongs to; immutable once published (docs/snapshots.md).
 struct VmTemplateFiles {
   std::filesystem::path state_file;   // QEMU: zstd migration stream; Firecracker: snapshot file
   std::filesystem::path memory_file;  // Firecracker: guest memory file; QEMU: empty (in state_file)
@@ -144,7 +144,7 @@ class Hypervisor {
   virtual Result<VmTemplateFiles> SaveTemplate(const VmHandle& handle, const std::filesystem::path& dir) {
     (void)handle;
     (void)dir;
-    return FailedPrecondition(std::string(Kind()) + " cannot save templates");
+    return FailedPrecondition(std::string(Kind()) + " provider cannot save templates");
   }
 };
 

@@ -15,6 +15,7 @@
 
 #include "base/clock.h"
 #include "base/command_runner.h"
+#include "base/failpoint.h"
 #include "base/files.h"
 #include "base/strings.h"
 #include "providers/agent_client.h"
@@ -484,6 +485,107 @@ TEST_F(QemuBootITest, BridgedTapWithPeersInEtcHostsUpdatedWhileRunning) {
   ExecResult resolve = vm.Run({"ping", "-c", "1", "-W", "1", "cache.banger"});
   EXPECT_NE((resolve.stdout_data + resolve.stderr_data).find("10.99.0.9"), std::string::npos)
       << resolve.stdout_data << resolve.stderr_data;
+}
+
+// Templates (docs/snapshots.md): a running VM is saved (paused, its state
+// streamed through QMP into a zstd file, its overlay kept as an immutable
+// layer) and new VMs resume from it instead of booting.
+VmTemplateFiles SaveTemplateOf(const fs::path& dir) {
+  Vm vm("with-init", TestGuest());
+  EXPECT_TRUE(vm.Start());
+  EXPECT_TRUE(vm.hv().SupportsTemplates());
+  // State on the disk and only in memory (a tmpfs), both to be found again.
+  EXPECT_EQ(vm.Run({"sh", "-c", "echo on-disk > /root/saved && sync"}).exit_code, 0);
+  EXPECT_EQ(vm.Run({"sh", "-c", "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m && echo in-memory > /tmp/m/x"})
+                .exit_code,
+            0);
+  vm.DropConnection();
+  auto start = steady_clock::now();
+  auto saved = vm.hv().SaveTemplate(vm.handle(), dir);
+  EXPECT_TRUE(saved.ok()) << saved.error().ToString();
+  std::printf("[ measure  ] SaveTemplate: %lld ms\n",
+              static_cast<long long>(std::chrono::duration_cast<milliseconds>(steady_clock::now() - start).count()));
+  EXPECT_FALSE(ProcessAlive(vm.handle().process)) << "the template VM is stopped once saved";
+  return saved.ok() ? *saved : VmTemplateFiles{};
+}
+
+TEST_F(QemuBootITest, TemplateRestoresMemoryAndDiskAndItsLayerStaysImmutable) {
+  auto dir = MakeTempDir("template", g_env->dir);
+  ASSERT_TRUE(dir.ok());
+  VmTemplateFiles t = SaveTemplateOf(*dir);
+  ASSERT_FALSE(t.state_file.empty());
+  for (const auto& p : {t.state_file, t.disk_layer, t.kernel_path, t.initrd_path}) {
+    ASSERT_TRUE(fs::is_regular_file(p)) << p;
+  }
+  EXPECT_TRUE(t.memory_file.empty()) << "QEMU keeps memory in the state file";
+  struct stat st{};
+  ASSERT_EQ(::stat(t.disk_layer.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0400u) << "the disk layer is read-only";
+  const auto state_bytes = fs::file_size(t.state_file);
+  EXPECT_GT(state_bytes, 1u << 20);
+  EXPECT_LT(state_bytes, 256ull << 20) << "compressed, and free pages cost nothing";
+  std::printf("[ measure  ] template: state %llu KiB, disk layer %llu KiB\n",
+              static_cast<unsigned long long>(state_bytes >> 10),
+              static_cast<unsigned long long>(fs::file_size(t.disk_layer) >> 10));
+
+  for (int i = 0; i < 2; ++i) {
+    Vm r("with-init", TestGuest(), [&](VmLaunchConfig& c, QemuOptions&) {
+      c.sandbox_id = "restored" + std::to_string(i);
+      c.restore = t;
+    });
+    auto start = steady_clock::now();
+    ASSERT_TRUE(r.Start());
+    std::printf("[ measure  ] restore %d: Boot -> agent answers in %lld ms\n", i,
+                static_cast<long long>(std::chrono::duration_cast<milliseconds>(steady_clock::now() - start).count()));
+    EXPECT_EQ(r.Run({"cat", "/tmp/m/x"}).stdout_data, "in-memory\n") << "memory came back";
+    EXPECT_EQ(r.Run({"cat", "/root/saved"}).stdout_data, "on-disk\n")
+        << "the disk is the template's, unchanged by the previous restore";
+    EXPECT_EQ(r.Run({"sh", "-c", "echo changed > /root/saved && sync && cat /root/saved"}).stdout_data, "changed\n");
+    EXPECT_EQ(r.Run({"cat", "/proc/1/comm"}).stdout_data, "init\n");
+    VmObservation obs = r.hv().Inspect(r.handle());
+    EXPECT_TRUE(obs.vmm_responsive) << obs.detail;
+    EXPECT_EQ(obs.detail, "") << "resumed, not paused";
+  }
+  ASSERT_EQ(::stat(t.disk_layer.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0400u);
+  (void)RemoveAll(*dir);
+}
+
+TEST_F(QemuBootITest, ABrokenRestoreFailsWithItsReasonLeavesNoQemuAndAColdBootStillWorks) {
+  auto dir = MakeTempDir("template", g_env->dir);
+  ASSERT_TRUE(dir.ok());
+  VmTemplateFiles t = SaveTemplateOf(*dir);
+  ASSERT_FALSE(t.state_file.empty());
+  Vm vm("with-init", TestGuest());
+  VmLaunchConfig restore = vm.config();
+  restore.restore = t;
+
+  // 1. QEMU fails while loading (the state file is cut in half): the error
+  //    says so and quotes QEMU.
+  {
+    fs::path whole = t.state_file;
+    whole += ".whole";
+    fs::copy_file(t.state_file, whole);
+    fs::resize_file(t.state_file, fs::file_size(t.state_file) / 2);
+    auto h = vm.hv().Boot(restore);
+    ASSERT_FALSE(h.ok()) << "a truncated state cannot restore";
+    EXPECT_NE(h.error().message().find("template"), std::string::npos) << h.error().ToString();
+    EXPECT_FALSE(RecoverQemuProcess(restore.runtime_dir).ok()) << "the restoring QEMU is gone";
+    fs::rename(whole, t.state_file);
+  }
+  // 2. The restoring QEMU dies before it is resumed (killed at the failpoint).
+  {
+    ASSERT_TRUE(failpoint::Arm("template.restore.before_cont", failpoint::Mode::kError).ok());
+    auto h = vm.hv().Boot(restore);
+    failpoint::DisarmAll();
+    ASSERT_FALSE(h.ok());
+    EXPECT_NE(h.error().message().find("template.restore.before_cont"), std::string::npos) << h.error().ToString();
+    EXPECT_FALSE(RecoverQemuProcess(restore.runtime_dir).ok()) << "the restoring QEMU is gone";
+  }
+  // 3. A cold boot in the same runtime dir works (what the runtime falls back to).
+  ASSERT_TRUE(vm.Start());
+  EXPECT_EQ(vm.Run({"cat", "/root/saved"}).exit_code, 1) << "a cold boot starts from the image's disk";
+  (void)RemoveAll(*dir);
 }
 
 }  // namespace

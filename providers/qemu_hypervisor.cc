@@ -17,8 +17,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <thread>
 
 #include "base/failpoint.h"
 #include "base/file_lock.h"
@@ -26,6 +29,7 @@
 #include "base/strings.h"
 #include "providers/agent_client.h"
 #include "providers/initramfs.h"
+#include "providers/migration_stream.h"
 #include "providers/qmp_client.h"
 
 namespace banger {
@@ -59,6 +63,118 @@ std::string ReadRange(int fd, off_t offset, size_t max_bytes) {
 }
 
 bool SafeForQemuOption(const std::string& s) { return s.find(',') == std::string::npos; }
+
+// What a boot resolved, kept next to the VM (runtime_dir/launch.json) so a
+// template saved from it can be restored with the same argv: QEMU checks the
+// ROM, initrd and command-line sizes of the migration stream against its own.
+struct LaunchRecord {
+  bool kvm = false;
+  bool microvm = true;
+  uint64_t tsc_khz = 0;
+  std::string cmdline_extra;
+  fs::path kernel;
+  fs::path base_disk;
+};
+
+constexpr char kLaunchRecord[] = "launch.json";
+// The names of a QEMU template's files in its directory.
+constexpr char kTemplateState[] = "state.zst";
+constexpr char kTemplateDisk[] = "disk.qcow2";
+constexpr char kTemplateKernel[] = "kernel";
+constexpr char kTemplateInitrd[] = "initrd.img";
+
+std::string LaunchRecordJson(const LaunchRecord& r) {
+  nlohmann::json j = {{"kvm", r.kvm},
+                      {"microvm", r.microvm},
+                      {"tsc_khz", r.tsc_khz},
+                      {"cmdline_extra", r.cmdline_extra},
+                      {"kernel", r.kernel.string()},
+                      {"base_disk", r.base_disk.string()}};
+  return j.dump() + "\n";
+}
+
+// The record is written by banger (owned by its euid) into a directory the
+// confined QEMU owns: only a file banger wrote is believed, never one QEMU
+// could have put there or linked.
+Result<LaunchRecord> ReadLaunchRecord(const fs::path& file) {
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return ErrnoStatus(errno, "open " + file.string());
+  struct stat st{};
+  bool ours = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid() && st.st_size < 65536;
+  std::string text = ours ? ReadRange(fd, 0, 65536) : "";
+  ::close(fd);
+  if (!ours) return PermissionDenied(file.string() + " was not written by banger");
+  try {
+    auto j = nlohmann::json::parse(text);
+    LaunchRecord r;
+    r.kvm = j.at("kvm").get<bool>();
+    r.microvm = j.at("microvm").get<bool>();
+    r.tsc_khz = j.at("tsc_khz").get<uint64_t>();
+    r.cmdline_extra = j.at("cmdline_extra").get<std::string>();
+    r.kernel = j.at("kernel").get<std::string>();
+    r.base_disk = j.at("base_disk").get<std::string>();
+    if (!r.kernel.is_absolute() || !r.base_disk.is_absolute()) return DataLoss(file.string() + ": relative path");
+    return r;
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss(file.string() + ": " + e.what());
+  }
+}
+
+// Copies a regular file without following a link at `from` (the runtime dir
+// is the confined QEMU's: it could have replaced a file with a link).
+Status CopyRegularFile(const fs::path& from, const fs::path& to, mode_t mode) {
+  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (in < 0) return ErrnoStatus(errno, "open " + from.string());
+  struct stat st{};
+  if (::fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(in);
+    return FailedPrecondition(from.string() + " is not a regular file");
+  }
+  int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (out < 0) {
+    int err = errno;
+    ::close(in);
+    return ErrnoStatus(err, "create " + to.string());
+  }
+  Status s;
+  std::vector<char> buf(1 << 20);
+  while (s.ok()) {
+    ssize_t n = ::read(in, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) s = ErrnoStatus(errno, "read " + from.string());
+    if (n <= 0) break;
+    for (ssize_t off = 0; off < n && s.ok();) {
+      ssize_t w = ::write(out, buf.data() + off, static_cast<size_t>(n - off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) s = ErrnoStatus(errno, "write " + to.string());
+      else off += w;
+    }
+  }
+  if (s.ok() && ::fchmod(out, mode) != 0) s = ErrnoStatus(errno, "chmod " + to.string());
+  ::close(in);
+  ::close(out);
+  return s;
+}
+
+struct SocketPair {
+  int fds[2] = {-1, -1};
+  ~SocketPair() {
+    for (int& fd : fds) Close(fd);
+  }
+  static void Close(int& fd) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+};
+
+std::string JsonField(const std::string& text, const char* key) {
+  try {
+    auto j = nlohmann::json::parse(text);
+    if (j.is_object() && j.contains(key) && j[key].is_string()) return j[key].get<std::string>();
+  } catch (const nlohmann::json::exception&) {
+  }
+  return "";
+}
 
 }  // namespace
 
@@ -264,6 +380,7 @@ class QemuHypervisor final : public Hypervisor {
   std::string_view Kind() const override { return "qemu"; }
 
   Result<VmHandle> Boot(const VmLaunchConfig& config) override {
+    if (config.restore) return Restore(config);
     auto ctx = [&](const Status& s) { return s.WithContext("booting sandbox " + config.sandbox_id); };
     if (Status s = Validate(config); !s.ok()) return ctx(s);
     VmLaunchConfig c = config;
@@ -294,6 +411,12 @@ class QemuHypervisor final : public Hypervisor {
                    plan.microvm ? "microvm" : "q35", plan.kvm ? "kvm" : "tcg", attempt, attempts);
       CommandSpec spec{.argv = argv, .log_file = f.qemu_log};
       if (Status s = Confine(c, f, plan, spec.confine); !s.ok()) return ctx(s);
+      // Written after Confine (which hands the dir's files to QEMU's uid):
+      // the record stays banger's, so SaveTemplate can trust it.
+      LaunchRecord record{plan.kvm, plan.microvm, plan.tsc_khz, c.kernel_cmdline_extra, c.kernel_path, c.base_disk};
+      if (Status s = WriteFileAtomic(c.runtime_dir / kLaunchRecord, LaunchRecordJson(record), 0600); !s.ok()) {
+        return ctx(s);
+      }
       auto id = runner_.StartDetached(spec);
       if (!id) return ctx(id.error());
       VmHandle handle{*id, c.runtime_dir, f.disk, f.agent_socket};
@@ -354,6 +477,92 @@ class QemuHypervisor final : public Hypervisor {
     return Kill(handle);
   }
 
+  // Templates need nothing beyond QEMU itself: the state travels through a
+  // socket handed over QMP (fd: migration), compressed by banger (libzstd).
+  bool SupportsTemplates() const override { return true; }
+
+  Result<VmTemplateFiles> SaveTemplate(const VmHandle& handle, const fs::path& dir) override {
+    auto ctx = [&](const Status& s) { return s.WithContext("saving a template of " + handle.runtime_dir.string()); };
+    const QemuRuntimeFiles f = RuntimeFilesFor(handle.runtime_dir);
+    if (!ProcessAlive(handle.process)) return ctx(FailedPrecondition("QEMU is not running"));
+    auto record = ReadLaunchRecord(handle.runtime_dir / kLaunchRecord);
+    if (!record) return ctx(record.error());
+    VmTemplateFiles t{dir / kTemplateState, {}, dir / kTemplateDisk, dir / kTemplateKernel, dir / kTemplateInitrd};
+    const auto deadline = clock_.SteadyNow() + opts_.template_timeout;
+    auto session = QmpSession::Connect(f.qmp_socket, clock_.SteadyNow() + opts_.qmp_timeout);
+    if (!session) return ctx(session.error());
+    QmpSession& qmp = **session;
+    // QEMU writes its state into one end of a socket pair and banger
+    // compresses the other end into the state file. Not an exec: URI: QEMU
+    // runs those through /bin/sh, which its seccomp sandbox (spawn=deny)
+    // forbids, and the confined QEMU would need write access to the file.
+    SocketPair sp;
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp.fds) != 0) return ctx(ErrnoStatus(errno, "socketpair"));
+    if (auto r = qmp.Execute("stop", "", opts_.qmp_timeout); !r) return ctx(r.error());
+    if (auto r = qmp.Execute("getfd", R"({"fdname":"banger-save"})", opts_.qmp_timeout, sp.fds[1]); !r) {
+      return ctx(r.error());
+    }
+    SocketPair::Close(sp.fds[1]);
+    Result<uint64_t> written = uint64_t{0};
+    std::thread writer([&] { written = CompressStreamToFile(sp.fds[0], t.state_file, 1, 2); });
+    Status migrated = [&]() -> Status {
+      BANGER_RETURN_IF_ERROR(
+          qmp.Execute("migrate", R"({"uri":"fd:banger-save"})", opts_.qmp_timeout).status());
+      while (true) {
+        if (!ProcessAlive(handle.process)) return Internal("QEMU exited while saving: " + Tail(f.qemu_log));
+        BANGER_ASSIGN_OR_RETURN(std::string info, qmp.Execute("query-migrate", "", opts_.qmp_timeout));
+        std::string st = JsonField(info, "status");
+        if (st == "completed") return OkStatus();
+        if (st == "failed" || st == "cancelled") {
+          return Internal("migration " + st + ": " + JsonField(info, "error-desc") + "; QEMU log: " + Tail(f.qemu_log, 600));
+        }
+        if (clock_.SteadyNow() >= deadline) {
+          (void)qmp.Execute("migrate_cancel", "", opts_.qmp_timeout);
+          return DeadlineExceeded("saving the VM state took longer than " + FormatDuration(opts_.template_timeout));
+        }
+        clock_.SleepFor(milliseconds(10));
+      }
+    }();
+    if (migrated.ok()) migrated = failpoint::Hit("template.save.after_migrate");
+    // The state is complete (or abandoned): the template VM is done either way.
+    (void)qmp.Execute("quit", "", opts_.qmp_timeout);
+    if (!WaitGone(handle.process, clock_.SteadyNow() + milliseconds(5000))) (void)Kill(handle);
+    writer.join();
+    if (!migrated.ok()) return ctx(migrated);
+    if (!written) return ctx(written.error());
+    spdlog::info("{}: VM state saved ({} MiB before compression)", dir.string(), *written >> 20);
+    // The paused VM's overlay becomes the template's immutable disk layer.
+    // It must be a regular file whose backing is the image's disk (the
+    // runtime dir is QEMU's: never trust a link or another backing there).
+    struct stat st{};
+    if (::lstat(f.disk.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return ctx(FailedPrecondition(f.disk.string() + " is not a regular file"));
+    }
+    if (::rename(f.disk.c_str(), t.disk_layer.c_str()) != 0) {
+      if (errno != EXDEV) return ctx(ErrnoStatus(errno, "move " + f.disk.string()));
+      BANGER_RETURN_IF_ERROR(ctx(CopyRegularFile(f.disk, t.disk_layer, 0400)));
+    }
+    if (::lchown(t.disk_layer.c_str(), ::geteuid(), ::getegid()) != 0 || ::chmod(t.disk_layer.c_str(), 0400) != 0) {
+      return ctx(ErrnoStatus(errno, "take " + t.disk_layer.string()));
+    }
+    auto info = RunChecked(runner_, {.argv = {opts_.qemu_img_binary, "info", "--output=json", "-f", "qcow2",
+                                              t.disk_layer.string()},
+                                     .timeout = milliseconds(60000)});
+    if (!info) return ctx(info.error());
+    if (std::string backing = JsonField(info->stdout_data, "backing-filename"); backing != record->base_disk.string()) {
+      return ctx(FailedPrecondition("the saved disk's backing file is '" + backing + "', expected " +
+                                    record->base_disk.string()));
+    }
+    // Kernels are immutable artifacts: a hard link costs nothing (tens of MiB
+    // for a vmlinux); a copy where they are on another filesystem.
+    if (::link(record->kernel.c_str(), t.kernel_path.c_str()) != 0) {
+      BANGER_RETURN_IF_ERROR(ctx(CopyRegularFile(record->kernel, t.kernel_path, 0400)));
+    }
+    BANGER_RETURN_IF_ERROR(ctx(CopyRegularFile(f.initrd, t.initrd_path, 0400)));
+    BANGER_RETURN_IF_ERROR(ctx(WriteFileAtomic(dir / kLaunchRecord, LaunchRecordJson(*record), 0400)));
+    return t;
+  }
+
   Status Destroy(const VmHandle& handle) override {
     BANGER_RETURN_IF_ERROR(Shutdown(handle, milliseconds(0)));
     BANGER_FAILPOINT("runtime.destroy.after_kill");
@@ -371,6 +580,119 @@ class QemuHypervisor final : public Hypervisor {
   }
 
  private:
+  // Boot from a template: a new overlay on its disk layer, its initrd and
+  // kernel, the argv it was saved with plus -incoming defer; then the state
+  // is streamed in (QMP migrate-incoming on fd:) and the VM resumed. The
+  // caller gives the guest its identity (AgentConnection::SendIdentity).
+  Result<VmHandle> Restore(const VmLaunchConfig& config) {
+    auto ctx = [&](const Status& s) { return s.WithContext("restoring sandbox " + config.sandbox_id + " from a template"); };
+    const VmTemplateFiles& t = *config.restore;
+    VmLaunchConfig c = config;
+    c.kernel_path = t.kernel_path;
+    c.initrd_path = t.initrd_path;
+    if (Status s = Validate(c); !s.ok()) return ctx(s);
+    if (!c.extra_disks.empty()) return ctx(FailedPrecondition("a sandbox with volumes is never restored from a template"));
+    for (const auto& p : {t.state_file, t.disk_layer}) {
+      std::error_code ec;
+      if (p.empty() || !p.is_absolute() || !SafeForQemuOption(p.string()) || !fs::is_regular_file(p, ec)) {
+        return ctx(NotFound("template file missing or unusable: '" + p.string() + "'"));
+      }
+    }
+    auto record = ReadLaunchRecord(t.state_file.parent_path() / kLaunchRecord);
+    if (!record) return ctx(record.error());
+    auto kvm = ResolveAccel(c.kernel_path);
+    if (!kvm) return ctx(kvm.error());
+    if (*kvm != record->kvm) {
+      return ctx(FailedPrecondition(std::string("the template was saved under ") + (record->kvm ? "KVM" : "TCG") +
+                                    ", this host runs " + (*kvm ? "KVM" : "TCG")));
+    }
+    QemuLaunchPlan plan{record->kvm, record->microvm, record->tsc_khz};
+    c.kernel_cmdline_extra = record->cmdline_extra;
+    QemuRuntimeFiles f = RuntimeFilesFor(c.runtime_dir);
+    if (auto orphan = RecoverQemuProcess(c.runtime_dir); orphan.ok()) {
+      spdlog::warn("sandbox {}: stopping QEMU pid {} left by an interrupted boot", c.sandbox_id, orphan->pid);
+      if (Status k = Kill(VmHandle{*orphan, c.runtime_dir, f.disk, f.agent_socket}); !k.ok()) return ctx(k);
+    }
+    BANGER_RETURN_IF_ERROR(ctx(RemoveAll(c.runtime_dir)));
+    BANGER_RETURN_IF_ERROR(ctx(MakeDirs(c.runtime_dir, 0700)));
+    auto out = RunChecked(runner_, {.argv = {opts_.qemu_img_binary, "create", "-q", "-f", "qcow2", "-b",
+                                             t.disk_layer.string(), "-F", "qcow2", f.disk.string()},
+                                    .timeout = milliseconds(60000)});
+    if (!out) return ctx(out.error().WithContext("creating the overlay on the template's disk"));
+    // Byte-identical initrd: QEMU compares ROM sizes with the saved state.
+    BANGER_RETURN_IF_ERROR(ctx(CopyRegularFile(t.initrd_path, f.initrd, 0600)));
+    if (Status s = failpoint::Hit("template.restore.after_overlay"); !s.ok()) return ctx(s);
+    std::vector<std::string> argv = BuildQemuArgv(c, opts_, plan);
+    argv.insert(argv.end(), {"-incoming", "defer"});
+    spdlog::info("sandbox {}: restoring QEMU from template {}", c.sandbox_id, t.state_file.parent_path().string());
+    CommandSpec spec{.argv = argv, .log_file = f.qemu_log};
+    if (Status s = Confine(c, f, plan, spec.confine); !s.ok()) return ctx(s);
+    LaunchRecord mine = *record;
+    if (Status s = WriteFileAtomic(c.runtime_dir / kLaunchRecord, LaunchRecordJson(mine), 0600); !s.ok()) return ctx(s);
+    auto id = runner_.StartDetached(spec);
+    if (!id) return ctx(id.error());
+    VmHandle handle{*id, c.runtime_dir, f.disk, f.agent_socket};
+    Status loaded = LoadState(handle, f, t.state_file);
+    if (!loaded.ok()) {
+      (void)Kill(handle);
+      return ctx(loaded);
+    }
+    return handle;
+  }
+
+  Status LoadState(const VmHandle& handle, const QemuRuntimeFiles& f, const fs::path& state_file) {
+    const auto deadline = clock_.SteadyNow() + opts_.template_timeout;
+    auto died = [&] { return Internal("QEMU exited while loading the template's state: " + Tail(f.qemu_log)); };
+    // QMP comes up within ~0.1 s of the launch.
+    while (true) {
+      std::error_code ec;
+      if (fs::exists(f.qmp_socket, ec)) break;
+      if (!ProcessAlive(handle.process)) return died();
+      if (clock_.SteadyNow() >= deadline) return DeadlineExceeded("QEMU's QMP socket did not appear");
+      clock_.SleepFor(milliseconds(5));
+    }
+    BANGER_ASSIGN_OR_RETURN(auto session, QmpSession::Connect(f.qmp_socket, clock_.SteadyNow() + opts_.qmp_timeout));
+    SocketPair sp;
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp.fds) != 0) return ErrnoStatus(errno, "socketpair");
+    BANGER_RETURN_IF_ERROR(
+        session->Execute("getfd", R"({"fdname":"banger-incoming"})", opts_.qmp_timeout, sp.fds[1]).status());
+    SocketPair::Close(sp.fds[1]);
+    BANGER_RETURN_IF_ERROR(
+        session->Execute("migrate-incoming", R"({"uri":"fd:banger-incoming"})", opts_.qmp_timeout).status());
+    Status fed;
+    std::thread feeder([&] {
+      fed = DecompressFileToStream(state_file, sp.fds[0]);
+      ::shutdown(sp.fds[0], SHUT_WR);
+    });
+    Status loaded = [&]() -> Status {
+      while (true) {
+        if (!ProcessAlive(handle.process)) return died();
+        auto r = session->Execute("query-status", "", opts_.qmp_timeout);
+        if (!r) {
+          if (!ProcessAlive(handle.process)) return died();
+          return r.error();
+        }
+        std::string st = JsonField(*r, "status");
+        if (st != "inmigrate") {
+          if (st != "paused" && st != "running") return Internal("after loading the state the VM is " + st);
+          return OkStatus();
+        }
+        if (clock_.SteadyNow() >= deadline) {
+          return DeadlineExceeded("loading the template's state took longer than " +
+                                  FormatDuration(opts_.template_timeout));
+        }
+        clock_.SleepFor(milliseconds(5));
+      }
+    }();
+    // A failure kills QEMU first, so a feeder blocked on a full socket ends.
+    if (!loaded.ok()) (void)Kill(handle);
+    feeder.join();
+    BANGER_RETURN_IF_ERROR(loaded);
+    BANGER_RETURN_IF_ERROR(fed);
+    BANGER_FAILPOINT("template.restore.before_cont");
+    return session->Execute("cont", "", opts_.qmp_timeout).status();
+  }
+
   // Everything the confined QEMU needs, made accessible to exactly its
   // identity, and the steps its child takes before exec (docs/qemu.md,
   // "Confinement"). Called after Prepare, before each start.
@@ -405,6 +727,11 @@ class QemuHypervisor final : public Hypervisor {
       BANGER_RETURN_IF_ERROR(GrantGroupAccess(c.base_disk, cf.state_root, shared, true));
       std::vector<std::pair<fs::path, bool>> needs = {{c.kernel_path, false}, {c.base_disk, false},
                                                       {f.initrd, false},     {f.disk, true}};
+      if (c.restore) {
+        // The template's disk layer is the backing file of this overlay.
+        BANGER_RETURN_IF_ERROR(GrantGroupAccess(c.restore->disk_layer, cf.state_root, shared, true));
+        needs.push_back({c.restore->disk_layer, false});
+      }
       for (const auto& d : c.extra_disks) {
         BANGER_RETURN_IF_ERROR(OwnFile(d.path, id, id));
         BANGER_RETURN_IF_ERROR(GrantGroupAccess(d.path.parent_path(), cf.state_root, shared, false));

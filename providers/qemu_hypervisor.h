@@ -64,6 +64,9 @@ struct QemuOptions {
   /// VM that hangs in early boot. 0: return as soon as QEMU is started.
   std::chrono::milliseconds early_boot_timeout{90000};
   int boot_attempts = 2;
+  /// Bound on saving a template's state (SaveTemplate) and on loading it
+  /// (Boot with `restore`).
+  std::chrono::milliseconds template_timeout{120000};
   /// microvm under TCG has no HPET/PM timer, and on a loaded host the
   /// kernel's PIT calibration of the TSC fails and boot hangs. TCG's guest TSC
   /// runs at the host TSC rate, so banger passes it as tsc_early_khz.

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 namespace banger {
@@ -113,6 +114,74 @@ Result<std::string> QmpExecute(const std::filesystem::path& socket, const std::s
   }
   if (Status s = Send(fd.get(), cmd.dump()); !s.ok()) return ctx(s);
   auto reply = ReadReply(fd.get(), buf, deadline);
+  if (!reply.ok()) return ctx(reply.error());
+  return reply->dump();
+}
+
+Result<std::unique_ptr<QmpSession>> QmpSession::Connect(const std::filesystem::path& socket,
+                                                       Clock::time_point deadline) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string path = socket.string();
+  if (path.size() >= sizeof(addr.sun_path)) return InvalidArgument("QMP socket path too long: " + path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  while (true) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return ErrnoStatus(errno, "socket");
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+      std::unique_ptr<QmpSession> s(new QmpSession(fd, path));
+      auto greeting = ReadMessage(fd, s->buf_, deadline);
+      if (!greeting.ok()) return greeting.error().WithContext("QMP greeting on " + path);
+      BANGER_ASSIGN_OR_RETURN(std::string caps, s->Execute("qmp_capabilities", "",
+                                                           std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                               deadline - Clock::now())));
+      (void)caps;
+      return s;
+    }
+    int err = errno;
+    ::close(fd);
+    if (Clock::now() >= deadline) return Unavailable("QMP connect " + path + ": " + std::strerror(err));
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+QmpSession::~QmpSession() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<std::string> QmpSession::Execute(const std::string& command, const std::string& arguments_json,
+                                        std::chrono::milliseconds timeout, int pass_fd) {
+  auto deadline = Clock::now() + timeout;
+  auto ctx = [&](const Status& s) { return s.WithContext("QMP " + command + " on " + path_); };
+  nlohmann::json cmd = {{"execute", command}};
+  if (!arguments_json.empty()) {
+    try {
+      cmd["arguments"] = nlohmann::json::parse(arguments_json);
+    } catch (const nlohmann::json::exception& e) {
+      return InvalidArgument(std::string("QMP arguments: ") + e.what());
+    }
+  }
+  std::string line = cmd.dump() + "\n";
+  if (pass_fd >= 0) {
+    iovec iov{line.data(), line.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    if (::sendmsg(fd_, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+      return ctx(ErrnoStatus(errno, "QMP sendmsg"));
+    }
+  } else if (Status s = Send(fd_, cmd.dump()); !s.ok()) {
+    return ctx(s);
+  }
+  auto reply = ReadReply(fd_, buf_, deadline);
   if (!reply.ok()) return ctx(reply.error());
   return reply->dump();
 }

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include "base/status.h"
@@ -26,6 +27,32 @@ Result<std::string> QmpExecute(const std::filesystem::path& socket, const std::s
 /// (HMP reports most errors as output text, not as a QMP error).
 Result<std::string> QmpHumanMonitorCommand(const std::filesystem::path& socket, const std::string& command_line,
                                            std::chrono::milliseconds timeout);
+
+/// One QMP connection for several commands (a file descriptor passed with
+/// `getfd` belongs to the monitor connection that received it, so the
+/// command using it must follow on the same one).
+class QmpSession {
+ public:
+  /// Connects (retrying while the socket is not there yet, until `deadline`)
+  /// and negotiates capabilities.
+  static Result<std::unique_ptr<QmpSession>> Connect(const std::filesystem::path& socket,
+                                                     std::chrono::steady_clock::time_point deadline);
+  ~QmpSession();
+  QmpSession(const QmpSession&) = delete;
+  QmpSession& operator=(const QmpSession&) = delete;
+
+  /// Runs `command` with `arguments_json` ("" for none) and returns the JSON
+  /// text of its "return" value; with pass_fd >= 0 the descriptor travels
+  /// with the command (SCM_RIGHTS), as `getfd` expects.
+  Result<std::string> Execute(const std::string& command, const std::string& arguments_json,
+                              std::chrono::milliseconds timeout, int pass_fd = -1);
+
+ private:
+  QmpSession(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  int fd_;
+  std::string path_;
+  std::string buf_;
+};
 
 /// query-status -> "running", "paused", "shutdown", ...
 Result<std::string> QmpQueryStatus(const std::filesystem::path& socket, std::chrono::milliseconds timeout);

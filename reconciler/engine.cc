@@ -268,6 +268,7 @@ ConvergeOutcome Engine::Converge(const ConvergeRequest& req) {
   o.now = clock_.NowUnix();
   o.max_restart_attempts = options_.max_restart_attempts;
   o.provider_for = options_.provider_for;
+  o.start_for = options_.start_for;
   o.volume_size = [this](const std::string& sandbox, const std::string& volume) -> std::optional<uint64_t> {
     auto row = store_.GetVolume(sandbox, volume);
     if (!row.ok()) return std::nullopt;
@@ -450,6 +451,7 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
   rec.phase = SandboxPhase::kBooting;
   s = store_.UpdateObserved(rec);
   if (!s.ok()) return fail(s);
+  std::string start_how, start_note;
   s = RunStep(name, "boot_vm", image.name, [&]() -> Status {
     BootRequest req{rec, spec, image, kernel, fresh_disk, attachment, volumes};
     auto booted = runtime_->Boot(req);
@@ -461,6 +463,8 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
     launched.runtime_dir = booted->runtime_dir;
     launched.disk_path = booted->disk_path;
     if (!booted->address.empty()) launched.address = booted->address;
+    start_how = booted->start;
+    start_note = booted->start_note;
     Status recorded = failpoint::Hit("engine.boot.after_launch");
     if (recorded.ok()) recorded = store_.UpdateObserved(launched);
     if (!recorded.ok()) {
@@ -474,7 +478,10 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
     return OkStatus();
   });
   if (!s.ok()) return fail(s);
-  Event(name, "Normal", "Booted", "VM started (" + rec.hypervisor + ", pid " + std::to_string(rec.pid) + ")");
+  Event(name, "Normal", "Booted",
+        "VM started (" + rec.hypervisor + ", pid " + std::to_string(rec.pid) +
+            (start_how.empty() || start_how == "boot" ? "" : ", " + start_how) + ")");
+  if (!start_note.empty()) Event(name, "Warning", "TemplateNotUsed", "booted instead of restoring: " + start_note);
 
   s = RunStep(name, "wait_agent", "", [&] { return runtime_->WaitAgent(rec, options_.agent_timeout); });
   if (!s.ok()) return fail(s);

@@ -57,6 +57,8 @@ struct EngineOptions {
   /// Which provider boots a spec's spec.hypervisor (PlanOptions::provider_for);
   /// unset: not checked when a change is planned again under its lock.
   std::function<Result<std::string>(HypervisorKind)> provider_for;
+  /// How a spec's VM starts (PlanOptions::start_for); unset: not shown.
+  std::function<Result<std::string>(const SandboxSpec&)> start_for;
 };
 
 /// Delay before automatic restart attempt number `failures` + 1:

@@ -72,6 +72,7 @@ constexpr ClassRule kClassRules[] = {
     {"spec.kernel", FieldClass::kReplace},
     {"spec.disk", FieldClass::kReplace},
     {"spec.hypervisor", FieldClass::kReplace},
+    {"spec.start", FieldClass::kInPlace},  // how the next boot starts; the running VM is unchanged
     {"spec.provision", FieldClass::kReplace},
     // Adding or removing a volume, moving it and growing it take a restart;
     // seedFrom only matters at creation (VolumeFieldClass refines these).
@@ -314,6 +315,21 @@ Change PlanSandbox(const SpecDocument* desired, std::string canonical_json, std:
       return c;
     }
     c.provider = std::move(*provider);
+  }
+  if (options.start_for) {
+    Result<std::string> start = options.start_for(doc.spec);
+    if (!start) {
+      const SourceLocation& at = doc.LocationOf("spec.start");
+      if (error != nullptr) {
+        *error = at.file + ":" + std::to_string(at.line) + ": sandbox \"" + c.name +
+                 "\": spec.start: " + start.error().message();
+      }
+      c.action = Action::kNoOp;
+      c.reason = start.error().message();
+      if (observed != nullptr) c.current = *observed;
+      return c;
+    }
+    c.start = std::move(*start);
   }
   if (observed == nullptr) {
     c.action = Action::kCreate;
@@ -585,6 +601,9 @@ std::string RenderPlanText(const Plan& plan, bool color) {
     if (!c.provider.empty() && c.action != Action::kUpdate && c.action != Action::kDelete) {
       out += "      provider: " + c.provider + "\n";  // what boots it
     }
+    if (!c.start.empty() && c.action != Action::kUpdate && c.action != Action::kDelete && c.action != Action::kNoOp) {
+      out += "      start: " + c.start + "\n";  // boot or restore from a template
+    }
     for (const auto& note : c.volume_notes) out += "      " + note + "\n";
   }
   out += "\nPlan: " + std::to_string(s.create) + " to create, " + std::to_string(s.update) +
@@ -621,6 +640,7 @@ std::string RenderPlanJson(const Plan& plan) {
     jc["pulls"] = c.pulls;
     if (!c.volume_notes.empty()) jc["volumes"] = c.volume_notes;
     if (!c.provider.empty()) jc["provider"] = c.provider;
+    if (!c.start.empty()) jc["start"] = c.start;
     if (!c.desired_hash.empty()) jc["specHash"] = c.desired_hash;
     j["changes"].push_back(std::move(jc));
   }

@@ -63,6 +63,10 @@ struct Change {
   /// "qemu (auto: firecracker provider not available)". Empty when the plan
   /// was made without PlanOptions::provider_for, and for deletes.
   std::string provider;
+  /// How its VM starts (docs/snapshots.md): "boot", "restore from template
+  /// 3f9a1c2e4b5d", "boot, save template 3f9a1c2e4b5d, restore from it", or
+  /// "boot (why not from a template)". Empty without PlanOptions::start_for.
+  std::string start;
 };
 
 struct NetworkChange {
@@ -127,6 +131,11 @@ struct PlanOptions {
   /// the file and line of spec.hypervisor. Unset: not checked. Must be fast and
   /// safe to call from several threads.
   std::function<Result<std::string>(HypervisorKind)> provider_for;
+  /// How a spec's VM would start on this host (Change::start), or an error
+  /// (spec.start: snapshot where the provider has no templates), which is a
+  /// plan error naming spec.start's file and line. Unset: not shown. Must be
+  /// fast and safe to call from several threads.
+  std::function<Result<std::string>(const SandboxSpec&)> start_for;
 };
 
 /// Why a recorded sandbox needs its VM brought back ("" if it does not): it

@@ -202,6 +202,37 @@ TEST(PlanTest, MissingArtifactsAreListedAsPulls) {
   EXPECT_EQ(Only(p).pulls, (std::vector<std::string>{"image debian-bookworm", "kernel debian-6.1"}));
 }
 
+TEST(PlanTest, StartIsShownAndAnImpossibleSnapshotStartIsAnErrorAtItsLine) {
+  LoadResult loaded = ParseSpecText(R"(apiVersion: banger.dev/v1
+kind: Sandbox
+metadata:
+  name: snap
+spec:
+  image: busybox
+  start: snapshot
+---
+apiVersion: banger.dev/v1
+kind: Sandbox
+metadata:
+  name: web
+spec:
+  image: busybox
+)", "specs/two.yaml");
+  ASSERT_FALSE(loaded.diagnostics.HasErrors()) << loaded.diagnostics.ToString();
+  PlanOptions o = Opts();
+  o.start_for = [](const SandboxSpec& s) -> Result<std::string> {
+    if (s.start == StartMode::kSnapshot) return FailedPrecondition("the provider has no templates");
+    return std::string("restore from template 0123456789ab");
+  };
+  Plan p = ComputePlan(loaded.specs, {}, o);
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_EQ(p.errors[0], "specs/two.yaml:7: sandbox \"snap\": spec.start: the provider has no templates");
+  ASSERT_EQ(p.changes.size(), 1u);
+  EXPECT_NE(RenderPlanText(Plan{.changes = p.changes}, false).find("      start: restore from template 0123456789ab\n"),
+            std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(RenderPlanJson(p))["changes"][0]["start"], "restore from template 0123456789ab");
+}
+
 TEST(PlanTest, ProviderIsNamedAndAMissingOneIsAnErrorAtTheHypervisorLine) {
   LoadResult loaded = ParseSpecText(R"(apiVersion: banger.dev/v1
 kind: Sandbox
@@ -269,6 +300,7 @@ INSTANTIATE_TEST_SUITE_P(
                       ClassCase{"spec.kernel", FieldClass::kReplace},
                       ClassCase{"spec.disk", FieldClass::kReplace},
                       ClassCase{"spec.hypervisor", FieldClass::kReplace},
+                      ClassCase{"spec.start", FieldClass::kInPlace},
                       ClassCase{"spec.provision", FieldClass::kReplace},
                       ClassCase{"spec.cpusx", FieldClass::kReplace},
                       ClassCase{"spec.somethingNew", FieldClass::kReplace}));

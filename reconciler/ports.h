@@ -70,6 +70,12 @@ struct BootResult {
   std::string runtime_dir;
   std::string disk_path;
   std::string address;       // guest IP, if networked
+  /// How it started (docs/snapshots.md): "boot" or "restored from template <short hash>".
+  std::string start = "boot";
+  /// Why a sandbox that could have been restored from a template was booted
+  /// instead (a failed restore, a template that could not be built); empty
+  /// otherwise. The engine records it as a warning event.
+  std::string start_note;
 };
 
 struct RuntimeObservation {
@@ -100,6 +106,19 @@ class SandboxRuntime {
   /// Replaces the banger-managed block of the running guest's /etc/hosts
   /// with `hosts` (peers come and go while it runs).
   virtual Status UpdateHosts(const SandboxRecord& record, const std::vector<HostEntry>& hosts) = 0;
+  /// How a VM of `spec` would start (PlanOptions::start_for): "boot", or a
+  /// restore from a template when the runtime has them. `image`/`kernel`:
+  /// the local artifacts when present (a template is found by their
+  /// identity), else null. An error when spec.start cannot be honoured.
+  virtual Result<std::string> DescribeStart(const SandboxSpec& spec, const ImageRecord* image,
+                                            const KernelRecord* kernel) {
+    (void)image;
+    (void)kernel;
+    if (spec.start == StartMode::kSnapshot) {
+      return FailedPrecondition("the " + std::string(Kind()) + " runtime cannot start sandboxes from templates");
+    }
+    return std::string("boot");
+  }
 };
 
 /// Ships a sandbox's spec.workspace (a host git repository) into its running

@@ -60,6 +60,8 @@ Json ToJson(const SandboxSpec& s) {
       {"restartPolicy", ToString(s.restart_policy)},
       {"hypervisor", ToString(s.hypervisor)},
   };
+  // Omitted when auto, so specs without it keep the hash they had before.
+  if (s.start != StartMode::kAuto) spec["start"] = ToString(s.start);
   // Volumes are keyed by name, so a plan diff names the volume and field
   // ("spec.volumes.data.size"). Omitted when there are none, so specs without
   // volumes keep the hash they had before volumes existed.
@@ -226,6 +228,9 @@ Result<SandboxSpec> FromJson(const Json& root) {
     }
     if (const Json* j = Member(*w, "includeUntracked")) ws.include_untracked = j->get<bool>();
     s.workspace = std::move(ws);
+  }
+  if (const Json* j = Member(sp, "start")) {
+    BANGER_ASSIGN_OR_RETURN(s.start, ParseEnum(*j, "spec.start", {StartMode::kAuto, StartMode::kBoot, StartMode::kSnapshot}));
   }
   if (const Json* j = Member(sp, "hypervisor")) {
     BANGER_ASSIGN_OR_RETURN(s.hypervisor,

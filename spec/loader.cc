@@ -40,7 +40,7 @@ const std::vector<std::string> kMetadataFields = {"name", "labels"};
 const std::vector<std::string> kSpecFields = {
     "image", "kernel", "cpus",      "memory",    "disk",          "network",   "ssh",
     "env",   "files",  "provision", "readiness", "restartPolicy", "hypervisor",
-    "volumes", "workspace"};
+    "volumes", "workspace", "start"};
 const std::vector<std::string> kNetworkFields = {"mode", "name", "address", "ports"};
 const std::vector<std::string> kPortFields = {"host", "guest", "protocol", "address"};
 const std::vector<std::string> kNetworkDocSpecFields = {"subnet", "nat", "isolated"};
@@ -517,6 +517,12 @@ class DocParser {
                                                        {"firecracker", HypervisorKind::kFirecracker}};
       if (auto v = Enum(*f, "spec.hypervisor", kTable)) spec.hypervisor = *v;
       field_locations_["spec.hypervisor"] = Loc(f->value);
+    }
+    if (const Field* f = Find(*m, "start")) {
+      static const EnumTable<StartMode> kTable = {
+          {"auto", StartMode::kAuto}, {"boot", StartMode::kBoot}, {"snapshot", StartMode::kSnapshot}};
+      if (auto v = Enum(*f, "spec.start", kTable)) spec.start = *v;
+      field_locations_["spec.start"] = Loc(f->value);
     }
     if (const Field* f = Find(*m, "volumes")) ParseVolumes(f->value, spec);
   }

@@ -172,6 +172,7 @@ TEST(LoaderTest, OmittedFieldsGetDefaults) {
   EXPECT_TRUE(s.network.ports.empty());
   EXPECT_EQ(s.restart_policy, RestartPolicy::kAlways);
   EXPECT_EQ(s.hypervisor, HypervisorKind::kAuto);
+  EXPECT_EQ(s.start, StartMode::kAuto);
   EXPECT_EQ(s.readiness.timeout, std::chrono::seconds(120));
   EXPECT_TRUE(s.readiness.command.empty());
 }
@@ -391,6 +392,8 @@ INSTANTIATE_TEST_SUITE_P(
         RuleCase{"RestartPolicyCase", DocWith("  restartPolicy: always\n"),
                  "t.yaml:7:18: error: spec.restartPolicy: must be one of Always, OnFailure, "
                  "Never; got \"always\" (did you mean \"Always\"?)\n"},
+        RuleCase{"StartUnknown", DocWith("  start: restore\n"),
+                 "t.yaml:7:10: error: spec.start: must be one of auto, boot, snapshot; got \"restore\"\n"},
         RuleCase{"HypervisorUnknown", DocWith("  hypervisor: kvm\n"),
                  "t.yaml:7:15: error: spec.hypervisor: must be one of auto, qemu, firecracker; "
                  "got \"kvm\"\n"},

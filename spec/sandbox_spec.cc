@@ -29,6 +29,15 @@ std::string_view ToString(RestartPolicy p) {
   return "?";
 }
 
+std::string_view ToString(StartMode m) {
+  switch (m) {
+    case StartMode::kAuto: return "auto";
+    case StartMode::kBoot: return "boot";
+    case StartMode::kSnapshot: return "snapshot";
+  }
+  return "?";
+}
+
 std::string_view ToString(HypervisorKind k) {
   switch (k) {
     case HypervisorKind::kAuto: return "auto";

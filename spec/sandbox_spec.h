@@ -34,6 +34,10 @@ enum class NetworkMode { kBridged, kUser, kIsolated, kNone };
 enum class Protocol { kTcp, kUdp };
 enum class RestartPolicy { kAlways, kOnFailure, kNever };
 enum class HypervisorKind { kAuto, kQemu, kFirecracker };
+/// How a VM starts (docs/snapshots.md): auto restores a template of the
+/// sandbox's boot identity when the provider supports it (building it on the
+/// first start), boot always boots cold, snapshot requires a template.
+enum class StartMode { kAuto, kBoot, kSnapshot };
 
 inline constexpr char kDefaultPortAddress[] = "127.0.0.1";
 
@@ -115,6 +119,7 @@ struct SandboxSpec {
   ReadinessSpec readiness;
   RestartPolicy restart_policy = RestartPolicy::kAlways;
   HypervisorKind hypervisor = HypervisorKind::kAuto;
+  StartMode start = StartMode::kAuto;
   std::vector<VolumeSpec> volumes;     // sorted by name (NormalizeSpec)
   std::optional<WorkspaceSpec> workspace;
 
@@ -154,6 +159,7 @@ std::string_view ToString(NetworkMode m);
 std::string_view ToString(Protocol p);
 std::string_view ToString(RestartPolicy p);
 std::string_view ToString(HypervisorKind k);
+std::string_view ToString(StartMode m);
 std::string_view ToString(VolumeSeed s);
 std::string_view ToString(WorkspaceMode m);
 

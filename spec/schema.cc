@@ -118,6 +118,10 @@ std::string SpecJsonSchema() {
   spec_props["readiness"] = readiness;
   spec_props["restartPolicy"] = {{"enum", {"Always", "OnFailure", "Never"}}, {"default", "Always"}};
   spec_props["hypervisor"] = {{"enum", {"auto", "qemu", "firecracker"}}, {"default", "auto"}};
+  spec_props["start"] = {{"enum", {"auto", "boot", "snapshot"}},
+                         {"default", "auto"},
+                         {"description", "auto: restore a template of the boot identity when the provider can "
+                                         "(built on the first start); boot: always boot; snapshot: require a template."}};
   J volume = Obj(
       {{"name", Pattern("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", "Volume name, unique within the sandbox.")},
        {"mountPath", Pattern("^(/[A-Za-z0-9._+@-]+)+$",

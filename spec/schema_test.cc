@@ -46,7 +46,7 @@ TEST(SchemaTest, DescribesEveryFieldAndForbidsOthers) {
   EXPECT_EQ(Keys(spec.at("properties")),
             (std::set<std::string>{"image", "kernel", "cpus", "memory", "disk", "network", "ssh",
                                    "env", "files", "provision", "readiness", "restartPolicy",
-                                   "hypervisor", "volumes", "workspace"}));
+                                   "hypervisor", "volumes", "workspace", "start"}));
   EXPECT_EQ(Keys(spec.at("properties").at("workspace").at("properties")),
             (std::set<std::string>{"source", "path", "mode", "includeUntracked"}));
   const json& sp = spec.at("properties");
