@@ -11,6 +11,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "base/strings.h"
+#include "host/templates.h"
 
 namespace banger::cli {
 
@@ -86,14 +87,11 @@ void ProgressLine::Done() {
 }
 
 namespace {
-// The template a sandbox was restored from (its runtime dir's marker,
+// The template a sandbox was restored from (its disk is layered on it,
 // docs/snapshots.md): the first 12 hex digits, or "" when it booted.
 std::string TemplateOf(const SandboxRecord& r) {
   if (r.runtime_dir.empty()) return "";
-  std::ifstream in(std::filesystem::path(r.runtime_dir) / "template");
-  std::string hash;
-  if (!(in >> hash) || hash.size() != 64 || hash.find_first_not_of("0123456789abcdef") != std::string::npos) return "";
-  return hash.substr(0, 12);
+  return host::ShortHash(host::TemplateOfRuntimeDir(r.runtime_dir));
 }
 
 nlohmann::json RecordJson(const SandboxRecord& r) {

@@ -93,7 +93,8 @@ void AddSnapshotCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
       return;
     }
     if (all->empty()) {
-      std::printf("No templates. A sandbox with spec.start auto (the default) saves one at its first start.\n");
+      std::printf("No templates. A sandbox with spec.start snapshot saves one at its first start;\n"
+                  "sandboxes with start auto (the default) then restore it instead of booting.\n");
       exit_code = 0;
       return;
     }
@@ -140,12 +141,16 @@ void AddSnapshotCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
       exit_code = PrintError(h.error());
       return;
     }
+    exit_code = 0;
+    // Builds an interrupted banger left (build VM, staging) go too.
+    if (auto* rt = (*h)->runtime(); rt != nullptr) {
+      if (Status s = rt->CleanUpAbandoned(); !s.ok()) exit_code = PrintError(s);
+    }
     auto all = host::ListTemplates((*h)->layout());
     if (!all) {
       exit_code = PrintError(all.error());
       return;
     }
-    exit_code = 0;
     int removed = 0;
     for (const auto& t : *all) {
       if (!t.used_by.empty()) continue;

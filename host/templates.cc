@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <tuple>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -46,10 +47,24 @@ std::vector<std::pair<std::string, std::string>> Users(const StateLayout& layout
   std::vector<std::pair<std::string, std::string>> out;  // (hash, sandbox id)
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(layout.sandboxes_dir, ec)) {
-    std::string h(Trim(ReadFileHead(e.path() / kTemplateMarker, 128)));
-    if (IsHexHash(h)) out.push_back({h, e.path().filename().string()});
+    std::string h = TemplateOfRuntimeDir(e.path());
+    if (!h.empty()) out.push_back({h, e.path().filename().string()});
   }
   return out;
+}
+
+constexpr char kBuildPrefix[] = "tpl-";
+constexpr char kStagingPrefix[] = ".staging-";
+
+Status BuildLockPath(const StateLayout& layout, const std::string& hash12, fs::path* out) {
+  const fs::path locks = layout.run_dir / "locks";
+  BANGER_RETURN_IF_ERROR(MakeDirs(locks, 0700));
+  *out = locks / ("template-" + hash12 + ".lock");
+  return OkStatus();
+}
+
+bool IsShortHash(const std::string& s) {
+  return s.size() == 12 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
 Result<TemplateInfo> Load(const fs::path& dir, const std::vector<std::pair<std::string, std::string>>& users) {
@@ -98,6 +113,62 @@ std::string RelName(const fs::path& p, const fs::path& staging) {
 }
 
 }  // namespace
+
+std::string TemplateOfRuntimeDir(const fs::path& runtime_dir) {
+  std::error_code ec;
+  const fs::path disk = RuntimeFilesFor(runtime_dir).disk;
+  if (!fs::exists(disk, ec)) return "";
+  auto backing = Qcow2BackingFile(disk);
+  if (!backing || backing->empty()) return "";
+  // <state>/templates/<hash>/<disk layer>
+  const fs::path dir = fs::path(*backing).parent_path();
+  const std::string hash = dir.filename().string();
+  if (!IsHexHash(hash) || dir.parent_path().filename() != "templates") return "";
+  return hash;
+}
+
+Status CleanUpAbandonedTemplateBuilds(const StateLayout& layout,
+                                      const std::function<Status(const fs::path&)>& stop_vm) {
+  Status first;
+  auto note = [&](const Status& s, const std::string& what) {
+    if (s.ok()) return;
+    spdlog::warn("cleaning up an interrupted template build: {}: {}", what, s.message());
+    if (first.ok()) first = s.WithContext(what);
+  };
+  // (hash12, path, is a build VM's runtime dir)
+  std::vector<std::tuple<std::string, fs::path, bool>> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(layout.sandboxes_dir, ec)) {
+    std::string n = e.path().filename().string();
+    if (StartsWith(n, kBuildPrefix) && IsShortHash(n.substr(4))) found.emplace_back(n.substr(4), e.path(), true);
+  }
+  for (const auto& e : fs::directory_iterator(TemplatesDir(layout), ec)) {
+    std::string n = e.path().filename().string();
+    if (StartsWith(n, kStagingPrefix) && n.size() > 22 && IsShortHash(n.substr(9, 12)) && n[21] == '-') {
+      found.emplace_back(n.substr(9, 12), e.path(), false);
+    } else if (StartsWith(n, ".removing-")) {
+      // A removal interrupted after its rename: nobody uses it any more.
+      note(RemoveAll(e.path()), "removing " + e.path().string());
+    }
+  }
+  for (const auto& [hash12, path, is_vm] : found) {
+    fs::path lock_path;
+    if (Status s = BuildLockPath(layout, hash12, &lock_path); !s.ok()) {
+      note(s, "template " + hash12);
+      continue;
+    }
+    auto lock = FileLock::TryAcquire(lock_path, "clean up template build");
+    if (!lock) continue;  // being built right now
+    if (is_vm) {
+      spdlog::warn("template {}: removing the build VM an interrupted banger left in {}", hash12, path.string());
+      Status s = stop_vm(path);
+      note(s, "stopping the build VM in " + path.string());
+      if (!s.ok()) continue;
+    }
+    note(RemoveAll(path), "removing " + path.string());
+  }
+  return first;
+}
 
 std::string TemplateIdentity::Json() const { return IdentityObject(*this).dump(); }
 std::string TemplateIdentity::Hash() const { return Sha256Hex(Json()); }
@@ -154,12 +225,11 @@ Result<TemplateInfo> EnsureTemplate(const StateLayout& layout, Clock& clock, con
   BANGER_ASSIGN_OR_RETURN(auto found, FindTemplate(layout, hash));
   if (found) return std::move(*found);
   BANGER_RETURN_IF_ERROR(MakeDirs(root, 0700));
-  const fs::path locks = layout.run_dir / "locks";
-  BANGER_RETURN_IF_ERROR(MakeDirs(locks, 0700));
+  fs::path lock_path;
+  BANGER_RETURN_IF_ERROR(BuildLockPath(layout, ShortHash(hash), &lock_path));
   // One builder per identity; the others wait (a build is a cold boot plus a
   // save: well under the bound even on a slow TCG host).
-  auto lock = FileLock::Acquire(locks / ("template-" + ShortHash(hash) + ".lock"), "build template", clock,
-                                clock.SteadyNow() + std::chrono::minutes(10));
+  auto lock = FileLock::Acquire(lock_path, "build template", clock, clock.SteadyNow() + std::chrono::minutes(10));
   if (!lock) return lock.error().WithContext("waiting for template " + ShortHash(hash));
   BANGER_ASSIGN_OR_RETURN(found, FindTemplate(layout, hash));
   if (found) return std::move(*found);  // built by the process we waited for

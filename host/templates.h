@@ -60,9 +60,9 @@ inline std::string ShortHash(const std::string& hash) { return hash.substr(0, 12
 
 std::filesystem::path TemplatesDir(const StateLayout& layout);
 
-/// The file in a sandbox's runtime dir naming the template it was restored
-/// from (its disk is layered on that template).
-inline constexpr char kTemplateMarker[] = "template";
+/// The hash of the template a sandbox's disk is layered on (read from its
+/// overlay's qcow2 header), or "" when it booted from its image.
+std::string TemplateOfRuntimeDir(const std::filesystem::path& runtime_dir);
 
 /// Published templates, oldest first, with the sandboxes that use them.
 Result<std::vector<TemplateInfo>> ListTemplates(const StateLayout& layout);
@@ -81,6 +81,14 @@ using TemplateBuilder = std::function<Result<VmTemplateFiles>(const std::filesys
 /// the others wait for it and then use its result.
 Result<TemplateInfo> EnsureTemplate(const StateLayout& layout, Clock& clock, const TemplateIdentity& identity,
                                     const TemplateBuilder& build);
+
+/// Removes what interrupted template builds left, for every identity whose
+/// build lock is free (nobody is building it): the build VM's runtime dir
+/// sandboxes/tpl-<hash12> (after `stop_vm` ends its VMM) and staging or
+/// removal dirs under templates/. Best effort: problems are logged and the
+/// first one returned, nothing else stops.
+Status CleanUpAbandonedTemplateBuilds(const StateLayout& layout,
+                                      const std::function<Status(const std::filesystem::path&)>& stop_vm);
 
 /// Removes a template; FailedPrecondition naming the sandboxes using it.
 Status RemoveTemplate(const StateLayout& layout, const TemplateInfo& t);

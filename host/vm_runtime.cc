@@ -182,12 +182,24 @@ class VmRuntime final : public SandboxRuntime {
     if (hv != hv_.get()) return BootFirecracker(*hv, req, std::move(c));
     // From a template (docs/snapshots.md): only a sandbox's first start (a
     // restart keeps its own disk) and never one with volumes.
+    // Builds of templates that an interrupted banger left (their lock is
+    // free): a build VM and staging dirs nobody will finish. Best effort, logged.
+    (void)CleanUpAbandoned();
     std::string note;
-    if (req.fresh_disk && spec.start != StartMode::kBoot) {
+    // A restart whose first start never got as far as a disk (interrupted)
+    // is a first start too.
+    std::error_code ec;
+    const bool fresh = req.fresh_disk || !fs::exists(RuntimeFilesFor(c.runtime_dir).disk, ec);
+    if (fresh && spec.start != StartMode::kBoot) {
       std::string why = NoTemplateBecause(spec);
       if (why.empty()) {
-        auto restored = BootFromTemplate(req, c);
-        if (restored.ok()) return restored;
+        // auto restores a template that exists; snapshot saves one first.
+        auto restored = BootFromTemplate(req, c, spec.start == StartMode::kSnapshot);
+        if (restored.ok() && *restored) return std::move(**restored);
+        if (restored.ok()) {  // auto, and no template of this identity yet: a plain boot
+          BANGER_ASSIGN_OR_RETURN(VmHandle h, hv_->Boot(c));
+          return ResultOf(h, c);
+        }
         why = restored.error().message();
       }
       if (spec.start == StartMode::kSnapshot) {
@@ -214,16 +226,31 @@ class VmRuntime final : public SandboxRuntime {
       if (spec.start == StartMode::kSnapshot) return FailedPrecondition(why);
       return "boot (" + why + ")";
     }
+    const bool save = spec.start == StartMode::kSnapshot;
     if (image != nullptr && kernel != nullptr) {
       auto id = IdentityFor(spec, *image, *kernel);
       if (id.ok()) {
         const std::string hash = id->Hash();
         auto t = FindTemplate(layout_, hash);
         if (t.ok() && *t) return "restore from template " + ShortHash(hash);
-        return "boot, save template " + ShortHash(hash) + ", restore from it";
+        if (save) return "boot, save template " + ShortHash(hash) + ", restore from it";
+        return "boot (no template " + ShortHash(hash) + " of its boot identity yet; start: snapshot saves one)";
       }
     }
-    return std::string("restore from a template of its boot identity (saved at the first start)");
+    if (save) return std::string("restore from a template of its boot identity (saved first if there is none)");
+    return std::string("restore from a template of its boot identity if one exists, else boot");
+  }
+
+  // Removes template builds an interrupted banger left: for each identity
+  // whose build lock is free, its build VM (killed) and staging dirs.
+  Status CleanUpAbandoned() override {
+    return CleanUpAbandonedTemplateBuilds(layout_, [this](const fs::path& runtime_dir) {
+      SandboxRecord rec;
+      rec.id = runtime_dir.filename().string();
+      rec.runtime_dir = runtime_dir.string();
+      rec.hypervisor = "qemu";
+      return hv_->Destroy(HandleOf(rec));
+    });
   }
 
   // Decide providers from `probe` instead of probing this host (tests).
@@ -337,22 +364,27 @@ class VmRuntime final : public SandboxRuntime {
   // Restores the sandbox from the template of its boot identity, building
   // and publishing that first when there is none. On failure nothing it
   // started is left (the caller boots cold in the same runtime dir).
-  Result<BootResult> BootFromTemplate(const BootRequest& req, const VmLaunchConfig& c) {
+  // Without `build`, nullopt when there is no template of this identity.
+  Result<std::optional<BootResult>> BootFromTemplate(const BootRequest& req, const VmLaunchConfig& c, bool build) {
     BANGER_ASSIGN_OR_RETURN(TemplateIdentity identity, IdentityFor(req.spec, req.image, req.kernel));
     const std::string hash = identity.Hash();
-    auto t = EnsureTemplate(layout_, clock_, identity,
-                            [&](const fs::path& staging) { return BuildTemplate(c, hash, staging); });
-    if (!t) return t.error();
+    std::optional<TemplateInfo> t;
+    if (build) {
+      BANGER_ASSIGN_OR_RETURN(t, EnsureTemplate(layout_, clock_, identity, [&](const fs::path& staging) {
+                                return BuildTemplate(c, hash, staging);
+                              }));
+    } else {
+      BANGER_ASSIGN_OR_RETURN(t, FindTemplate(layout_, hash));
+      if (!t) return std::optional<BootResult>();
+    }
     VmLaunchConfig rc = c;
     rc.restore = t->files;
     auto started = clock_.SteadyNow();
     auto h = hv_->Boot(rc);
     if (!h) return h.error();
+    // (The template a sandbox's disk is layered on is read back from the
+    // disk itself: TemplateOfRuntimeDir.)
     Status s = GiveIdentity(*h, c);
-    if (s.ok()) {
-      // Names the template this sandbox's disk is layered on (snapshot ls/rm).
-      s = WriteFileAtomic(h->runtime_dir / kTemplateMarker, hash + "\n", 0600);
-    }
     if (!s.ok()) {
       Status d = hv_->Destroy(*h);
       if (!d.ok()) spdlog::warn("sandbox {}: removing the failed restore: {}", c.name, d.message());
@@ -362,7 +394,7 @@ class VmRuntime final : public SandboxRuntime {
                  std::chrono::duration_cast<milliseconds>(clock_.SteadyNow() - started).count());
     BootResult r = ResultOf(*h, c);
     r.start = "restored from template " + ShortHash(hash);
-    return r;
+    return std::optional<BootResult>(std::move(r));
   }
 
   // Boots a VM of this identity whose agent holds before taking any
@@ -582,6 +614,7 @@ class VmRuntime final : public SandboxRuntime {
   }
 
   Status Destroy(const SandboxRecord& rec) override {
+    (void)CleanUpAbandoned();  // best effort, logged
     VmHandle h = HandleOf(rec);
     if (h.runtime_dir.empty()) h.runtime_dir = SandboxRuntimeDir(layout_, rec.id);
     BANGER_RETURN_IF_ERROR(HypervisorOf(rec).Destroy(h));

@@ -255,6 +255,37 @@ TEST_F(VmRuntimeTest, SpecsResolvedToFirecrackerNeverBootQemu) {
   EXPECT_EQ(runner_.started.size(), 1u) << "nothing else was started";
 }
 
+TEST_F(VmRuntimeTest, AutoStartBootsWithoutATemplateAndSavesNone) {
+  // start: auto uses a template only when one exists: no build VM, no
+  // template, a plain boot (docs/snapshots.md).
+  BootRequest req = Request("plain");
+  req.spec.start = StartMode::kAuto;
+  auto rt = MakeVmRuntime(config_, layout_, runner_, clock_);
+  auto how = rt->DescribeStart(req.spec, &image_, &kernel_);
+  ASSERT_TRUE(how.ok()) << how.error().ToString();
+  EXPECT_TRUE(StartsWith(*how, "boot (no template ")) << *how;
+  EXPECT_NE(how->find("start: snapshot saves one"), std::string::npos) << *how;
+  SandboxSpec snap = req.spec;
+  snap.start = StartMode::kSnapshot;
+  how = rt->DescribeStart(snap, &image_, &kernel_);
+  ASSERT_TRUE(how.ok());
+  EXPECT_TRUE(StartsWith(*how, "boot, save template ")) << *how;
+
+  auto r = rt->Boot(req);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->start, "boot");
+  EXPECT_EQ(r->start_note, "");
+  ASSERT_EQ(runner_.started.size(), 1u) << "one QEMU: the sandbox's, no template build VM";
+  EXPECT_EQ(Join(runner_.started[0], " ").find("-incoming"), std::string::npos);
+  std::error_code ec;
+  std::vector<std::string> dirs;
+  for (const auto& e : fs::directory_iterator(layout_.sandboxes_dir, ec)) dirs.push_back(e.path().filename().string());
+  EXPECT_EQ(dirs, std::vector<std::string>{"sb-plain"}) << "no template build VM's runtime dir";
+  size_t templates = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(layout_.root / "templates", ec)) ++templates;
+  EXPECT_EQ(templates, 0u);
+}
+
 TEST_F(VmRuntimeTest, MalformedPeersAreRefusedBeforeQemuStarts) {
   BootRequest req = Request("web");
   req.network = Bridged();

@@ -276,6 +276,29 @@ bool IsQemuOf(int pid, const std::string& qmp_socket) {
 
 }  // namespace
 
+Result<std::string> Qcow2BackingFile(const fs::path& qcow2) {
+  // The header (docs/interop/qcow2.txt in QEMU): magic "QFI\xfb", version,
+  // then the backing file name's offset (u64) and length (u32), big-endian.
+  std::string head = ReadFileHead(qcow2, 20);
+  if (head.size() < 20 || head.compare(0, 4, "QFI\xfb") != 0) {
+    return DataLoss(qcow2.string() + " is not a qcow2 image");
+  }
+  auto be = [&](size_t at, size_t n) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; ++i) v = (v << 8) | static_cast<unsigned char>(head[at + i]);
+    return v;
+  };
+  const uint64_t offset = be(8, 8);
+  const uint64_t length = be(16, 4);
+  if (offset == 0 || length == 0) return std::string();
+  if (length > 1023 || offset > (1u << 20)) {  // QEMU's own bounds on the name
+    return DataLoss(qcow2.string() + ": implausible backing file name in the qcow2 header");
+  }
+  std::string name = ReadFileHead(qcow2, offset + length);
+  if (name.size() != offset + length) return DataLoss(qcow2.string() + ": truncated qcow2 header");
+  return name.substr(offset);
+}
+
 Result<ProcessIdentity> RecoverQemuProcess(const fs::path& runtime_dir) {
   QemuRuntimeFiles f = RuntimeFilesFor(runtime_dir);
   const std::string qmp = f.qmp_socket.string();
@@ -727,10 +750,19 @@ class QemuHypervisor final : public Hypervisor {
       BANGER_RETURN_IF_ERROR(GrantGroupAccess(c.base_disk, cf.state_root, shared, true));
       std::vector<std::pair<fs::path, bool>> needs = {{c.kernel_path, false}, {c.base_disk, false},
                                                       {f.initrd, false},     {f.disk, true}};
-      if (c.restore) {
-        // The template's disk layer is the backing file of this overlay.
-        BANGER_RETURN_IF_ERROR(GrantGroupAccess(c.restore->disk_layer, cf.state_root, shared, true));
-        needs.push_back({c.restore->disk_layer, false});
+      // A sandbox restored from a template: the template's disk layer is the
+      // backing file of its overlay, at the restore and at every cold
+      // restart that keeps that disk.
+      fs::path layer = c.restore ? c.restore->disk_layer : fs::path();
+      std::error_code ec;
+      if (!c.restore && c.keep_disk && fs::exists(f.disk, ec)) {
+        // (An unreadable header is QEMU's to report when it opens the disk.)
+        auto backing = Qcow2BackingFile(f.disk);
+        if (backing.ok() && !backing->empty() && fs::path(*backing) != c.base_disk) layer = *backing;
+      }
+      if (!layer.empty()) {
+        BANGER_RETURN_IF_ERROR(GrantGroupAccess(layer, cf.state_root, shared, true));
+        needs.push_back({layer, false});
       }
       for (const auto& d : c.extra_disks) {
         BANGER_RETURN_IF_ERROR(OwnFile(d.path, id, id));

@@ -119,6 +119,11 @@ std::string ReadFileTail(const std::filesystem::path& file, size_t max_bytes);
 /// At most the first `max_bytes` of a file ("" when it is missing).
 std::string ReadFileHead(const std::filesystem::path& file, size_t max_bytes);
 
+/// The backing file named in a qcow2 image's header ("" when it has none):
+/// the image's base disk, or for a sandbox restored from a template, the
+/// template's disk layer. DataLoss when the header is not a qcow2 one.
+Result<std::string> Qcow2BackingFile(const std::filesystem::path& qcow2);
+
 /// Finds the QEMU process of `runtime_dir` from its pidfile, for a VM whose
 /// identity was never recorded (banger interrupted between launch and
 /// record). The process must still name this runtime dir's QMP socket on its

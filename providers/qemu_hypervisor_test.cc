@@ -267,6 +267,41 @@ TEST_F(QemuBootTest, ConfinedBootGivesEachSandboxItsOwnUidAndFiles) {
   EXPECT_EQ(runner_.started.back().confine.uid, 3000002u);
 }
 
+TEST_F(QemuBootTest, AConfinedRestartOfARestoredSandboxMayReadItsTemplateLayer) {
+  // A sandbox restored from a template keeps a disk whose backing file is
+  // the template's layer; a cold restart (or the boot after a restore that
+  // was interrupted) must still be allowed to read it.
+  if (::geteuid() != 0) GTEST_SKIP() << "chown needs root";
+  opts_.confine.per_sandbox_ids = true;
+  opts_.confine.ids = {3000000, 8};
+  opts_.confine.state_root = dir_;
+  auto hv = MakeQemuHypervisor(runner_, clock_, opts_);
+  ASSERT_TRUE(hv->Boot(config_).ok());
+  const fs::path layer = dir_ / "templates" / std::string(64, 'a') / "disk.qcow2";
+  ASSERT_TRUE(MakeDirs(layer.parent_path(), 0700).ok());
+  ASSERT_TRUE(WriteFileAtomic(layer, "layer", 0400).ok());
+  std::string header(512, '\0');
+  header.replace(0, 4, "QFI\xfb");
+  header[7] = 3;
+  header[15] = 0x68;
+  header[19] = static_cast<char>(layer.string().size());
+  header.replace(0x68, layer.string().size(), layer.string());
+  ASSERT_TRUE(WriteFileAtomic(config_.runtime_dir / "disk.qcow2", header, 0600).ok());
+  auto backing = Qcow2BackingFile(config_.runtime_dir / "disk.qcow2");
+  ASSERT_TRUE(backing.ok()) << backing.error().ToString();
+  ASSERT_EQ(*backing, layer.string());
+
+  config_.keep_disk = true;
+  auto h = hv->Boot(config_);
+  ASSERT_TRUE(h.ok()) << h.error().ToString();
+  struct stat st{};
+  ASSERT_EQ(::stat(layer.c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, 3000000u) << "the layer is shared with the confined QEMUs' group";
+  EXPECT_EQ(st.st_mode & 0070, 0040u) << "read-only to that group";
+  ASSERT_EQ(::stat(layer.parent_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0010, 0010u) << "its directory is searchable by the group";
+}
+
 TEST(QemuTscTest, HostTscMeasurementIsPlausible) {
   if (ReadFile("/proc/cpuinfo").value_or("").find(" constant_tsc") == std::string::npos) {
     // No constant TSC: nothing to measure, and banger must not claim a frequency

@@ -106,6 +106,9 @@ class SandboxRuntime {
   /// Replaces the banger-managed block of the running guest's /etc/hosts
   /// with `hosts` (peers come and go while it runs).
   virtual Status UpdateHosts(const SandboxRecord& record, const std::vector<HostEntry>& hosts) = 0;
+  /// Removes what interrupted runs left that no sandbox owns (a template's
+  /// build VM, staging dirs). Best effort; OK when there is nothing.
+  virtual Status CleanUpAbandoned() { return OkStatus(); }
   /// How a VM of `spec` would start (PlanOptions::start_for): "boot", or a
   /// restore from a template when the runtime has them. `image`/`kernel`:
   /// the local artifacts when present (a template is found by their

@@ -66,12 +66,14 @@ class TemplateTest : public ::testing::Test {
 };
 
 TEST_F(TemplateTest, TwoSandboxesFromOneTemplateEachBecomeThemselves) {
-  // The first start builds the template and restores from it; the second
-  // only restores (the plan says which).
-  std::string s1 = Spec("tpl-one"), s2 = Spec("tpl-two");
+  // start: snapshot builds the template and restores from it; a sandbox of
+  // the same boot identity with start: auto (the default) then only
+  // restores (the plan says which).
+  std::string s1 = Spec("tpl-one", "256MiB", "snapshot"), s2 = Spec("tpl-two");
   CommandOutput plan = e_.Banger({"plan", "-f", s1});
   // Image and kernel not pulled yet: the plan cannot name the template.
-  EXPECT_NE(plan.stdout_data.find("start: restore from a template of its boot identity"), std::string::npos)
+  EXPECT_NE(plan.stdout_data.find("start: restore from a template of its boot identity (saved first"),
+            std::string::npos)
       << plan.stdout_data;
   ASSERT_NO_FATAL_FAILURE(e_.ApplyReady(s1, "tpl-one"));
   plan = e_.Banger({"plan", "-f", s2});
@@ -146,14 +148,18 @@ TEST_F(TemplateTest, TwoSandboxesFromOneTemplateEachBecomeThemselves) {
 }
 
 TEST_F(TemplateTest, AChangedKernelOrMachineShapeGetsANewTemplate) {
-  std::string s = Spec("tpl-id");
+  std::string s = Spec("tpl-id", "256MiB", "snapshot");
   ASSERT_NO_FATAL_FAILURE(e_.ApplyReady(s, "tpl-id"));
   ASSERT_EQ(Templates().size(), 1u);
   std::string first = Templates()[0].value("hash", "");
   ASSERT_EQ(e_.Banger({"delete", "tpl-id", "--yes"}).exit_code, 0);
 
-  // Another memory size: another boot identity.
+  // Another memory size is another boot identity: start: auto does not use
+  // the template of 256 MiB, it boots (and saves nothing).
   s = Spec("tpl-id", "288MiB");
+  CommandOutput plan = e_.Banger({"plan", "-f", s});
+  EXPECT_NE(plan.stdout_data.find("start: boot (no template"), std::string::npos) << plan.stdout_data;
+  s = Spec("tpl-id", "288MiB", "snapshot");
   ASSERT_NO_FATAL_FAILURE(e_.ApplyReady(s, "tpl-id"));
   json t = Templates();
   ASSERT_EQ(t.size(), 2u) << t.dump();
@@ -175,7 +181,7 @@ TEST_F(TemplateTest, AChangedKernelOrMachineShapeGetsANewTemplate) {
       std::fclose(f);
     }
   }
-  s = Spec("tpl-id", "288MiB");
+  s = Spec("tpl-id", "288MiB", "snapshot");
   ASSERT_NO_FATAL_FAILURE(e_.ApplyReady(s, "tpl-id"));
   t = Templates();
   ASSERT_EQ(t.size(), 3u) << t.dump();
@@ -191,7 +197,7 @@ TEST_F(TemplateTest, AChangedKernelOrMachineShapeGetsANewTemplate) {
 }
 
 TEST_F(TemplateTest, TwoConcurrentFirstStartsBuildOneTemplate) {
-  std::string s1 = Spec("tpl-c1"), s2 = Spec("tpl-c2");
+  std::string s1 = Spec("tpl-c1", "256MiB", "snapshot"), s2 = Spec("tpl-c2", "256MiB", "snapshot");
   Background a, b;
   ASSERT_TRUE(e_.StartBanger(a, "apply c1", {"apply", "-f", s1, "--yes"}));
   ASSERT_TRUE(e_.StartBanger(b, "apply c2", {"apply", "-f", s2, "--yes"}));
@@ -213,7 +219,7 @@ TEST_F(TemplateTest, TwoConcurrentFirstStartsBuildOneTemplate) {
 }
 
 TEST_F(TemplateTest, ABrokenRestoreBootsColdAndSaysWhy) {
-  std::string s1 = Spec("tpl-ok");
+  std::string s1 = Spec("tpl-ok", "256MiB", "snapshot");
   ASSERT_NO_FATAL_FAILURE(e_.ApplyReady(s1, "tpl-ok"));
   json t = Templates();
   ASSERT_EQ(t.size(), 1u);
