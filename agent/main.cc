@@ -630,13 +630,20 @@ ServerOptions BaseServerOptions(const AgentConfig& config) {
   return opts;
 }
 
-// Everything after the root disk and the network: into the new root, volumes,
-// files, and which init runs. Returns true to exec the image's /sbin/init.
-bool EnterSandbox(const AgentConfig& config, bool new_identity) {
+// Into the new root (the root disk is mounted at /newroot), keeping a copy of
+// the agent in /run/banger. Identity-free: a held boot does it before it
+// holds, so a restore does not repeat it.
+void EnterNewRoot() {
   ::mkdir("/run/banger", 0700);
   if (!CopySelf("/run/banger/agent")) Log(Errno("copy agent to /run/banger/agent"));
-
   SwitchRoot();
+}
+
+// Everything after the root disk and the network: into the new root (unless
+// already there), volumes, files, and which init runs. Returns true to exec
+// the image's /sbin/init.
+bool EnterSandbox(const AgentConfig& config, bool new_identity, bool in_new_root) {
+  if (!in_new_root) EnterNewRoot();
   MountVolumes(config);
   if (new_identity) RegenerateMachineId();  // before the files: a spec's own machine-id wins
   WriteGuestFiles(config);
@@ -670,7 +677,7 @@ std::string ApplyIdentity(const AgentConfig& held, const agent_protocol::Identit
   config.root_fstype = held.root_fstype;
   config.agent_port = held.agent_port;
   config.hold = false;
-  if (config.init == "image" && ::access((std::string(kNewRoot) + "/sbin/init").c_str(), X_OK) != 0) {
+  if (config.init == "image" && ::access("/sbin/init", X_OK) != 0) {  // (held in the new root)
     return "init: image requested but /sbin/init is missing";
   }
   std::string ifname = config.network ? config.network->interface : "eth0";
@@ -691,7 +698,7 @@ std::string ApplyIdentity(const AgentConfig& held, const agent_protocol::Identit
 
   // From here on as a normal boot (failures log or power off, as there).
   ConfigureNetwork(config);
-  bool use_image_init = EnterSandbox(config, /*new_identity=*/true);
+  bool use_image_init = EnterSandbox(config, /*new_identity=*/true, /*in_new_root=*/true);
   *next = BaseServerOptions(config);
   if (use_image_init) {
     next->power_off = [] { PowerOffThroughInit(); };
@@ -729,6 +736,7 @@ int RunAsInit() {
     // A template: nothing of a sandbox's identity is set until IDENTITY.
     Channel channel = FindChannel(config->agent_port, 10000);
     if (channel.fd < 0) Fatal("hold: no host channel to receive the identity on");
+    EnterNewRoot();  // identity-free, so a restore does not pay for it
     ServerOptions opts = BaseServerOptions(*config);
     opts.mode = "init";
     opts.held = true;
@@ -743,7 +751,7 @@ int RunAsInit() {
 
   ConfigureNetwork(*config);
   Channel channel = FindChannel(config->agent_port, 10000);
-  bool use_image_init = EnterSandbox(*config, /*new_identity=*/false);
+  bool use_image_init = EnterSandbox(*config, /*new_identity=*/false, /*in_new_root=*/false);
 
   ServerOptions opts = BaseServerOptions(*config);
   if (use_image_init) {

@@ -9,9 +9,11 @@ namespace banger {
 
 void InitLogging(std::string_view level) {
   auto logger = spdlog::stderr_color_mt("banger");
-  logger->set_pattern("%^%l%$ %v");
+  const auto lvl = spdlog::level::from_str(std::string(level));
+  // Debug and trace lines carry the time to the millisecond (where time goes).
+  logger->set_pattern(lvl <= spdlog::level::debug ? "%H:%M:%S.%e %^%l%$ %v" : "%^%l%$ %v");
   spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(std::string(level)));
+  spdlog::set_level(lvl);
 }
 
 }  // namespace banger

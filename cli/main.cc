@@ -661,11 +661,12 @@ int Main(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   // Logging before anything else so errors during start-up are formatted.
-  const char* lvl = std::getenv("BANGER_LOG");
-  banger::InitLogging(lvl && *lvl ? lvl : "warn");
+  const char* env = std::getenv("BANGER_LOG");
+  std::string lvl = env && *env ? env : "warn";
   for (int i = 1; i + 1 < argc; ++i) {
-    if (std::string(argv[i]) == "--log-level") spdlog::set_level(spdlog::level::from_str(argv[i + 1]));
+    if (std::string(argv[i]) == "--log-level") lvl = argv[i + 1];
   }
+  banger::InitLogging(lvl);
   // Failpoints (docs/testing.md): a misspelt name must not silently arm nothing.
   if (banger::Status fp = banger::failpoint::ConfigureFromEnvironment(); !fp.ok()) {
     std::fprintf(stderr, "banger: error: %s\n", fp.message().c_str());

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <functional>
 #include <mutex>
 #include <spdlog/spdlog.h>
 
@@ -334,9 +335,8 @@ class VmRuntime final : public SandboxRuntime {
     id.image_disk = image.rootfs_path + " created " + std::to_string(image.created_at);
     fs::path kpath = KernelPathFor(kernel);
     BANGER_ASSIGN_OR_RETURN(id.kernel_sha256, CachedSha256(kpath));
-    BANGER_ASSIGN_OR_RETURN(std::string agent_hash, CachedSha256(agent_));
     // Every input of the initramfs (agent build, modules): its cache name.
-    BANGER_ASSIGN_OR_RETURN(id.initramfs, InitramfsCacheName(kernel.modules_dir, agent_hash));
+    BANGER_ASSIGN_OR_RETURN(id.initramfs, InitramfsNameFor(kernel));
     id.cpus = spec.cpus;
     id.memory_bytes = spec.memory_bytes;
     id.disk_bytes = spec.disk_bytes;
@@ -346,19 +346,64 @@ class VmRuntime final : public SandboxRuntime {
     return id;
   }
 
-  Result<std::string> CachedSha256(const fs::path& file) {
+  // The identity of a file as far as its contents go: device, inode, size,
+  // and mtime and ctime to the nanosecond (any write or replacement changes
+  // one of them). "" when it does not exist.
+  static std::string FileIdentity(const fs::path& file) {
     struct stat st{};
-    if (::stat(file.c_str(), &st) != 0) return ErrnoStatus(errno, "stat " + file.string());
-    std::string key = file.string() + "\n" + std::to_string(st.st_size) + "\n" + std::to_string(st.st_mtim.tv_sec) +
-                      "." + std::to_string(st.st_mtim.tv_nsec) + "\n" + std::to_string(st.st_ino);
+    if (::stat(file.c_str(), &st) != 0) return "";
+    return file.string() + " " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + " " +
+           std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
+           std::to_string(st.st_mtim.tv_nsec) + " " + std::to_string(st.st_ctim.tv_sec) + "." +
+           std::to_string(st.st_ctim.tv_nsec);
+  }
+
+  // `compute()`, remembered under `key` in memory and in <state>/run/hashes
+  // (a 60 MiB vmlinux is hashed once, not at every plan that looks for its
+  // template). A value is one line of [0-9a-z.-] characters.
+  Result<std::string> Remembered(const std::string& key, const std::function<Result<std::string>()>& compute) {
     {
       std::lock_guard<std::mutex> l(hash_mu_);
       if (auto it = hashes_.find(key); it != hashes_.end()) return it->second;
     }
-    BANGER_ASSIGN_OR_RETURN(std::string h, Sha256File(file));
+    auto valid = [](const std::string& v) {
+      return !v.empty() && v.size() <= 128 &&
+             v.find_first_not_of("0123456789abcdefghijklmnopqrstuvwxyz.-") == std::string::npos;
+    };
+    const fs::path file = layout_.run_dir / "hashes" / Sha256Hex(key);
+    std::string v(Trim(ReadFileHead(file, 256)));
+    if (!valid(v)) {
+      BANGER_ASSIGN_OR_RETURN(v, compute());
+      Status s = valid(v) ? MakeDirs(file.parent_path(), 0700) : Internal("not rememberable");
+      if (s.ok()) s = WriteFileAtomic(file, v + "\n", 0600);
+      if (!s.ok()) spdlog::debug("not remembering {}: {}", key, s.message());
+    }
     std::lock_guard<std::mutex> l(hash_mu_);
-    hashes_[key] = h;
-    return h;
+    hashes_[key] = v;
+    return v;
+  }
+
+  Result<std::string> CachedSha256(const fs::path& file) {
+    std::string id = FileIdentity(file);
+    if (id.empty()) return ErrnoStatus(errno, "stat " + file.string());
+    return Remembered("sha256 " + id, [&] { return Sha256File(file); });
+  }
+
+  // The initramfs's cache name (InitramfsCacheName: the agent build and the
+  // modules it loads), remembered per agent and module index files: a
+  // published kernel's modules never change in place.
+  Result<std::string> InitramfsNameFor(const KernelRecord& kernel) {
+    if (kernel.modules_dir.empty()) {
+      return FailedPrecondition("kernel " + kernel.name + " has no modules directory; banger needs its "
+                                "virtio and ext4 modules for the initramfs");
+    }
+    BANGER_ASSIGN_OR_RETURN(std::string agent_hash, CachedSha256(agent_));
+    const fs::path dir = kernel.modules_dir;
+    std::string key = "initramfs-name agent " + agent_hash;
+    for (const char* index : {"modules.dep", "modules.softdep", "modules.alias", "modules.builtin"}) {
+      key += std::string("\n") + index + " " + FileIdentity(dir / index);
+    }
+    return Remembered(key, [&] { return InitramfsCacheName(dir, agent_hash); });
   }
 
   // Restores the sandbox from the template of its boot identity, building
@@ -382,6 +427,8 @@ class VmRuntime final : public SandboxRuntime {
     auto started = clock_.SteadyNow();
     auto h = hv_->Boot(rc);
     if (!h) return h.error();
+    spdlog::debug("sandbox {}: restore: VM running after {} ms", c.name,
+                  std::chrono::duration_cast<milliseconds>(clock_.SteadyNow() - started).count());
     // (The template a sandbox's disk is layered on is read back from the
     // disk itself: TemplateOfRuntimeDir.)
     Status s = GiveIdentity(*h, c);
@@ -394,6 +441,7 @@ class VmRuntime final : public SandboxRuntime {
                  std::chrono::duration_cast<milliseconds>(clock_.SteadyNow() - started).count());
     BootResult r = ResultOf(*h, c);
     r.start = "restored from template " + ShortHash(hash);
+    r.agent_answered = true;
     return std::optional<BootResult>(std::move(r));
   }
 
@@ -670,10 +718,10 @@ class VmRuntime final : public SandboxRuntime {
   // One initramfs per set of inputs (kernel modules, agent build), cached
   // beside the kernel (providers/initramfs.h EnsureCachedInitramfs).
   Result<fs::path> EnsureInitramfs(const KernelRecord& kernel) {
-    if (kernel.modules_dir.empty()) {
-      return FailedPrecondition("kernel " + kernel.name + " has no modules directory; banger needs its "
-                                "virtio and ext4 modules for the initramfs");
-    }
+    BANGER_ASSIGN_OR_RETURN(std::string name, InitramfsNameFor(kernel));
+    const fs::path cached = fs::path(kernel.kernel_path).parent_path() / name;
+    std::error_code ec;
+    if (fs::exists(cached, ec)) return cached;
     auto out = EnsureCachedInitramfs(kernel.modules_dir, agent_, fs::path(kernel.kernel_path).parent_path());
     if (!out) return out.error().WithContext("building the initramfs for kernel " + kernel.name);
     return out;

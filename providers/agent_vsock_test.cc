@@ -66,8 +66,14 @@ class FakeVsockMuxer {
   ~FakeVsockMuxer() {
     (void)!::write(stop_[1], "x", 1);
     acceptor_.join();
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& t : conns_) t.join();
+    // Joined without holding mu_: a connection still reading its request
+    // takes mu_ to record it (holding it here deadlocked under load).
+    std::vector<std::thread> conns;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      conns.swap(conns_);
+    }
+    for (auto& t : conns) t.join();
     ::close(lfd_);
     ::close(stop_[0]);
     ::close(stop_[1]);

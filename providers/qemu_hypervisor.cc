@@ -636,6 +636,8 @@ class QemuHypervisor final : public Hypervisor {
       spdlog::warn("sandbox {}: stopping QEMU pid {} left by an interrupted boot", c.sandbox_id, orphan->pid);
       if (Status k = Kill(VmHandle{*orphan, c.runtime_dir, f.disk, f.agent_socket}); !k.ok()) return ctx(k);
     }
+    const auto t0 = clock_.SteadyNow();
+    auto ms = [&] { return std::chrono::duration_cast<milliseconds>(clock_.SteadyNow() - t0).count(); };
     BANGER_RETURN_IF_ERROR(ctx(RemoveAll(c.runtime_dir)));
     BANGER_RETURN_IF_ERROR(ctx(MakeDirs(c.runtime_dir, 0700)));
     auto out = RunChecked(runner_, {.argv = {opts_.qemu_img_binary, "create", "-q", "-f", "qcow2", "-b",
@@ -652,6 +654,7 @@ class QemuHypervisor final : public Hypervisor {
     if (Status s = Confine(c, f, plan, spec.confine); !s.ok()) return ctx(s);
     LaunchRecord mine = *record;
     if (Status s = WriteFileAtomic(c.runtime_dir / kLaunchRecord, LaunchRecordJson(mine), 0600); !s.ok()) return ctx(s);
+    spdlog::debug("sandbox {}: restore: overlay and initrd ready after {} ms", c.sandbox_id, ms());
     auto id = runner_.StartDetached(spec);
     if (!id) return ctx(id.error());
     VmHandle handle{*id, c.runtime_dir, f.disk, f.agent_socket};
@@ -660,6 +663,7 @@ class QemuHypervisor final : public Hypervisor {
       (void)Kill(handle);
       return ctx(loaded);
     }
+    spdlog::debug("sandbox {}: restore: state loaded and running after {} ms", c.sandbox_id, ms());
     return handle;
   }
 
@@ -675,6 +679,7 @@ class QemuHypervisor final : public Hypervisor {
       clock_.SleepFor(milliseconds(5));
     }
     BANGER_ASSIGN_OR_RETURN(auto session, QmpSession::Connect(f.qmp_socket, clock_.SteadyNow() + opts_.qmp_timeout));
+    spdlog::debug("restore: QMP up");
     SocketPair sp;
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp.fds) != 0) return ErrnoStatus(errno, "socketpair");
     BANGER_RETURN_IF_ERROR(
@@ -710,6 +715,7 @@ class QemuHypervisor final : public Hypervisor {
     // A failure kills QEMU first, so a feeder blocked on a full socket ends.
     if (!loaded.ok()) (void)Kill(handle);
     feeder.join();
+    spdlog::debug("restore: state loaded");
     BANGER_RETURN_IF_ERROR(loaded);
     BANGER_RETURN_IF_ERROR(fed);
     BANGER_FAILPOINT("template.restore.before_cont");

@@ -452,6 +452,7 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
   s = store_.UpdateObserved(rec);
   if (!s.ok()) return fail(s);
   std::string start_how, start_note;
+  bool agent_answered = false;
   s = RunStep(name, "boot_vm", image.name, [&]() -> Status {
     BootRequest req{rec, spec, image, kernel, fresh_disk, attachment, volumes};
     auto booted = runtime_->Boot(req);
@@ -465,6 +466,7 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
     if (!booted->address.empty()) launched.address = booted->address;
     start_how = booted->start;
     start_note = booted->start_note;
+    agent_answered = booted->agent_answered;
     Status recorded = failpoint::Hit("engine.boot.after_launch");
     if (recorded.ok()) recorded = store_.UpdateObserved(launched);
     if (!recorded.ok()) {
@@ -483,8 +485,12 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
             (start_how.empty() || start_how == "boot" ? "" : ", " + start_how) + ")");
   if (!start_note.empty()) Event(name, "Warning", "TemplateNotUsed", "booted instead of restoring: " + start_note);
 
-  s = RunStep(name, "wait_agent", "", [&] { return runtime_->WaitAgent(rec, options_.agent_timeout); });
-  if (!s.ok()) return fail(s);
+  // A restored guest's agent has answered already (its IDENTITY_ACK is its
+  // HELLO); a booted one is waited for.
+  if (!agent_answered) {
+    s = RunStep(name, "wait_agent", "", [&] { return runtime_->WaitAgent(rec, options_.agent_timeout); });
+    if (!s.ok()) return fail(s);
+  }
 
   if (fresh_disk && spec.workspace) {
     s = ShipWorkspace(rec, spec);
@@ -515,6 +521,9 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
     s = RunStep(name, "wait_ready", Join(spec.readiness.command, " "), [&]() -> Status {
       auto deadline = clock_.SteadyNow() + spec.readiness.timeout;
       std::string last;
+      // Retries start fast (a guest that is nearly ready) and back off to
+      // readiness_interval.
+      auto pause = std::min(options_.readiness_interval, std::chrono::milliseconds(25));
       while (true) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_.SteadyNow());
         if (left.count() <= 0) break;
@@ -526,7 +535,8 @@ Status Engine::BootAndWait(SandboxRecord& rec, const SandboxSpec& spec, bool fre
         RuntimeObservation obs = runtime_->Inspect(rec);
         if (!obs.alive) return Unavailable("VM exited while waiting for readiness: " + obs.detail);
         if (Cancelled()) return banger::Cancelled("banger is shutting down");
-        clock_.SleepFor(options_.readiness_interval);
+        clock_.SleepFor(pause);
+        pause = std::min(options_.readiness_interval, pause * 2);
       }
       return DeadlineExceeded("readiness command did not succeed within " +
                               FormatDuration(spec.readiness.timeout) + " (last: " + last + ")");

@@ -76,6 +76,9 @@ struct BootResult {
   /// instead (a failed restore, a template that could not be built); empty
   /// otherwise. The engine records it as a warning event.
   std::string start_note;
+  /// The guest agent has already answered (a restore's IDENTITY_ACK is its
+  /// HELLO): the engine does not wait for it again.
+  bool agent_answered = false;
 };
 
 struct RuntimeObservation {
