@@ -12,21 +12,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::FakeClock;
+using testing::Qcow2Header;
 using testing::TempDir;
-
-// A qcow2 header as qemu-img writes it, naming `backing` (or none).
-std::string Qcow2Header(const std::string& backing) {
-  std::string h(512, '\0');
-  h.replace(0, 4, "QFI\xfb");
-  h[7] = 3;  // version
-  if (!backing.empty()) {
-    const uint64_t offset = 0x68;
-    h[15] = static_cast<char>(offset);
-    h[19] = static_cast<char>(backing.size());
-    h.replace(offset, backing.size(), backing);
-  }
-  return h;
-}
 
 TemplateIdentity Identity(uint64_t memory = 256u << 20) {
   TemplateIdentity id;

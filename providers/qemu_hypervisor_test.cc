@@ -11,6 +11,7 @@
 #include "base/files.h"
 #include "base/strings.h"
 #include "providers/initramfs.h"
+#include "tests/support/test_util.h"
 
 namespace banger {
 namespace {
@@ -280,13 +281,7 @@ TEST_F(QemuBootTest, AConfinedRestartOfARestoredSandboxMayReadItsTemplateLayer) 
   const fs::path layer = dir_ / "templates" / std::string(64, 'a') / "disk.qcow2";
   ASSERT_TRUE(MakeDirs(layer.parent_path(), 0700).ok());
   ASSERT_TRUE(WriteFileAtomic(layer, "layer", 0400).ok());
-  std::string header(512, '\0');
-  header.replace(0, 4, "QFI\xfb");
-  header[7] = 3;
-  header[15] = 0x68;
-  header[19] = static_cast<char>(layer.string().size());
-  header.replace(0x68, layer.string().size(), layer.string());
-  ASSERT_TRUE(WriteFileAtomic(config_.runtime_dir / "disk.qcow2", header, 0600).ok());
+  ASSERT_TRUE(WriteFileAtomic(config_.runtime_dir / "disk.qcow2", testing::Qcow2Header(layer.string()), 0600).ok());
   auto backing = Qcow2BackingFile(config_.runtime_dir / "disk.qcow2");
   ASSERT_TRUE(backing.ok()) << backing.error().ToString();
   ASSERT_EQ(*backing, layer.string());
