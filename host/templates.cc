@@ -31,9 +31,11 @@ json IdentityObject(const TemplateIdentity& i) {
               {"network", i.network}, {"devices", i.devices}};
 }
 
-bool IsHexHash(const std::string& s) {
-  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+// `n` lowercase hex digits: a full hash (64) or its short form (12).
+bool IsHex(const std::string& s, size_t n) {
+  return s.size() == n && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
+bool IsHexHash(const std::string& s) { return IsHex(s, 64); }
 
 uint64_t SizeOf(const fs::path& p) {
   std::error_code ec;
@@ -53,19 +55,16 @@ std::vector<std::pair<std::string, std::string>> Users(const StateLayout& layout
   return out;
 }
 
-constexpr char kBuildPrefix[] = "tpl-";
-constexpr char kStagingPrefix[] = ".staging-";
+constexpr std::string_view kBuildPrefix = "tpl-";          // + hash12: a build VM's runtime dir
+constexpr std::string_view kStagingPrefix = ".staging-";   // + hash12 + "-" + pid: a build's staging dir
 
-Status BuildLockPath(const StateLayout& layout, const std::string& hash12, fs::path* out) {
+Result<fs::path> BuildLockPath(const StateLayout& layout, const std::string& hash12) {
   const fs::path locks = layout.run_dir / "locks";
   BANGER_RETURN_IF_ERROR(MakeDirs(locks, 0700));
-  *out = locks / ("template-" + hash12 + ".lock");
-  return OkStatus();
+  return locks / ("template-" + hash12 + ".lock");
 }
 
-bool IsShortHash(const std::string& s) {
-  return s.size() == 12 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
-}
+std::string StagingPrefix(const std::string& hash12) { return std::string(kStagingPrefix) + hash12 + "-"; }
 
 Result<TemplateInfo> Load(const fs::path& dir, const std::vector<std::pair<std::string, std::string>>& users) {
   BANGER_ASSIGN_OR_RETURN(std::string text, ReadFile(dir / kMeta));
@@ -114,6 +113,8 @@ std::string RelName(const fs::path& p, const fs::path& staging) {
 
 }  // namespace
 
+std::string TemplateBuildId(const std::string& hash) { return std::string(kBuildPrefix) + ShortHash(hash); }
+
 std::string TemplateOfRuntimeDir(const fs::path& runtime_dir) {
   std::error_code ec;
   const fs::path disk = RuntimeFilesFor(runtime_dir).disk;
@@ -140,24 +141,27 @@ Status CleanUpAbandonedTemplateBuilds(const StateLayout& layout,
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(layout.sandboxes_dir, ec)) {
     std::string n = e.path().filename().string();
-    if (StartsWith(n, kBuildPrefix) && IsShortHash(n.substr(4))) found.emplace_back(n.substr(4), e.path(), true);
+    std::string hash12 = n.substr(std::min(n.size(), kBuildPrefix.size()));
+    if (StartsWith(n, kBuildPrefix) && IsHex(hash12, 12)) found.emplace_back(hash12, e.path(), true);
   }
   for (const auto& e : fs::directory_iterator(TemplatesDir(layout), ec)) {
     std::string n = e.path().filename().string();
-    if (StartsWith(n, kStagingPrefix) && n.size() > 22 && IsShortHash(n.substr(9, 12)) && n[21] == '-') {
-      found.emplace_back(n.substr(9, 12), e.path(), false);
+    std::string hash12 = n.substr(std::min(n.size(), kStagingPrefix.size()), 12);
+    const std::string prefix = StagingPrefix(hash12);  // then the builder's pid
+    if (IsHex(hash12, 12) && n.size() > prefix.size() && StartsWith(n, prefix)) {
+      found.emplace_back(hash12, e.path(), false);
     } else if (StartsWith(n, ".removing-")) {
       // A removal interrupted after its rename: nobody uses it any more.
       note(RemoveAll(e.path()), "removing " + e.path().string());
     }
   }
   for (const auto& [hash12, path, is_vm] : found) {
-    fs::path lock_path;
-    if (Status s = BuildLockPath(layout, hash12, &lock_path); !s.ok()) {
-      note(s, "template " + hash12);
+    auto lock_path = BuildLockPath(layout, hash12);
+    if (!lock_path) {
+      note(lock_path.error(), "template " + hash12);
       continue;
     }
-    auto lock = FileLock::TryAcquire(lock_path, "clean up template build");
+    auto lock = FileLock::TryAcquire(*lock_path, "clean up template build");
     if (!lock) continue;  // being built right now
     if (is_vm) {
       spdlog::warn("template {}: removing the build VM an interrupted banger left in {}", hash12, path.string());
@@ -225,8 +229,7 @@ Result<TemplateInfo> EnsureTemplate(const StateLayout& layout, Clock& clock, con
   BANGER_ASSIGN_OR_RETURN(auto found, FindTemplate(layout, hash));
   if (found) return std::move(*found);
   BANGER_RETURN_IF_ERROR(MakeDirs(root, 0700));
-  fs::path lock_path;
-  BANGER_RETURN_IF_ERROR(BuildLockPath(layout, ShortHash(hash), &lock_path));
+  BANGER_ASSIGN_OR_RETURN(fs::path lock_path, BuildLockPath(layout, ShortHash(hash)));
   // One builder per identity; the others wait (a build is a cold boot plus a
   // save: well under the bound even on a slow TCG host).
   auto lock = FileLock::Acquire(lock_path, "build template", clock, clock.SteadyNow() + std::chrono::minutes(10));
@@ -235,7 +238,7 @@ Result<TemplateInfo> EnsureTemplate(const StateLayout& layout, Clock& clock, con
   if (found) return std::move(*found);  // built by the process we waited for
   // Staging dirs of this identity left by an interrupted build (we hold its lock).
   std::error_code ec;
-  const std::string stale_prefix = ".staging-" + ShortHash(hash) + "-";
+  const std::string stale_prefix = StagingPrefix(ShortHash(hash));
   for (const auto& e : fs::directory_iterator(root, ec)) {
     if (StartsWith(e.path().filename().string(), stale_prefix)) BANGER_RETURN_IF_ERROR(RemoveAll(e.path()));
   }

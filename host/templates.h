@@ -60,6 +60,10 @@ inline std::string ShortHash(const std::string& hash) { return hash.substr(0, 12
 
 std::filesystem::path TemplatesDir(const StateLayout& layout);
 
+/// The id (and runtime dir name under sandboxes/) of the VM that builds the
+/// template of `hash`: "tpl-" and its short hash, never a sandbox's id.
+std::string TemplateBuildId(const std::string& hash);
+
 /// The hash of the template a sandbox's disk is layered on (read from its
 /// overlay's qcow2 header), or "" when it booted from its image.
 std::string TemplateOfRuntimeDir(const std::filesystem::path& runtime_dir);

@@ -181,33 +181,31 @@ class VmRuntime final : public SandboxRuntime {
     BANGER_ASSIGN_OR_RETURN(Hypervisor * hv, HypervisorFor(spec));
     BANGER_ASSIGN_OR_RETURN(VmLaunchConfig c, LaunchConfigFor(req));
     if (hv != hv_.get()) return BootFirecracker(*hv, req, std::move(c));
-    // From a template (docs/snapshots.md): only a sandbox's first start (a
-    // restart keeps its own disk) and never one with volumes.
     // Builds of templates that an interrupted banger left (their lock is
     // free): a build VM and staging dirs nobody will finish. Best effort, logged.
     (void)CleanUpAbandoned();
+    // From a template (docs/snapshots.md): only a sandbox's first start (a
+    // restart keeps its own disk; one whose first start never got as far as
+    // a disk is a first start too) and never one with volumes.
     std::string note;
-    // A restart whose first start never got as far as a disk (interrupted)
-    // is a first start too.
     std::error_code ec;
     const bool fresh = req.fresh_disk || !fs::exists(RuntimeFilesFor(c.runtime_dir).disk, ec);
     if (fresh && spec.start != StartMode::kBoot) {
       std::string why = NoTemplateBecause(spec);
       if (why.empty()) {
-        // auto restores a template that exists; snapshot saves one first.
+        // auto restores a template that exists (none: a plain boot, below);
+        // snapshot saves one first.
         auto restored = BootFromTemplate(req, c, spec.start == StartMode::kSnapshot);
         if (restored.ok() && *restored) return std::move(**restored);
-        if (restored.ok()) {  // auto, and no template of this identity yet: a plain boot
-          BANGER_ASSIGN_OR_RETURN(VmHandle h, hv_->Boot(c));
-          return ResultOf(h, c);
+        if (!restored.ok()) why = restored.error().message();
+      }
+      if (!why.empty()) {
+        if (spec.start == StartMode::kSnapshot) {
+          return FailedPrecondition("spec.start is snapshot, but the sandbox cannot start from a template: " + why);
         }
-        why = restored.error().message();
+        spdlog::warn("sandbox {}: booting instead of restoring a template: {}", spec.name, why);
+        note = why;
       }
-      if (spec.start == StartMode::kSnapshot) {
-        return FailedPrecondition("spec.start is snapshot, but the sandbox cannot start from a template: " + why);
-      }
-      spdlog::warn("sandbox {}: booting instead of restoring a template: {}", spec.name, why);
-      note = why;
     }
     BANGER_ASSIGN_OR_RETURN(VmHandle h, hv_->Boot(c));
     BootResult r = ResultOf(h, c);
@@ -449,7 +447,7 @@ class VmRuntime final : public SandboxRuntime {
   // identity, waits until it says so, and saves it into `staging`.
   Result<VmTemplateFiles> BuildTemplate(const VmLaunchConfig& c, const std::string& hash, const fs::path& staging) {
     VmLaunchConfig tc = c;
-    tc.sandbox_id = "tpl-" + ShortHash(hash);
+    tc.sandbox_id = TemplateBuildId(hash);
     tc.name = "template";
     // Among the sandboxes' runtime dirs: a confined QEMU's uid is picked as
     // one no other runtime dir there owns, so the template VM never shares one.
