@@ -23,6 +23,7 @@
 #include "providers/initramfs.h"
 #include "providers/qemu_hypervisor.h"  // ReadFileTail
 #include "providers/raw_disk.h"
+#include "providers/vm_shutdown.h"
 
 namespace banger {
 
@@ -235,27 +236,16 @@ class FirecrackerHypervisor final : public Hypervisor {
   }
 
   Status Shutdown(const VmHandle& handle, milliseconds grace) override {
-    if (!ProcessAlive(handle.process)) return OkStatus();
-    auto deadline = clock_.SteadyNow() + grace;
-    if (grace.count() > 0) {
-      // 1. Ask the guest agent (over vsock).
-      auto agent_deadline = clock_.SteadyNow() + std::min(grace, milliseconds(3000));
-      // Firecracker's vsock muxer: the CONNECT handshake first.
-      auto conn = ConnectAgent(
-          AgentEndpoint{handle.agent_socket, handle.agent_vsock_port.value_or(agent_protocol::kVsockPort)},
-          agent_deadline);
-      Status asked = conn ? (*conn)->PowerOff(std::min(grace, milliseconds(3000))) : conn.error();
-      if (!asked.ok()) {
-        spdlog::info("guest agent power-off failed ({}); sending Ctrl+Alt+Del", asked.message());
-        // 2. Ctrl+Alt+Del: the guest reboots, and Firecracker exits on reboot (reboot=k).
-        FirecrackerApi api(ApiSocketOf(handle.runtime_dir), std::min(grace, opts_.api_timeout));
-        Status s = api.Put("/actions", json{{"action_type", "SendCtrlAltDel"}}.dump());
-        if (!s.ok()) spdlog::info("{}", s.message());
-      }
-      if (WaitGone(handle.process, deadline)) return OkStatus();
-    }
-    // 3. Force.
-    return Kill(handle.process);
+    // The agent's power-off over vsock (the muxer's CONNECT handshake first),
+    // then Ctrl+Alt+Del (the guest reboots, and Firecracker exits on reboot:
+    // reboot=k), then SIGKILL.
+    return ShutdownVm(clock_, handle.process,
+                      AgentEndpoint{handle.agent_socket, handle.agent_vsock_port.value_or(agent_protocol::kVsockPort)},
+                      grace, milliseconds(20), "Firecracker", "sending Ctrl+Alt+Del", [&] {
+                        FirecrackerApi api(ApiSocketOf(handle.runtime_dir), std::min(grace, opts_.api_timeout));
+                        Status s = api.Put("/actions", json{{"action_type", "SendCtrlAltDel"}}.dump());
+                        if (!s.ok()) spdlog::info("{}", s.message());
+                      });
   }
 
   Status Destroy(const VmHandle& handle) override {
@@ -606,10 +596,6 @@ class FirecrackerHypervisor final : public Hypervisor {
       }
       clock_.SleepFor(milliseconds(10));
     }
-  }
-
-  bool WaitGone(const ProcessIdentity& id, std::chrono::steady_clock::time_point deadline) {
-    return WaitProcessGone(clock_, id, deadline, milliseconds(20));
   }
 
   Status Kill(const ProcessIdentity& p) { return KillProcessAndWait(clock_, p, "Firecracker"); }

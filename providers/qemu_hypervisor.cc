@@ -31,6 +31,7 @@
 #include "providers/initramfs.h"
 #include "providers/migration_stream.h"
 #include "providers/qmp_client.h"
+#include "providers/vm_shutdown.h"
 
 namespace banger {
 
@@ -480,24 +481,14 @@ class QemuHypervisor final : public Hypervisor {
   }
 
   Status Shutdown(const VmHandle& handle, milliseconds grace) override {
-    if (!ProcessAlive(handle.process)) return OkStatus();
-    auto deadline = clock_.SteadyNow() + grace;
-    if (grace.count() > 0) {
-      // 1. Ask the guest agent (works for every guest, with or without an init).
-      auto agent_deadline = clock_.SteadyNow() + std::min(grace, milliseconds(3000));
-      auto conn = ConnectAgent(handle.agent_socket, agent_deadline);
-      Status asked = conn ? (*conn)->PowerOff(std::min(grace, milliseconds(3000))) : conn.error();
-      if (!asked.ok()) {
-        spdlog::info("guest agent power-off failed ({}); trying ACPI power button", asked.message());
-        // 2. ACPI power button through QMP (needs an init that handles it).
-        auto r = QmpExecute(RuntimeFilesFor(handle.runtime_dir).qmp_socket, "system_powerdown",
-                            opts_.qmp_timeout);
-        if (!r) spdlog::info("QMP system_powerdown failed: {}", r.error().message());
-      }
-      if (WaitGone(handle.process, deadline)) return OkStatus();
-    }
-    // 3. Force.
-    return Kill(handle);
+    // The agent's power-off, then the ACPI power button through QMP (needs an
+    // init that handles it), then SIGKILL.
+    return ShutdownVm(clock_, handle.process, AgentEndpoint{handle.agent_socket, std::nullopt}, grace,
+                      milliseconds(50), "QEMU", "trying ACPI power button", [&] {
+                        auto r = QmpExecute(RuntimeFilesFor(handle.runtime_dir).qmp_socket, "system_powerdown",
+                                            opts_.qmp_timeout);
+                        if (!r) spdlog::info("QMP system_powerdown failed: {}", r.error().message());
+                      });
   }
 
   // Templates need nothing beyond QEMU itself: the state travels through a
