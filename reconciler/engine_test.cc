@@ -222,6 +222,19 @@ TEST_F(EngineTest, InterruptedApplyConvergesWithoutLeakingVms) {
   EXPECT_LT(stop - calls.begin(), calls.rend() - boot - 1);
 }
 
+TEST_F(EngineTest, AnAgentThatAnsweredAtBootIsNotWaitedForAgain) {
+  // A restore's IDENTITY answer is the agent's HELLO: no second wait; a
+  // cold boot is waited for.
+  FakeRuntime rt;
+  Engine e = MakeEngine(&rt);
+  ASSERT_TRUE(e.Apply(PlanFor({MakeSpec("cold")})).ok());
+  EXPECT_EQ(Count(rt.calls(), "wait_agent cold"), 1);
+  rt.agent_answered_at_boot = true;
+  ASSERT_TRUE(e.Apply(PlanFor({MakeSpec("cold"), MakeSpec("restored")})).ok());
+  EXPECT_EQ(Count(rt.calls(), "wait_agent restored"), 0);
+  EXPECT_EQ(Get("restored").phase, SandboxPhase::kReady);
+}
+
 TEST_F(EngineTest, ProvisionRunsOnceAcrossRestarts) {
   FakeRuntime rt;
   Engine e = MakeEngine(&rt);

@@ -107,6 +107,7 @@ Result<BootResult> FakeRuntime::Boot(const BootRequest& request) {
   guest_hosts_[name] = request.network ? request.network->hosts : std::vector<HostEntry>{};
   BootResult r;
   r.hypervisor = "fake";
+  r.agent_answered = agent_answered_at_boot;
   r.process = {pid, 42};
   r.runtime_dir = "/fake/sandboxes/" + request.record.id;
   r.disk_path = r.runtime_dir + "/disk.qcow2";

@@ -59,6 +59,9 @@ class FakeRuntime : public SandboxRuntime {
   std::optional<std::vector<HostEntry>> guest_hosts(const std::string& name) const;
   /// If set, Boot sleeps this long (real time) to let tests observe overlap.
   std::chrono::milliseconds boot_delay{0};
+  /// If set, Boot says the guest agent has answered already (as a restore
+  /// from a template does: BootResult::agent_answered).
+  bool agent_answered_at_boot = false;
   /// If set, called at the start of every Boot (outside the fake's lock), so
   /// a test can hold a boot in progress (e.g. on a std::latch).
   std::function<void(const std::string& name)> on_boot;
