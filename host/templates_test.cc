@@ -5,6 +5,7 @@
 #include "base/file_lock.h"
 #include "base/files.h"
 #include "providers/qemu_hypervisor.h"
+#include "tests/support/qcow2.h"
 #include "tests/support/test_util.h"
 
 namespace banger::host {

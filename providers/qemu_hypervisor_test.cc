@@ -11,7 +11,7 @@
 #include "base/files.h"
 #include "base/strings.h"
 #include "providers/initramfs.h"
-#include "tests/support/test_util.h"
+#include "tests/support/qcow2.h"
 
 namespace banger {
 namespace {

@@ -82,17 +82,4 @@ ScopedEnv::~ScopedEnv() {
   }
 }
 
-std::string Qcow2Header(const std::string& backing) {
-  std::string h(512, '\0');
-  h.replace(0, 4, "QFI\xfb");
-  h[7] = 3;  // version
-  if (!backing.empty()) {
-    const size_t offset = 0x68;  // right after the version-3 header
-    h[15] = static_cast<char>(offset);
-    h[19] = static_cast<char>(backing.size());
-    h.replace(offset, backing.size(), backing);
-  }
-  return h;
-}
-
 }  // namespace banger::testing

@@ -61,8 +61,4 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
-/// The first 512 bytes of a qcow2 image as qemu-img writes them, naming
-/// `backing` as its backing file (none when empty).
-std::string Qcow2Header(const std::string& backing);
-
 }  // namespace banger::testing
