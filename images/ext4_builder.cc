@@ -61,6 +61,36 @@ uint64_t DefaultDiskSize(uint64_t tree_bytes) {
   return RoundUp(std::max(padded, kMinDefaultDiskBytes), kMiB);
 }
 
+Status FormatExt4(CommandRunner& runner, const fs::path& out, uint64_t size_bytes, uint64_t inodes,
+                  const fs::path* tree) {
+  int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus(errno, "create " + out.string());
+  if (::ftruncate(fd, static_cast<off_t>(size_bytes)) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(out.c_str());
+    return ErrnoStatus(err, "size " + out.string() + " to " + FormatByteSize(size_bytes));
+  }
+  ::close(fd);
+  CommandSpec spec;
+  spec.argv = {"mkfs.ext4", "-q", "-F"};
+  if (tree) spec.argv.insert(spec.argv.end(), {"-d", tree->string()});
+  spec.argv.insert(spec.argv.end(), {"-L", "rootfs",
+                                     "-E", "root_owner=0:0,nodiscard",
+                                     "-b", std::to_string(kBlock),
+                                     "-N", std::to_string(inodes),
+                                     out.string(), std::to_string(size_bytes / 1024) + "k"});
+  spec.timeout = std::chrono::minutes(30);
+  spdlog::debug("formatting {} ({}){}", out.string(), HumanBytes(size_bytes),
+                tree ? " from " + tree->string() : "");
+  auto result = RunChecked(runner, spec);
+  if (!result) {
+    ::unlink(out.c_str());
+    return result.error().WithContext("build root disk " + out.string());
+  }
+  return OkStatus();
+}
+
 Status BuildExt4(CommandRunner& runner, const fs::path& tree, const fs::path& out,
                  uint64_t size_bytes, const oci::TreeManifest* manifest) {
   BANGER_ASSIGN_OR_RETURN(TreeUsage usage, MeasureTree(tree));
@@ -75,33 +105,9 @@ Status BuildExt4(CommandRunner& runner, const fs::path& tree, const fs::path& ou
                            HumanBytes(usage.bytes) + " the tree " + tree.string() + " needs");
   }
 
-  int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoStatus(errno, "create " + out.string());
-  if (::ftruncate(fd, static_cast<off_t>(size_bytes)) != 0) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(out.c_str());
-    return ErrnoStatus(err, "size " + out.string() + " to " + FormatByteSize(size_bytes));
-  }
-  ::close(fd);
-
   // Enough inodes for the tree even when it is made of many small files.
   uint64_t inodes = std::max<uint64_t>(size_bytes / 16384, usage.entries * 2 + 1024);
-  CommandSpec spec;
-  spec.argv = {"mkfs.ext4", "-q", "-F",
-               "-d", tree.string(),
-               "-L", "rootfs",
-               "-E", "root_owner=0:0,nodiscard",
-               "-b", std::to_string(kBlock),
-               "-N", std::to_string(inodes),
-               out.string(), std::to_string(size_bytes / 1024) + "k"};
-  spec.timeout = std::chrono::minutes(30);
-  spdlog::debug("building {} ({}) from {}", out.string(), HumanBytes(size_bytes), tree.string());
-  auto result = RunChecked(runner, spec);
-  if (!result) {
-    ::unlink(out.c_str());
-    return result.error().WithContext("build root disk " + out.string());
-  }
+  BANGER_RETURN_IF_ERROR(FormatExt4(runner, out, size_bytes, inodes, &tree));
   if (manifest == nullptr && ::geteuid() == 0) return OkStatus();
   auto started = std::chrono::steady_clock::now();
   static const oci::TreeManifest kEmpty;

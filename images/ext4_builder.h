@@ -25,6 +25,13 @@ Result<TreeUsage> MeasureTree(const std::filesystem::path& tree);
 /// max(tree_bytes * 1.25, 1 GiB), rounded up to a whole MiB.
 uint64_t DefaultDiskSize(uint64_t tree_bytes);
 
+/// Creates `out` (which must not exist) as a sparse file of `size_bytes`
+/// (a multiple of 4 KiB) and runs `mkfs.ext4` on it: label "rootfs", 4 KiB
+/// blocks, `inodes` inodes, the root directory 0:0, a copy of `tree` when
+/// given (`-d`). On failure `out` is removed.
+Status FormatExt4(CommandRunner& runner, const std::filesystem::path& out, uint64_t size_bytes,
+                  uint64_t inodes, const std::filesystem::path* tree);
+
 /// Creates `out` (which must not exist) as a sparse file of `size_bytes` and
 /// formats it as ext4 labelled "rootfs" holding a copy of `tree`.
 /// `size_bytes` 0 means DefaultDiskSize of the measured tree. The root

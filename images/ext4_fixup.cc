@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/strings.h"
+#include "images/ext2_util.h"
 
 namespace banger::images {
 
@@ -21,39 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Status Ext2Error(errcode_t err, const std::string& what) {
-  return Internal(what + ": " + error_message(err));
-}
-
-class FsHandle {
- public:
-  ~FsHandle() {
-    if (fs_) ext2fs_close_free(&fs_);
-  }
-  ext2_filsys& get() { return fs_; }
-  // Writes everything back; reports the error a destructor could not.
-  Status Close(const std::string& image) {
-    errcode_t err = ext2fs_close_free(&fs_);
-    fs_ = nullptr;
-    if (err) return Ext2Error(err, "write " + image);
-    return OkStatus();
-  }
-
- private:
-  ext2_filsys fs_ = nullptr;
-};
-
-Status Open(const fs::path& image, bool write, FsHandle& h) {
-  int flags = EXT2_FLAG_64BITS | EXT2_FLAG_THREADS;
-  if (write) flags |= EXT2_FLAG_RW;
-  errcode_t err = ext2fs_open(image.c_str(), flags, 0, 0, unix_io_manager, &h.get());
-  if (err) return Ext2Error(err, "open ext4 image " + image.string());
-  if (write) {
-    err = ext2fs_read_bitmaps(h.get());
-    if (err) return Ext2Error(err, "read bitmaps of " + image.string());
-  }
-  return OkStatus();
-}
+using namespace ext2;
 
 struct Child {
   std::string name;
@@ -81,37 +50,6 @@ std::string Join(const std::string& dir, const std::string& name) {
   return dir.empty() ? name : dir + "/" + name;
 }
 
-uint32_t InodeUid(const ext2_inode_large& in) { return inode_uid(in); }
-uint32_t InodeGid(const ext2_inode_large& in) { return inode_gid(in); }
-void SetOwner(ext2_inode_large& in, uint32_t uid, uint32_t gid) {
-  in.i_uid = static_cast<__u16>(uid & 0xffff);
-  ext2fs_set_i_uid_high(in, static_cast<__u16>(uid >> 16));
-  in.i_gid = static_cast<__u16>(gid & 0xffff);
-  ext2fs_set_i_gid_high(in, static_cast<__u16>(gid >> 16));
-}
-
-// Device numbers as the kernel stores them in i_block (old and new encoding).
-void DecodeDevice(const ext2_inode_large& in, uint32_t& major, uint32_t& minor) {
-  if (in.i_block[0] != 0) {
-    major = (in.i_block[0] >> 8) & 0xff;
-    minor = in.i_block[0] & 0xff;
-  } else {
-    uint32_t dev = in.i_block[1];
-    major = (dev & 0xfff00) >> 8;
-    minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
-  }
-}
-void EncodeDevice(ext2_inode_large& in, uint32_t major, uint32_t minor) {
-  if (major < 256 && minor < 256) {
-    in.i_block[0] = major * 256 + minor;
-    in.i_block[1] = 0;
-  } else {
-    in.i_block[0] = 0;
-    in.i_block[1] = (minor & 0xff) | (major << 8) | ((minor & ~0xffu) << 12);
-  }
-  in.i_block[2] = 0;
-}
-
 // Whether the inode carries any xattr (in the inode body or an EA block),
 // without opening an xattr handle.
 bool HasXattrs(ext2_filsys fs, ext2_ino_t ino, const ext2_inode_large& in) {
@@ -131,49 +69,6 @@ bool HasXattrs(ext2_filsys fs, ext2_ino_t ino, const ext2_inode_large& in) {
   return magic == EXT2_EXT_ATTR_MAGIC;
 }
 
-using Xattrs = std::vector<std::pair<std::string, std::string>>;
-
-int CollectXattr(char* name, char* value, size_t len, void* priv) {
-  static_cast<Xattrs*>(priv)->emplace_back(name, std::string(value, len));
-  return 0;
-}
-
-Result<Xattrs> ReadXattrs(ext2_filsys fs, ext2_ino_t ino, const std::string& path) {
-  ext2_xattr_handle* h = nullptr;
-  errcode_t err = ext2fs_xattrs_open(fs, ino, &h);
-  if (err) return Ext2Error(err, "xattrs of /" + path);
-  Xattrs out;
-  err = ext2fs_xattrs_read(h);
-  if (!err) err = ext2fs_xattrs_iterate(h, CollectXattr, &out);
-  ext2fs_xattrs_close(&h);
-  if (err) return Ext2Error(err, "read xattrs of /" + path);
-  return out;
-}
-
-// Makes the inode's xattrs exactly `want`.
-Status WriteXattrs(ext2_filsys fs, ext2_ino_t ino, const Xattrs& want, const std::string& path) {
-  ext2_xattr_handle* h = nullptr;
-  errcode_t err = ext2fs_xattrs_open(fs, ino, &h);
-  if (err) return Ext2Error(err, "xattrs of /" + path);
-  Xattrs have;
-  err = ext2fs_xattrs_read(h);
-  if (!err) err = ext2fs_xattrs_iterate(h, CollectXattr, &have);
-  std::set<std::string> wanted;
-  for (const auto& [k, v] : want) wanted.insert(k);
-  for (const auto& [k, v] : have) {
-    if (err) break;
-    if (!wanted.count(k)) err = ext2fs_xattr_remove(h, k.c_str());
-  }
-  for (const auto& [k, v] : want) {
-    if (err) break;
-    err = ext2fs_xattr_set(h, k.c_str(), v.data(), v.size());
-  }
-  errcode_t cerr = ext2fs_xattrs_close(&h);
-  if (!err) err = cerr;
-  if (err) return Ext2Error(err, "set xattrs of /" + path);
-  return OkStatus();
-}
-
 Xattrs Sorted(Xattrs x) {
   std::sort(x.begin(), x.end());
   return x;
@@ -186,48 +81,6 @@ Result<ext2_ino_t> Lookup(ext2_filsys fs, const std::string& path) {
   if (err == EXT2_ET_FILE_NOT_FOUND) return NotFound("/" + path + " is not in the disk");
   if (err) return Ext2Error(err, "look up /" + path);
   return ino;
-}
-
-int FileTypeOf(uint32_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFCHR: return EXT2_FT_CHRDEV;
-    case S_IFBLK: return EXT2_FT_BLKDEV;
-    case S_IFIFO: return EXT2_FT_FIFO;
-    case S_IFSOCK: return EXT2_FT_SOCK;
-    default: return 0;
-  }
-}
-
-// Creates a device node, fifo or socket `name` in directory `dir`.
-Status CreateNode(ext2_filsys fs, ext2_ino_t dir, const std::string& name, const std::string& path,
-                  const oci::EntryMeta& m) {
-  ext2_ino_t ino = 0;
-  errcode_t err = ext2fs_new_inode(fs, dir, static_cast<int>(m.mode), nullptr, &ino);
-  if (err) return Ext2Error(err, "allocate an inode for /" + path);
-  err = ext2fs_link(fs, dir, name.c_str(), ino, FileTypeOf(m.mode));
-  if (err == EXT2_ET_DIR_NO_SPACE) {
-    err = ext2fs_expand_dir(fs, dir);
-    if (!err) err = ext2fs_link(fs, dir, name.c_str(), ino, FileTypeOf(m.mode));
-  }
-  if (err) return Ext2Error(err, "link /" + path);
-  ext2fs_inode_alloc_stats2(fs, ino, +1, 0);
-  ext2_inode_large in;
-  std::memset(&in, 0, sizeof(in));
-  in.i_mode = static_cast<__u16>(m.mode);
-  SetOwner(in, m.uid, m.gid);
-  in.i_atime = in.i_ctime = in.i_mtime = static_cast<__u32>(m.mtime);
-  in.i_links_count = 1;
-  if (S_ISCHR(m.mode) || S_ISBLK(m.mode)) EncodeDevice(in, m.rdev_major, m.rdev_minor);
-  if (EXT2_INODE_SIZE(fs->super) > EXT2_GOOD_OLD_INODE_SIZE) {
-    in.i_extra_isize = sizeof(ext2_inode_large) - EXT2_GOOD_OLD_INODE_SIZE;
-    if (in.i_extra_isize > EXT2_INODE_SIZE(fs->super) - EXT2_GOOD_OLD_INODE_SIZE) {
-      in.i_extra_isize = static_cast<__u16>(EXT2_INODE_SIZE(fs->super) - EXT2_GOOD_OLD_INODE_SIZE);
-    }
-  }
-  err = ext2fs_write_new_inode(fs, ino, reinterpret_cast<ext2_inode*>(&in));
-  if (err) return Ext2Error(err, "write inode of /" + path);
-  if (!m.xattrs.empty()) BANGER_RETURN_IF_ERROR(WriteXattrs(fs, ino, m.xattrs, path));
-  return OkStatus();
 }
 
 struct Walker {

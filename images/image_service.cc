@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <set>
@@ -21,6 +22,7 @@
 #include "images/bundle.h"
 #include "images/disk_cache.h"
 #include "images/ext4_builder.h"
+#include "images/ext4_writer.h"
 #include "images/recipes.h"
 
 namespace banger::images {
@@ -315,6 +317,9 @@ ImageService::ImageService(StateStore& store, CommandRunner& runner, Clock& cloc
                            ImageServiceOptions options)
     : store_(store), runner_(runner), clock_(clock), options_(std::move(options)) {
   if (!options_.tree_source) options_.tree_source = &oci::PullAndFlatten;
+  if (const char* w = std::getenv("BANGER_DISK_WRITER"); w && std::string_view(w) == "tree") {
+    options_.stream_disks = false;
+  }
   // Beside images_dir (state root/disks), on the same file system: published
   // disks are hard links to the cached ones.
   if (options_.disks_dir.empty()) options_.disks_dir = options_.images_dir.parent_path() / "disks";
@@ -426,6 +431,15 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
   bool have_manifest = false;
   DiskCache disk_cache(options_.disks_dir);
   DiskCache::Lock cache_lock;  // held from the manifest until the disk is cached
+  auto finish_disk = [&]() -> Status {
+    if (cache_lock.held()) {
+      // A disk that cannot be cached is still a good disk: the next pull builds again.
+      if (Status c = disk_cache.Publish(cache_lock, rootfs); !c.ok()) {
+        spdlog::warn("image {}: root disk not cached: {}", src.name, c.ToString());
+      }
+    }
+    return staging.RemoveTree();
+  };
   if (src.is_import && fs::is_directory(src.import_path)) {
     tree = src.import_path;  // mkfs reads it in place; nothing to copy
   } else {
@@ -449,7 +463,34 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
         BANGER_ASSIGN_OR_RETURN(cache_lock, disk_cache.Acquire(*key));
         return disk_cache.LinkInto(cache_lock, rootfs);
       };
+      // The disk is written as the layers stream in, unless that is turned
+      // off or the tree source (a test's fake) never asks for the sink.
+      bool streamed = false;
+      if (options_.stream_disks) {
+        opts.layer_sink = [&](uint64_t compressed) -> Result<std::unique_ptr<oci::LayerSink>> {
+          uint64_t size = request.disk_size_bytes != 0 ? request.disk_size_bytes
+                                                       : StreamedDiskSize(compressed);
+          Report(request.progress, "write", rootfs.string());
+          BANGER_ASSIGN_OR_RETURN(std::unique_ptr<Ext4DiskWriter> w,
+                                  Ext4DiskWriter::Create(runner_, rootfs, size,
+                                                         /*grow=*/request.disk_size_bytes == 0));
+          streamed = true;
+          return std::unique_ptr<oci::LayerSink>(std::move(w));
+        };
+      }
       auto pulled_or = options_.tree_source(src.oci_ref, tree, opts);
+      if (!pulled_or && streamed && pulled_or.error().code() == StatusCode::kResourceExhausted &&
+          !IsNoSpace(pulled_or.error())) {
+        // The image outgrew the disk sized from its compressed layers (or its
+        // inodes): build it from a tree, which is measured first. The blobs
+        // are cached now; nothing is downloaded again.
+        spdlog::info("image {}: {}; building the disk from a flattened tree instead", src.name,
+                     pulled_or.error().message());
+        streamed = false;
+        opts.layer_sink = nullptr;
+        opts.reuse_check = nullptr;  // the disk cache's lock is held already
+        pulled_or = options_.tree_source(src.oci_ref, tree, opts);
+      }
       if (!pulled_or) {
         // Blobs go to the blob cache, layers are unpacked into the staging tree.
         fs::path where = IsNoSpace(pulled_or.error()) && FreeBytes(options_.blobs_dir).value_or(1) == 0
@@ -465,6 +506,10 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
         spdlog::info("image {}: root disk of {} reused from the disk cache", src.name, built.digest);
         Report(request.progress, "cached", built.digest);
         return staging.RemoveTree();
+      }
+      if (streamed) {
+        BANGER_FAILPOINT("image.pull.after_fetch");
+        return finish_disk();
       }
     } else if (src.entry.recipe == RecipeKind::kBusybox) {
       Report(request.progress, "recipe", "busybox");
@@ -488,13 +533,7 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
   BANGER_RETURN_IF_ERROR(NoSpaceError(BuildExt4(runner_, tree, rootfs, request.disk_size_bytes,
                                                 have_manifest ? &manifest : nullptr),
                                       rootfs, "building the root disk (mkfs.ext4 -d)"));
-  if (cache_lock.held()) {
-    // A disk that cannot be cached is still a good disk: the next pull builds again.
-    if (Status c = disk_cache.Publish(cache_lock, rootfs); !c.ok()) {
-      spdlog::warn("image {}: root disk not cached: {}", src.name, c.ToString());
-    }
-  }
-  return staging.RemoveTree();
+  return finish_disk();
 }
 
 Result<ImageRecord> ImageService::Publish(const Source& src, const PullRequest& request) {

@@ -53,6 +53,11 @@ struct ImageServiceOptions {
   std::filesystem::path disks_dir;   // built-disk cache (images/disk_cache.h); empty: <images_dir>/../disks
   ImageCatalog catalog;              // builtin merged with the user's entries
   TreeSource tree_source;            // empty: oci::PullAndFlatten
+  // OCI root disks are written straight from the layer streams
+  // (images/ext4_writer.h); false, or $BANGER_DISK_WRITER=tree: flatten the
+  // layers into a tree and `mkfs.ext4 -d` it (the path recipes and imports
+  // always take, and the fallback when the streamed disk is too small).
+  bool stream_disks = true;
   std::filesystem::path docker_config;  // registry credentials; may be empty
   bool plain_http = false;              // allow http:// registries (loopback tests)
   std::filesystem::path busybox = "/bin/busybox";  // for recipe busybox

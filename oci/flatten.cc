@@ -22,9 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::string_view kWhiteoutPrefix = ".wh.";
-constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
-
 class Fd {
  public:
   Fd() = default;
@@ -61,18 +58,6 @@ std::string JoinPath(const std::vector<std::string>& comps, size_t n) {
   return out;
 }
 
-// libarchive's message for the last error; it returns NULL when a reader
-// failed without setting one (a truncated or corrupt stream can do that).
-std::string ArchiveError(archive* a, int r) {
-  const char* msg = archive_error_string(a);
-  if (msg && *msg) return msg;
-  return r == ARCHIVE_FATAL ? "unreadable archive (libarchive gave no reason)"
-                            : "archive error " + std::to_string(r) + " (libarchive gave no reason)";
-}
-
-struct ArchiveCloser {
-  void operator()(archive* a) const { archive_read_free(a); }
-};
 
 class Flattener {
  public:
@@ -84,8 +69,7 @@ class Flattener {
 
  private:
   Status EntryError(std::string_view entry, std::string_view why) const {
-    return InvalidArgument("layer " + layer_->digest + " entry \"" + std::string(entry) + "\": " +
-                           std::string(why));
+    return LayerEntryError(*layer_, entry, why);
   }
   Status EntryErrno(std::string_view entry, int err, std::string_view op) const {
     return ErrnoStatus(err, "layer " + layer_->digest + " entry \"" + std::string(entry) + "\": " +
@@ -123,14 +107,7 @@ class Flattener {
 
 Result<std::vector<std::string>> Flattener::SplitPath(std::string_view entry,
                                                       std::string_view raw) const {
-  if (StartsWith(raw, "/")) return EntryError(entry, "path escapes the root (absolute path)");
-  std::vector<std::string> comps;
-  for (std::string& c : Split(raw, '/')) {
-    if (c.empty() || c == ".") continue;
-    if (c == "..") return EntryError(entry, "path escapes the root (\"..\" component)");
-    comps.push_back(std::move(c));
-  }
-  return comps;
+  return SplitLayerPath(*layer_, entry, raw);
 }
 
 Result<Fd> Flattener::OpenDir(std::string_view entry, const std::vector<std::string>& comps,
@@ -299,24 +276,7 @@ Status Flattener::SetTimes(int fd, archive_entry* e, std::string_view entry) {
 
 void Flattener::Record(const std::string& path, archive_entry* e) {
   if (!manifest_) return;
-  EntryMeta m;
-  mode_t type = archive_entry_filetype(e);
-  m.mode = static_cast<uint32_t>(type | (archive_entry_perm(e) & 07777));
-  m.uid = static_cast<uint32_t>(archive_entry_uid(e));
-  m.gid = static_cast<uint32_t>(archive_entry_gid(e));
-  if (type == AE_IFCHR || type == AE_IFBLK) {
-    m.rdev_major = static_cast<uint32_t>(archive_entry_rdevmajor(e));
-    m.rdev_minor = static_cast<uint32_t>(archive_entry_rdevminor(e));
-  }
-  m.mtime = archive_entry_mtime(e);
-  archive_entry_xattr_reset(e);
-  const char* name = nullptr;
-  const void* value = nullptr;
-  size_t size = 0;
-  while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
-    m.xattrs.emplace_back(name, std::string(static_cast<const char*>(value), size));
-  }
-  (*manifest_)[path] = std::move(m);
+  (*manifest_)[path] = EntryMetaOf(e);
 }
 
 Status Flattener::WriteData(archive* a, int fd, archive_entry* e, std::string_view entry) {
@@ -328,7 +288,7 @@ Status Flattener::WriteData(archive* a, int fd, archive_entry* e, std::string_vi
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) {
       return DataLoss("layer " + layer_->digest + " entry \"" + std::string(entry) +
-                      "\": " + ArchiveError(a, r));
+                      "\": " + ArchiveErrorOf(a, r));
     }
     const char* p = static_cast<const char*>(buf);
     while (len > 0) {
@@ -542,33 +502,8 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
 Status Flattener::Apply(const LayerFile& layer, const FlattenProgressFn& progress) {
   layer_ = &layer;
   layer_paths_.clear();
-  std::unique_ptr<archive, ArchiveCloser> a(archive_read_new());
-  if (!a) return Internal("archive_read_new failed");
-  archive_read_support_filter_all(a.get());
-  archive_read_support_format_tar(a.get());
-  std::error_code ec;
-  uint64_t total = fs::file_size(layer.path, ec);
-  if (ec) return ErrnoStatus(ec.value(), "layer " + layer.digest + ": " + layer.path.string());
-  if (total == 0) return OkStatus();  // an empty blob is an empty layer
-  if (int r = archive_read_open_filename(a.get(), layer.path.c_str(), 1 << 16); r != ARCHIVE_OK) {
-    return DataLoss("layer " + layer.digest + ": " + ArchiveError(a.get(), r));
-  }
-  while (true) {
-    archive_entry* e = nullptr;
-    int r = archive_read_next_header(a.get(), &e);
-    if (r == ARCHIVE_EOF) break;
-    if (r == ARCHIVE_WARN) {
-      spdlog::warn("layer {}: {}", layer.digest, ArchiveError(a.get(), r));
-    } else if (r != ARCHIVE_OK) {
-      return DataLoss("layer " + layer.digest + ": " + ArchiveError(a.get(), r));
-    }
-    BANGER_RETURN_IF_ERROR(ApplyEntry(a.get(), e));
-    if (progress) {
-      progress(layer, static_cast<uint64_t>(archive_filter_bytes(a.get(), -1)), total);
-    }
-  }
-  if (progress) progress(layer, total, total);
-  return OkStatus();
+  return ForEachLayerEntry(layer, progress,
+                           [&](archive* a, archive_entry* e) { return ApplyEntry(a, e); });
 }
 
 Status Flattener::Finish() {
@@ -593,6 +528,88 @@ Status Flattener::Finish() {
 }
 
 }  // namespace
+
+struct ArchiveCloser {
+  void operator()(archive* a) const { archive_read_free(a); }
+};
+
+// libarchive returns NULL when a reader failed without setting a message (a
+// truncated or corrupt stream can do that).
+std::string ArchiveErrorOf(archive* a, int r) {
+  const char* msg = archive_error_string(a);
+  if (msg && *msg) return msg;
+  return r == ARCHIVE_FATAL ? "unreadable archive (libarchive gave no reason)"
+                            : "archive error " + std::to_string(r) + " (libarchive gave no reason)";
+}
+
+Status LayerEntryError(const LayerFile& layer, std::string_view entry, std::string_view why) {
+  return InvalidArgument("layer " + layer.digest + " entry \"" + std::string(entry) + "\": " +
+                         std::string(why));
+}
+
+Result<std::vector<std::string>> SplitLayerPath(const LayerFile& layer, std::string_view entry,
+                                                std::string_view raw) {
+  if (StartsWith(raw, "/")) return LayerEntryError(layer, entry, "path escapes the root (absolute path)");
+  std::vector<std::string> comps;
+  for (std::string& c : Split(raw, '/')) {
+    if (c.empty() || c == ".") continue;
+    if (c == "..") return LayerEntryError(layer, entry, "path escapes the root (\"..\" component)");
+    comps.push_back(std::move(c));
+  }
+  return comps;
+}
+
+EntryMeta EntryMetaOf(archive_entry* e) {
+  EntryMeta m;
+  mode_t type = archive_entry_filetype(e);
+  m.mode = static_cast<uint32_t>(type | (archive_entry_perm(e) & 07777));
+  m.uid = static_cast<uint32_t>(archive_entry_uid(e));
+  m.gid = static_cast<uint32_t>(archive_entry_gid(e));
+  if (type == AE_IFCHR || type == AE_IFBLK) {
+    m.rdev_major = static_cast<uint32_t>(archive_entry_rdevmajor(e));
+    m.rdev_minor = static_cast<uint32_t>(archive_entry_rdevminor(e));
+  }
+  m.mtime = archive_entry_mtime(e);
+  archive_entry_xattr_reset(e);
+  const char* name = nullptr;
+  const void* value = nullptr;
+  size_t size = 0;
+  while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+    m.xattrs.emplace_back(name, std::string(static_cast<const char*>(value), size));
+  }
+  return m;
+}
+
+Status ForEachLayerEntry(const LayerFile& layer, const FlattenProgressFn& progress,
+                         const std::function<Status(archive*, archive_entry*)>& fn) {
+  std::unique_ptr<archive, ArchiveCloser> a(archive_read_new());
+  if (!a) return Internal("archive_read_new failed");
+  archive_read_support_filter_all(a.get());
+  archive_read_support_format_tar(a.get());
+  std::error_code ec;
+  uint64_t total = fs::file_size(layer.path, ec);
+  if (ec) return ErrnoStatus(ec.value(), "layer " + layer.digest + ": " + layer.path.string());
+  if (total == 0) return OkStatus();  // an empty blob is an empty layer
+  if (int r = archive_read_open_filename(a.get(), layer.path.c_str(), 1 << 16); r != ARCHIVE_OK) {
+    return DataLoss("layer " + layer.digest + ": " + ArchiveErrorOf(a.get(), r));
+  }
+  while (true) {
+    archive_entry* e = nullptr;
+    int r = archive_read_next_header(a.get(), &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r == ARCHIVE_WARN) {
+      spdlog::warn("layer {}: {}", layer.digest, ArchiveErrorOf(a.get(), r));
+    } else if (r != ARCHIVE_OK) {
+      return DataLoss("layer " + layer.digest + ": " + ArchiveErrorOf(a.get(), r));
+    }
+    BANGER_RETURN_IF_ERROR(fn(a.get(), e));
+    if (progress) {
+      progress(layer, static_cast<uint64_t>(archive_filter_bytes(a.get(), -1)), total);
+    }
+  }
+  if (progress) progress(layer, total, total);
+  return OkStatus();
+}
 
 struct LayerApplier::Impl {
   explicit Impl(Fd root, TreeManifest* manifest) : f(std::move(root), manifest) {}

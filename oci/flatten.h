@@ -10,10 +10,14 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "base/status.h"
+
+struct archive;
+struct archive_entry;
 
 namespace banger::oci {
 
@@ -77,24 +81,63 @@ Result<FlattenStats> FlattenLayers(const std::vector<LayerFile>& layers,
                                    const FlattenProgressFn& progress = {},
                                    TreeManifest* manifest = nullptr);
 
+/// Where layers go, one at a time, base first: a directory tree
+/// (LayerApplier) or an ext4 disk written straight from the streams
+/// (images::Ext4DiskWriter). Both follow the rules of FlattenLayers.
+class LayerSink {
+ public:
+  virtual ~LayerSink() = default;
+  virtual Status Apply(const LayerFile& layer, const FlattenProgressFn& progress = {}) = 0;
+  virtual Result<FlattenStats> Finish() = 0;
+};
+
 /// FlattenLayers one layer at a time, for callers that get layers as they
 /// arrive (the puller downloads them in parallel): Apply them base first,
 /// then Finish. Same rules and errors as FlattenLayers.
-class LayerApplier {
+class LayerApplier : public LayerSink {
  public:
   static Result<std::unique_ptr<LayerApplier>> Open(const std::filesystem::path& dest_dir,
                                                     TreeManifest* manifest = nullptr);
-  ~LayerApplier();
+  ~LayerApplier() override;
   LayerApplier(const LayerApplier&) = delete;
   LayerApplier& operator=(const LayerApplier&) = delete;
-  Status Apply(const LayerFile& layer, const FlattenProgressFn& progress = {});
-  Result<FlattenStats> Finish();
+  Status Apply(const LayerFile& layer, const FlattenProgressFn& progress = {}) override;
+  Result<FlattenStats> Finish() override;
 
  private:
   struct Impl;
   explicit LayerApplier(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// --- Shared by the layer sinks -------------------------------------------
+
+inline constexpr std::string_view kWhiteoutPrefix = ".wh.";
+inline constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
+
+/// Reads the tar entries of `layer` (compression auto-detected) and calls
+/// `fn` for each, then `progress` with the compressed bytes consumed. An
+/// empty blob is an empty layer. A corrupt stream is DataLoss naming the
+/// layer.
+Status ForEachLayerEntry(const LayerFile& layer, const FlattenProgressFn& progress,
+                         const std::function<Status(archive*, archive_entry*)>& fn);
+
+/// Splits `raw` (an entry's path or its hard link target) into components
+/// ("./a//b/" -> {"a", "b"}; "" or "./" -> {}); refuses absolute paths and
+/// ".." components, naming `entry`:
+///   layer sha256:... entry "../x": path escapes the root (a ".." component)
+Result<std::vector<std::string>> SplitLayerPath(const LayerFile& layer, std::string_view entry,
+                                                std::string_view raw);
+
+/// InvalidArgument "layer <digest> entry \"<entry>\": <why>".
+Status LayerEntryError(const LayerFile& layer, std::string_view entry, std::string_view why);
+
+/// The metadata a tar entry carries (type, permission bits incl.
+/// setuid/setgid/sticky, owner, device numbers, mtime, xattrs).
+EntryMeta EntryMetaOf(archive_entry* e);
+
+/// libarchive's message for the last error of `a` (never empty).
+std::string ArchiveErrorOf(archive* a, int r);
 
 /// Apparent size of a tree: regular-file sizes (each inode once) plus symlink
 /// lengths. Never follows symlinks.

@@ -199,8 +199,14 @@ Result<PulledImage> PullAndFlatten(const std::string& reference, const fs::path&
   };
 
   auto apply_all = [&]() -> Result<FlattenStats> {
-    BANGER_ASSIGN_OR_RETURN(std::unique_ptr<LayerApplier> applier,
-                            LayerApplier::Open(dest_dir, &out.manifest));
+    std::unique_ptr<LayerSink> applier;
+    if (options.layer_sink) {
+      uint64_t compressed = 0;
+      for (const Descriptor& l : manifest.layers) compressed += l.size > 0 ? static_cast<uint64_t>(l.size) : 0;
+      BANGER_ASSIGN_OR_RETURN(applier, options.layer_sink(compressed));
+    } else {
+      BANGER_ASSIGN_OR_RETURN(applier, LayerApplier::Open(dest_dir, &out.manifest));
+    }
     for (size_t i = 0; i < n; ++i) {
       Slot slot;
       {
@@ -224,7 +230,11 @@ Result<PulledImage> PullAndFlatten(const std::string& reference, const fs::path&
   join();
   if (!applied) return applied.error();
   FlattenStats stats = *applied;
-  BANGER_ASSIGN_OR_RETURN(out.tree_bytes, TreeApparentSize(dest_dir));
+  if (options.layer_sink) {
+    out.tree_bytes = stats.file_bytes;
+  } else {
+    BANGER_ASSIGN_OR_RETURN(out.tree_bytes, TreeApparentSize(dest_dir));
+  }
   spdlog::info("pulled {} ({}): {} layers, {} entries, {} downloaded", what, out.manifest_digest,
                layers.size(), stats.entries, HumanBytes(out.bytes_downloaded));
   return out;

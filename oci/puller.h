@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,11 @@ struct PullOptions {
   // already has what the layers would build (images/: a cached root disk), so
   // the result has the digest and config but no tree (flattened == false).
   std::function<Result<bool>(const std::string& manifest_digest)> reuse_check;
+  // Where the layers go instead of dest_dir (images/: an ext4 disk written
+  // straight from the layer streams). Called once, before the first layer is
+  // applied, with the sum of the layers' compressed sizes. Unset: the layers
+  // are flattened into dest_dir and the result has the tree's manifest.
+  std::function<Result<std::unique_ptr<LayerSink>>(uint64_t compressed_bytes)> layer_sink;
 };
 
 /// The stall timeout a pull uses: `configured` if > 0, else
@@ -63,11 +69,11 @@ struct PulledImage {
   std::string reference;        // normalised: registry/repository:tag or @digest
   std::string manifest_digest;  // "sha256:..." of the platform's image manifest
   std::string config_json;      // the image config blob (entrypoint, cmd, env, ...)
-  uint64_t tree_bytes = 0;      // apparent size of the flattened tree
+  uint64_t tree_bytes = 0;      // apparent size of the flattened tree (file bytes with a layer_sink)
   uint64_t bytes_downloaded = 0;  // manifest + blob bytes received; 0 on a warm re-pull
   std::string index_digest;     // the image index / manifest list digest, if any
   std::vector<std::string> layer_digests;  // base layer first
-  TreeManifest manifest;  // exact metadata of every entry (owners, modes, xattrs, devices)
+  TreeManifest manifest;  // exact metadata of every entry (owners, modes, xattrs, devices); empty with a layer_sink
   bool flattened = true;  // false: reuse_check said the tree is not needed
 };
 
