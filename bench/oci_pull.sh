@@ -2,7 +2,9 @@
 # Reproducible image-pull benchmark (issue 3), all in one run against a
 # ~105 MiB, 4-layer gzip image (deterministic content) served by a local
 # docker-registry on 127.0.0.1:
-#   cold     banger image pull REF into a fresh state dir (pull + flatten + ext4 root disk)
+#   cold     banger image pull REF into a fresh state dir (pull + ext4 root disk written
+#            straight from the layer streams), and the same with BANGER_DISK_WRITER=tree
+#            (flatten into a tree, mkfs.ext4 -d, ownership fixup: the path before issue 11)
 #   vs       skopeo copy docker://REF oci:DIR + umoci raw unpack + mkfs.ext4 -d (what a user
 #            would script instead), also from nothing
 #   warm     banger image pull REF again after `banger image rm` (blobs and the built
@@ -127,6 +129,14 @@ mkdir -p "$WORK/lib-root"
 if ! diff -r --no-dereference "$WORK/lib-root" "$WORK/alt-root" >/dev/null; then
   echo "trees differ between banger and umoci" >&2; exit 1
 fi
+# banger's disk (written from the layer streams) holds what umoci unpacked.
+mkdir -p "$WORK/banger-root"
+debugfs -R "rdump / $WORK/banger-root" "$DISK" >/dev/null 2>&1
+if ! diff -r -x lost+found --no-dereference "$WORK/banger-root" "$WORK/alt-root" >/dev/null; then
+  echo "banger's root disk and umoci's tree differ" >&2
+  diff -rq -x lost+found --no-dereference "$WORK/banger-root" "$WORK/alt-root" | head >&2; exit 1
+fi
+rm -rf "$WORK/banger-root"
 TREE_BYTES=$(du -sb "$WORK/alt-root" | cut -f1)
 rm -rf "$WORK/state" "$WORK/lib-root" "$WORK/lib-cache" "$WORK/sk" "$WORK/alt-root" "$WORK/alt.ext4"
 
@@ -138,6 +148,7 @@ echo "load before: $(cat /proc/loadavg)"
 hyperfine --runs "$RUNS" "$(exp cold)" \
   --prepare "rm -rf $WORK/state $WORK/sk $WORK/alt-root $WORK/alt.ext4; sync" \
   -n "banger image pull (cold)" "$B image pull --name bench $REF" \
+  -n "banger image pull (cold, BANGER_DISK_WRITER=tree)" "BANGER_DISK_WRITER=tree $B image pull --name bench $REF" \
   -n "skopeo+umoci+mkfs.ext4 (cold)" "$WORK/alt.sh $REF $WORK $SIZE"
 
 # Warm re-pull: the last cold run left the image installed with its blobs cached.
