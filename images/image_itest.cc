@@ -230,6 +230,43 @@ TEST_F(RegistryImageTest, PullAfterRemoveAndUnderAnotherNameReusesTheDiskWithout
   EXPECT_TRUE(ListDir(tmp_.path() / "disks").empty());
 }
 
+TEST_F(RegistryImageTest, PullWritesTheDiskFromTheLayersWithoutATree) {
+  ASSERT_TRUE(registry_.PushImage("team/app", "4.0", Config(), Layers()).ok());
+  std::vector<std::string> phases;
+  PullRequest req;
+  req.progress = [&](const oci::PullProgress& p) { phases.push_back(p.phase); };
+  auto rec = service_->Pull(registry_.HostPort() + "/team/app:4.0", req);
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  EXPECT_EQ(std::count(phases.begin(), phases.end(), "write"), 1) << "the disk writer was not used";
+  EXPECT_EQ(std::count(phases.begin(), phases.end(), "mkfs"), 0) << "a tree was built and copied";
+  EXPECT_EQ(E2fsck(rec->rootfs_path), 0);
+  auto app = DebugfsStat(rec->rootfs_path, "/usr/local/bin/app");
+  ASSERT_TRUE(app);
+  EXPECT_EQ(app->mode, 04755u);
+}
+
+TEST_F(RegistryImageTest, AnImageThatOutgrowsTheStreamedDiskIsBuiltFromATree) {
+  // 1,100 files on a 16 MiB disk: the streamed disk has 1,024 inodes (one per
+  // 16 KiB); the tree path counts the entries first and makes enough.
+  oci::testing::TarBuilder many;
+  many.Dir("files");
+  for (int i = 0; i < 1100; ++i) many.File("files/f" + std::to_string(i), std::to_string(i));
+  ASSERT_TRUE(registry_.PushImage("team/many", "1", Config(), {many.Build(oci::testing::Compression::kGzip)}).ok());
+  std::vector<std::string> phases;
+  PullRequest req;
+  req.disk_size_bytes = 16ull << 20;
+  req.progress = [&](const oci::PullProgress& p) { phases.push_back(p.phase); };
+  auto rec = service_->Pull(registry_.HostPort() + "/team/many:1", req);
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  EXPECT_EQ(std::count(phases.begin(), phases.end(), "write"), 1);
+  EXPECT_EQ(std::count(phases.begin(), phases.end(), "mkfs"), 1) << "no fallback to the tree";
+  EXPECT_EQ(E2fsck(rec->rootfs_path), 0);
+  auto last = DebugfsStat(rec->rootfs_path, "/files/f1099");
+  ASSERT_TRUE(last);
+  EXPECT_EQ(ListDir(tmp_.path() / "images"), (std::vector<std::string>{rec->id}))
+      << "the failed streamed disk or the tree was left behind";
+}
+
 TEST_F(RegistryImageTest, MissingTagFailsCleanly) {
   auto rec = service_->Pull(registry_.HostPort() + "/team/none:1", {});
   ASSERT_FALSE(rec.ok());

@@ -67,9 +67,11 @@ struct ImageServiceOptions {
 
 struct PullRequest {
   std::string name;            // empty: catalog name, or derived from the reference
-  uint64_t disk_size_bytes = 0;  // 0: DefaultDiskSize of the tree (bundles: as shipped)
-  ProgressFn progress;         // may be empty; phases "manifest", "blob", "flatten",
-                               // "recipe", "download", "extract", "mkfs", "publish"
+  uint64_t disk_size_bytes = 0;  // 0: DefaultDiskSize of the tree, at least StreamedDiskSize
+                                 // of the compressed layers for OCI images (bundles: as shipped)
+  ProgressFn progress;         // may be empty; phases "manifest", "blob", "write" (the disk
+                               // writer starts), "flatten" (a layer is applied), "recipe",
+                               // "download", "extract", "mkfs", "publish"
 };
 
 struct PruneReport {
