@@ -263,6 +263,9 @@ struct Ext4DiskWriter::Impl {
     std::string raw = raw_c ? raw_c : "";
     std::string_view entry = raw;
     BANGER_ASSIGN_OR_RETURN(std::vector<std::string> comps, oci::SplitLayerPath(*layer, entry, raw));
+    for (const std::string& c : comps) {
+      if (c.size() > EXT2_NAME_LEN) return EntryError(entry, "a name is longer than 255 bytes");
+    }
     ++stats.entries;
     mode_t type = archive_entry_filetype(e);
     const char* hardlink = archive_entry_hardlink(e);
@@ -351,7 +354,7 @@ struct Ext4DiskWriter::Impl {
           break;
         case AE_IFLNK: {
           const char* target = archive_entry_symlink(e);
-          if (!target) return EntryError(entry, "symlink without target");
+          if (!target || !*target) return EntryError(entry, "symlink without target");
           if (std::strlen(target) >= kBlock) return EntryError(entry, "symlink target longer than 4095 bytes");
           in->target = target;
           break;

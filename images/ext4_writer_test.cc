@@ -276,6 +276,21 @@ TEST_F(Ext4WriterTest, RefusesWhatTheFlattenerRefusesWithTheSameError) {
   }
 }
 
+TEST_F(Ext4WriterTest, RefusesNamesExt4CannotHoldAndEmptySymlinks) {
+  for (auto [name, layer] : std::vector<std::pair<std::string, TarBuilder>>{
+           {"long-name", TarBuilder().File("dir/" + std::string(256, 'n'), "x")},
+           {"empty-symlink", TarBuilder().Symlink("l", "")}}) {
+    fs::path p = tmp_.path() / (name + ".tar");
+    std::ofstream(p, std::ios::binary) << layer.Build();
+    ASSERT_TRUE(MakeDirs(tmp_.path() / name, 0755).ok());
+    std::vector<oci::LayerFile> layers = {{p, "sha256:" + name, ""}};
+    EXPECT_FALSE(oci::FlattenLayers(layers, tmp_.path() / name).ok()) << name << ": the tree path accepts it";
+    Status s = BuildStreamed(layers, tmp_.path() / (name + ".ext4"));
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << name << ": " << s.ToString();
+    EXPECT_NE(s.message().find("sha256:" + name), std::string::npos) << s.ToString();
+  }
+}
+
 TEST_F(Ext4WriterTest, ADiskTooSmallIsFullAndLeavesNothing) {
   TarBuilder b;
   b.File("big", RandomBytes(12 << 20, 5));

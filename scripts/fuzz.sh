@@ -14,7 +14,9 @@ BUILD="${FUZZ_BUILD_DIR:-build-fuzz}"
 SECONDS_EACH="${FUZZ_SECONDS:-20}"
 SEED="${FUZZ_SEED:-1}"
 JOBS="${JOBS:-$(nproc)}"
-ALL=(spec oci_reference oci_manifest image_config flatten vmlinux agent_host agent_guest agent_json dns)
+ALL=(spec oci_reference oci_manifest image_config flatten ext4_writer vmlinux agent_host agent_guest agent_json dns)
+# Targets that read another target's seeds (and dictionary).
+declare -A SEEDS_OF=([ext4_writer]=flatten)
 TARGETS=("$@")
 [ "${#TARGETS[@]}" -gt 0 ] || TARGETS=("${ALL[@]}")
 
@@ -39,15 +41,15 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
 # run_one T: fuzzes target T for SECONDS_EACH; its exit status is libFuzzer's.
 run_one() {
-  local t="$1" dict=() work="$BUILD/corpus/$1"
-  [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
+  local t="$1" dict=() work="$BUILD/corpus/$1" seeds="${SEEDS_OF[$1]:-$1}"
+  [ -f "fuzz/dict/$seeds.dict" ] && dict=(-dict="fuzz/dict/$seeds.dict")
   # New inputs go to a scratch corpus (kept with FUZZ_KEEP=1); the seeds in
   # the repository (fuzz/corpus/T, listed second) are only read.
   [ "${FUZZ_KEEP:-0}" = 1 ] || rm -rf "$work"
   mkdir -p "$work"
   "$BUILD/fuzz/banger_fuzz_$t" -seed="$SEED" -max_total_time="$SECONDS_EACH" \
     -max_len=65536 -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$BUILD/artifacts/$t-" "${dict[@]}" "$work" "fuzz/corpus/$t" \
+    -artifact_prefix="$BUILD/artifacts/$t-" "${dict[@]}" "$work" "fuzz/corpus/$seeds" \
     >"$BUILD/artifacts/$t.log" 2>&1
 }
 
