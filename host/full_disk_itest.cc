@@ -175,6 +175,35 @@ TEST_F(FullDiskTest, RootDiskBuildThatRunsOutFailsClearlyAndSucceedsOnceSpaceIsF
   for (const auto& e : fs::directory_iterator(small_ / "state" / "disks", ec)) {
     if (e.path().extension() == ".ext4") fs::remove(e.path(), ec);
   }
+  // The disk is written straight from the cached layer (no tree): room for
+  // half of its 4 MiB file.
+  LeaveFree(2 << 20);
+  auto rec = host_->images().Pull(ref, {});
+  ASSERT_FALSE(rec.ok());
+  ExpectNoSpace(rec.error(), "writing the root disk from the layers of " + ref);
+  EXPECT_EQ(Leftovers(small_ / "state"), std::vector<std::string>{});
+  EXPECT_TRUE(host_->images().List()->empty());
+  EXPECT_EQ(IntegrityCheck(), "ok");
+
+  Free();
+  rec = host_->images().Pull(ref, {});
+  ASSERT_TRUE(rec.ok()) << rec.error().ToString();
+}
+
+TEST_F(FullDiskTest, RootDiskBuildFromATreeThatRunsOutFailsClearlyAndSucceedsOnceSpaceIsFreed) {
+  // The tree path (recipes, imports, BANGER_DISK_WRITER=tree): the layer is
+  // unpacked into a tree first, then mkfs.ext4 -d copies it.
+  ::setenv("BANGER_DISK_WRITER", "tree", 1);
+  Reopen();
+  ::unsetenv("BANGER_DISK_WRITER");
+  std::string ref = PushImage("full/tree", 4 << 20);
+  auto first = host_->images().Pull(ref, {});
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  ASSERT_TRUE(host_->images().Remove(first->name).ok());
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(small_ / "state" / "disks", ec)) {
+    if (e.path().extension() == ".ext4") fs::remove(e.path(), ec);
+  }
   // Room for the unpacked tree (4 MiB), not for the disk as well.
   LeaveFree(6 << 20);
   auto rec = host_->images().Pull(ref, {});

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstring>
 #include <set>
 
@@ -17,6 +18,10 @@ int CollectXattr(char* name, char* value, size_t len, void* priv) {
 }  // namespace
 
 Status Ext2Error(errcode_t err, const std::string& what) {
+  // The host's file system is full (a short write to an image file is one).
+  if (err == ENOSPC || err == EDQUOT || err == EXT2_ET_SHORT_WRITE) {
+    return ErrnoStatus(err == EDQUOT ? EDQUOT : ENOSPC, what);
+  }
   if (err == EXT2_ET_BLOCK_ALLOC_FAIL || err == EXT2_ET_INODE_ALLOC_FAIL) {
     return ResourceExhausted(what + ": " + error_message(err));
   }

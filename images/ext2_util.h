@@ -16,7 +16,8 @@
 namespace banger::images::ext2 {
 
 /// Internal "<what>: <libext2fs message>"; a full disk (no free block or
-/// inode) is ResourceExhausted so callers can tell it apart.
+/// inode in the image) is ResourceExhausted so callers can tell it apart, and
+/// a full host file system is ErrnoStatus(ENOSPC) ("No space left on device").
 Status Ext2Error(errcode_t err, const std::string& what);
 
 /// An open file system, closed (and freed) on destruction.

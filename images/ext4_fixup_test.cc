@@ -27,24 +27,12 @@ using oci::testing::TarBuilder;
 using oci::testing::TarEntry;
 using testing::DebugfsStat;
 using testing::E2fsck;
+using testing::Entry;
+using testing::kCapNetRaw;
 using testing::TempDir;
 
 constexpr uid_t kNobody = 65534;
-// A capability set (cap_net_raw+ep), as `setcap` writes it.
-const std::string kCapNetRaw("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
-                             "\x00\x00\x00\x00",
-                             20);
 const std::string kLongName(255, 'n');
-
-TarEntry Entry(std::string path, mode_t type, unsigned mode, int64_t uid = 0, int64_t gid = 0) {
-  TarEntry e;
-  e.path = std::move(path);
-  e.type = type;
-  e.mode = mode;
-  e.uid = uid;
-  e.gid = gid;
-  return e;
-}
 
 void WriteLayers(const fs::path& dir) {
   TarBuilder base;

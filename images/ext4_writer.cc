@@ -16,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/disk_space.h"
 #include "base/strings.h"
 #include "images/ext2_util.h"
 #include "images/ext4_builder.h"
@@ -51,12 +52,7 @@ struct Node {
 };
 
 std::string JoinPath(const std::vector<std::string>& comps, size_t n) {
-  std::string out;
-  for (size_t i = 0; i < n && i < comps.size(); ++i) {
-    if (i) out += '/';
-    out += comps[i];
-  }
-  return out;
+  return oci::JoinLayerPath(comps, n);
 }
 
 std::string Join(const std::string& dir, const std::string& name) {
@@ -99,8 +95,9 @@ struct Ext4DiskWriter::Impl {
   Status EntryError(std::string_view entry, std::string_view why) const {
     return oci::LayerEntryError(*layer, entry, why);
   }
+  // The image is full (not the host: that stays "No space left on device").
   Status Full(const Status& s) const {
-    if (s.code() != StatusCode::kResourceExhausted) return s;
+    if (s.code() != StatusCode::kResourceExhausted || IsNoSpace(s)) return s;
     return ResourceExhausted("root disk " + out.string() + " (" + HumanBytes(size_bytes) +
                              ") is full: " + s.message());
   }

@@ -32,20 +32,15 @@ using oci::TreeManifest;
 using oci::testing::TarBuilder;
 using oci::testing::TarEntry;
 using testing::E2fsck;
+using testing::Entry;
+using testing::kCapNetRaw;
 using testing::TempDir;
 
-const std::string kCapNetRaw("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
-                             "\x00\x00\x00\x00",
-                             20);
-
-TarEntry Entry(std::string path, mode_t type, unsigned mode, int64_t uid = 0, int64_t gid = 0) {
-  TarEntry e;
-  e.path = std::move(path);
-  e.type = type;
-  e.mode = mode;
-  e.uid = uid;
-  e.gid = gid;
-  return e;
+// Writes `layer` (uncompressed) as dir/NAME.tar; the layer is named sha256:NAME.
+oci::LayerFile WriteLayer(const fs::path& dir, const std::string& name, const TarBuilder& layer) {
+  fs::path p = dir / (name + ".tar");
+  std::ofstream(p, std::ios::binary) << layer.Build();
+  return {p, "sha256:" + name, ""};
 }
 
 std::string RandomBytes(size_t n, unsigned seed) {
@@ -263,9 +258,7 @@ TEST_F(Ext4WriterTest, RefusesWhatTheFlattenerRefusesWithTheSameError) {
   for (auto& c : cases) {
     fs::path dir = tmp_.path() / c.name;
     ASSERT_TRUE(MakeDirs(dir / "tree", 0755).ok());
-    fs::path p = dir / "layer.tar";
-    std::ofstream(p, std::ios::binary) << c.layer.Build();
-    std::vector<oci::LayerFile> layers = {{p, "sha256:" + c.name, ""}};
+    std::vector<oci::LayerFile> layers = {WriteLayer(dir, c.name, c.layer)};
     auto flat = oci::FlattenLayers(layers, dir / "tree");
     ASSERT_FALSE(flat.ok()) << c.name;
     Status s = BuildStreamed(layers, dir / "disk.ext4");
@@ -280,10 +273,8 @@ TEST_F(Ext4WriterTest, RefusesNamesExt4CannotHoldAndEmptySymlinks) {
   for (auto [name, layer] : std::vector<std::pair<std::string, TarBuilder>>{
            {"long-name", TarBuilder().File("dir/" + std::string(256, 'n'), "x")},
            {"empty-symlink", TarBuilder().Symlink("l", "")}}) {
-    fs::path p = tmp_.path() / (name + ".tar");
-    std::ofstream(p, std::ios::binary) << layer.Build();
     ASSERT_TRUE(MakeDirs(tmp_.path() / name, 0755).ok());
-    std::vector<oci::LayerFile> layers = {{p, "sha256:" + name, ""}};
+    std::vector<oci::LayerFile> layers = {WriteLayer(tmp_.path(), name, layer)};
     EXPECT_FALSE(oci::FlattenLayers(layers, tmp_.path() / name).ok()) << name << ": the tree path accepts it";
     Status s = BuildStreamed(layers, tmp_.path() / (name + ".ext4"));
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << name << ": " << s.ToString();
@@ -294,10 +285,8 @@ TEST_F(Ext4WriterTest, RefusesNamesExt4CannotHoldAndEmptySymlinks) {
 TEST_F(Ext4WriterTest, ADiskTooSmallIsFullAndLeavesNothing) {
   TarBuilder b;
   b.File("big", RandomBytes(12 << 20, 5));
-  fs::path p = tmp_.path() / "big.tar";
-  std::ofstream(p, std::ios::binary) << b.Build();
   fs::path out = tmp_.path() / "small.ext4";
-  Status s = BuildStreamed({{p, "sha256:big", ""}}, out, 8ull << 20);
+  Status s = BuildStreamed({WriteLayer(tmp_.path(), "big", b)}, out, 8ull << 20);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.code(), StatusCode::kResourceExhausted) << s.ToString();
   EXPECT_NE(s.message().find("is full"), std::string::npos) << s.ToString();
@@ -306,9 +295,7 @@ TEST_F(Ext4WriterTest, ADiskTooSmallIsFullAndLeavesNothing) {
   // Out of inodes rather than blocks: 8 MiB has 512.
   TarBuilder many;
   for (int i = 0; i < 600; ++i) many.File("f" + std::to_string(i), "");
-  fs::path pm = tmp_.path() / "many.tar";
-  std::ofstream(pm, std::ios::binary) << many.Build();
-  s = BuildStreamed({{pm, "sha256:many", ""}}, out, 8ull << 20);
+  s = BuildStreamed({WriteLayer(tmp_.path(), "many", many)}, out, 8ull << 20);
   EXPECT_EQ(s.code(), StatusCode::kResourceExhausted) << s.ToString();
   EXPECT_FALSE(fs::exists(out));
 }
@@ -316,10 +303,8 @@ TEST_F(Ext4WriterTest, ADiskTooSmallIsFullAndLeavesNothing) {
 TEST_F(Ext4WriterTest, GrowsToTheDefaultSizeWhenTheTreeNeedsIt) {
   TarBuilder b;
   b.File("data", RandomBytes(9 << 20, 6));
-  fs::path p = tmp_.path() / "l.tar";
-  std::ofstream(p, std::ios::binary) << b.Build();
   fs::path out = tmp_.path() / "grown.ext4";
-  Status s = BuildStreamed({{p, "sha256:l", ""}}, out, 16ull << 20, /*grow=*/true);
+  Status s = BuildStreamed({WriteLayer(tmp_.path(), "l", b)}, out, 16ull << 20, /*grow=*/true);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(fs::file_size(out), DefaultDiskSize(9 << 20));
   std::string fsck;

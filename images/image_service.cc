@@ -492,10 +492,16 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
         pulled_or = options_.tree_source(src.oci_ref, tree, opts);
       }
       if (!pulled_or) {
-        // Blobs go to the blob cache, layers are unpacked into the staging tree.
-        fs::path where = IsNoSpace(pulled_or.error()) && FreeBytes(options_.blobs_dir).value_or(1) == 0
-                             ? options_.blobs_dir : tree;
-        return NoSpaceError(pulled_or.error(), where, "downloading and unpacking the layers of " + src.oci_ref);
+        // Blobs go to the blob cache, layers into the staging disk or tree.
+        if (IsNoSpace(pulled_or.error()) && FreeBytes(options_.blobs_dir).value_or(1) == 0) {
+          return NoSpaceError(pulled_or.error(), options_.blobs_dir,
+                              "downloading and unpacking the layers of " + src.oci_ref);
+        }
+        if (streamed) {
+          return NoSpaceError(pulled_or.error(), rootfs,
+                              "writing the root disk from the layers of " + src.oci_ref);
+        }
+        return NoSpaceError(pulled_or.error(), tree, "downloading and unpacking the layers of " + src.oci_ref);
       }
       oci::PulledImage pulled = std::move(*pulled_or);
       built.digest = pulled.manifest_digest;

@@ -24,6 +24,7 @@
 #include "base/command_runner.h"
 #include "base/files.h"
 #include "base/strings.h"
+#include "oci/test_layers.h"
 
 namespace banger::images::testing {
 
@@ -57,6 +58,23 @@ class TempDir {
 };
 
 /// What `debugfs -R "stat PATH"` says about one inode.
+/// A capability set (cap_net_raw+ep), as `setcap` writes it.
+inline const std::string kCapNetRaw("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+                                    "\x00\x00\x00\x00",
+                                    20);
+
+/// A tar entry of any type with explicit mode and owners.
+inline oci::testing::TarEntry Entry(std::string path, mode_t type, unsigned mode, int64_t uid = 0,
+                                    int64_t gid = 0) {
+  oci::testing::TarEntry e;
+  e.path = std::move(path);
+  e.type = type;
+  e.mode = mode;
+  e.uid = uid;
+  e.gid = gid;
+  return e;
+}
+
 struct InodeInfo {
   std::string type;  // "regular", "directory", "symlink", ...
   unsigned mode = 0; // permission bits incl. setuid (octal as printed)

@@ -50,12 +50,7 @@ class Fd {
 };
 
 std::string JoinPath(const std::vector<std::string>& comps, size_t n) {
-  std::string out;
-  for (size_t i = 0; i < n && i < comps.size(); ++i) {
-    if (i) out += '/';
-    out += comps[i];
-  }
-  return out;
+  return JoinLayerPath(comps, n);
 }
 
 
@@ -540,6 +535,15 @@ std::string ArchiveErrorOf(archive* a, int r) {
   if (msg && *msg) return msg;
   return r == ARCHIVE_FATAL ? "unreadable archive (libarchive gave no reason)"
                             : "archive error " + std::to_string(r) + " (libarchive gave no reason)";
+}
+
+std::string JoinLayerPath(const std::vector<std::string>& comps, size_t n) {
+  std::string out;
+  for (size_t i = 0; i < n && i < comps.size(); ++i) {
+    if (i) out += '/';
+    out += comps[i];
+  }
+  return out;
 }
 
 Status LayerEntryError(const LayerFile& layer, std::string_view entry, std::string_view why) {

@@ -129,6 +129,9 @@ Status ForEachLayerEntry(const LayerFile& layer, const FlattenProgressFn& progre
 Result<std::vector<std::string>> SplitLayerPath(const LayerFile& layer, std::string_view entry,
                                                 std::string_view raw);
 
+/// The first `n` components joined with '/' ("" for none).
+std::string JoinLayerPath(const std::vector<std::string>& comps, size_t n);
+
 /// InvalidArgument "layer <digest> entry \"<entry>\": <why>".
 Status LayerEntryError(const LayerFile& layer, std::string_view entry, std::string_view why);
 

@@ -200,13 +200,6 @@ Result<PulledImage> PullAndFlatten(const std::string& reference, const fs::path&
 
   auto apply_all = [&]() -> Result<FlattenStats> {
     std::unique_ptr<LayerSink> applier;
-    if (options.layer_sink) {
-      uint64_t compressed = 0;
-      for (const Descriptor& l : manifest.layers) compressed += l.size > 0 ? static_cast<uint64_t>(l.size) : 0;
-      BANGER_ASSIGN_OR_RETURN(applier, options.layer_sink(compressed));
-    } else {
-      BANGER_ASSIGN_OR_RETURN(applier, LayerApplier::Open(dest_dir, &out.manifest));
-    }
     for (size_t i = 0; i < n; ++i) {
       Slot slot;
       {
@@ -215,6 +208,13 @@ Result<PulledImage> PullAndFlatten(const std::string& reference, const fs::path&
         slot = slots[i];
       }
       BANGER_RETURN_IF_ERROR(slot.status);
+      if (!applier && options.layer_sink) {  // once there is a layer to write
+        uint64_t compressed = 0;
+        for (const Descriptor& l : manifest.layers) compressed += l.size > 0 ? static_cast<uint64_t>(l.size) : 0;
+        BANGER_ASSIGN_OR_RETURN(applier, options.layer_sink(compressed));
+      } else if (!applier) {
+        BANGER_ASSIGN_OR_RETURN(applier, LayerApplier::Open(dest_dir, &out.manifest));
+      }
       const Descriptor& l = manifest.layers[i];
       uint64_t total = l.size > 0 ? static_cast<uint64_t>(l.size) : 0;
       if (slot.bytes > 0) spdlog::debug("{}: fetched layer {} ({} bytes)", what, l.digest, slot.bytes);
@@ -223,6 +223,13 @@ Result<PulledImage> PullAndFlatten(const std::string& reference, const fs::path&
       BANGER_RETURN_IF_ERROR(applier->Apply(layers[i], [&](const LayerFile& layer, uint64_t done, uint64_t t) {
         Report(options, "flatten", layer.digest, done, t);
       }));
+    }
+    if (!applier) {  // an image without layers
+      if (options.layer_sink) {
+        BANGER_ASSIGN_OR_RETURN(applier, options.layer_sink(0));
+      } else {
+        BANGER_ASSIGN_OR_RETURN(applier, LayerApplier::Open(dest_dir, &out.manifest));
+      }
     }
     return applier->Finish();
   };

@@ -54,8 +54,9 @@ struct PullOptions {
   // the result has the digest and config but no tree (flattened == false).
   std::function<Result<bool>(const std::string& manifest_digest)> reuse_check;
   // Where the layers go instead of dest_dir (images/: an ext4 disk written
-  // straight from the layer streams). Called once, before the first layer is
-  // applied, with the sum of the layers' compressed sizes. Unset: the layers
+  // straight from the layer streams). Called once, when the first layer is
+  // downloaded (not at all if a download fails first), with the sum of the
+  // layers' compressed sizes. Unset: the layers
   // are flattened into dest_dir and the result has the tree's manifest.
   std::function<Result<std::unique_ptr<LayerSink>>(uint64_t compressed_bytes)> layer_sink;
 };
