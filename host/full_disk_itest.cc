@@ -137,6 +137,35 @@ class FullDiskTest : public ::testing::Test {
     EXPECT_NE(s.message().find(" while " + step), std::string::npos) << s.ToString();
   }
 
+  // Pulls a 4 MiB image once (its blob stays cached), removes it and its
+  // cached disk, then pulls again with `free` bytes left: the disk build must
+  // fail naming `step` (an OCI step is followed by the reference), leave
+  // nothing, and succeed once the space is back.
+  void RootDiskBuildRunsOutThenSucceeds(const std::string& repo, uint64_t free, std::string step) {
+    std::string ref = PushImage(repo, 4 << 20);
+    auto first = host_->images().Pull(ref, {});
+    ASSERT_TRUE(first.ok()) << first.error().ToString();
+    ASSERT_TRUE(host_->images().Remove(first->name).ok());
+    // The built disk stays in the root-disk cache (images/disk_cache.h) after
+    // rm; drop it as `image prune` would, so the pull builds the disk again.
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(small_ / "state" / "disks", ec)) {
+      if (e.path().extension() == ".ext4") fs::remove(e.path(), ec);
+    }
+    if (step.back() == ' ') step += ref;
+    LeaveFree(free);
+    auto rec = host_->images().Pull(ref, {});
+    ASSERT_FALSE(rec.ok());
+    ExpectNoSpace(rec.error(), step);
+    EXPECT_EQ(Leftovers(small_ / "state"), std::vector<std::string>{});
+    EXPECT_TRUE(host_->images().List()->empty());
+    EXPECT_EQ(IntegrityCheck(), "ok");
+
+    Free();
+    rec = host_->images().Pull(ref, {});
+    ASSERT_TRUE(rec.ok()) << rec.error().ToString();
+  }
+
   TempDir dir_;
   fs::path small_;
   bool mounted_ = false;
@@ -163,59 +192,19 @@ TEST_F(FullDiskTest, ImagePullThatRunsOutWhileDownloadingFailsClearlyAndSucceeds
 }
 
 TEST_F(FullDiskTest, RootDiskBuildThatRunsOutFailsClearlyAndSucceedsOnceSpaceIsFreed) {
-  std::string ref = PushImage("full/mkfs", 4 << 20);
-  // Pull once so the blobs are cached, then remove the image: the next pull
-  // only unpacks and builds the disk.
-  auto first = host_->images().Pull(ref, {});
-  ASSERT_TRUE(first.ok()) << first.error().ToString();
-  ASSERT_TRUE(host_->images().Remove(first->name).ok());
-  // The built disk stays in the root-disk cache (images/disk_cache.h) after
-  // rm; drop it as `image prune` would, so the pull builds the disk again.
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(small_ / "state" / "disks", ec)) {
-    if (e.path().extension() == ".ext4") fs::remove(e.path(), ec);
-  }
   // The disk is written straight from the cached layer (no tree): room for
   // half of its 4 MiB file.
-  LeaveFree(2 << 20);
-  auto rec = host_->images().Pull(ref, {});
-  ASSERT_FALSE(rec.ok());
-  ExpectNoSpace(rec.error(), "writing the root disk from the layers of " + ref);
-  EXPECT_EQ(Leftovers(small_ / "state"), std::vector<std::string>{});
-  EXPECT_TRUE(host_->images().List()->empty());
-  EXPECT_EQ(IntegrityCheck(), "ok");
-
-  Free();
-  rec = host_->images().Pull(ref, {});
-  ASSERT_TRUE(rec.ok()) << rec.error().ToString();
+  RootDiskBuildRunsOutThenSucceeds("full/mkfs", 2 << 20, "writing the root disk from the layers of ");
 }
 
 TEST_F(FullDiskTest, RootDiskBuildFromATreeThatRunsOutFailsClearlyAndSucceedsOnceSpaceIsFreed) {
   // The tree path (recipes, imports, BANGER_DISK_WRITER=tree): the layer is
-  // unpacked into a tree first, then mkfs.ext4 -d copies it.
+  // unpacked into a tree first, then mkfs.ext4 -d copies it. Room for the
+  // tree (4 MiB), not for the disk as well.
   ::setenv("BANGER_DISK_WRITER", "tree", 1);
   Reopen();
   ::unsetenv("BANGER_DISK_WRITER");
-  std::string ref = PushImage("full/tree", 4 << 20);
-  auto first = host_->images().Pull(ref, {});
-  ASSERT_TRUE(first.ok()) << first.error().ToString();
-  ASSERT_TRUE(host_->images().Remove(first->name).ok());
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(small_ / "state" / "disks", ec)) {
-    if (e.path().extension() == ".ext4") fs::remove(e.path(), ec);
-  }
-  // Room for the unpacked tree (4 MiB), not for the disk as well.
-  LeaveFree(6 << 20);
-  auto rec = host_->images().Pull(ref, {});
-  ASSERT_FALSE(rec.ok());
-  ExpectNoSpace(rec.error(), "building the root disk (mkfs.ext4 -d)");
-  EXPECT_EQ(Leftovers(small_ / "state"), std::vector<std::string>{});
-  EXPECT_TRUE(host_->images().List()->empty());
-  EXPECT_EQ(IntegrityCheck(), "ok");
-
-  Free();
-  rec = host_->images().Pull(ref, {});
-  ASSERT_TRUE(rec.ok()) << rec.error().ToString();
+  RootDiskBuildRunsOutThenSucceeds("full/tree", 6 << 20, "building the root disk (mkfs.ext4 -d)");
 }
 
 TEST_F(FullDiskTest, KernelImportThatRunsOutFailsClearlyAndSucceedsOnceSpaceIsFreed) {
