@@ -51,6 +51,10 @@ Status Open(const fs::path& image, bool write, FsHandle& h) {
   return OkStatus();
 }
 
+std::string Join(const std::string& dir, const std::string& name) {
+  return dir.empty() ? name : dir + "/" + name;
+}
+
 uint32_t InodeUid(const ext2_inode_large& in) { return inode_uid(in); }
 uint32_t InodeGid(const ext2_inode_large& in) { return inode_gid(in); }
 

@@ -38,6 +38,9 @@ class FsHandle {
 /// Opens `image` (read-write with bitmaps loaded when `write`).
 Status Open(const std::filesystem::path& image, bool write, FsHandle& h);
 
+/// "dir/name", or "name" when dir is "" (paths inside a disk, no leading '/').
+std::string Join(const std::string& dir, const std::string& name);
+
 uint32_t InodeUid(const ext2_inode_large& in);
 uint32_t InodeGid(const ext2_inode_large& in);
 void SetOwner(ext2_inode_large& in, uint32_t uid, uint32_t gid);

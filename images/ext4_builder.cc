@@ -61,6 +61,15 @@ uint64_t DefaultDiskSize(uint64_t tree_bytes) {
   return RoundUp(std::max(padded, kMinDefaultDiskBytes), kMiB);
 }
 
+Result<uint64_t> CheckedDiskSize(uint64_t size_bytes, const fs::path& out) {
+  size_bytes = RoundUp(size_bytes, kBlock);
+  if (size_bytes < 8 * kMiB) {
+    return InvalidArgument("disk size " + FormatByteSize(size_bytes) + " for " + out.string() +
+                           " is below the 8MiB minimum");
+  }
+  return size_bytes;
+}
+
 Status FormatExt4(CommandRunner& runner, const fs::path& out, uint64_t size_bytes, uint64_t inodes,
                   const fs::path* tree) {
   int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -95,11 +104,7 @@ Status BuildExt4(CommandRunner& runner, const fs::path& tree, const fs::path& ou
                  uint64_t size_bytes, const oci::TreeManifest* manifest) {
   BANGER_ASSIGN_OR_RETURN(TreeUsage usage, MeasureTree(tree));
   if (size_bytes == 0) size_bytes = DefaultDiskSize(usage.bytes);
-  size_bytes = RoundUp(size_bytes, kBlock);
-  if (size_bytes < 8 * kMiB) {
-    return InvalidArgument("disk size " + FormatByteSize(size_bytes) + " for " + out.string() +
-                           " is below the 8MiB minimum");
-  }
+  BANGER_ASSIGN_OR_RETURN(size_bytes, CheckedDiskSize(size_bytes, out));
   if (size_bytes < usage.bytes) {
     return InvalidArgument("disk size " + HumanBytes(size_bytes) + " is smaller than the " +
                            HumanBytes(usage.bytes) + " the tree " + tree.string() + " needs");

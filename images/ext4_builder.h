@@ -25,6 +25,10 @@ Result<TreeUsage> MeasureTree(const std::filesystem::path& tree);
 /// max(tree_bytes * 1.25, 1 GiB), rounded up to a whole MiB.
 uint64_t DefaultDiskSize(uint64_t tree_bytes);
 
+/// `size_bytes` rounded up to whole 4 KiB blocks; InvalidArgument naming
+/// `out` when that is below the 8 MiB minimum.
+Result<uint64_t> CheckedDiskSize(uint64_t size_bytes, const std::filesystem::path& out);
+
 /// Creates `out` (which must not exist) as a sparse file of `size_bytes`
 /// (a multiple of 4 KiB) and runs `mkfs.ext4` on it: label "rootfs", 4 KiB
 /// blocks, `inodes` inodes, the root directory 0:0, a copy of `tree` when

@@ -46,10 +46,6 @@ Result<std::vector<Child>> ListDir(ext2_filsys fs, ext2_ino_t dir, const std::st
   return children;
 }
 
-std::string Join(const std::string& dir, const std::string& name) {
-  return dir.empty() ? name : dir + "/" + name;
-}
-
 // Whether the inode carries any xattr (in the inode body or an EA block),
 // without opening an xattr handle.
 bool HasXattrs(ext2_filsys fs, ext2_ino_t ino, const ext2_inode_large& in) {

@@ -51,14 +51,6 @@ struct Node {
   bool is_dir() const { return S_ISDIR(inode->meta.mode); }
 };
 
-std::string JoinPath(const std::vector<std::string>& comps, size_t n) {
-  return oci::JoinLayerPath(comps, n);
-}
-
-std::string Join(const std::string& dir, const std::string& name) {
-  return dir.empty() ? name : dir + "/" + name;
-}
-
 std::unique_ptr<Node> ImplicitDir() {
   auto n = std::make_unique<Node>();
   n->inode = std::make_shared<Inode>();
@@ -83,7 +75,6 @@ struct Ext4DiskWriter::Impl {
   const oci::LayerFile* layer = nullptr;
   uint32_t layer_index = kNoLayer;
   oci::FlattenStats stats;
-  std::vector<char> buf;
 
   Impl(CommandRunner& r, fs::path o) : runner(r), out(std::move(o)) {}
 
@@ -111,16 +102,16 @@ struct Ext4DiskWriter::Impl {
     for (size_t i = 0; i < n; ++i) {
       auto it = cur->children.find(comps[i]);
       if (it == cur->children.end()) {
-        if (!create) return NotFound("\"" + JoinPath(comps, i + 1) + "\" does not exist");
+        if (!create) return NotFound("\"" + oci::JoinLayerPath(comps, i + 1) + "\" does not exist");
         it = cur->children.emplace(comps[i], ImplicitDir()).first;
       }
       Node* next = it->second.get();
       if (S_ISLNK(next->inode->meta.mode)) {
-        return EntryError(entry, "path escapes the root (parent \"" + JoinPath(comps, i + 1) +
+        return EntryError(entry, "path escapes the root (parent \"" + oci::JoinLayerPath(comps, i + 1) +
                                      "\" is a symlink)");
       }
       if (!next->is_dir()) {
-        return EntryError(entry, "parent \"" + JoinPath(comps, i + 1) + "\" is not a directory");
+        return EntryError(entry, "parent \"" + oci::JoinLayerPath(comps, i + 1) + "\" is not a directory");
       }
       cur = next;
     }
@@ -277,12 +268,12 @@ struct Ext4DiskWriter::Impl {
       return EntryError(entry, "refusing to replace the root directory");
     }
     const std::string name = comps.back();
-    const std::string path = JoinPath(comps, comps.size());
+    const std::string path = oci::JoinLayerPath(comps, comps.size());
 
     if (StartsWith(name, oci::kWhiteoutPrefix)) {
       if (name == oci::kOpaqueMarker) {
         BANGER_ASSIGN_OR_RETURN(Node * dir, Walk(entry, comps, comps.size() - 1, /*create=*/true));
-        return CleanOpaque(*dir, JoinPath(comps, comps.size() - 1));
+        return CleanOpaque(*dir, oci::JoinLayerPath(comps, comps.size() - 1));
       }
       std::string target = name.substr(oci::kWhiteoutPrefix.size());
       if (target.empty() || target == "." || target == "..") {
@@ -296,7 +287,7 @@ struct Ext4DiskWriter::Impl {
         if (parent.error().code() == StatusCode::kNotFound) return OkStatus();
         return parent.error();
       }
-      return Remove(**parent, target, JoinPath(tcomps, tcomps.size()));
+      return Remove(**parent, target, oci::JoinLayerPath(tcomps, tcomps.size()));
     }
 
     BANGER_ASSIGN_OR_RETURN(Node * parent, Walk(entry, comps, comps.size() - 1, /*create=*/true));
@@ -344,7 +335,6 @@ struct Ext4DiskWriter::Impl {
           if (existing != parent->children.end()) {
             // A directory again: new metadata, same contents.
             existing->second->inode = std::move(in);
-            parent->children[name]->touched = layer_index;
             Touch(comps);
             return OkStatus();
           }
@@ -448,11 +438,7 @@ Ext4DiskWriter::~Ext4DiskWriter() = default;
 Result<std::unique_ptr<Ext4DiskWriter>> Ext4DiskWriter::Create(CommandRunner& runner,
                                                               const fs::path& out,
                                                               uint64_t size_bytes, bool grow) {
-  size_bytes = RoundUp(size_bytes, kBlock);
-  if (size_bytes < 8 * (1ull << 20)) {
-    return InvalidArgument("disk size " + FormatByteSize(size_bytes) + " for " + out.string() +
-                           " is below the 8MiB minimum");
-  }
+  BANGER_ASSIGN_OR_RETURN(size_bytes, CheckedDiskSize(size_bytes, out));
   BANGER_RETURN_IF_ERROR(FormatExt4(runner, out, size_bytes, size_bytes / 16384, nullptr));
   auto impl = std::make_unique<Impl>(runner, out);
   impl->size_bytes = size_bytes;

@@ -493,15 +493,13 @@ Status ImageService::BuildInto(const Source& src, const PullRequest& request, St
       }
       if (!pulled_or) {
         // Blobs go to the blob cache, layers into the staging disk or tree.
-        if (IsNoSpace(pulled_or.error()) && FreeBytes(options_.blobs_dir).value_or(1) == 0) {
-          return NoSpaceError(pulled_or.error(), options_.blobs_dir,
-                              "downloading and unpacking the layers of " + src.oci_ref);
-        }
-        if (streamed) {
+        bool blobs_full = IsNoSpace(pulled_or.error()) && FreeBytes(options_.blobs_dir).value_or(1) == 0;
+        if (streamed && !blobs_full) {
           return NoSpaceError(pulled_or.error(), rootfs,
                               "writing the root disk from the layers of " + src.oci_ref);
         }
-        return NoSpaceError(pulled_or.error(), tree, "downloading and unpacking the layers of " + src.oci_ref);
+        return NoSpaceError(pulled_or.error(), blobs_full ? options_.blobs_dir : tree,
+                            "downloading and unpacking the layers of " + src.oci_ref);
       }
       oci::PulledImage pulled = std::move(*pulled_or);
       built.digest = pulled.manifest_digest;

@@ -49,10 +49,6 @@ class Fd {
   int fd_ = -1;
 };
 
-std::string JoinPath(const std::vector<std::string>& comps, size_t n) {
-  return JoinLayerPath(comps, n);
-}
-
 
 class Flattener {
  public:
@@ -114,7 +110,7 @@ Result<Fd> Flattener::OpenDir(std::string_view entry, const std::vector<std::str
     int fd = ::openat(cur.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && create) {
       if (::mkdirat(cur.get(), c.c_str(), 0755) != 0 && errno != EEXIST) {
-        return EntryErrno(entry, errno, "create parent " + JoinPath(comps, i + 1));
+        return EntryErrno(entry, errno, "create parent " + JoinLayerPath(comps, i + 1));
       }
       fd = ::openat(cur.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     }
@@ -123,14 +119,14 @@ Result<Fd> Flattener::OpenDir(std::string_view entry, const std::vector<std::str
       struct stat st {};
       if (::fstatat(cur.get(), c.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISLNK(st.st_mode)) {
-          return EntryError(entry, "path escapes the root (parent \"" + JoinPath(comps, i + 1) +
+          return EntryError(entry, "path escapes the root (parent \"" + JoinLayerPath(comps, i + 1) +
                                        "\" is a symlink)");
         }
         if (!S_ISDIR(st.st_mode)) {
-          return EntryError(entry, "parent \"" + JoinPath(comps, i + 1) + "\" is not a directory");
+          return EntryError(entry, "parent \"" + JoinLayerPath(comps, i + 1) + "\" is not a directory");
         }
       }
-      return EntryErrno(entry, err, "open parent " + JoinPath(comps, i + 1));
+      return EntryErrno(entry, err, "open parent " + JoinLayerPath(comps, i + 1));
     }
     cur = Fd(fd);
   }
@@ -322,12 +318,12 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
     return EntryError(entry, "refusing to replace the root directory");
   }
   const std::string name = comps.back();
-  const std::string path = JoinPath(comps, comps.size());
+  const std::string path = JoinLayerPath(comps, comps.size());
 
   if (StartsWith(name, kWhiteoutPrefix)) {
     if (name == kOpaqueMarker) {
       BANGER_ASSIGN_OR_RETURN(Fd dir, OpenDir(entry, comps, comps.size() - 1, /*create=*/true));
-      std::string dir_path = JoinPath(comps, comps.size() - 1);
+      std::string dir_path = JoinLayerPath(comps, comps.size() - 1);
       if (manifest_) {
         // Entries that exist only in the manifest (devices) are not seen by
         // CleanOpaque's readdir.
@@ -349,7 +345,7 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
     }
     std::vector<std::string> tcomps = comps;
     tcomps.back() = target;
-    std::string tpath = JoinPath(tcomps, tcomps.size());
+    std::string tpath = JoinLayerPath(tcomps, tcomps.size());
     if (WrittenInLayer(tpath)) return OkStatus();  // only lower layers are whited out
     auto parent = OpenParent(entry, comps, /*create=*/false);
     if (!parent) {
@@ -381,7 +377,7 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
     if (tcomps.empty()) return EntryError(entry, "hard link to the root directory");
     auto tparent = OpenParent(entry, tcomps, /*create=*/false);
     if (!tparent) return tparent.error().WithContext("hard link target \"" + std::string(hardlink) + "\"");
-    std::string tpath = JoinPath(tcomps, tcomps.size());
+    std::string tpath = JoinLayerPath(tcomps, tcomps.size());
     if (manifest_) {
       auto target = manifest_->find(tpath);
       if (target != manifest_->end() &&

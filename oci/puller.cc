@@ -199,7 +199,14 @@ Result<PulledImage> PullAndFlatten(const std::string& reference, const fs::path&
   };
 
   auto apply_all = [&]() -> Result<FlattenStats> {
+    // The tree opens up front; a caller's sink (a disk to format) only once
+    // there is a layer to write.
     std::unique_ptr<LayerSink> applier;
+    if (!options.layer_sink) {
+      BANGER_ASSIGN_OR_RETURN(applier, LayerApplier::Open(dest_dir, &out.manifest));
+    }
+    uint64_t compressed = 0;
+    for (const Descriptor& l : manifest.layers) compressed += l.size > 0 ? static_cast<uint64_t>(l.size) : 0;
     for (size_t i = 0; i < n; ++i) {
       Slot slot;
       {
@@ -208,12 +215,8 @@ Result<PulledImage> PullAndFlatten(const std::string& reference, const fs::path&
         slot = slots[i];
       }
       BANGER_RETURN_IF_ERROR(slot.status);
-      if (!applier && options.layer_sink) {  // once there is a layer to write
-        uint64_t compressed = 0;
-        for (const Descriptor& l : manifest.layers) compressed += l.size > 0 ? static_cast<uint64_t>(l.size) : 0;
+      if (!applier) {
         BANGER_ASSIGN_OR_RETURN(applier, options.layer_sink(compressed));
-      } else if (!applier) {
-        BANGER_ASSIGN_OR_RETURN(applier, LayerApplier::Open(dest_dir, &out.manifest));
       }
       const Descriptor& l = manifest.layers[i];
       uint64_t total = l.size > 0 ? static_cast<uint64_t>(l.size) : 0;
@@ -225,11 +228,7 @@ Result<PulledImage> PullAndFlatten(const std::string& reference, const fs::path&
       }));
     }
     if (!applier) {  // an image without layers
-      if (options.layer_sink) {
-        BANGER_ASSIGN_OR_RETURN(applier, options.layer_sink(0));
-      } else {
-        BANGER_ASSIGN_OR_RETURN(applier, LayerApplier::Open(dest_dir, &out.manifest));
-      }
+      BANGER_ASSIGN_OR_RETURN(applier, options.layer_sink(compressed));
     }
     return applier->Finish();
   };
