@@ -348,33 +348,44 @@ bool SetInterface(int sock, const std::string& ifname, uint32_t addr, uint32_t m
   return true;
 }
 
-void ConfigureNetwork(const AgentConfig& c) {
+// Loopback: the same in every sandbox, so a held boot brings it up before
+// it holds and a restore does not pay for it.
+void BringUpLoopback() {
   int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (sock < 0) {
     Log(Errno("socket"));
     return;
   }
   SetInterface(sock, "lo", 0, 0);
-  if (c.network) {
-    const AgentNetwork& n = *c.network;
-    if (!WaitForPath("/sys/class/net/" + n.interface, 10000)) {
-      Log("network interface " + n.interface + " did not appear");
-    } else {
-      uint32_t addr = *ParseIpv4(n.address);
-      uint32_t mask = n.prefix == 0 ? 0 : htonl(~uint32_t{0} << (32 - n.prefix));
-      if (SetInterface(sock, n.interface, addr, mask) && !n.gateway.empty()) {
-        rtentry rt{};
-        auto* dst = reinterpret_cast<sockaddr_in*>(&rt.rt_dst);
-        auto* gw = reinterpret_cast<sockaddr_in*>(&rt.rt_gateway);
-        auto* msk = reinterpret_cast<sockaddr_in*>(&rt.rt_genmask);
-        dst->sin_family = gw->sin_family = msk->sin_family = AF_INET;
-        gw->sin_addr.s_addr = *ParseIpv4(n.gateway);
-        rt.rt_flags = RTF_UP | RTF_GATEWAY;
-        std::string dev = n.interface;
-        rt.rt_dev = dev.data();
-        if (::ioctl(sock, SIOCADDRT, &rt) != 0 && errno != EEXIST) Log(Errno("add default route"));
-      }
-    }
+  ::close(sock);
+}
+
+// The sandbox's NIC: address, netmask, default route.
+void ConfigureNetwork(const AgentConfig& c) {
+  if (!c.network) return;
+  const AgentNetwork& n = *c.network;
+  if (!WaitForPath("/sys/class/net/" + n.interface, 10000)) {
+    Log("network interface " + n.interface + " did not appear");
+    return;
+  }
+  int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) {
+    Log(Errno("socket"));
+    return;
+  }
+  uint32_t addr = *ParseIpv4(n.address);
+  uint32_t mask = n.prefix == 0 ? 0 : htonl(~uint32_t{0} << (32 - n.prefix));
+  if (SetInterface(sock, n.interface, addr, mask) && !n.gateway.empty()) {
+    rtentry rt{};
+    auto* dst = reinterpret_cast<sockaddr_in*>(&rt.rt_dst);
+    auto* gw = reinterpret_cast<sockaddr_in*>(&rt.rt_gateway);
+    auto* msk = reinterpret_cast<sockaddr_in*>(&rt.rt_genmask);
+    dst->sin_family = gw->sin_family = msk->sin_family = AF_INET;
+    gw->sin_addr.s_addr = *ParseIpv4(n.gateway);
+    rt.rt_flags = RTF_UP | RTF_GATEWAY;
+    std::string dev = n.interface;
+    rt.rt_dev = dev.data();
+    if (::ioctl(sock, SIOCADDRT, &rt) != 0 && errno != EEXIST) Log(Errno("add default route"));
   }
   ::close(sock);
 }
@@ -736,7 +747,8 @@ int RunAsInit() {
     // A template: nothing of a sandbox's identity is set until IDENTITY.
     Channel channel = FindChannel(config->agent_port, 10000);
     if (channel.fd < 0) Fatal("hold: no host channel to receive the identity on");
-    EnterNewRoot();  // identity-free, so a restore does not pay for it
+    EnterNewRoot();  // identity-free steps: a restore does not pay for them
+    BringUpLoopback();
     ServerOptions opts = BaseServerOptions(*config);
     opts.mode = "init";
     opts.held = true;
@@ -749,6 +761,7 @@ int RunAsInit() {
     PowerOff();
   }
 
+  BringUpLoopback();
   ConfigureNetwork(*config);
   Channel channel = FindChannel(config->agent_port, 10000);
   bool use_image_init = EnterSandbox(*config, /*new_identity=*/false, /*in_new_root=*/false);

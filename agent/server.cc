@@ -91,6 +91,7 @@ class Server {
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGIO);  // a virtio port's host attaching (WatchPort)
     sigprocmask(SIG_BLOCK, &mask, nullptr);
     sig_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sig_fd_ < 0) {
@@ -124,6 +125,17 @@ class Server {
     h.boot_ms = BootMs();
     h.mode = Mode();
     return h;
+  }
+
+  // Asks for SIGIO on the virtio port (to this process: after the held
+  // boot's fork the child serves) or stops it. False when the port cannot
+  // signal, so the caller polls it instead.
+  bool WatchPort(bool on) {
+    if (on && ::fcntl(port_fd_, F_SETOWN, ::getpid()) != 0) return false;
+    int flags = ::fcntl(port_fd_, F_GETFL);
+    if (flags < 0) return false;
+    int want = on ? (flags | O_ASYNC) : (flags & ~O_ASYNC);
+    return want == flags || ::fcntl(port_fd_, F_SETFL, want) == 0;
   }
 
   void OnDisconnected() {
@@ -189,13 +201,18 @@ class Server {
     int timeout = -1;
     if (listen_fd_ >= 0 && !Connected()) add(listen_fd_, POLLIN, Slot::kListen, nullptr);
     if (port_fd_ >= 0 && !Connected()) {
-      // A virtio port reports POLLHUP while no host is attached; probe it.
+      // A virtio port reports POLLHUP while no host is attached, so poll
+      // cannot wait for one; the kernel signals SIGIO (into sig_fd_) when
+      // the host attaches. Armed before the probe, so an attach between the
+      // two still wakes us; the timeout is only a fallback.
+      bool signalled = WatchPort(true);
       pollfd p{port_fd_, POLLIN, 0};
       int r = ::poll(&p, 1, 0);
       if (r >= 0 && !(p.revents & POLLHUP)) {
+        WatchPort(false);  // data would raise SIGIO too: not while attached
         OnConnected(port_fd_);
       } else {
-        timeout = 100;
+        timeout = signalled ? 1000 : 100;
       }
     }
     if (Connected()) {

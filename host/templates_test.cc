@@ -43,7 +43,7 @@ class TemplatesTest : public ::testing::Test {
     return [calls](const fs::path& staging) -> Result<VmTemplateFiles> {
       ++*calls;
       VmTemplateFiles f;
-      f.state_file = staging / "state.zst";
+      f.state_file = staging / "state.bin";
       f.disk_layer = staging / "disk.qcow2";
       BANGER_RETURN_IF_ERROR(WriteFileAtomic(f.state_file, "state", 0600));
       BANGER_RETURN_IF_ERROR(WriteFileAtomic(f.disk_layer, Qcow2Header("/base.ext4"), 0600));
@@ -114,7 +114,7 @@ TEST_F(TemplatesTest, BuildsOncePublishesAndFindsItAgain) {
 
 TEST_F(TemplatesTest, AFailedBuildPublishesNothingAndLeavesNoStaging) {
   auto t = EnsureTemplate(layout_, clock_, Identity(), [](const fs::path& staging) -> Result<VmTemplateFiles> {
-    (void)WriteFileAtomic(staging / "state.zst", "half", 0600);
+    (void)WriteFileAtomic(staging / "state.bin", "half", 0600);
     return Internal("QEMU died while saving");
   });
   ASSERT_FALSE(t.ok());

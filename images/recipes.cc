@@ -66,11 +66,13 @@ bool SafeRelative(std::string_view p) {
 
 constexpr char kInittab[] =
     "# banger busybox: minimal init\n"
-    "# Under banger the guest agent has already mounted /proc, /sys and /run.\n"
-    "::sysinit:/bin/sh -c 'mountpoint -q /proc || mount -t proc proc /proc'\n"
-    "::sysinit:/bin/sh -c 'mountpoint -q /sys || mount -t sysfs sysfs /sys'\n"
-    "::sysinit:/bin/sh -c 'mountpoint -q /run || mount -t tmpfs tmpfs /run'\n"
-    "::sysinit:/bin/hostname -F /etc/hostname\n"
+    "# Under banger the guest agent has already mounted /proc, /sys and /run:\n"
+    "# mount only what is missing (Debian's busybox has no mountpoint applet),\n"
+    "# never over the agent's mounts. One shell: each process costs at boot.\n"
+    "::sysinit:/bin/sh -c '[ -e /proc/self ] || mount -t proc proc /proc;"
+    " grep -qs \" /sys \" /proc/mounts || mount -t sysfs sysfs /sys;"
+    " grep -qs \" /run \" /proc/mounts || mount -t tmpfs tmpfs /run;"
+    " hostname -F /etc/hostname'\n"
     "::ctrlaltdel:/sbin/reboot\n"
     "::shutdown:/bin/umount -a -r\n";
 

@@ -251,7 +251,8 @@ KvmVerdict ProbeKvmNow(std::chrono::milliseconds deadline) {
   int64_t took = NowMs() - start;
   if (!got) {
     v.reason = timed_out ? "a probe VM did not reach HLT within " + std::to_string(deadline.count()) +
-                               " ms (the vCPU is stuck, e.g. in KVM's instruction emulator)"
+                               " ms (the vCPU is stuck, e.g. in KVM's instruction emulator" +
+                               (pvm ? "; KVM here is nested through PVM (module kvm_pvm)" : "") + ")"
                          : "the KVM probe process ended without a report (" +
                                (WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
                                                     : "exit " + std::to_string(WEXITSTATUS(status))) +

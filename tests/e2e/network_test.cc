@@ -80,10 +80,10 @@ std::string BoxYaml(const Box& b) {
   o.readiness = R"(["sh", "-c", "wget -q -O - http://127.0.0.1/ | grep -q hello-from-)" + b.name + R"("])";
   // The busybox recipe's inittab (images/recipes.cc) plus the servers.
   std::string inittab =
-      "        ::sysinit:/bin/sh -c 'mountpoint -q /proc || mount -t proc proc /proc'\n"
-      "        ::sysinit:/bin/sh -c 'mountpoint -q /sys || mount -t sysfs sysfs /sys'\n"
-      "        ::sysinit:/bin/sh -c 'mountpoint -q /run || mount -t tmpfs tmpfs /run'\n"
-      "        ::sysinit:/bin/hostname -F /etc/hostname\n"
+      "        ::sysinit:/bin/sh -c '[ -e /proc/self ] || mount -t proc proc /proc;"
+      " grep -qs \" /sys \" /proc/mounts || mount -t sysfs sysfs /sys;"
+      " grep -qs \" /run \" /proc/mounts || mount -t tmpfs tmpfs /run;"
+      " hostname -F /etc/hostname'\n"
       "        ::respawn:/bin/busybox httpd -f -p 80 -h /www\n";
   if (b.udp_echo) inittab += "        ::respawn:/usr/local/bin/udp-echo " + std::to_string(kUdpEchoPort) + "\n";
   inittab +=

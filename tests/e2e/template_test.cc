@@ -224,7 +224,7 @@ TEST_F(TemplateTest, ABrokenRestoreBootsColdAndSaysWhy) {
   json t = Templates();
   ASSERT_EQ(t.size(), 1u);
   // The state file is cut short: the restoring QEMU fails while loading it.
-  fs::path state = fs::path(e_.state_) / "templates" / t[0].value("hash", "") / "state.zst";
+  fs::path state = fs::path(e_.state_) / "templates" / t[0].value("hash", "") / "state.bin";
   ASSERT_TRUE(fs::exists(state));
   fs::resize_file(state, fs::file_size(state) / 2);
 

@@ -84,6 +84,12 @@ TEST_F(VmTest, ApplyBootsBusyboxSandboxAndExecSeesImageFilesAndExitCodes) {
   CommandOutput logs = Banger({"logs", "one"});
   EXPECT_EQ(logs.exit_code, 0) << logs.stderr_data;
   EXPECT_NE(logs.stdout_data.find("Linux version"), std::string::npos) << "serial console has the kernel's boot log";
+  // The image's init mounts nothing over the agent's /proc, /sys and /run
+  // (its sysinit ran long ago: the console shows its errors, if any).
+  EXPECT_EQ(logs.stdout_data.find("not found"), std::string::npos) << logs.stdout_data;
+  CommandOutput mounts = Exec("one", {"sh", "-c", "grep -c ' /run ' /proc/mounts; grep -c ' /proc ' /proc/mounts"});
+  EXPECT_EQ(mounts.stdout_data, "1\n1\n") << Exec("one", {"cat", "/proc/mounts"}).stdout_data;
+  EXPECT_EQ(Exec("one", {"test", "-x", "/run/banger/agent"}).exit_code, 0) << "the agent's /run is not hidden";
 
   // A second apply of the same spec changes nothing.
   CommandOutput plan = Banger({"plan", "-f", f, "--detailed-exitcode"});
