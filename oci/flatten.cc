@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/strings.h"
+#include "base/unique_fd.h"
 
 namespace banger::oci {
 
@@ -22,37 +23,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() { Reset(); }
-  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      Reset();
-      fd_ = o.fd_;
-      o.fd_ = -1;
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
 
 class Flattener {
  public:
-  Flattener(Fd root, TreeManifest* manifest) : root_(std::move(root)), manifest_(manifest) {}
+  Flattener(UniqueFd root, TreeManifest* manifest) : root_(std::move(root)), manifest_(manifest) {}
 
   Status Apply(const LayerFile& layer, const FlattenProgressFn& progress);
   Status Finish();
@@ -70,9 +44,9 @@ class Flattener {
   Result<std::vector<std::string>> SplitPath(std::string_view entry, std::string_view raw) const;
   // Opens the directory holding the last component, creating missing parents
   // when `create`. Refuses to pass through symlinks or non-directories.
-  Result<Fd> OpenParent(std::string_view entry, const std::vector<std::string>& comps,
+  Result<UniqueFd> OpenParent(std::string_view entry, const std::vector<std::string>& comps,
                         bool create);
-  Result<Fd> OpenDir(std::string_view entry, const std::vector<std::string>& comps, size_t n,
+  Result<UniqueFd> OpenDir(std::string_view entry, const std::vector<std::string>& comps, size_t n,
                      bool create);
   Status RemoveTree(int dirfd, const std::string& name, std::string_view entry);
   Status CleanOpaque(int dirfd, const std::string& dir_path, std::string_view entry);
@@ -87,7 +61,7 @@ class Flattener {
   Status WriteData(archive* a, int fd, archive_entry* e, std::string_view entry);
   Status SetTimes(int fd, archive_entry* e, std::string_view entry);
 
-  Fd root_;
+  UniqueFd root_;
   const LayerFile* layer_ = nullptr;
   std::set<std::string> layer_paths_;  // paths written by the current layer
   std::map<std::string, struct timespec> dir_mtimes_;
@@ -101,9 +75,9 @@ Result<std::vector<std::string>> Flattener::SplitPath(std::string_view entry,
   return SplitLayerPath(*layer_, entry, raw);
 }
 
-Result<Fd> Flattener::OpenDir(std::string_view entry, const std::vector<std::string>& comps,
+Result<UniqueFd> Flattener::OpenDir(std::string_view entry, const std::vector<std::string>& comps,
                               size_t n, bool create) {
-  Fd cur(::fcntl(root_.get(), F_DUPFD_CLOEXEC, 0));
+  UniqueFd cur(::fcntl(root_.get(), F_DUPFD_CLOEXEC, 0));
   if (!cur.valid()) return ErrnoStatus(errno, "dup root directory");
   for (size_t i = 0; i < n; ++i) {
     const std::string& c = comps[i];
@@ -128,12 +102,12 @@ Result<Fd> Flattener::OpenDir(std::string_view entry, const std::vector<std::str
       }
       return EntryErrno(entry, err, "open parent " + JoinLayerPath(comps, i + 1));
     }
-    cur = Fd(fd);
+    cur = UniqueFd(fd);
   }
   return cur;
 }
 
-Result<Fd> Flattener::OpenParent(std::string_view entry, const std::vector<std::string>& comps,
+Result<UniqueFd> Flattener::OpenParent(std::string_view entry, const std::vector<std::string>& comps,
                                  bool create) {
   return OpenDir(entry, comps, comps.size() - 1, create);
 }
@@ -208,7 +182,7 @@ Status Flattener::CleanOpaque(int dirfd, const std::string& dir_path, std::strin
     }
     struct stat st {};
     if (::fstatat(dirfd, child.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
-      Fd sub(::openat(dirfd, child.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd sub(::openat(dirfd, child.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!sub.valid()) return EntryErrno(entry, errno, "open " + path);
       BANGER_RETURN_IF_ERROR(CleanOpaque(sub.get(), path, entry));
     }
@@ -322,7 +296,7 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
 
   if (StartsWith(name, kWhiteoutPrefix)) {
     if (name == kOpaqueMarker) {
-      BANGER_ASSIGN_OR_RETURN(Fd dir, OpenDir(entry, comps, comps.size() - 1, /*create=*/true));
+      BANGER_ASSIGN_OR_RETURN(UniqueFd dir, OpenDir(entry, comps, comps.size() - 1, /*create=*/true));
       std::string dir_path = JoinLayerPath(comps, comps.size() - 1);
       if (manifest_) {
         // Entries that exist only in the manifest (devices) are not seen by
@@ -360,7 +334,7 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
     return RemoveTree(parent->get(), target, entry);
   }
 
-  BANGER_ASSIGN_OR_RETURN(Fd parent, OpenParent(entry, comps, /*create=*/true));
+  BANGER_ASSIGN_OR_RETURN(UniqueFd parent, OpenParent(entry, comps, /*create=*/true));
   layer_paths_.insert(path);
 
   struct stat existing {};
@@ -404,7 +378,7 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
 
   switch (type) {
     case AE_IFREG: {
-      Fd fd(::openat(parent.get(), name.c_str(),
+      UniqueFd fd(::openat(parent.get(), name.c_str(),
                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (!fd.valid()) return EntryErrno(entry, errno, "create file");
       BANGER_RETURN_IF_ERROR(WriteData(a, fd.get(), e, entry));
@@ -417,7 +391,7 @@ Status Flattener::ApplyEntry(archive* a, archive_entry* e) {
           return EntryErrno(entry, errno, "create directory");
         }
       }
-      Fd fd(::openat(parent.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      UniqueFd fd(::openat(parent.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!fd.valid()) return EntryErrno(entry, errno, "open directory");
       Record(path, e);
       BANGER_RETURN_IF_ERROR(ApplyMetadata(fd.get(), e, entry, true));
@@ -501,7 +475,7 @@ Status Flattener::Finish() {
   // Directory mtimes last: writing entries into a directory changes its mtime.
   for (auto it = dir_mtimes_.rbegin(); it != dir_mtimes_.rend(); ++it) {
     std::vector<std::string> comps = Split(it->first, '/');
-    Fd dir(::fcntl(root_.get(), F_DUPFD_CLOEXEC, 0));
+    UniqueFd dir(::fcntl(root_.get(), F_DUPFD_CLOEXEC, 0));
     bool ok = true;
     for (const std::string& c : comps) {
       int fd = ::openat(dir.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -509,7 +483,7 @@ Status Flattener::Finish() {
         ok = false;
         break;
       }
-      dir = Fd(fd);
+      dir = UniqueFd(fd);
     }
     if (!ok) continue;  // removed by a later whiteout
     struct timespec ts[2] = {it->second, it->second};
@@ -612,7 +586,7 @@ Status ForEachLayerEntry(const LayerFile& layer, const FlattenProgressFn& progre
 }
 
 struct LayerApplier::Impl {
-  explicit Impl(Fd root, TreeManifest* manifest) : f(std::move(root), manifest) {}
+  explicit Impl(UniqueFd root, TreeManifest* manifest) : f(std::move(root), manifest) {}
   Flattener f;
 };
 
@@ -621,7 +595,7 @@ LayerApplier::~LayerApplier() = default;
 
 Result<std::unique_ptr<LayerApplier>> LayerApplier::Open(const fs::path& dest_dir,
                                                          TreeManifest* manifest) {
-  Fd root(::open(dest_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd root(::open(dest_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root.valid()) return ErrnoStatus(errno, "open destination " + dest_dir.string());
   return std::unique_ptr<LayerApplier>(
       new LayerApplier(std::make_unique<Impl>(std::move(root), manifest)));

@@ -10,25 +10,13 @@
 #include <thread>
 #include <nlohmann/json.hpp>
 
+#include "base/unique_fd.h"
+
 namespace banger {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 int MsLeft(Clock::time_point deadline) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -93,7 +81,7 @@ Result<std::string> QmpExecute(const std::filesystem::path& socket, const std::s
   std::string path = socket.string();
   if (path.size() >= sizeof(addr.sun_path)) return InvalidArgument("QMP socket path too long: " + path);
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) return ErrnoStatus(errno, "socket");
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     return Unavailable("QMP connect " + path + ": " + std::strerror(errno));

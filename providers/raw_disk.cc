@@ -11,6 +11,8 @@
 #include <cstring>
 #include <vector>
 
+#include "base/unique_fd.h"
+
 namespace banger {
 
 namespace fs = std::filesystem;
@@ -20,13 +22,6 @@ std::string_view RawCopyMethodName(RawCopyMethod m) {
 }
 
 namespace {
-
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 Status WriteAll(int fd, const char* p, size_t n, off_t off, const fs::path& dst) {
   while (n > 0) {
@@ -80,32 +75,32 @@ Result<uint64_t> SparseCopy(int in, int out, off_t size, const fs::path& src, co
 }  // namespace
 
 Result<RawCopyResult> CopyRawDisk(const fs::path& src, const fs::path& dst, uint64_t size, bool allow_reflink) {
-  Fd in{::open(src.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (in.fd < 0) return ErrnoStatus(errno, "open " + src.string());
+  UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.get() < 0) return ErrnoStatus(errno, "open " + src.string());
   struct stat st {};
-  if (::fstat(in.fd, &st) != 0) return ErrnoStatus(errno, "stat " + src.string());
+  if (::fstat(in.get(), &st) != 0) return ErrnoStatus(errno, "stat " + src.string());
   if (!S_ISREG(st.st_mode)) return InvalidArgument(src.string() + " is not a regular file");
   fs::path partial = dst;
   partial += ".partial";
   ::unlink(partial.c_str());
   RawCopyResult res;
   {
-    Fd out{::open(partial.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)};
-    if (out.fd < 0) return ErrnoStatus(errno, "create " + partial.string());
-    bool cloned = allow_reflink && ::ioctl(out.fd, FICLONE, in.fd) == 0;
+    UniqueFd out(::open(partial.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (out.get() < 0) return ErrnoStatus(errno, "create " + partial.string());
+    bool cloned = allow_reflink && ::ioctl(out.get(), FICLONE, in.get()) == 0;
     Status s = OkStatus();
     if (cloned) {
       res.method = RawCopyMethod::kReflink;
     } else {
-      auto n = SparseCopy(in.fd, out.fd, st.st_size, src, partial);
+      auto n = SparseCopy(in.get(), out.get(), st.st_size, src, partial);
       if (!n) s = n.error();
       else res.bytes_written = *n;
     }
     uint64_t final_size = std::max<uint64_t>(size, static_cast<uint64_t>(st.st_size));
-    if (s.ok() && ::ftruncate(out.fd, static_cast<off_t>(final_size)) != 0) {
+    if (s.ok() && ::ftruncate(out.get(), static_cast<off_t>(final_size)) != 0) {
       s = ErrnoStatus(errno, "resize " + partial.string());
     }
-    if (s.ok() && ::fsync(out.fd) != 0) s = ErrnoStatus(errno, "sync " + partial.string());
+    if (s.ok() && ::fsync(out.get()) != 0) s = ErrnoStatus(errno, "sync " + partial.string());
     if (!s.ok()) {
       ::unlink(partial.c_str());
       return s.WithContext("copying disk " + src.string());

@@ -15,6 +15,7 @@
 
 #include "base/files.h"
 #include "base/strings.h"
+#include "base/unique_fd.h"
 #include "fetch/extract.h"
 
 namespace banger::workspace {
@@ -26,22 +27,6 @@ namespace fs = std::filesystem;
 // agent channel either way for this long) fails the copy instead of hanging
 // `banger cp`, `apply` (workspace shipping) or `workspace sync` forever.
 constexpr std::chrono::milliseconds kGuestIdleTimeout{60000};
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { Reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
 
 // A memfd collecting a command's stderr (bounded by what the guest writes;
 // builtins write one line per problem).
@@ -173,9 +158,9 @@ Status AddLocalPath(struct archive* a, const fs::path& path, const std::string& 
 Status PushArchive(AgentConnection& conn, const std::string& guest_dir, const ArchiveProducer& produce) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return ErrnoStatus(errno, "socketpair");
-  Fd reader(sv[0]);
-  Fd writer(sv[1]);
-  Fd err(::memfd_create("banger-untar-stderr", MFD_CLOEXEC));
+  UniqueFd reader(sv[0]);
+  UniqueFd writer(sv[1]);
+  UniqueFd err(::memfd_create("banger-untar-stderr", MFD_CLOEXEC));
   if (err.get() < 0) return ErrnoStatus(errno, "memfd_create");
 
   Status produced = OkStatus();
@@ -222,10 +207,10 @@ Status PullTree(AgentConnection& conn, const std::string& guest_dir, const std::
   BANGER_ASSIGN_OR_RETURN(fs::path tmp, MakeTempDir("banger-pull"));
   ScopedRemove cleanup(tmp);
   fs::path tar = tmp / "stream.tar";
-  Fd out(::open(tar.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  UniqueFd out(::open(tar.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (out.get() < 0) return ErrnoStatus(errno, "creating " + tar.string());
-  Fd err(::memfd_create("banger-tar-stderr", MFD_CLOEXEC));
-  Fd in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd err(::memfd_create("banger-tar-stderr", MFD_CLOEXEC));
+  UniqueFd in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (err.get() < 0 || in.get() < 0) return ErrnoStatus(errno, "memfd_create");
   ExecCommand cmd;
   cmd.argv = {"@banger/tar", "-C", guest_dir};
