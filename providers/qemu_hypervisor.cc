@@ -304,7 +304,10 @@ Result<ProcessIdentity> RecoverQemuProcess(const fs::path& runtime_dir) {
   }
   // 2. Launched but not yet recorded anywhere (banger was killed between
   //    starting QEMU and QEMU writing its pidfile): find it by its command line.
+  //    A QEMU is only launched into an existing runtime dir, and the dir is
+  //    only removed after its QEMU is gone: without the dir, none can run.
   std::error_code ec;
+  if (!fs::exists(runtime_dir, ec) && !ec) return NotFound("no runtime dir " + runtime_dir.string());
   for (const auto& e : fs::directory_iterator("/proc", ec)) {
     const std::string name = e.path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
