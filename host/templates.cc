@@ -28,7 +28,7 @@ json IdentityObject(const TemplateIdentity& i) {
   return json{{"provider", i.provider},   {"imageDigest", i.image_digest}, {"imageDisk", i.image_disk},
               {"kernelSha256", i.kernel_sha256}, {"initramfs", i.initramfs}, {"cpus", i.cpus},
               {"memoryBytes", i.memory_bytes}, {"diskBytes", i.disk_bytes}, {"machine", i.machine},
-              {"network", i.network}, {"devices", i.devices}};
+              {"network", i.network}, {"devices", i.devices}, {"vmm", i.vmm}};
 }
 
 // `n` lowercase hex digits: a full hash (64) or its short form (12).

@@ -32,6 +32,7 @@ struct TemplateIdentity {
   std::string machine;         // accel/machine settings ("auto/auto")
   std::string network;         // "none" | "user" | "user-isolated" | "bridged"
   std::string devices;         // the device set ("root" today: sandboxes with volumes are not templated)
+  std::string vmm;             // the VMM binary's SHA-256: a saved state loads only into the VMM that saved it
 
   /// Canonical JSON (sorted keys): what is hashed and kept in meta.json.
   std::string Json() const;

@@ -27,7 +27,34 @@ TemplateIdentity Identity(uint64_t memory = 256u << 20) {
   id.machine = "auto/auto";
   id.network = "none";
   id.devices = "root";
+  id.vmm = "dd";
   return id;
+}
+
+// Every part of the boot identity leads to another template: a state saved
+// under any other value must never be restored.
+TEST(TemplateIdentityTest, EveryFieldChangesTheHash) {
+  const std::string base = Identity().Hash();
+  std::vector<std::pair<const char*, void (*)(TemplateIdentity&)>> changes = {
+      {"provider", [](TemplateIdentity& i) { i.provider = "firecracker"; }},
+      {"image digest", [](TemplateIdentity& i) { i.image_digest = "sha256:ab"; }},
+      {"image disk", [](TemplateIdentity& i) { i.image_disk += "2"; }},
+      {"kernel", [](TemplateIdentity& i) { i.kernel_sha256 = "bc"; }},
+      {"initramfs", [](TemplateIdentity& i) { i.initramfs = "banger-initramfs-cd.img"; }},
+      {"cpus", [](TemplateIdentity& i) { i.cpus = 2; }},
+      {"memory", [](TemplateIdentity& i) { i.memory_bytes *= 2; }},
+      {"disk", [](TemplateIdentity& i) { i.disk_bytes = 1u << 30; }},
+      {"machine", [](TemplateIdentity& i) { i.machine = "tcg/microvm"; }},
+      {"network", [](TemplateIdentity& i) { i.network = "user"; }},
+      {"devices", [](TemplateIdentity& i) { i.devices = "root+vol"; }},
+      {"vmm (an upgraded QEMU)", [](TemplateIdentity& i) { i.vmm = "de"; }},
+  };
+  for (const auto& [what, change] : changes) {
+    TemplateIdentity id = Identity();
+    change(id);
+    EXPECT_NE(id.Hash(), base) << what;
+    EXPECT_EQ(Identity().Hash(), base) << "the hash is stable";
+  }
 }
 
 class TemplatesTest : public ::testing::Test {

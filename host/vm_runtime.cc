@@ -341,6 +341,11 @@ class VmRuntime final : public SandboxRuntime {
     id.machine = machine_;
     id.network = std::string(ToString(spec.network.mode));
     id.devices = "root";
+    // Another QEMU build may not load this one's state (microvm has no
+    // versioned machine types): an upgraded QEMU gets new templates.
+    auto qemu = FindProgram(qemu_binary_);
+    if (!qemu) return FailedPrecondition(qemu_binary_ + " is not on PATH");
+    BANGER_ASSIGN_OR_RETURN(id.vmm, CachedSha256(*qemu));
     return id;
   }
 
