@@ -80,7 +80,9 @@ void AddArtifactCommands(CLI::App& app, HostOpener open_host, int& exit_code) {
       auto r = h.images().Pull(*pull_ref, req);
       bar.Done();
       if (!r) return Fail(r.error());
-      std::printf("✓ image %s: %s (%s)\n", r->name.c_str(), r->digest.c_str(), HumanBytes(r->size_bytes).c_str());
+      // Recipe-built images have no digest: say how they came to be instead.
+      const std::string what = r->digest.empty() ? "built from its recipe" : r->digest;
+      std::printf("✓ image %s: %s (%s)\n", r->name.c_str(), what.c_str(), HumanBytes(r->size_bytes).c_str());
       return 0;
     });
   });
