@@ -384,7 +384,10 @@ class BangerEnv {
     return Banger(args, std::chrono::minutes(2));
   }
 
-  std::vector<int> Qemus() const { return QemuPidsMentioning(state_); }
+  // The sandboxes' (and template builds') QEMUs: their runtime dirs are under
+  // <state>/sandboxes/. Not the accelerator probe's short-lived QEMU, which
+  // boots the state's kernel while an apply resolves KVM vs TCG.
+  std::vector<int> Qemus() const { return QemuPidsMentioning(state_ + "/sandboxes/"); }
 
   std::string Logs(const std::string& name) {
     CommandOutput out = Banger({"logs", name});
