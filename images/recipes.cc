@@ -64,17 +64,12 @@ bool SafeRelative(std::string_view p) {
   return true;
 }
 
-constexpr char kInittab[] =
-    "# banger busybox: minimal init\n"
-    "# Under banger the guest agent has already mounted /proc, /sys and /run:\n"
-    "# mount only what is missing (Debian's busybox has no mountpoint applet),\n"
-    "# never over the agent's mounts. One shell: each process costs at boot.\n"
-    "::sysinit:/bin/sh -c '[ -e /proc/self ] || mount -t proc proc /proc;"
-    " grep -qs \" /sys \" /proc/mounts || mount -t sysfs sysfs /sys;"
-    " grep -qs \" /run \" /proc/mounts || mount -t tmpfs tmpfs /run;"
-    " hostname -F /etc/hostname'\n"
-    "::ctrlaltdel:/sbin/reboot\n"
-    "::shutdown:/bin/umount -a -r\n";
+std::string Inittab() {
+  return std::string("# banger busybox: minimal init\n"
+                     "# Under banger the guest agent has already mounted /proc, /sys and /run:\n"
+                     "# only what is missing is mounted (images/recipes.h).\n") +
+         kBusyboxSysinit + "::ctrlaltdel:/sbin/reboot\n::shutdown:/bin/umount -a -r\n";
+}
 
 constexpr char kOsRelease[] =
     "NAME=\"banger busybox\"\n"
@@ -140,7 +135,7 @@ Status BuildBusyboxTree(CommandRunner& runner, const fs::path& busybox, const fs
   BANGER_RETURN_IF_ERROR(WriteTreeFile(dest, "etc/shadow", "root:*:19000:0:99999:7:::\n", 0600));
   BANGER_RETURN_IF_ERROR(WriteTreeFile(dest, "etc/hostname", "busybox\n", 0644));
   BANGER_RETURN_IF_ERROR(WriteTreeFile(dest, "etc/os-release", kOsRelease, 0644));
-  BANGER_RETURN_IF_ERROR(WriteTreeFile(dest, "etc/inittab", kInittab, 0644));
+  BANGER_RETURN_IF_ERROR(WriteTreeFile(dest, "etc/inittab", Inittab(), 0644));
   spdlog::debug("busybox tree in {}: {} applets", dest.string(), applets);
   return OkStatus();
 }

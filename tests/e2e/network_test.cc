@@ -30,6 +30,7 @@
 
 #include "base/command_runner.h"
 #include "base/strings.h"
+#include "images/recipes.h"
 #include "tests/e2e/vm_fixture.h"
 #include "tests/support/netns.h"
 
@@ -78,12 +79,9 @@ std::string BoxYaml(const Box& b) {
   }
   if (!b.server) return SpecYaml(b.name, o);
   o.readiness = R"(["sh", "-c", "wget -q -O - http://127.0.0.1/ | grep -q hello-from-)" + b.name + R"("])";
-  // The busybox recipe's inittab (images/recipes.cc) plus the servers.
+  // The busybox recipe's inittab (images/recipes.h) plus the servers.
   std::string inittab =
-      "        ::sysinit:/bin/sh -c '[ -e /proc/self ] || mount -t proc proc /proc;"
-      " grep -qs \" /sys \" /proc/mounts || mount -t sysfs sysfs /sys;"
-      " grep -qs \" /run \" /proc/mounts || mount -t tmpfs tmpfs /run;"
-      " hostname -F /etc/hostname'\n"
+      "        " + std::string(images::kBusyboxSysinit) +
       "        ::respawn:/bin/busybox httpd -f -p 80 -h /www\n";
   if (b.udp_echo) inittab += "        ::respawn:/usr/local/bin/udp-echo " + std::to_string(kUdpEchoPort) + "\n";
   inittab +=
